@@ -7,6 +7,8 @@
 #include "mlir/IR/DialectImplementation.h"
 #include "llvm/ADT/TypeSwitch.h"
 
+#include <cmath>
+
 using namespace mlir;
 using namespace moec::moe;
 
@@ -40,9 +42,15 @@ ActivationAttr::verify(llvm::function_ref<InFlightDiagnostic()> emitError,
                        << " takes no alpha or limit";
   if (clamped && (!alpha || !limit))
     return emitError() << "activation swiglu_clamped requires alpha and limit";
-  if (clamped && !(limit.getValueAsDouble() > 0.0))
-    return emitError() << "swiglu_clamped limit must be positive, got "
-                       << limit.getValueAsDouble();
+  if (clamped) {
+    for (auto [name, value] : {std::pair<StringRef, FloatAttr>{"alpha", alpha},
+                               {"limit", limit}}) {
+      double v = value.getValueAsDouble();
+      if (!(v > 0.0) || std::isinf(v))
+        return emitError() << "swiglu_clamped " << name
+                           << " must be positive and finite, got " << v;
+    }
+  }
   return success();
 }
 
@@ -70,6 +78,10 @@ Attribute ActivationAttr::parse(AsmParser &parser, Type) {
     if (parser.parseKeyword(&key) || parser.parseEqual() ||
         parser.parseFloat(value))
       return {};
+    if ((key == "alpha" && alpha) || (key == "limit" && limit)) {
+      parser.emitError(keyLoc) << "'" << key << "' given twice";
+      return {};
+    }
     if (key == "alpha") {
       alpha = FloatAttr::get(f64, value);
     } else if (key == "limit") {

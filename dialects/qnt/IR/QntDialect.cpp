@@ -5,6 +5,7 @@
 
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/DialectImplementation.h"
+#include "llvm/ADT/DenseSet.h"
 #include "llvm/ADT/TypeSwitch.h"
 #include "llvm/Support/MathExtras.h"
 
@@ -132,6 +133,9 @@ LogicalResult moec::qnt::verifyWeightStoreType(
            << type;
   if (!tensor.hasStaticShape())
     return emitError() << "weights must have a static shape, got " << type;
+  if (llvm::is_contained(tensor.getShape(), 0))
+    return emitError() << "weights must not have a zero-sized dimension, got "
+                       << type;
   if (!tensor.getElementType().isIntOrFloat())
     return emitError() << "weights must have a float or integer element type, "
                           "got "
@@ -166,7 +170,8 @@ int64_t QuantizedTensorType::getBlockBytes() const {
   // Own formats: the packed codes of one group, its f16 scale and, when
   // asymmetric, its f16 min. The group is a multiple of 8, so the codes fill
   // whole bytes for every bit width.
-  int64_t codeBytes = getGroup() * getOwnFormatBits(getFormat()) / 8;
+  int64_t codeBytes =
+      static_cast<int64_t>(getGroup()) * getOwnFormatBits(getFormat()) / 8;
   return codeBytes + 2 + (getAsymmetric() ? 2 : 0);
 }
 
@@ -263,11 +268,16 @@ Type QuantizedTensorType::parse(AsmParser &parser) {
 
   unsigned group = 0, interleave = 1;
   bool asymmetric = false;
+  llvm::SmallDenseSet<StringRef> seen;
   while (succeeded(parser.parseOptionalComma())) {
     StringRef key;
     SMLoc keyLoc = parser.getCurrentLocation();
     if (parser.parseKeyword(&key))
       return {};
+    if (!seen.insert(key).second) {
+      parser.emitError(keyLoc) << "'" << key << "' given twice";
+      return {};
+    }
     if (key == "asymmetric") {
       asymmetric = true;
     } else if (key == "group" || key == "interleave") {

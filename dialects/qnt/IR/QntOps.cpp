@@ -60,19 +60,25 @@ LogicalResult verifyGroupParts(Operation *op, QuantizedTensorType quantized,
   Type codeType = codeElementType(quantized);
   if (codes.getElementType() != codeType)
     return op->emitOpError("expects codes of element type ")
-           << codeType << " for a "
-           << (quantized.getAsymmetric() ? "n asymmetric" : " symmetric")
+           << codeType << " for "
+           << (quantized.getAsymmetric() ? "an asymmetric" : "a symmetric")
            << " format, got " << codes.getElementType();
+  // Scales must fit the groups of both the quantized type and the codes
+  // (which may know outer sizes that the quantized type leaves dynamic).
   SmallVector<int64_t> expected = groupShape(quantized);
-  if (failed(verifyCompatibleShape(scales.getShape(), expected)))
+  SmallVector<int64_t> fromCodes(codes.getShape());
+  fromCodes.back() = expected.back();
+  if (failed(verifyCompatibleShape(scales.getShape(), expected)) ||
+      failed(verifyCompatibleShape(scales.getShape(), fromCodes)))
     return op->emitOpError("scales of shape ")
            << shapeString(scales.getShape()) << " do not match the group shape "
-           << shapeString(expected);
+           << shapeString(expected) << " of codes "
+           << shapeString(codes.getShape());
   if (quantized.getAsymmetric() != static_cast<bool>(mins))
     return op->emitOpError(quantized.getAsymmetric()
                                ? "an asymmetric format needs mins"
                                : "a symmetric format has no mins");
-  if (mins && mins.getShape() != scales.getShape())
+  if (mins && failed(verifyCompatibleShape(mins.getShape(), scales.getShape())))
     return op->emitOpError("mins of shape ")
            << shapeString(mins.getShape())
            << " do not match the scales' shape "

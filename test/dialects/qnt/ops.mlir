@@ -107,3 +107,11 @@ func.func @unpack_symmetric(%q: !qnt.tensor<2x64, int8, group = 64>) -> (tensor<
 func.func @weight_ref() attributes {test.ref = #qnt.ref<"token_embd.weight" : !qnt.tensor<1000x256, q6_k, interleave = 4>>} {
   return
 }
+
+// Mins and scales need only compatible shapes.
+// CHECK-LABEL: func.func @pack_dynamic_scales
+func.func @pack_dynamic_scales(%codes: tensor<4x64xui8>, %scales: tensor<?x2xf16>, %mins: tensor<4x2xf16>) -> !qnt.tensor<4x64, int4, group = 32, asymmetric> {
+  // CHECK: qnt.pack {{.*}} : tensor<4x64xui8>, tensor<?x2xf16>, tensor<4x2xf16> -> !qnt.tensor<4x64, int4, group = 32, asymmetric>
+  %q = qnt.pack %codes, %scales, %mins : tensor<4x64xui8>, tensor<?x2xf16>, tensor<4x2xf16> -> !qnt.tensor<4x64, int4, group = 32, asymmetric>
+  return %q : !qnt.tensor<4x64, int4, group = 32, asymmetric>
+}
