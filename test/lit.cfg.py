@@ -8,7 +8,7 @@ import lit.util
 
 config.name = "moec"
 config.test_format = lit.formats.ShTest(execute_external=False)
-config.suffixes = [".mlir"]
+config.suffixes = [".mlir", ".test"]
 config.test_source_root = os.path.dirname(__file__)
 config.test_exec_root = os.path.join(config.moec_obj_root, "test")
 config.excludes = ["CMakeLists.txt", "lit.cfg.py", "lit.site.cfg.py",
@@ -17,9 +17,12 @@ config.excludes = ["CMakeLists.txt", "lit.cfg.py", "lit.site.cfg.py",
 # Tools are found by absolute path: moec's from the build tree, FileCheck,
 # not and split-file from LLVM 22 (never an older one that happens to be on
 # PATH).
-for tool in ["moec-opt"]:
+# A tool name is replaced only where it stands alone (not inside a path or a
+# longer name: "moec" must not match in ".../moec-opt").
+for tool in ["moec-opt", "moec"]:
     config.substitutions.append(
-        (r"\b%s\b" % tool, os.path.join(config.moec_tools_dir, tool)))
+        (r"(?<![-\w/.])%s(?![-\w])" % tool,
+         os.path.join(config.moec_tools_dir, tool)))
 for tool in ["FileCheck", "not", "split-file"]:
     config.substitutions.append(
         (r"\b%s\b" % tool, os.path.join(config.llvm_tools_dir, tool)))

@@ -1,0 +1,272 @@
+//===- ModelConfig.cpp - MoE model families and hyper-parameters ----------===//
+
+#include "compiler/model/ModelConfig.h"
+
+#include "llvm/ADT/StringExtras.h"
+#include "llvm/Support/raw_ostream.h"
+
+using namespace llvm;
+using namespace moec;
+using namespace moec::model;
+
+namespace {
+
+// clang-format off
+const FamilyInfo kFamilies[] = {
+  // family           name        gguf arch   HF model_type  HF class
+  //   qk norm           qkv bias shared gate  GGUF rope             HF rope           norm top-k
+  {Family::Qwen3Moe, "qwen3moe", "qwen3moe", "qwen3_moe", "Qwen3MoeForCausalLM",
+     QkNorm::PerHead, false, false, false, RopeStyle::NeoX,        RopeStyle::NeoX, true},
+  {Family::Qwen2Moe, "qwen2moe", "qwen2moe", "qwen2_moe", "Qwen2MoeForCausalLM",
+     QkNorm::None,    true,  true,  true,  RopeStyle::NeoX,        RopeStyle::NeoX, false},
+  {Family::Mixtral,  "mixtral",  "llama",    "mixtral",   "MixtralForCausalLM",
+     QkNorm::None,    false, false, false, RopeStyle::Interleaved, RopeStyle::NeoX, true},
+  {Family::Olmoe,    "olmoe",    "olmoe",    "olmoe",     "OlmoeForCausalLM",
+     QkNorm::Whole,   false, false, false, RopeStyle::NeoX,        RopeStyle::NeoX, false},
+};
+// clang-format on
+
+} // namespace
+
+ArrayRef<FamilyInfo> moec::model::getFamilies() { return kFamilies; }
+
+const FamilyInfo &moec::model::getFamilyInfo(Family family) {
+  for (const FamilyInfo &info : kFamilies)
+    if (info.family == family)
+      return info;
+  llvm_unreachable("every family has a row");
+}
+
+const FamilyInfo *moec::model::lookupFamilyByName(StringRef name) {
+  for (const FamilyInfo &info : kFamilies)
+    if (info.name == name)
+      return &info;
+  return nullptr;
+}
+
+std::string moec::model::familyNames() {
+  std::string names;
+  for (const FamilyInfo &info : kFamilies)
+    names += (names.empty() ? "" : ", ") + info.name.str();
+  return names;
+}
+
+Error ModelConfig::validate(StringRef source) const {
+  auto fail = [&](const Twine &message) {
+    return createStringError(inconvertibleErrorCode(),
+                             source + ": " + message);
+  };
+  struct {
+    const char *name;
+    int64_t value;
+  } positive[] = {{"vocabulary size", vocabSize},
+                  {"hidden size", hiddenSize},
+                  {"layer count", numLayers},
+                  {"attention head count", numHeads},
+                  {"KV head count", numKvHeads},
+                  {"head size", headDim},
+                  {"expert count", numExperts},
+                  {"experts used per token", numExpertsUsed},
+                  {"expert FFN size", expertFfnSize}};
+  for (const auto &p : positive)
+    if (p.value <= 0)
+      return fail(Twine(p.name) + " is " + Twine(p.value) +
+                  ", expected a positive number");
+  if (numHeads % numKvHeads != 0)
+    return fail(Twine(numHeads) + " attention heads are not a multiple of " +
+                Twine(numKvHeads) + " KV heads");
+  if (numExpertsUsed > numExperts)
+    return fail(Twine(numExpertsUsed) + " experts used per token exceeds the " +
+                Twine(numExperts) + " experts");
+  if (headDim % 2 != 0)
+    return fail("head size " + Twine(headDim) + " is odd: RoPE needs pairs");
+  if (family->sharedExpert && sharedExpertFfnSize <= 0)
+    return fail(family->name + " needs a shared expert FFN size");
+  if (!(rmsNormEps > 0.0))
+    return fail("RMSNorm epsilon " + std::to_string(rmsNormEps) + " is not positive");
+  if (!(ropeTheta > 0.0))
+    return fail("RoPE base " + std::to_string(ropeTheta) + " is not positive");
+  return Error::success();
+}
+
+std::vector<TensorRole> moec::model::getTensorRoles(const ModelConfig &c) {
+  using K = TensorRole::Kind;
+  const FamilyInfo &f = *c.family;
+  int64_t h = c.hiddenSize, q = c.numHeads * c.headDim,
+          kv = c.numKvHeads * c.headDim, e = c.numExperts,
+          i = c.expertFfnSize, s = c.sharedExpertFfnSize;
+  std::vector<TensorRole> roles;
+  auto add = [&](K kind, int layer, StringRef suffix,
+                 std::vector<int64_t> dims, StringRef tensorClass) {
+    std::string name = layer < 0 ? suffix.str()
+                                 : ("blk." + Twine(layer) + "." + suffix).str();
+    roles.push_back({kind, layer, name, std::move(dims), tensorClass});
+  };
+  add(K::TokenEmbedding, -1, "token_embd.weight", {h, c.vocabSize},
+      "embeddings");
+  add(K::OutputNorm, -1, "output_norm.weight", {h}, "small");
+  if (!c.tiedEmbeddings)
+    add(K::Output, -1, "output.weight", {h, c.vocabSize}, "embeddings");
+  for (int l = 0; l < c.numLayers; ++l) {
+    add(K::AttnNorm, l, "attn_norm.weight", {h}, "small");
+    add(K::AttnQ, l, "attn_q.weight", {h, q}, "attention");
+    add(K::AttnK, l, "attn_k.weight", {h, kv}, "attention");
+    add(K::AttnV, l, "attn_v.weight", {h, kv}, "attention");
+    if (f.qkvBias) {
+      add(K::AttnQBias, l, "attn_q.bias", {q}, "small");
+      add(K::AttnKBias, l, "attn_k.bias", {kv}, "small");
+      add(K::AttnVBias, l, "attn_v.bias", {kv}, "small");
+    }
+    if (f.qkNorm == QkNorm::PerHead) {
+      add(K::AttnQNorm, l, "attn_q_norm.weight", {c.headDim}, "small");
+      add(K::AttnKNorm, l, "attn_k_norm.weight", {c.headDim}, "small");
+    } else if (f.qkNorm == QkNorm::Whole) {
+      add(K::AttnQNorm, l, "attn_q_norm.weight", {q}, "small");
+      add(K::AttnKNorm, l, "attn_k_norm.weight", {kv}, "small");
+    }
+    add(K::AttnOutput, l, "attn_output.weight", {q, h}, "attention");
+    add(K::FfnNorm, l, "ffn_norm.weight", {h}, "small");
+    add(K::Router, l, "ffn_gate_inp.weight", {h, e}, "small");
+    add(K::ExpertGate, l, "ffn_gate_exps.weight", {h, i, e}, "experts");
+    add(K::ExpertUp, l, "ffn_up_exps.weight", {h, i, e}, "experts");
+    add(K::ExpertDown, l, "ffn_down_exps.weight", {i, h, e}, "experts");
+    if (f.sharedExpert) {
+      if (f.sharedExpertGate)
+        add(K::SharedInputGate, l, "ffn_gate_inp_shexp.weight", {h}, "small");
+      add(K::SharedGate, l, "ffn_gate_shexp.weight", {h, s}, "attention");
+      add(K::SharedUp, l, "ffn_up_shexp.weight", {h, s}, "attention");
+      add(K::SharedDown, l, "ffn_down_shexp.weight", {s, h}, "attention");
+    }
+  }
+  return roles;
+}
+
+//===----------------------------------------------------------------------===//
+// GGUF
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+std::string dimsString(ArrayRef<int64_t> dims) {
+  std::string s = "[";
+  for (size_t i = 0; i < dims.size(); ++i)
+    s += (i ? ", " : "") + std::to_string(dims[i]);
+  return s + "]";
+}
+
+} // namespace
+
+Expected<ModelConfig> moec::model::readGgufConfig(const gguf::GgufFile &file) {
+  Expected<StringRef> arch = file.getString("general.architecture");
+  if (!arch)
+    return arch.takeError();
+  ModelConfig c;
+  for (const FamilyInfo &info : kFamilies)
+    if (info.ggufArch == *arch)
+      c.family = &info;
+  if (!c.family) {
+    std::string known;
+    for (const FamilyInfo &info : kFamilies)
+      known += (known.empty() ? "" : ", ") + info.ggufArch.str();
+    return file.makeError("general.architecture is '" + *arch +
+                          "', which moec does not support (supported: " +
+                          known + ")");
+  }
+  std::string p = arch->str() + ".";
+  auto required = [&](StringRef key, int64_t &out) -> Error {
+    Expected<uint64_t> v = file.getUnsigned(p + key.str());
+    if (!v)
+      return v.takeError();
+    if (*v > static_cast<uint64_t>(INT32_MAX))
+      return file.makeError(p + key + " is " + Twine(*v) +
+                            ", larger than any model moec supports");
+    out = static_cast<int64_t>(*v);
+    return Error::success();
+  };
+  auto optional = [&](StringRef key, int64_t &out) -> Error {
+    if (!file.lookup(p + key.str()))
+      return Error::success();
+    return required(key, out);
+  };
+  if (*arch == "llama" && !file.lookup(p + "expert_count"))
+    return file.makeError("architecture 'llama' without llama.expert_count is "
+                          "a dense model, not a Mixture-of-Experts");
+  if (Error e = required("embedding_length", c.hiddenSize))
+    return std::move(e);
+  if (Error e = required("block_count", c.numLayers))
+    return std::move(e);
+  if (Error e = required("attention.head_count", c.numHeads))
+    return std::move(e);
+  c.numKvHeads = c.numHeads;
+  if (Error e = optional("attention.head_count_kv", c.numKvHeads))
+    return std::move(e);
+  if (c.numHeads > 0)
+    c.headDim = c.hiddenSize / c.numHeads;
+  if (Error e = optional("attention.key_length", c.headDim))
+    return std::move(e);
+  if (Error e = required("expert_count", c.numExperts))
+    return std::move(e);
+  if (Error e = required("expert_used_count", c.numExpertsUsed))
+    return std::move(e);
+  if (file.lookup(p + "expert_feed_forward_length")) {
+    if (Error e = required("expert_feed_forward_length", c.expertFfnSize))
+      return std::move(e);
+  } else if (Error e = required("feed_forward_length", c.expertFfnSize)) {
+    return std::move(e);
+  }
+  if (c.family->sharedExpert)
+    if (Error e = required("expert_shared_feed_forward_length",
+                           c.sharedExpertFfnSize))
+      return std::move(e);
+  if (Error e = optional("context_length", c.contextLength))
+    return std::move(e);
+  Expected<double> eps = file.getDouble(p + "attention.layer_norm_rms_epsilon");
+  if (!eps)
+    return eps.takeError();
+  c.rmsNormEps = *eps;
+  if (file.lookup(p + "rope.freq_base")) {
+    Expected<double> theta = file.getDouble(p + "rope.freq_base");
+    if (!theta)
+      return theta.takeError();
+    c.ropeTheta = *theta;
+  }
+  c.normTopK = c.family->defaultNormTopK;
+  if (file.lookup(p + "expert_weights_norm")) {
+    Expected<bool> norm = file.getBool(p + "expert_weights_norm");
+    if (!norm)
+      return norm.takeError();
+    c.normTopK = *norm;
+  }
+  c.rope = c.family->ggufRope;
+
+  const gguf::TensorInfo *embedding = file.findTensor("token_embd.weight");
+  if (!embedding)
+    return file.makeError("missing tensor 'token_embd.weight'");
+  if (embedding->dims.size() != 2)
+    return file.makeError("tensor 'token_embd.weight' has dims " +
+                          dimsString(embedding->dims) +
+                          ", expected [hidden, vocabulary]");
+  c.vocabSize = embedding->dims[1];
+  if (Error e = optional("vocab_size", c.vocabSize))
+    return std::move(e);
+  c.tiedEmbeddings = !file.findTensor("output.weight");
+  if (Error e = c.validate(file.getPath()))
+    return std::move(e);
+
+  // Every tensor the configuration implies, with the shape it implies.
+  for (const TensorRole &role : getTensorRoles(c)) {
+    const gguf::TensorInfo *t = file.findTensor(role.ggufName);
+    if (!t)
+      return file.makeError("missing tensor '" + role.ggufName + "' of " +
+                            c.family->name + " layer " + Twine(role.layer));
+    if (ArrayRef<int64_t>(t->dims) != ArrayRef<int64_t>(role.dims))
+      return file.makeError(
+          "tensor '" + role.ggufName + "' has dims " + dimsString(t->dims) +
+          " but the metadata implies " + dimsString(role.dims) + " (hidden " +
+          Twine(c.hiddenSize) + ", heads " + Twine(c.numHeads) + "/" +
+          Twine(c.numKvHeads) + " of " + Twine(c.headDim) + ", " +
+          Twine(c.numExperts) + " experts of FFN size " +
+          Twine(c.expertFfnSize) + ", vocabulary " + Twine(c.vocabSize) + ")");
+  }
+  return c;
+}

@@ -1,0 +1,151 @@
+//===- ModelConfig.h - MoE model families and hyper-parameters --*- C++ -*-===//
+//
+// What moec knows about each supported model family, as data: the GGUF
+// architecture name and metadata keys, the Hugging Face model type, which
+// optional parts the family has (Q/K norms, a shared expert and its gate,
+// attention biases), its RoPE style and routing defaults, and the names of
+// its tensors in GGUF. Adding a family (DeepSeek-V2/V3, gpt-oss) is adding a
+// row and the parts it introduces, not a new importer.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOEC_COMPILER_MODEL_MODELCONFIG_H
+#define MOEC_COMPILER_MODEL_MODELCONFIG_H
+
+#include "compiler/gguf/GgufFile.h"
+
+#include "llvm/ADT/ArrayRef.h"
+#include "llvm/ADT/StringRef.h"
+#include "llvm/Support/Error.h"
+
+#include <string>
+#include <vector>
+
+namespace moec::model {
+
+enum class Family { Qwen3Moe, Qwen2Moe, Mixtral, Olmoe };
+
+/// How rotary embeddings pair the dimensions of a head.
+enum class RopeStyle {
+  /// Pairs (2i, 2i+1): ggml's default mode, which GGUF llama-family files
+  /// are written for (the converter permutes Q and K rows to match).
+  Interleaved,
+  /// Pairs (i, i + d/2): Hugging Face's rotate_half, ggml's NeoX mode.
+  NeoX,
+};
+
+/// How the Q/K norms of a family apply.
+enum class QkNorm {
+  None,
+  /// RMSNorm over each head (Qwen3-MoE): weights [head_dim].
+  PerHead,
+  /// RMSNorm over all heads together (OLMoE): weights [heads * head_dim].
+  Whole,
+};
+
+/// The static description of a family: one row of the family table.
+struct FamilyInfo {
+  Family family;
+  /// Name used by moec (`moec synth --family=...`).
+  llvm::StringRef name;
+  /// `general.architecture` in GGUF.
+  llvm::StringRef ggufArch;
+  /// `model_type` in Hugging Face config.json.
+  llvm::StringRef hfModelType;
+  /// The transformers class that implements it.
+  llvm::StringRef hfArchitecture;
+  QkNorm qkNorm;
+  /// Whether Q, K and V projections have biases.
+  bool qkvBias;
+  bool sharedExpert;
+  /// Whether the shared expert is scaled by sigmoid(x . w) (Qwen2-MoE).
+  bool sharedExpertGate;
+  /// RoPE style of GGUF files (the converter may permute Q/K for it).
+  RopeStyle ggufRope;
+  /// RoPE style of Hugging Face checkpoints.
+  RopeStyle hfRope;
+  /// Renormalise the top-k router weights unless the file says otherwise.
+  bool defaultNormTopK;
+};
+
+llvm::ArrayRef<FamilyInfo> getFamilies();
+const FamilyInfo &getFamilyInfo(Family family);
+/// The family moec calls `name`, or null.
+const FamilyInfo *lookupFamilyByName(llvm::StringRef name);
+/// "qwen3moe, qwen2moe, mixtral, olmoe".
+std::string familyNames();
+
+/// The hyper-parameters of one model, whatever file it came from.
+struct ModelConfig {
+  const FamilyInfo *family = nullptr;
+  int64_t vocabSize = 0;
+  int64_t hiddenSize = 0;
+  int64_t numLayers = 0;
+  int64_t numHeads = 0;
+  int64_t numKvHeads = 0;
+  int64_t headDim = 0;
+  int64_t numExperts = 0;
+  int64_t numExpertsUsed = 0;
+  int64_t expertFfnSize = 0;
+  /// 0 when the family has no shared expert.
+  int64_t sharedExpertFfnSize = 0;
+  int64_t contextLength = 0;
+  double rmsNormEps = 1e-6;
+  double ropeTheta = 10000.0;
+  bool normTopK = true;
+  RopeStyle rope = RopeStyle::NeoX;
+  /// The output projection reuses the token embedding.
+  bool tiedEmbeddings = false;
+
+  /// Checks the values against each other (heads divide, k <= experts, ...).
+  llvm::Error validate(llvm::StringRef source) const;
+};
+
+/// Reads a model's configuration from GGUF metadata and checks it against the
+/// shapes of its tensors (messages name the file and the key or tensor).
+llvm::Expected<ModelConfig> readGgufConfig(const gguf::GgufFile &file);
+
+/// A tensor of a model in its role, with the name GGUF gives it.
+struct TensorRole {
+  enum Kind {
+    TokenEmbedding,
+    OutputNorm,
+    Output,
+    AttnNorm,
+    AttnQ,
+    AttnK,
+    AttnV,
+    AttnQBias,
+    AttnKBias,
+    AttnVBias,
+    AttnOutput,
+    AttnQNorm,
+    AttnKNorm,
+    FfnNorm,
+    Router,
+    ExpertGate,
+    ExpertUp,
+    ExpertDown,
+    SharedGate,
+    SharedUp,
+    SharedDown,
+    SharedInputGate,
+  } kind;
+  /// Layer index, or -1 for the model-wide tensors.
+  int layer;
+  /// The GGUF name: "blk.3.ffn_gate_exps.weight".
+  std::string ggufName;
+  /// GGML dims (innermost first) the tensor must have.
+  std::vector<int64_t> dims;
+  /// Which class the tensor belongs to for choosing its type in synth:
+  /// "experts", "attention", "embeddings" or "norms".
+  llvm::StringRef tensorClass;
+};
+
+/// Every tensor of a model of `config`, in file order (model-wide tensors
+/// first, then layer by layer).
+std::vector<TensorRole> getTensorRoles(const ModelConfig &config);
+
+} // namespace moec::model
+
+#endif // MOEC_COMPILER_MODEL_MODELCONFIG_H

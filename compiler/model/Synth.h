@@ -1,0 +1,51 @@
+//===- Synth.h - Random-weight models of every supported family -*- C++ -*-===//
+//
+// Writes models with random weights, deterministic for a seed, at any size
+// and with a chosen tensor type per tensor class: the test models of every
+// suite and the benchmark model. Quantized tensors are written as valid
+// blocks directly (random codes, scales chosen for a target standard
+// deviation), which is what makes multi-gigabyte models quick to write.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOEC_COMPILER_MODEL_SYNTH_H
+#define MOEC_COMPILER_MODEL_SYNTH_H
+
+#include "compiler/gguf/GgmlType.h"
+#include "compiler/model/ModelConfig.h"
+
+#include "llvm/Support/Error.h"
+
+#include <functional>
+#include <string>
+
+namespace moec::model {
+
+struct SynthOptions {
+  ModelConfig config;
+  gguf::GgmlType expertsType = gguf::GgmlType::F16;
+  gguf::GgmlType attentionType = gguf::GgmlType::F16;
+  gguf::GgmlType embeddingsType = gguf::GgmlType::F16;
+  uint64_t seed = 0;
+  /// A GGUF whose tokenizer.* metadata is copied (its vocabulary size then
+  /// sets the model's); empty for none.
+  std::string vocabularyFile;
+  /// Threads that generate weights (0: all cores).
+  unsigned threads = 0;
+};
+
+/// The named size presets: "tiny" (a few hundred KB, for tests) and "bench"
+/// (the benchmark model: qwen3moe, 16 layers, hidden 2048, 64 experts top-8,
+/// expert FFN 1024, 32 heads / 4 KV heads of 128, about 3.8 GB with Q4_0
+/// experts and Q8_0 elsewhere). Returns false for an unknown name.
+bool applyPreset(llvm::StringRef preset, const FamilyInfo &family,
+                 SynthOptions &options);
+
+/// Writes the model as GGUF to `path` (atomically). `progress` gets bytes
+/// written and the total.
+llvm::Error writeSynthGguf(const SynthOptions &options, llvm::StringRef path,
+                           std::function<void(uint64_t, uint64_t)> progress = {});
+
+} // namespace moec::model
+
+#endif // MOEC_COMPILER_MODEL_SYNTH_H

@@ -1,0 +1,340 @@
+//===- moec.cpp - The moec compiler driver --------------------------------===//
+//
+//   moec inspect MODEL            describe a model: architecture,
+//                                 hyper-parameters, tensors, bytes per
+//                                 expert and per token
+//   moec synth --family=F ...     write a random-weight model
+//   moec MODEL --compile-to=PHASE compile (lands with the import and code
+//                                 generation issues)
+//
+//===----------------------------------------------------------------------===//
+
+#include "compiler/gguf/GgufFile.h"
+#include "compiler/model/ModelConfig.h"
+#include "compiler/model/Synth.h"
+
+#include "llvm/Support/CommandLine.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/Format.h"
+#include "llvm/Support/InitLLVM.h"
+#include "llvm/Support/Process.h"
+#include "llvm/Support/WithColor.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <chrono>
+#include <map>
+
+using namespace llvm;
+using namespace moec;
+
+namespace {
+
+cl::SubCommand inspectCommand("inspect",
+                              "Describe a model file (GGUF): architecture, "
+                              "hyper-parameters, tensors, bytes per expert "
+                              "and per token");
+cl::SubCommand synthCommand("synth", "Write a random-weight model");
+
+cl::OptionCategory synthCategory("moec synth options");
+
+// inspect
+cl::opt<std::string> inspectInput(cl::Positional, cl::Required,
+                                  cl::desc("<model.gguf>"),
+                                  cl::sub(inspectCommand));
+
+// synth
+cl::opt<std::string> synthFamily("family", cl::Required,
+                                 cl::desc("Model family: qwen3moe, qwen2moe, "
+                                          "mixtral or olmoe"),
+                                 cl::sub(synthCommand), cl::cat(synthCategory));
+cl::opt<std::string> synthPreset("preset", cl::init("tiny"),
+                                 cl::desc("Size preset: tiny or bench "
+                                          "(default tiny)"),
+                                 cl::sub(synthCommand), cl::cat(synthCategory));
+cl::opt<std::string> synthOutput("o", cl::Required,
+                                 cl::desc("Output file (.gguf)"),
+                                 cl::value_desc("file"), cl::sub(synthCommand),
+                                 cl::cat(synthCategory));
+cl::opt<uint64_t> synthSeed("seed", cl::init(0), cl::desc("Random seed"),
+                            cl::sub(synthCommand), cl::cat(synthCategory));
+cl::opt<std::string> synthVocab("vocab",
+                                cl::desc("Copy the tokenizer from this "
+                                         "(vocabulary) GGUF"),
+                                cl::value_desc("file.gguf"),
+                                cl::sub(synthCommand), cl::cat(synthCategory));
+cl::opt<std::string> synthExpertsType("experts-type",
+                                      cl::desc("Type of routed expert tensors"),
+                                      cl::sub(synthCommand),
+                                      cl::cat(synthCategory));
+cl::opt<std::string> synthAttentionType(
+    "attention-type",
+    cl::desc("Type of attention and shared-expert projections"),
+    cl::sub(synthCommand), cl::cat(synthCategory));
+cl::opt<std::string> synthEmbeddingsType(
+    "embeddings-type", cl::desc("Type of the token embedding and output"),
+    cl::sub(synthCommand), cl::cat(synthCategory));
+cl::opt<int64_t> synthLayers("layers", cl::init(0), cl::desc("Layer count"),
+                             cl::sub(synthCommand), cl::cat(synthCategory));
+cl::opt<int64_t> synthHidden("hidden", cl::init(0), cl::desc("Hidden size"),
+                             cl::sub(synthCommand), cl::cat(synthCategory));
+cl::opt<int64_t> synthHeads("heads", cl::init(0),
+                            cl::desc("Attention head count"),
+                            cl::sub(synthCommand), cl::cat(synthCategory));
+cl::opt<int64_t> synthKvHeads("kv-heads", cl::init(0),
+                              cl::desc("KV head count"), cl::sub(synthCommand),
+                              cl::cat(synthCategory));
+cl::opt<int64_t> synthHeadDim("head-dim", cl::init(0), cl::desc("Head size"),
+                              cl::sub(synthCommand), cl::cat(synthCategory));
+cl::opt<int64_t> synthExperts("experts", cl::init(0),
+                              cl::desc("Routed expert count"),
+                              cl::sub(synthCommand), cl::cat(synthCategory));
+cl::opt<int64_t> synthExpertsUsed("experts-used", cl::init(0),
+                                  cl::desc("Experts per token (top-k)"),
+                                  cl::sub(synthCommand),
+                                  cl::cat(synthCategory));
+cl::opt<int64_t> synthExpertFfn("expert-ffn", cl::init(0),
+                                cl::desc("Expert FFN size"),
+                                cl::sub(synthCommand), cl::cat(synthCategory));
+cl::opt<int64_t> synthSharedFfn("shared-ffn", cl::init(0),
+                                cl::desc("Shared expert FFN size (qwen2moe)"),
+                                cl::sub(synthCommand), cl::cat(synthCategory));
+cl::opt<int64_t> synthVocabSize("vocab-size", cl::init(0),
+                                cl::desc("Vocabulary size (without --vocab)"),
+                                cl::sub(synthCommand), cl::cat(synthCategory));
+cl::opt<unsigned> synthThreads("t", cl::init(0),
+                               cl::desc("Threads (default: all cores)"),
+                               cl::sub(synthCommand), cl::cat(synthCategory));
+
+// The top level: compiling.
+cl::opt<std::string> compileInput(cl::Positional, cl::desc("<model>"),
+                                  cl::sub(cl::SubCommand::getTopLevel()));
+cl::opt<std::string> compileTo("compile-to",
+                               cl::desc("Stop after this phase and print its "
+                                        "IR (input, ...)"),
+                               cl::sub(cl::SubCommand::getTopLevel()));
+cl::opt<std::string> compileOutput("o", cl::desc("Output"),
+                                   cl::value_desc("path"),
+                                   cl::sub(cl::SubCommand::getTopLevel()));
+
+int fail(const Twine &message) {
+  WithColor::error(errs(), "moec") << message << "\n";
+  return 1;
+}
+int fail(Error error) { return fail(toString(std::move(error))); }
+
+std::string humanBytes(uint64_t bytes) {
+  const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double value = bytes;
+  int unit = 0;
+  while (value >= 1024 && unit < 4) {
+    value /= 1024;
+    ++unit;
+  }
+  std::string s;
+  raw_string_ostream(s) << format(unit ? "%.2f %s" : "%.0f %s", value,
+                                  units[unit]);
+  return s;
+}
+
+std::string shapeOf(const gguf::TensorInfo &t) {
+  std::string s;
+  raw_string_ostream os(s);
+  interleave(t.getShape(), os, "x");
+  return s;
+}
+
+//===----------------------------------------------------------------------===//
+// inspect
+//===----------------------------------------------------------------------===//
+
+int runInspect() {
+  Expected<std::unique_ptr<gguf::GgufFile>> opened =
+      gguf::GgufFile::open(inspectInput);
+  if (!opened)
+    return fail(opened.takeError());
+  const gguf::GgufFile &file = **opened;
+  Expected<model::ModelConfig> config = model::readGgufConfig(file);
+  if (!config)
+    return fail(config.takeError());
+  const model::ModelConfig &c = *config;
+
+  outs() << file.getPath() << ": GGUF v" << file.getVersion() << ", "
+         << humanBytes(file.getFileSize()) << " (" << file.getFileSize()
+         << " bytes), " << file.getTensors().size() << " tensors, "
+         << file.getMetadata().size() << " metadata keys, alignment "
+         << file.getAlignment() << "\n\n";
+  outs() << "architecture      " << c.family->name << " (GGUF '"
+         << c.family->ggufArch << "', transformers "
+         << c.family->hfArchitecture << ")\n";
+  outs() << "vocabulary        " << c.vocabSize << "\n";
+  outs() << "hidden size       " << c.hiddenSize << "\n";
+  outs() << "layers            " << c.numLayers << "\n";
+  outs() << "attention         " << c.numHeads << " heads, " << c.numKvHeads
+         << " KV heads, head size " << c.headDim << ", RoPE "
+         << (c.rope == model::RopeStyle::NeoX ? "neox" : "interleaved")
+         << " base " << format("%g", c.ropeTheta) << ", context "
+         << c.contextLength << "\n";
+  outs() << "experts           " << c.numExperts << " routed, top "
+         << c.numExpertsUsed << (c.normTopK ? ", renormalised" : "")
+         << ", expert FFN " << c.expertFfnSize << "\n";
+  if (c.family->sharedExpert)
+    outs() << "shared expert     FFN " << c.sharedExpertFfnSize
+           << (c.family->sharedExpertGate ? ", sigmoid-gated" : "") << "\n";
+  outs() << "RMSNorm epsilon   " << format("%g", c.rmsNormEps) << "\n";
+  outs() << "tied embeddings   " << (c.tiedEmbeddings ? "yes" : "no") << "\n";
+  if (const gguf::Value *tok = file.lookup("tokenizer.ggml.model"))
+    outs() << "tokenizer         " << *tok->getAsString() << "\n";
+
+  outs() << "\ntensors:\n";
+  outs() << format("  %-36s %-7s %-18s %12s\n", "name", "type", "shape",
+                   "bytes");
+  std::map<std::string, uint64_t> bytesByType;
+  for (const gguf::TensorInfo &t : file.getTensors()) {
+    outs() << format("  %-36s %-7s %-18s %12llu\n", t.name.str().c_str(),
+                     t.type.name.str().c_str(), shapeOf(t).c_str(),
+                     static_cast<unsigned long long>(t.numBytes));
+    bytesByType[t.type.name.str()] += t.numBytes;
+  }
+  outs() << "\nbytes by type:";
+  for (const auto &[type, bytes] : bytesByType)
+    outs() << " " << type << " " << humanBytes(bytes) << ";";
+  outs() << "\n";
+
+  // Bytes per expert (gate + up + down of one expert of one layer), and the
+  // bytes one decoded token touches: everything but the routed experts and
+  // the embedding table, one embedding row, and k experts in every layer.
+  uint64_t expertBytesTotal = 0, embeddingBytes = 0, otherBytes = 0;
+  uint64_t embeddingRowBytes = 0;
+  for (const model::TensorRole &role : model::getTensorRoles(c)) {
+    const gguf::TensorInfo *t = file.findTensor(role.ggufName);
+    if (role.tensorClass == "experts")
+      expertBytesTotal += t->numBytes;
+    else if (role.kind == model::TensorRole::TokenEmbedding) {
+      embeddingBytes = t->numBytes;
+      embeddingRowBytes = t->numBytes / c.vocabSize;
+    } else
+      otherBytes += t->numBytes;
+  }
+  uint64_t perExpert = expertBytesTotal / (c.numLayers * c.numExperts);
+  uint64_t perToken = otherBytes + embeddingRowBytes +
+                      perExpert * c.numExpertsUsed * c.numLayers;
+  if (c.tiedEmbeddings)
+    perToken += embeddingBytes; // the output projection reads all of it
+  outs() << "\nbytes per expert  " << humanBytes(perExpert) << " (" << perExpert
+         << ": gate + up + down of one expert in one layer)\n";
+  outs() << "all experts       " << humanBytes(expertBytesTotal) << " ("
+         << format("%.1f%%", 100.0 * expertBytesTotal / file.getFileSize())
+         << " of the file)\n";
+  outs() << "bytes per token   " << humanBytes(perToken) << " (" << perToken
+         << ": dense weights " << otherBytes << " + one embedding row "
+         << embeddingRowBytes << " + " << c.numExpertsUsed << " experts x "
+         << c.numLayers << " layers"
+         << (c.tiedEmbeddings ? " + tied output projection" : "") << ")\n";
+  return 0;
+}
+
+//===----------------------------------------------------------------------===//
+// synth
+//===----------------------------------------------------------------------===//
+
+int runSynth() {
+  const model::FamilyInfo *family = model::lookupFamilyByName(synthFamily);
+  if (!family)
+    return fail("unknown family '" + synthFamily + "' (supported: " +
+                model::familyNames() + ")");
+  model::SynthOptions options;
+  if (!model::applyPreset(synthPreset, *family, options))
+    return fail("unknown preset '" + synthPreset + "' (tiny, bench)");
+  model::ModelConfig &c = options.config;
+  struct {
+    cl::opt<int64_t> &flag;
+    int64_t &field;
+  } sizes[] = {{synthLayers, c.numLayers},
+               {synthHidden, c.hiddenSize},
+               {synthHeads, c.numHeads},
+               {synthKvHeads, c.numKvHeads},
+               {synthHeadDim, c.headDim},
+               {synthExperts, c.numExperts},
+               {synthExpertsUsed, c.numExpertsUsed},
+               {synthExpertFfn, c.expertFfnSize},
+               {synthSharedFfn, c.sharedExpertFfnSize},
+               {synthVocabSize, c.vocabSize}};
+  for (auto &s : sizes) {
+    if (s.flag.getNumOccurrences() == 0)
+      continue;
+    if (s.flag <= 0)
+      return fail("--" + s.flag.ArgStr + " must be positive, got " +
+                  Twine(static_cast<int64_t>(s.flag)));
+    s.field = s.flag;
+  }
+  if (synthSharedFfn.getNumOccurrences() && !family->sharedExpert)
+    return fail("--shared-ffn: family " + family->name +
+                " has no shared expert");
+  struct {
+    cl::opt<std::string> &flag;
+    gguf::GgmlType &field;
+  } types[] = {{synthExpertsType, options.expertsType},
+               {synthAttentionType, options.attentionType},
+               {synthEmbeddingsType, options.embeddingsType}};
+  for (auto &t : types) {
+    if (t.flag.getNumOccurrences() == 0)
+      continue;
+    std::optional<gguf::GgmlType> type = gguf::parseGgmlTypeName(t.flag);
+    if (!type)
+      return fail("--" + t.flag.ArgStr + ": unknown type '" + t.flag +
+                  "' (supported: " + gguf::computeSupportedGgmlTypeNames() +
+                  ")");
+    t.field = *type;
+  }
+  options.seed = synthSeed;
+  options.vocabularyFile = synthVocab;
+  options.threads = synthThreads;
+
+  bool terminal = sys::Process::StandardErrIsDisplayed();
+  auto start = std::chrono::steady_clock::now();
+  auto lastReport = start;
+  auto progress = [&](uint64_t done, uint64_t total) {
+    auto now = std::chrono::steady_clock::now();
+    if (!terminal || now - lastReport < std::chrono::milliseconds(200))
+      return;
+    lastReport = now;
+    errs() << format("\rmoec synth: %s of %s (%.0f%%)   ",
+                     humanBytes(done).c_str(), humanBytes(total).c_str(),
+                     100.0 * done / total);
+  };
+  if (Error e = model::writeSynthGguf(options, synthOutput, progress))
+    return fail(std::move(e));
+  double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
+  uint64_t size = 0;
+  sys::fs::file_size(synthOutput, size);
+  if (terminal)
+    errs() << "\r";
+  errs() << "moec synth: wrote " << synthOutput << " (" << family->name << ", "
+         << humanBytes(size) << ") in " << format("%.1f", seconds) << " s\n";
+  return 0;
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  InitLLVM init(argc, argv);
+  cl::HideUnrelatedOptions({&synthCategory});
+  cl::ParseCommandLineOptions(
+      argc, argv,
+      "moec: compile Mixture-of-Experts models for small devices\n\n"
+      "  moec inspect MODEL\n"
+      "  moec synth --family=F [--preset=tiny|bench] [sizes] [types] -o FILE\n"
+      "  moec MODEL --compile-to=PHASE -o OUT\n");
+  if (inspectCommand)
+    return runInspect();
+  if (synthCommand)
+    return runSynth();
+  if (compileInput.empty())
+    return fail("no model given; see 'moec --help'");
+  return fail("compiling models is not implemented yet: import into IR "
+              "(--compile-to=input) lands with the import issue, code "
+              "generation with the CPU code generation issue; 'moec inspect " +
+              compileInput + "' describes the model today");
+}
