@@ -20,6 +20,7 @@ venv=${MOEC_VENV:-$root/.venv}
 # linker, TableGen, lit/FileCheck; the rest is what the build and tests use.
 packages=(
   llvm-22-dev libmlir-22-dev mlir-22-tools llvm-22-tools clang-22 lld-22
+  libclang-rt-22-dev
   cmake ninja-build ccache
   libgtest-dev
   python3 python3-venv

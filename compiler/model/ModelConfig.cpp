@@ -253,6 +253,13 @@ Expected<ModelConfig> moec::model::readGgufConfig(const gguf::GgufFile &file) {
   if (Error e = c.validate(file.getPath()))
     return std::move(e);
 
+  // Each layer has several tensors: a layer count beyond the file's tensor
+  // count is wrong, and checking it first bounds the work below.
+  if (static_cast<uint64_t>(c.numLayers) > file.getTensors().size())
+    return file.makeError(p + "block_count is " + Twine(c.numLayers) +
+                          " but the file has only " +
+                          Twine(file.getTensors().size()) + " tensors");
+
   // Every tensor the configuration implies, with the shape it implies.
   for (const TensorRole &role : getTensorRoles(c)) {
     const gguf::TensorInfo *t = file.findTensor(role.ggufName);
