@@ -127,6 +127,12 @@ public:
 
   llvm::StringRef getPath() const { return buffer->getBufferIdentifier(); }
   uint64_t getFileSize() const { return buffer->getBufferSize(); }
+  /// The whole file, as mapped.
+  llvm::ArrayRef<uint8_t> getFileData() const {
+    return llvm::ArrayRef<uint8_t>(
+        reinterpret_cast<const uint8_t *>(buffer->getBufferStart()),
+        buffer->getBufferSize());
+  }
   uint32_t getVersion() const { return version; }
   uint64_t getAlignment() const { return alignment; }
   uint64_t getDataOffset() const { return dataOffset; }

@@ -15,14 +15,19 @@ namespace {
 const FamilyInfo kFamilies[] = {
   // family           name        gguf arch   HF model_type  HF class
   //   qk norm           qkv bias shared gate  GGUF rope             HF rope           norm top-k
+  //   HF expert count key   HF expert FFN key         HF MoE block  gate / up / down
   {Family::Qwen3Moe, "qwen3moe", "qwen3moe", "qwen3_moe", "Qwen3MoeForCausalLM",
-     QkNorm::PerHead, false, false, false, RopeStyle::NeoX,        RopeStyle::NeoX, true},
+     QkNorm::PerHead, false, false, false, RopeStyle::NeoX,        RopeStyle::NeoX, true,
+     "num_experts",       "moe_intermediate_size", "mlp", "gate_proj", "up_proj", "down_proj"},
   {Family::Qwen2Moe, "qwen2moe", "qwen2moe", "qwen2_moe", "Qwen2MoeForCausalLM",
-     QkNorm::None,    true,  true,  true,  RopeStyle::NeoX,        RopeStyle::NeoX, false},
+     QkNorm::None,    true,  true,  true,  RopeStyle::NeoX,        RopeStyle::NeoX, false,
+     "num_experts",       "moe_intermediate_size", "mlp", "gate_proj", "up_proj", "down_proj"},
   {Family::Mixtral,  "mixtral",  "llama",    "mixtral",   "MixtralForCausalLM",
-     QkNorm::None,    false, false, false, RopeStyle::Interleaved, RopeStyle::NeoX, true},
+     QkNorm::None,    false, false, false, RopeStyle::Interleaved, RopeStyle::NeoX, true,
+     "num_local_experts", "intermediate_size",     "block_sparse_moe", "w1", "w3", "w2"},
   {Family::Olmoe,    "olmoe",    "olmoe",    "olmoe",     "OlmoeForCausalLM",
-     QkNorm::Whole,   false, false, false, RopeStyle::NeoX,        RopeStyle::NeoX, false},
+     QkNorm::Whole,   false, false, false, RopeStyle::NeoX,        RopeStyle::NeoX, false,
+     "num_experts",       "intermediate_size",     "mlp", "gate_proj", "up_proj", "down_proj"},
 };
 // clang-format on
 
@@ -275,5 +280,189 @@ Expected<ModelConfig> moec::model::readGgufConfig(const gguf::GgufFile &file) {
           Twine(c.numExperts) + " experts of FFN size " +
           Twine(c.expertFfnSize) + ", vocabulary " + Twine(c.vocabSize) + ")");
   }
+  return c;
+}
+
+//===----------------------------------------------------------------------===//
+// Hugging Face
+//===----------------------------------------------------------------------===//
+
+std::string moec::model::getHfTensorName(const ModelConfig &c,
+                                         const TensorRole &role,
+                                         int64_t expert) {
+  using K = TensorRole::Kind;
+  const FamilyInfo &f = *c.family;
+  std::string layer = "model.layers." + std::to_string(role.layer) + ".";
+  std::string moe = layer + f.hfMoeBlock.str() + ".";
+  std::string e = moe + "experts." + std::to_string(expert) + ".";
+  switch (role.kind) {
+  case K::TokenEmbedding:
+    return "model.embed_tokens.weight";
+  case K::OutputNorm:
+    return "model.norm.weight";
+  case K::Output:
+    return "lm_head.weight";
+  case K::AttnNorm:
+    return layer + "input_layernorm.weight";
+  case K::AttnQ:
+    return layer + "self_attn.q_proj.weight";
+  case K::AttnK:
+    return layer + "self_attn.k_proj.weight";
+  case K::AttnV:
+    return layer + "self_attn.v_proj.weight";
+  case K::AttnQBias:
+    return layer + "self_attn.q_proj.bias";
+  case K::AttnKBias:
+    return layer + "self_attn.k_proj.bias";
+  case K::AttnVBias:
+    return layer + "self_attn.v_proj.bias";
+  case K::AttnOutput:
+    return layer + "self_attn.o_proj.weight";
+  case K::AttnQNorm:
+    return layer + "self_attn.q_norm.weight";
+  case K::AttnKNorm:
+    return layer + "self_attn.k_norm.weight";
+  case K::FfnNorm:
+    return layer + "post_attention_layernorm.weight";
+  case K::Router:
+    return moe + "gate.weight";
+  case K::ExpertGate:
+    return e + f.hfExpertGate.str() + ".weight";
+  case K::ExpertUp:
+    return e + f.hfExpertUp.str() + ".weight";
+  case K::ExpertDown:
+    return e + f.hfExpertDown.str() + ".weight";
+  case K::SharedGate:
+    return moe + "shared_expert.gate_proj.weight";
+  case K::SharedUp:
+    return moe + "shared_expert.up_proj.weight";
+  case K::SharedDown:
+    return moe + "shared_expert.down_proj.weight";
+  case K::SharedInputGate:
+    return moe + "shared_expert_gate.weight";
+  }
+  llvm_unreachable("every role has a name");
+}
+
+Expected<ModelConfig> moec::model::readHfConfig(const json::Object &json,
+                                                StringRef source) {
+  auto fail = [&](const Twine &message) -> Error {
+    return createStringError(inconvertibleErrorCode(),
+                             source + ": " + message);
+  };
+  std::optional<StringRef> type = json.getString("model_type");
+  if (!type)
+    return fail("missing string 'model_type'");
+  ModelConfig c;
+  for (const FamilyInfo &info : kFamilies)
+    if (info.hfModelType == *type)
+      c.family = &info;
+  if (!c.family) {
+    std::string known;
+    for (const FamilyInfo &info : kFamilies)
+      known += (known.empty() ? "" : ", ") + info.hfModelType.str();
+    return fail("model_type '" + *type +
+                "' is not supported (supported: " + known + ")");
+  }
+  const FamilyInfo &f = *c.family;
+  auto integer = [&](StringRef key, int64_t &out, bool required) -> Error {
+    const json::Value *v = json.get(key);
+    if (!v || v->kind() == json::Value::Null) {
+      if (required)
+        return fail("missing integer '" + key + "'");
+      return Error::success();
+    }
+    std::optional<int64_t> i = v->getAsInteger();
+    if (!i || *i < 0 || *i > INT32_MAX)
+      return fail("'" + key + "' must be a non-negative integer");
+    out = *i;
+    return Error::success();
+  };
+  auto number = [&](StringRef key, double &out) -> Error {
+    const json::Value *v = json.get(key);
+    if (!v || v->kind() == json::Value::Null)
+      return Error::success();
+    std::optional<double> d = v->getAsNumber();
+    if (!d)
+      return fail("'" + key + "' must be a number");
+    out = *d;
+    return Error::success();
+  };
+  auto boolean = [&](StringRef key, bool &out) -> Error {
+    const json::Value *v = json.get(key);
+    if (!v || v->kind() == json::Value::Null)
+      return Error::success();
+    std::optional<bool> b = v->getAsBoolean();
+    if (!b)
+      return fail("'" + key + "' must be true or false");
+    out = *b;
+    return Error::success();
+  };
+  if (Error e = integer("vocab_size", c.vocabSize, true))
+    return std::move(e);
+  if (Error e = integer("hidden_size", c.hiddenSize, true))
+    return std::move(e);
+  if (Error e = integer("num_hidden_layers", c.numLayers, true))
+    return std::move(e);
+  if (Error e = integer("num_attention_heads", c.numHeads, true))
+    return std::move(e);
+  c.numKvHeads = c.numHeads;
+  if (Error e = integer("num_key_value_heads", c.numKvHeads, false))
+    return std::move(e);
+  if (c.numHeads > 0)
+    c.headDim = c.hiddenSize / c.numHeads;
+  if (Error e = integer("head_dim", c.headDim, false))
+    return std::move(e);
+  if (Error e = integer(f.hfExpertCountKey, c.numExperts, true))
+    return std::move(e);
+  if (Error e = integer("num_experts_per_tok", c.numExpertsUsed, true))
+    return std::move(e);
+  if (Error e = integer(f.hfExpertFfnKey, c.expertFfnSize, true))
+    return std::move(e);
+  if (f.sharedExpert)
+    if (Error e = integer("shared_expert_intermediate_size",
+                          c.sharedExpertFfnSize, true))
+      return std::move(e);
+  if (Error e = integer("max_position_embeddings", c.contextLength, false))
+    return std::move(e);
+  if (Error e = number("rms_norm_eps", c.rmsNormEps))
+    return std::move(e);
+  if (Error e = number("rope_theta", c.ropeTheta))
+    return std::move(e);
+  c.normTopK = f.defaultNormTopK;
+  if (Error e = boolean("norm_topk_prob", c.normTopK))
+    return std::move(e);
+  if (Error e = boolean("tie_word_embeddings", c.tiedEmbeddings))
+    return std::move(e);
+  c.rope = f.hfRope;
+
+  // Configurations moec does not compile yet are refused, not misread.
+  int64_t sparseStep = 1;
+  if (Error e = integer("decoder_sparse_step", sparseStep, false))
+    return std::move(e);
+  if (sparseStep != 1)
+    return fail("decoder_sparse_step " + Twine(sparseStep) +
+                ": dense FFN layers between MoE layers are not supported");
+  if (const json::Array *dense = json.getArray("mlp_only_layers"))
+    if (!dense->empty())
+      return fail("mlp_only_layers is not empty: dense FFN layers are not "
+                  "supported");
+  if (const json::Value *clip = json.get("clip_qkv"))
+    if (clip->kind() != json::Value::Null)
+      return fail("clip_qkv is set: clipping Q/K/V is not supported");
+  if (const json::Value *scaling = json.get("rope_scaling"))
+    if (scaling->kind() != json::Value::Null)
+      return fail("rope_scaling is set: scaled RoPE is not supported");
+  if (const json::Value *window = json.get("sliding_window"))
+    if (window->kind() != json::Value::Null) {
+      bool used = true;
+      if (Error e = boolean("use_sliding_window", used))
+        return std::move(e);
+      if (used)
+        return fail("use_sliding_window is set: sliding-window attention is "
+                    "not supported");
+    }
+  if (Error e = c.validate(source))
+    return std::move(e);
   return c;
 }

@@ -17,6 +17,7 @@
 #include "llvm/ADT/ArrayRef.h"
 #include "llvm/ADT/StringRef.h"
 #include "llvm/Support/Error.h"
+#include "llvm/Support/JSON.h"
 
 #include <string>
 #include <vector>
@@ -66,6 +67,16 @@ struct FamilyInfo {
   RopeStyle hfRope;
   /// Renormalise the top-k router weights unless the file says otherwise.
   bool defaultNormTopK;
+
+  // Hugging Face checkpoint layout.
+  /// config.json key of the routed expert count.
+  llvm::StringRef hfExpertCountKey;
+  /// config.json key of one expert's FFN size.
+  llvm::StringRef hfExpertFfnKey;
+  /// The MoE block of a layer: "mlp" or "block_sparse_moe".
+  llvm::StringRef hfMoeBlock;
+  /// Names of an expert's gate, up and down projections.
+  llvm::StringRef hfExpertGate, hfExpertUp, hfExpertDown;
 };
 
 llvm::ArrayRef<FamilyInfo> getFamilies();
@@ -145,6 +156,16 @@ struct TensorRole {
 /// Every tensor of a model of `config`, in file order (model-wide tensors
 /// first, then layer by layer).
 std::vector<TensorRole> getTensorRoles(const ModelConfig &config);
+
+/// The Hugging Face name of `role` ("model.layers.3.mlp.gate.weight"); for
+/// routed expert tensors, of expert `expert` ("...mlp.experts.5.up_proj...").
+std::string getHfTensorName(const ModelConfig &config, const TensorRole &role,
+                            int64_t expert = -1);
+
+/// Reads a model's configuration from a Hugging Face config.json (already
+/// parsed); `source` names the file in messages.
+llvm::Expected<ModelConfig> readHfConfig(const llvm::json::Object &json,
+                                         llvm::StringRef source);
 
 } // namespace moec::model
 

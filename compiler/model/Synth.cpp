@@ -8,6 +8,13 @@
 
 #include "llvm/ADT/bit.h"
 #include "llvm/Support/Endian.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/JSON.h"
+#include "llvm/Support/Path.h"
+#include "llvm/Support/Format.h"
+#include "llvm/Support/FormatVariadic.h"
+#include "llvm/Support/MathExtras.h"
+#include "llvm/Support/raw_ostream.h"
 
 #include <algorithm>
 #include <cmath>
@@ -167,6 +174,53 @@ void fillTensor(GgmlType type, float mean, float sigma, uint64_t seed,
 
 } // namespace
 
+namespace {
+
+/// How one tensor of a synthesized model is generated: its type, value
+/// distribution and random stream. GGUF and safetensors output draw the same
+/// values from it, so that one seed gives one model in either format.
+struct RoleGenerator {
+  GgmlType type;
+  float mean, sigma;
+  uint64_t seed;
+  unsigned threads;
+  void fill(MutableArrayRef<uint8_t> out) const {
+    fillTensor(type, mean, sigma, seed, out, threads);
+  }
+};
+
+Expected<RoleGenerator> describeRole(const SynthOptions &o,
+                                     ArrayRef<TensorRole> roles, size_t index) {
+  const TensorRole &role = roles[index];
+  GgmlType type = GgmlType::F32;
+  if (role.tensorClass == "experts")
+    type = o.expertsType;
+  else if (role.tensorClass == "attention")
+    type = o.attentionType;
+  else if (role.tensorClass == "embeddings")
+    type = o.embeddingsType;
+  if (!quant::canDequantize(type))
+    return createStringError(inconvertibleErrorCode(),
+                             "moec synth: type %s is not one moec computes "
+                             "with (supported: %s)",
+                             gguf::getGgmlTypeInfo(type).name.str().c_str(),
+                             gguf::computeSupportedGgmlTypeNames().c_str());
+  // Norm weights near one, everything else around zero with a standard
+  // deviation of 1/sqrt(fan-in), so that activations keep their scale.
+  bool isNorm = role.ggufName.find("norm") != std::string::npos;
+  RoleGenerator g;
+  g.type = type;
+  g.mean = isNorm ? 1.0f : 0.0f;
+  g.sigma = isNorm ? 0.1f : 1.0f / std::sqrt(static_cast<float>(role.dims[0]));
+  if (role.kind == TensorRole::TokenEmbedding)
+    g.sigma = 1.0f;
+  g.seed = mix(o.seed, index);
+  g.threads = o.threads ? o.threads : std::thread::hardware_concurrency();
+  return g;
+}
+
+} // namespace
+
 bool moec::model::applyPreset(StringRef preset, const FamilyInfo &family,
                               SynthOptions &o) {
   ModelConfig &c = o.config;
@@ -263,37 +317,265 @@ Error moec::model::writeSynthGguf(const SynthOptions &o, StringRef path,
       if (kv.key.starts_with("tokenizer."))
         writer.setMetadata(kv.key, gguf::WriteValue::copyOf(kv.value));
 
-  unsigned threads = o.threads ? o.threads : std::thread::hardware_concurrency();
   std::vector<TensorRole> roles = getTensorRoles(c);
   for (size_t index = 0; index < roles.size(); ++index) {
-    const TensorRole &role = roles[index];
-    GgmlType type = GgmlType::F32;
-    if (role.tensorClass == "experts")
-      type = o.expertsType;
-    else if (role.tensorClass == "attention")
-      type = o.attentionType;
-    else if (role.tensorClass == "embeddings")
-      type = o.embeddingsType;
-    if (!quant::canDequantize(type))
-      return createStringError(inconvertibleErrorCode(),
-                               "moec synth: type %s is not one moec computes "
-                               "with (supported: %s)",
-                               gguf::getGgmlTypeInfo(type).name.str().c_str(),
-                               gguf::computeSupportedGgmlTypeNames().c_str());
-    // Norm weights near one, everything else around zero with a standard
-    // deviation of 1/sqrt(fan-in), so that activations keep their scale.
-    bool isNorm = role.ggufName.find("norm") != std::string::npos;
-    float mean = isNorm ? 1.0f : 0.0f;
-    float sigma = isNorm ? 0.1f : 1.0f / std::sqrt(static_cast<float>(role.dims[0]));
-    if (role.kind == TensorRole::TokenEmbedding)
-      sigma = 1.0f;
-    uint64_t seed = mix(o.seed, index);
+    Expected<RoleGenerator> gen = describeRole(o, roles, index);
+    if (!gen)
+      return gen.takeError();
     if (Error e = writer.addTensor(
-            role.ggufName, role.dims, type,
-            [=](MutableArrayRef<uint8_t> out) {
-              fillTensor(type, mean, sigma, seed, out, threads);
-            }))
+            roles[index].ggufName, roles[index].dims, gen->type,
+            [gen = *gen](MutableArrayRef<uint8_t> out) { gen.fill(out); }))
       return e;
   }
   return writer.write(path, std::move(progress));
+}
+
+//===----------------------------------------------------------------------===//
+// Safetensors
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+/// One tensor of the checkpoint: which role it comes from and which slice.
+struct HfTensor {
+  std::string name;
+  size_t role;
+  int64_t expert; // -1: the whole role tensor
+  std::vector<int64_t> shape;
+  uint64_t begin, end;
+};
+
+StringRef dtypeName(GgmlType type) {
+  switch (type) {
+  case GgmlType::F32:
+    return "F32";
+  case GgmlType::F16:
+    return "F16";
+  default:
+    return "BF16";
+  }
+}
+
+/// Writes `contents` to `path` through a temporary file and a rename.
+Error writeAtomically(StringRef path,
+                      function_ref<void(raw_ostream &)> contents) {
+  Expected<sys::fs::TempFile> temp = sys::fs::TempFile::create(path + ".tmp-%%%%%%");
+  if (!temp)
+    return createStringError(inconvertibleErrorCode(), "%s: cannot create: %s",
+                             path.str().c_str(),
+                             toString(temp.takeError()).c_str());
+  {
+    raw_fd_ostream os(temp->FD, /*shouldClose=*/false);
+    contents(os);
+    os.flush();
+    if (os.has_error()) {
+      std::string message = os.error().message();
+      os.clear_error();
+      consumeError(temp->discard());
+      return createStringError(inconvertibleErrorCode(), "%s: write failed: %s",
+                               path.str().c_str(), message.c_str());
+    }
+  }
+  if (Error e = temp->keep(path))
+    return createStringError(inconvertibleErrorCode(), "%s: cannot rename: %s",
+                             path.str().c_str(), toString(std::move(e)).c_str());
+  return Error::success();
+}
+
+json::Object hfConfigJson(const ModelConfig &c, GgmlType dtype) {
+  const FamilyInfo &f = *c.family;
+  json::Object o;
+  o["model_type"] = f.hfModelType;
+  o["architectures"] = json::Array{f.hfArchitecture};
+  o["vocab_size"] = c.vocabSize;
+  o["hidden_size"] = c.hiddenSize;
+  o["num_hidden_layers"] = c.numLayers;
+  o["num_attention_heads"] = c.numHeads;
+  o["num_key_value_heads"] = c.numKvHeads;
+  o["head_dim"] = c.headDim;
+  o[f.hfExpertCountKey] = c.numExperts;
+  o["num_experts_per_tok"] = c.numExpertsUsed;
+  o[f.hfExpertFfnKey] = c.expertFfnSize;
+  if (f.hfExpertFfnKey != "intermediate_size")
+    o["intermediate_size"] = c.expertFfnSize;
+  if (f.sharedExpert)
+    o["shared_expert_intermediate_size"] = c.sharedExpertFfnSize;
+  o["max_position_embeddings"] = c.contextLength;
+  o["rms_norm_eps"] = c.rmsNormEps;
+  o["rope_theta"] = c.ropeTheta;
+  o["norm_topk_prob"] = c.normTopK;
+  o["tie_word_embeddings"] = c.tiedEmbeddings;
+  o["hidden_act"] = "silu";
+  o["attention_bias"] = f.qkvBias;
+  o["torch_dtype"] = dtype == GgmlType::F32   ? "float32"
+                     : dtype == GgmlType::F16 ? "float16"
+                                              : "bfloat16";
+  if (f.family == Family::Qwen2Moe || f.family == Family::Qwen3Moe) {
+    o["decoder_sparse_step"] = 1;
+    o["mlp_only_layers"] = json::Array{};
+    o["use_sliding_window"] = false;
+  }
+  return o;
+}
+
+} // namespace
+
+Error moec::model::writeSynthSafetensors(const SynthOptions &o,
+                                         StringRef directory,
+                                         unsigned numShards) {
+  ModelConfig c = o.config;
+  if (!o.vocabularyFile.empty()) {
+    Expected<std::unique_ptr<gguf::GgufFile>> v =
+        gguf::GgufFile::open(o.vocabularyFile);
+    if (!v)
+      return v.takeError();
+    const gguf::Value *tokens = (*v)->lookup("tokenizer.ggml.tokens");
+    if (!tokens || tokens->getType() != gguf::ValueType::Array)
+      return (*v)->makeError("no tokenizer.ggml.tokens array");
+    c.vocabSize = static_cast<int64_t>(tokens->getArraySize());
+  }
+  if (Error e = c.validate("moec synth"))
+    return e;
+  for (GgmlType t : {o.expertsType, o.attentionType, o.embeddingsType})
+    if (t != GgmlType::F32 && t != GgmlType::F16 && t != GgmlType::BF16)
+      return createStringError(
+          inconvertibleErrorCode(),
+          "moec synth: safetensors holds F32, F16 and BF16 only, not %s",
+          gguf::getGgmlTypeInfo(t).name.str().c_str());
+  if (numShards == 0 || numShards > static_cast<unsigned>(c.numLayers))
+    return createStringError(inconvertibleErrorCode(),
+                             "moec synth: %u shards for %lld layers; expected "
+                             "1 to the layer count",
+                             numShards, static_cast<long long>(c.numLayers));
+  if (std::error_code ec = sys::fs::create_directories(directory))
+    return createStringError(ec, "%s: cannot create directory: %s",
+                             directory.str().c_str(), ec.message().c_str());
+
+  std::vector<TensorRole> roles = getTensorRoles(c);
+  std::vector<RoleGenerator> generators;
+  for (size_t i = 0; i < roles.size(); ++i) {
+    Expected<RoleGenerator> g = describeRole(o, roles, i);
+    if (!g)
+      return g.takeError();
+    generators.push_back(*g);
+  }
+
+  // Lay out the shards: layers split evenly, the embedding in the first
+  // shard, the final norm and output in the last.
+  auto shardOf = [&](const TensorRole &role) -> unsigned {
+    if (role.layer < 0)
+      return role.kind == TensorRole::TokenEmbedding ? 0 : numShards - 1;
+    return static_cast<unsigned>(role.layer * numShards / c.numLayers);
+  };
+  std::vector<std::vector<HfTensor>> shards(numShards);
+  std::vector<uint64_t> shardBytes(numShards, 0);
+  for (size_t i = 0; i < roles.size(); ++i) {
+    const TensorRole &role = roles[i];
+    unsigned elementBytes = gguf::getGgmlTypeInfo(generators[i].type).blockBytes;
+    bool perExpert = role.tensorClass == "experts";
+    std::vector<int64_t> shape(role.dims.rbegin(), role.dims.rend());
+    if (perExpert)
+      shape.erase(shape.begin());
+    if (role.kind == TensorRole::SharedInputGate)
+      shape.insert(shape.begin(), 1); // [1, H] in transformers
+    uint64_t elements = 1;
+    for (int64_t d : shape)
+      elements *= d;
+    for (int64_t e = 0; e < (perExpert ? c.numExperts : 1); ++e) {
+      unsigned s = shardOf(role);
+      HfTensor t{getHfTensorName(c, role, perExpert ? e : -1), i,
+                 perExpert ? e : -1, shape, shardBytes[s],
+                 shardBytes[s] + elements * elementBytes};
+      shardBytes[s] = t.end;
+      shards[s].push_back(std::move(t));
+    }
+  }
+
+  uint64_t totalBytes = 0;
+  json::Object weightMap;
+  for (unsigned s = 0; s < numShards; ++s) {
+    std::string file = "model.safetensors";
+    if (numShards > 1)
+      raw_string_ostream(file = "")
+          << format("model-%05u-of-%05u.safetensors", s + 1, numShards);
+    json::Object header;
+    header["__metadata__"] = json::Object{{"format", "pt"}};
+    for (const HfTensor &t : shards[s]) {
+      header[t.name] = json::Object{
+          {"dtype", dtypeName(generators[t.role].type)},
+          {"shape", json::Array(t.shape)},
+          {"data_offsets", json::Array{t.begin, t.end}}};
+      weightMap[t.name] = file;
+    }
+    std::string headerText;
+    raw_string_ostream(headerText) << json::Value(std::move(header));
+    headerText.resize(alignTo(headerText.size(), 8), ' ');
+    totalBytes += shardBytes[s];
+
+    SmallString<256> path(directory);
+    sys::path::append(path, file);
+    Error e = writeAtomically(path, [&](raw_ostream &os) {
+      char length[8];
+      support::endian::write64le(length, headerText.size());
+      os.write(length, 8);
+      os << headerText;
+      // Generate each role tensor once and write the slices of this shard.
+      size_t cachedRole = SIZE_MAX;
+      std::vector<uint8_t> data;
+      for (const HfTensor &t : shards[s]) {
+        if (t.role != cachedRole) {
+          const TensorRole &role = roles[t.role];
+          gguf::GgmlTypeInfo info = gguf::getGgmlTypeInfo(generators[t.role].type);
+          uint64_t elements = 1;
+          for (int64_t d : role.dims)
+            elements *= d;
+          data.assign(elements * info.blockBytes, 0);
+          generators[t.role].fill(data);
+          // GGUF llama-family Q/K rows are permuted for interleaved RoPE;
+          // a checkpoint stores them in transformers' (NeoX) order.
+          bool permuted = c.family->ggufRope == RopeStyle::Interleaved &&
+                          (role.kind == TensorRole::AttnQ ||
+                           role.kind == TensorRole::AttnK);
+          if (permuted) {
+            int64_t rowBytes = role.dims[0] * info.blockBytes;
+            int64_t heads = role.kind == TensorRole::AttnQ ? c.numHeads : c.numKvHeads;
+            int64_t half = c.headDim / 2;
+            std::vector<uint8_t> hf(data.size());
+            for (int64_t h = 0; h < heads; ++h)
+              for (int64_t part = 0; part < 2; ++part)
+                for (int64_t i = 0; i < half; ++i) {
+                  int64_t hfRow = h * c.headDim + part * half + i;
+                  int64_t ggufRow = h * c.headDim + 2 * i + part;
+                  std::memcpy(hf.data() + hfRow * rowBytes,
+                              data.data() + ggufRow * rowBytes, rowBytes);
+                }
+            data.swap(hf);
+          }
+          cachedRole = t.role;
+        }
+        uint64_t size = t.end - t.begin;
+        uint64_t offset = t.expert < 0 ? 0 : t.expert * size;
+        os.write(reinterpret_cast<const char *>(data.data() + offset), size);
+      }
+    });
+    if (e)
+      return e;
+  }
+
+  if (numShards > 1) {
+    json::Object index{{"metadata", json::Object{{"total_size", totalBytes}}},
+                       {"weight_map", std::move(weightMap)}};
+    SmallString<256> path(directory);
+    sys::path::append(path, "model.safetensors.index.json");
+    if (Error e = writeAtomically(path, [&](raw_ostream &os) {
+          os << formatv("{0:2}", json::Value(std::move(index))) << "\n";
+        }))
+      return e;
+  }
+  SmallString<256> path(directory);
+  sys::path::append(path, "config.json");
+  GgmlType dtype = o.expertsType;
+  return writeAtomically(path, [&](raw_ostream &os) {
+    os << formatv("{0:2}", json::Value(hfConfigJson(c, dtype))) << "\n";
+  });
 }

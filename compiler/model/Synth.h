@@ -46,6 +46,16 @@ bool applyPreset(llvm::StringRef preset, const FamilyInfo &family,
 llvm::Error writeSynthGguf(const SynthOptions &options, llvm::StringRef path,
                            std::function<void(uint64_t, uint64_t)> progress = {});
 
+/// Writes the same model (same seed, same values) as a Hugging Face
+/// checkpoint into `directory`: config.json and model.safetensors, or, with
+/// `shards` > 1, model-0000N-of-0000M.safetensors and
+/// model.safetensors.index.json. Routed experts are stored one tensor per
+/// expert, as published checkpoints are; Mixtral's Q and K rows are
+/// un-permuted (GGUF stores them permuted for interleaved RoPE). Types must
+/// be F32, F16 or BF16.
+llvm::Error writeSynthSafetensors(const SynthOptions &options,
+                                  llvm::StringRef directory, unsigned shards);
+
 } // namespace moec::model
 
 #endif // MOEC_COMPILER_MODEL_SYNTH_H

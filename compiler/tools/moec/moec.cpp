@@ -12,6 +12,7 @@
 #include "compiler/gguf/GgufFile.h"
 #include "compiler/model/ModelConfig.h"
 #include "compiler/model/Synth.h"
+#include "compiler/model/WeightStore.h"
 
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/FileSystem.h"
@@ -30,7 +31,8 @@ using namespace moec;
 namespace {
 
 cl::SubCommand inspectCommand("inspect",
-                              "Describe a model file (GGUF): architecture, "
+                              "Describe a model (GGUF, or a safetensors "
+                              "checkpoint): architecture, "
                               "hyper-parameters, tensors, bytes per expert "
                               "and per token");
 cl::SubCommand synthCommand("synth", "Write a random-weight model");
@@ -39,7 +41,8 @@ cl::OptionCategory synthCategory("moec synth options");
 
 // inspect
 cl::opt<std::string> inspectInput(cl::Positional, cl::Required,
-                                  cl::desc("<model.gguf>"),
+                                  cl::desc("<model.gguf | checkpoint "
+                                           "directory>"),
                                   cl::sub(inspectCommand));
 
 // synth
@@ -101,6 +104,15 @@ cl::opt<int64_t> synthSharedFfn("shared-ffn", cl::init(0),
 cl::opt<int64_t> synthVocabSize("vocab-size", cl::init(0),
                                 cl::desc("Vocabulary size (without --vocab)"),
                                 cl::sub(synthCommand), cl::cat(synthCategory));
+cl::opt<std::string> synthFormat("format", cl::init("gguf"),
+                                 cl::desc("Output format: gguf (a file) or "
+                                          "safetensors (a checkpoint "
+                                          "directory with config.json)"),
+                                 cl::sub(synthCommand), cl::cat(synthCategory));
+cl::opt<unsigned> synthShards("shards", cl::init(1),
+                              cl::desc("Safetensors shards (with "
+                                       "model.safetensors.index.json when > 1)"),
+                              cl::sub(synthCommand), cl::cat(synthCategory));
 cl::opt<unsigned> synthThreads("t", cl::init(0),
                                cl::desc("Threads (default: all cores)"),
                                cl::sub(synthCommand), cl::cat(synthCategory));
@@ -136,33 +148,35 @@ std::string humanBytes(uint64_t bytes) {
   return s;
 }
 
-std::string shapeOf(const gguf::TensorInfo &t) {
-  std::string s;
-  raw_string_ostream os(s);
-  interleave(t.getShape(), os, "x");
-  return s;
-}
-
 //===----------------------------------------------------------------------===//
 // inspect
 //===----------------------------------------------------------------------===//
 
 int runInspect() {
-  Expected<std::unique_ptr<gguf::GgufFile>> opened =
-      gguf::GgufFile::open(inspectInput);
+  Expected<std::unique_ptr<model::WeightStore>> opened =
+      model::WeightStore::open(inspectInput);
   if (!opened)
     return fail(opened.takeError());
-  const gguf::GgufFile &file = **opened;
-  Expected<model::ModelConfig> config = model::readGgufConfig(file);
-  if (!config)
-    return fail(config.takeError());
-  const model::ModelConfig &c = *config;
+  const model::WeightStore &store = **opened;
+  const model::ModelConfig &c = store.getConfig();
 
-  outs() << file.getPath() << ": GGUF v" << file.getVersion() << ", "
-         << humanBytes(file.getFileSize()) << " (" << file.getFileSize()
-         << " bytes), " << file.getTensors().size() << " tensors, "
-         << file.getMetadata().size() << " metadata keys, alignment "
-         << file.getAlignment() << "\n\n";
+  uint64_t fileBytes = 0;
+  for (const std::string &f : store.getFiles()) {
+    uint64_t size = 0;
+    sys::fs::file_size(f, size);
+    fileBytes += size;
+  }
+  if (const gguf::GgufFile *file = store.getGguf())
+    outs() << file->getPath() << ": GGUF v" << file->getVersion() << ", "
+           << humanBytes(file->getFileSize()) << " (" << file->getFileSize()
+           << " bytes), " << file->getTensors().size() << " tensors, "
+           << file->getMetadata().size() << " metadata keys, alignment "
+           << file->getAlignment() << "\n\n";
+  else
+    outs() << inspectInput << ": safetensors checkpoint, "
+           << store.getFiles().size() << " shard"
+           << (store.getFiles().size() == 1 ? "" : "s") << ", "
+           << humanBytes(fileBytes) << " (" << fileBytes << " bytes)\n\n";
   outs() << "architecture      " << c.family->name << " (GGUF '"
          << c.family->ggufArch << "', transformers "
          << c.family->hfArchitecture << ")\n";
@@ -182,39 +196,45 @@ int runInspect() {
            << (c.family->sharedExpertGate ? ", sigmoid-gated" : "") << "\n";
   outs() << "RMSNorm epsilon   " << format("%g", c.rmsNormEps) << "\n";
   outs() << "tied embeddings   " << (c.tiedEmbeddings ? "yes" : "no") << "\n";
-  if (const gguf::Value *tok = file.lookup("tokenizer.ggml.model"))
-    outs() << "tokenizer         " << *tok->getAsString() << "\n";
+  if (const gguf::GgufFile *file = store.getGguf())
+    if (const gguf::Value *tok = file->lookup("tokenizer.ggml.model"))
+      if (std::optional<StringRef> name = tok->getAsString())
+        outs() << "tokenizer         " << *name << "\n";
 
   outs() << "\ntensors:\n";
   outs() << format("  %-36s %-7s %-18s %12s\n", "name", "type", "shape",
                    "bytes");
   std::map<std::string, uint64_t> bytesByType;
-  for (const gguf::TensorInfo &t : file.getTensors()) {
-    outs() << format("  %-36s %-7s %-18s %12llu\n", t.name.str().c_str(),
-                     t.type.name.str().c_str(), shapeOf(t).c_str(),
+  uint64_t expertBytesTotal = 0, embeddingBytes = 0, otherBytes = 0;
+  uint64_t embeddingRowBytes = 0;
+  for (const model::StoredTensor &t : store.getTensors()) {
+    std::string shape;
+    raw_string_ostream os(shape);
+    interleave(llvm::reverse(t.dims), os, "x");
+    StringRef type = gguf::getGgmlTypeInfo(t.type).name;
+    outs() << format("  %-36s %-7s %-18s %12llu", t.name.c_str(),
+                     type.str().c_str(), shape.c_str(),
                      static_cast<unsigned long long>(t.numBytes));
-    bytesByType[t.type.name.str()] += t.numBytes;
+    if (t.extents.size() > 1)
+      outs() << "  (" << t.extents.size() << " tensors, one per expert)";
+    outs() << "\n";
+    bytesByType[type.str()] += t.numBytes;
+    // Bytes per expert, and the bytes one decoded token touches:
+    // everything but the routed experts and the embedding table, one
+    // embedding row, and k experts in every layer.
+    if (t.role->tensorClass == "experts")
+      expertBytesTotal += t.numBytes;
+    else if (t.role->kind == model::TensorRole::TokenEmbedding) {
+      embeddingBytes = t.numBytes;
+      embeddingRowBytes = t.numBytes / c.vocabSize;
+    } else
+      otherBytes += t.numBytes;
   }
   outs() << "\nbytes by type:";
   for (const auto &[type, bytes] : bytesByType)
     outs() << " " << type << " " << humanBytes(bytes) << ";";
   outs() << "\n";
 
-  // Bytes per expert (gate + up + down of one expert of one layer), and the
-  // bytes one decoded token touches: everything but the routed experts and
-  // the embedding table, one embedding row, and k experts in every layer.
-  uint64_t expertBytesTotal = 0, embeddingBytes = 0, otherBytes = 0;
-  uint64_t embeddingRowBytes = 0;
-  for (const model::TensorRole &role : model::getTensorRoles(c)) {
-    const gguf::TensorInfo *t = file.findTensor(role.ggufName);
-    if (role.tensorClass == "experts")
-      expertBytesTotal += t->numBytes;
-    else if (role.kind == model::TensorRole::TokenEmbedding) {
-      embeddingBytes = t->numBytes;
-      embeddingRowBytes = t->numBytes / c.vocabSize;
-    } else
-      otherBytes += t->numBytes;
-  }
   uint64_t perExpert = expertBytesTotal / (c.numLayers * c.numExperts);
   uint64_t perToken = otherBytes + embeddingRowBytes +
                       perExpert * c.numExpertsUsed * c.numLayers;
@@ -223,8 +243,8 @@ int runInspect() {
   outs() << "\nbytes per expert  " << humanBytes(perExpert) << " (" << perExpert
          << ": gate + up + down of one expert in one layer)\n";
   outs() << "all experts       " << humanBytes(expertBytesTotal) << " ("
-         << format("%.1f%%", 100.0 * expertBytesTotal / file.getFileSize())
-         << " of the file)\n";
+         << format("%.1f%%", 100.0 * expertBytesTotal / store.getTotalBytes())
+         << " of the weights)\n";
   outs() << "bytes per token   " << humanBytes(perToken) << " (" << perToken
          << ": dense weights " << otherBytes << " + one embedding row "
          << embeddingRowBytes << " + " << c.numExpertsUsed << " experts x "
@@ -302,13 +322,33 @@ int runSynth() {
                      humanBytes(done).c_str(), humanBytes(total).c_str(),
                      100.0 * done / total);
   };
-  if (Error e = model::writeSynthGguf(options, synthOutput, progress))
-    return fail(std::move(e));
+  if (synthFormat == "safetensors") {
+    if (Error e = model::writeSynthSafetensors(options, synthOutput, synthShards))
+      return fail(std::move(e));
+  } else if (synthFormat == "gguf") {
+    if (synthShards.getNumOccurrences())
+      return fail("--shards: GGUF output is one file");
+    if (Error e = model::writeSynthGguf(options, synthOutput, progress))
+      return fail(std::move(e));
+  } else {
+    return fail("--format: unknown format '" + synthFormat +
+                "' (gguf, safetensors)");
+  }
   double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
           .count();
   uint64_t size = 0;
-  sys::fs::file_size(synthOutput, size);
+  if (synthFormat == "safetensors") {
+    std::error_code ec;
+    for (sys::fs::directory_iterator it(synthOutput, ec), end; it != end && !ec;
+         it.increment(ec)) {
+      uint64_t fileSize = 0;
+      sys::fs::file_size(it->path(), fileSize);
+      size += fileSize;
+    }
+  } else {
+    sys::fs::file_size(synthOutput, size);
+  }
   if (terminal)
     errs() << "\r";
   errs() << "moec synth: wrote " << synthOutput << " (" << family->name << ", "

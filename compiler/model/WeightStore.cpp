@@ -1,0 +1,298 @@
+//===- WeightStore.cpp - A model's tensors under their canonical names ----===//
+
+#include "compiler/model/WeightStore.h"
+
+#include "compiler/gguf/GgufFile.h"
+#include "compiler/safetensors/SafetensorsFile.h"
+#include "compiler/support/Json.h"
+
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/Path.h"
+
+#include <map>
+
+using namespace llvm;
+using namespace moec;
+using namespace moec::model;
+
+WeightStore::~WeightStore() = default;
+
+static std::string dimsString(ArrayRef<int64_t> dims) {
+  std::string s = "[";
+  for (size_t i = 0; i < dims.size(); ++i)
+    s += (i ? ", " : "") + std::to_string(dims[i]);
+  return s + "]";
+}
+
+Expected<std::unique_ptr<WeightStore>> WeightStore::open(StringRef path) {
+  if (sys::fs::is_directory(path))
+    return openCheckpoint(path, "");
+  StringRef name = sys::path::filename(path);
+  StringRef dir = sys::path::parent_path(path);
+  if (dir.empty())
+    dir = ".";
+  if (name == "config.json")
+    return openCheckpoint(dir, "");
+  if (name.ends_with(".safetensors") || name.ends_with(".safetensors.index.json"))
+    return openCheckpoint(dir, name);
+  return openGguf(path);
+}
+
+uint64_t WeightStore::getTotalBytes() const {
+  uint64_t total = 0;
+  for (const StoredTensor &t : tensors)
+    total += t.numBytes;
+  return total;
+}
+
+const StoredTensor *WeightStore::find(StringRef name) const {
+  auto it = index.find(name);
+  return it == index.end() ? nullptr : &tensors[it->second];
+}
+
+ArrayRef<uint8_t>
+WeightStore::getExtentData(const StoredTensor::Extent &e) const {
+  ArrayRef<uint8_t> file = format == SourceFormat::Gguf
+                               ? ggufFile->getFileData()
+                               : shards[e.file]->getFileData();
+  return file.slice(e.offset, e.size);
+}
+
+//===----------------------------------------------------------------------===//
+// GGUF
+//===----------------------------------------------------------------------===//
+
+Expected<std::unique_ptr<WeightStore>> WeightStore::openGguf(StringRef path) {
+  Expected<std::unique_ptr<gguf::GgufFile>> file = gguf::GgufFile::open(path);
+  if (!file)
+    return file.takeError();
+  Expected<ModelConfig> config = readGgufConfig(**file);
+  if (!config)
+    return config.takeError();
+  std::unique_ptr<WeightStore> store(new WeightStore());
+  store->format = SourceFormat::Gguf;
+  store->config = *config;
+  store->roles = getTensorRoles(*config);
+  store->files.push_back(path.str());
+  for (const TensorRole &role : store->roles) {
+    // readGgufConfig checked that every role's tensor exists with its dims.
+    const gguf::TensorInfo *t = (*file)->findTensor(role.ggufName);
+    if (!t->type.computeSupported)
+      return (*file)->makeError("tensor '" + role.ggufName + "' has type " +
+                                t->type.name + ", which moec does not "
+                                "compute with (supported: " +
+                                gguf::computeSupportedGgmlTypeNames() + ")");
+    StoredTensor s;
+    s.name = role.ggufName;
+    s.dims.assign(t->dims.begin(), t->dims.end());
+    s.type = t->type.type;
+    s.numBytes = t->numBytes;
+    s.extents.push_back({0, (*file)->getDataOffset() + t->offset, t->numBytes});
+    store->index[s.name] = store->tensors.size();
+    store->tensors.push_back(std::move(s));
+  }
+  for (size_t i = 0; i < store->tensors.size(); ++i)
+    store->tensors[i].role = &store->roles[i];
+  store->ggufFile = std::move(*file);
+  return std::move(store);
+}
+
+//===----------------------------------------------------------------------===//
+// Hugging Face checkpoints
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+Expected<json::Value> readJsonFile(StringRef path, unsigned maxDepth) {
+  ErrorOr<std::unique_ptr<MemoryBuffer>> buffer = MemoryBuffer::getFile(path);
+  if (!buffer)
+    return createStringError(buffer.getError(), "%s: cannot open: %s",
+                             path.str().c_str(),
+                             buffer.getError().message().c_str());
+  Expected<json::Value> value =
+      parseUntrustedJson((*buffer)->getBuffer(), maxDepth);
+  if (!value)
+    return createStringError(inconvertibleErrorCode(), "%s: invalid JSON: %s",
+                             path.str().c_str(),
+                             toString(value.takeError()).c_str());
+  return value;
+}
+
+Error checkedError(StringRef file, const Twine &message) {
+  return createStringError(inconvertibleErrorCode(), file + ": " + message);
+}
+
+} // namespace
+
+Expected<std::unique_ptr<WeightStore>>
+WeightStore::openCheckpoint(StringRef directory, StringRef weightsFile) {
+  SmallString<256> configPath(directory);
+  sys::path::append(configPath, "config.json");
+  Expected<json::Value> configJson = readJsonFile(configPath, 16);
+  if (!configJson)
+    return configJson.takeError();
+  const json::Object *configObject = configJson->getAsObject();
+  if (!configObject)
+    return checkedError(configPath, "is not a JSON object");
+  Expected<ModelConfig> config = readHfConfig(*configObject, configPath);
+  if (!config)
+    return config.takeError();
+
+  std::unique_ptr<WeightStore> store(new WeightStore());
+  store->format = SourceFormat::Safetensors;
+  store->config = *config;
+
+  // Which shard holds which tensor.
+  StringMap<unsigned> shardOf;
+  auto addShard = [&](StringRef name) -> Expected<unsigned> {
+    if (name.contains('/') || name.contains('\\') || name == ".." ||
+        name.empty())
+      return checkedError(directory, "shard name '" + name +
+                                         "' is not a file name in the "
+                                         "checkpoint directory");
+    for (unsigned i = 0; i < store->files.size(); ++i)
+      if (sys::path::filename(store->files[i]) == name)
+        return i;
+    SmallString<256> path(directory);
+    sys::path::append(path, name);
+    Expected<std::unique_ptr<safetensors::SafetensorsFile>> shard =
+        safetensors::SafetensorsFile::open(path);
+    if (!shard)
+      return shard.takeError();
+    store->files.push_back(std::string(path));
+    store->shards.push_back(std::move(*shard));
+    return static_cast<unsigned>(store->shards.size() - 1);
+  };
+
+  SmallString<256> indexPath(directory);
+  sys::path::append(indexPath, "model.safetensors.index.json");
+  bool sharded = weightsFile.ends_with(".index.json") ||
+                 (weightsFile.empty() && sys::fs::exists(indexPath));
+  if (sharded) {
+    if (!weightsFile.empty()) {
+      indexPath = directory;
+      sys::path::append(indexPath, weightsFile);
+    }
+    Expected<json::Value> indexJson = readJsonFile(indexPath, 8);
+    if (!indexJson)
+      return indexJson.takeError();
+    const json::Object *root = indexJson->getAsObject();
+    const json::Object *map = root ? root->getObject("weight_map") : nullptr;
+    if (!map)
+      return checkedError(indexPath, "has no 'weight_map' object");
+    // Shards in name order, so that file indices are deterministic.
+    std::map<std::string, std::vector<std::string>> byShard;
+    for (const auto &[tensor, shard] : *map) {
+      std::optional<StringRef> s = shard.getAsString();
+      if (!s)
+        return checkedError(indexPath, "weight_map entry '" + tensor.str() +
+                                           "' is not a file name");
+      byShard[s->str()].push_back(tensor.str());
+    }
+    for (const auto &[shard, names] : byShard) {
+      Expected<unsigned> file = addShard(shard);
+      if (!file)
+        return file.takeError();
+      for (const std::string &name : names) {
+        if (!store->shards[*file]->findTensor(name))
+          return checkedError(indexPath, "weight_map puts '" + name +
+                                             "' in " + shard +
+                                             ", which does not hold it");
+        shardOf[name] = *file;
+      }
+    }
+  } else {
+    Expected<unsigned> file =
+        addShard(weightsFile.empty() ? "model.safetensors" : weightsFile);
+    if (!file)
+      return file.takeError();
+    for (const safetensors::TensorInfo &t : store->shards[*file]->getTensors())
+      shardOf[t.name] = *file;
+  }
+
+  if (!shardOf.count("lm_head.weight"))
+    store->config.tiedEmbeddings = true;
+  store->roles = getTensorRoles(store->config);
+  if (Error e = store->addTensors())
+    return std::move(e);
+  for (size_t i = 0; i < store->tensors.size(); ++i)
+    store->tensors[i].role = &store->roles[i];
+  return std::move(store);
+}
+
+Error WeightStore::addTensors() {
+  // Index every shard's tensors by name.
+  StringMap<std::pair<unsigned, const safetensors::TensorInfo *>> all;
+  for (unsigned f = 0; f < shards.size(); ++f)
+    for (const safetensors::TensorInfo &t : shards[f]->getTensors())
+      all[t.name] = {f, &t};
+  const int64_t experts = config.numExperts;
+  for (const TensorRole &role : roles) {
+    bool perExpert = role.tensorClass == "experts";
+    StoredTensor s;
+    s.name = role.ggufName;
+    s.dims.assign(role.dims.begin(), role.dims.end());
+    // One HF tensor holds what the role needs, or (experts) one per expert.
+    SmallVector<int64_t, 4> wantShape;
+    ArrayRef<int64_t> dims = role.dims;
+    if (perExpert)
+      dims = dims.drop_back(); // one expert
+    for (int64_t d : llvm::reverse(dims))
+      wantShape.push_back(d);
+    uint64_t total = 0;
+    std::optional<safetensors::DType> dtype;
+    for (int64_t e = 0; e < (perExpert ? experts : 1); ++e) {
+      std::string hfName = getHfTensorName(config, role, perExpert ? e : -1);
+      auto it = all.find(hfName);
+      if (it == all.end())
+        return checkedError(files.empty() ? "checkpoint" : files.front(),
+                            "missing tensor '" + hfName + "' (" +
+                                config.family->hfArchitecture +
+                                " with the configuration in config.json)");
+      auto [file, info] = it->second;
+      StringRef shardPath = files[file];
+      // Qwen2-MoE's shared expert gate is [1, H] in the checkpoint, [H] in
+      // GGUF: the same bytes.
+      SmallVector<int64_t, 4> shape(info->shape.begin(), info->shape.end());
+      if (role.kind == TensorRole::SharedInputGate && shape.size() == 2 &&
+          shape[0] == 1)
+        shape.erase(shape.begin());
+      if (ArrayRef<int64_t>(shape) != ArrayRef<int64_t>(wantShape))
+        return checkedError(shardPath, "tensor '" + hfName + "' has shape " +
+                                           dimsString(info->shape) +
+                                           " but config.json implies " +
+                                           dimsString(wantShape));
+      if (dtype && *dtype != info->dtype)
+        return checkedError(shardPath, "tensor '" + hfName + "' is " +
+                                           safetensors::getDTypeName(info->dtype) +
+                                           " but expert 0 of it is " +
+                                           safetensors::getDTypeName(*dtype));
+      dtype = info->dtype;
+      uint64_t dataOffset = shards[file]->getDataOffset();
+      s.extents.push_back({file, dataOffset + info->begin, info->end - info->begin});
+      total += info->end - info->begin;
+    }
+    switch (*dtype) {
+    case safetensors::DType::F32:
+      s.type = gguf::GgmlType::F32;
+      break;
+    case safetensors::DType::F16:
+      s.type = gguf::GgmlType::F16;
+      break;
+    case safetensors::DType::BF16:
+      s.type = gguf::GgmlType::BF16;
+      break;
+    default:
+      return checkedError(files[s.extents.front().file],
+                          "tensor '" + getHfTensorName(config, role, perExpert ? 0 : -1) +
+                              "' has dtype " + safetensors::getDTypeName(*dtype) +
+                              ", which moec does not compute with (F32, F16, "
+                              "BF16)");
+    }
+    s.numBytes = total;
+    index[s.name] = tensors.size();
+    tensors.push_back(std::move(s));
+  }
+  return Error::success();
+}
