@@ -26,10 +26,14 @@ step "the compiler's dialects: an example sparse MoE layer in moe + qnt IR"
 "$bin/moec-opt" --show-dialects
 "$bin/moec-opt" "$root/examples/sparse-moe-layer.mlir" -canonicalize
 
-step "write the example model (moec synth)"
-[[ -x $bin/moec ]] || missing "the moec driver and 'moec synth' (the import issue) do not exist yet, so there is no model to compile"
+step "write the example model (moec synth: random weights until the trained example model lands)"
 mkdir -p "$out"
-"$bin/moec" synth --family=qwen3moe --preset=tiny -o "$out/example.gguf"
+vocab=$root/../shared/testdata/tokenizers/ggml-vocab-llama-spm.gguf
+vocab_flag=()
+[[ -f $vocab ]] && vocab_flag=(--vocab="$vocab")
+"$bin/moec" synth --family=qwen3moe --preset=tiny --seed=1 "${vocab_flag[@]}" \
+  -o "$out/example.gguf"
+"$bin/moec" inspect "$out/example.gguf" | sed -n '1,12p'
 
 step "compile it for the host"
 "$bin/moec" "$out/example.gguf" --target=host -o "$out/host" ||

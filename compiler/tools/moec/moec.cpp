@@ -124,6 +124,10 @@ cl::opt<std::string> compileTo("compile-to",
                                cl::desc("Stop after this phase and print its "
                                         "IR (input, ...)"),
                                cl::sub(cl::SubCommand::getTopLevel()));
+cl::opt<std::string> compileTarget("target",
+                                   cl::desc("Target to compile for (targets "
+                                            "land with CPU code generation)"),
+                                   cl::sub(cl::SubCommand::getTopLevel()));
 cl::opt<std::string> compileOutput("o", cl::desc("Output"),
                                    cl::value_desc("path"),
                                    cl::sub(cl::SubCommand::getTopLevel()));
