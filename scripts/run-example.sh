@@ -35,6 +35,12 @@ vocab_flag=()
   -o "$out/example.gguf"
 "$bin/moec" inspect "$out/example.gguf" | sed -n '1,12p'
 
+step "import it into moe + qnt IR (moec --compile-to=input)"
+"$bin/moec" "$out/example.gguf" --compile-to=input -o "$out/example.mlir"
+"$bin/moec-opt" "$out/example.mlir" -o /dev/null
+echo "$out/example.mlir: $(wc -c <"$out/example.mlir") bytes of IR, verified; its MoE part:"
+grep -E "moe\.(route|dispatch|expert_ffn|combine)" "$out/example.mlir" | head -n 4
+
 step "compile it for the host"
 "$bin/moec" "$out/example.gguf" --target=host -o "$out/host" ||
   missing "compiling for the host (the CPU code generation issue)"

@@ -10,11 +10,15 @@
 //===----------------------------------------------------------------------===//
 
 #include "compiler/gguf/GgufFile.h"
+#include "compiler/import/Importer.h"
 #include "compiler/model/ModelConfig.h"
 #include "compiler/model/Synth.h"
 #include "compiler/model/WeightStore.h"
 
+#include "mlir/IR/MLIRContext.h"
+#include "mlir/Support/FileUtilities.h"
 #include "llvm/Support/CommandLine.h"
+#include "llvm/Support/ToolOutputFile.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/Format.h"
 #include "llvm/Support/InitLLVM.h"
@@ -360,6 +364,52 @@ int runSynth() {
   return 0;
 }
 
+//===----------------------------------------------------------------------===//
+// compile
+//===----------------------------------------------------------------------===//
+
+int runCompile() {
+  // Phases in pipeline order; only `input` exists so far.
+  static const char *const kPhases[] = {"input", "compress", "plan",
+                                        "fuse",  "codegen",  "emit"};
+  StringRef phase = compileTo.empty() ? "emit" : StringRef(compileTo);
+  if (!llvm::is_contained(kPhases, phase))
+    return fail("--compile-to: unknown phase '" + phase +
+                "' (phases: input, compress, plan, fuse, codegen, emit)");
+  if (phase != "input")
+    return fail("phase '" + phase +
+                "' is not implemented yet: moec imports models "
+                "(--compile-to=input); compression, planning and code "
+                "generation land with their issues");
+  if (!compileTarget.empty())
+    return fail("--target: no target backend exists yet (they land with the "
+                "CPU code generation issue); --compile-to=input needs none");
+
+  Expected<std::unique_ptr<model::WeightStore>> store =
+      model::WeightStore::open(compileInput);
+  if (!store)
+    return fail(store.takeError());
+  mlir::MLIRContext context;
+  Expected<mlir::OwningOpRef<mlir::ModuleOp>> module =
+      importer::importModel(context, **store);
+  if (!module)
+    return fail(module.takeError());
+
+  // Write to a temporary name and rename at the end, so that a failed run
+  // leaves no half-written output.
+  if (compileOutput.empty() || compileOutput == "-") {
+    (**module)->print(outs());
+    return 0;
+  }
+  std::string error;
+  auto output = mlir::openOutputFile(compileOutput, &error);
+  if (!output)
+    return fail(error);
+  (**module)->print(output->os());
+  output->keep();
+  return 0;
+}
+
 } // namespace
 
 int main(int argc, char **argv) {
@@ -377,8 +427,5 @@ int main(int argc, char **argv) {
     return runSynth();
   if (compileInput.empty())
     return fail("no model given; see 'moec --help'");
-  return fail("compiling models is not implemented yet: import into IR "
-              "(--compile-to=input) lands with the import issue, code "
-              "generation with the CPU code generation issue; 'moec inspect " +
-              compileInput + "' describes the model today");
+  return runCompile();
 }

@@ -44,6 +44,15 @@ def Moe_Predictor : I32EnumAttr<"Predictor", "how prefetched experts are predict
   let genSpecializedAttr = 0;
 }
 
+def Moe_RopeStyle : I32EnumAttr<"RopeStyle", "how rotary embeddings pair dimensions", [
+    I32EnumAttrCase<"NeoX", 0, "neox">,
+    I32EnumAttrCase<"Interleaved", 1, "interleaved">,
+  ]> {
+  let cppNamespace = "::moec::moe";
+  let genSpecializedAttr = 0;
+}
+def Moe_RopeStyleAttr : EnumAttr<Moe_Dialect, Moe_RopeStyle, "rope_style">;
+
 //===----------------------------------------------------------------------===//
 // Attributes
 //===----------------------------------------------------------------------===//

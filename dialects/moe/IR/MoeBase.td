@@ -34,6 +34,14 @@ def Moe_Dialect : Dialect {
     `moe.experts` symbol and never flow as SSA values, so no operation needs
     every expert's weights to be materialised; an implementation touches only
     the experts that tokens were routed to.
+
+    Around the sparse part, the dialect has the few dense operations of an
+    MoE transformer that upstream MLIR has no single operation for, kept
+    whole so that code generation can fuse and specialise them: `moe.embed`
+    (a row lookup that, like the experts, reads only the rows it needs),
+    `moe.rms_norm`, `moe.rope` and `moe.attention` (causal, grouped-query,
+    over a KV cache). Projections are `qnt.matmul`; everything else is
+    upstream (tensor reshapes, arith).
   }];
   let dependentDialects = [
     "::moec::qnt::QntDialect",

@@ -8,6 +8,8 @@
 #include "mlir/IR/PatternMatch.h"
 #include "mlir/IR/TypeUtilities.h"
 
+#include <cmath>
+
 using namespace mlir;
 using namespace moec;
 using namespace moec::moe;
@@ -448,6 +450,125 @@ LogicalResult SharedExpertOp::verify() {
 
 LogicalResult PrefetchOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
   return lookupBank(*this, getExpertsAttr(), symbolTable);
+}
+
+//===----------------------------------------------------------------------===//
+// EmbedOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult EmbedOp::verify() {
+  ArrayRef<int64_t> table = weightShape(getTable());
+  if (table.size() != 2)
+    return emitOpError() << "table '" << getTable().getName()
+                         << "' must have shape [vocabulary, hidden], got "
+                         << shapeString(table);
+  auto tokens = getTokens().getType();
+  if (tokens.getRank() != 1)
+    return emitOpError() << "expects tokens of shape [tokens], got rank "
+                         << tokens.getRank();
+  SmallVector<int64_t> expected = {tokens.getDimSize(0), table[1]};
+  auto result = getResult().getType();
+  if (result.getRank() != 2 ||
+      failed(verifyCompatibleShape(result.getShape(), expected)))
+    return emitOpError() << "result has shape "
+                         << shapeString(result.getShape())
+                         << ", expected [tokens, hidden] = "
+                         << shapeString(expected);
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// RmsNormOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult RmsNormOp::verify() {
+  auto input = getInput().getType();
+  auto weight = getWeight().getType();
+  if (input.getRank() < 1)
+    return emitOpError("expects an input of rank 1 or more");
+  if (weight.getRank() != 1 ||
+      !compatible(weight.getDimSize(0), input.getShape().back()))
+    return emitOpError() << "weight has shape "
+                         << shapeString(weight.getShape())
+                         << ", expected the input's innermost dimension ["
+                         << input.getShape().back() << "]";
+  double epsilon = getEpsilon().convertToDouble();
+  if (!(epsilon > 0.0) || std::isinf(epsilon))
+    return emitOpError() << "epsilon must be positive and finite, got "
+                         << epsilon;
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// RopeOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult RopeOp::verify() {
+  auto input = getInput().getType();
+  if (input.getRank() != 3)
+    return emitOpError() << "expects input of shape [tokens, heads, "
+                            "head_dim], got rank "
+                         << input.getRank();
+  int64_t headDim = input.getDimSize(2);
+  if (ShapedType::isDynamic(headDim) || headDim % 2 != 0)
+    return emitOpError() << "head_dim must be static and even, got "
+                         << shapeString(input.getShape());
+  auto positions = getPositions().getType();
+  if (positions.getRank() != 1 ||
+      !compatible(positions.getDimSize(0), input.getDimSize(0)))
+    return emitOpError() << "positions have shape "
+                         << shapeString(positions.getShape())
+                         << ", expected one per token";
+  double theta = getTheta().convertToDouble();
+  if (!(theta > 0.0) || std::isinf(theta))
+    return emitOpError() << "theta must be positive and finite, got " << theta;
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// AttentionOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult AttentionOp::verify() {
+  auto q = getQuery().getType(), k = getKey().getType(),
+       v = getValue().getType(), cache = getKCache().getType();
+  auto positions = getPositions().getType();
+  for (auto [name, type] : {std::pair<StringRef, RankedTensorType>{"query", q},
+                            {"key", k},
+                            {"value", v},
+                            {"k_cache", cache}})
+    if (type.getRank() != 3)
+      return emitOpError() << "expects " << name << " of rank 3, got "
+                           << shapeString(type.getShape());
+  if (k != v)
+    return emitOpError() << "key and value types differ: " << k << " vs "
+                         << v;
+  int64_t heads = q.getDimSize(1), kvHeads = k.getDimSize(1),
+          headDim = q.getDimSize(2);
+  if (ShapedType::isDynamic(heads) || ShapedType::isDynamic(kvHeads) ||
+      heads % kvHeads != 0)
+    return emitOpError() << heads << " query heads are not a static multiple "
+                         << "of " << kvHeads << " KV heads";
+  if (!compatible(q.getDimSize(0), k.getDimSize(0)) ||
+      !compatible(k.getDimSize(2), headDim))
+    return emitOpError() << "key " << shapeString(k.getShape())
+                         << " does not match query "
+                         << shapeString(q.getShape())
+                         << " in tokens or head_dim";
+  if (!cache.hasStaticShape() || cache.getDimSize(1) != kvHeads ||
+      cache.getDimSize(2) != headDim)
+    return emitOpError() << "caches must have static shape [context, "
+                         << kvHeads << ", " << headDim << "], got "
+                         << shapeString(cache.getShape());
+  if (positions.getRank() != 1 ||
+      !compatible(positions.getDimSize(0), q.getDimSize(0)))
+    return emitOpError() << "positions have shape "
+                         << shapeString(positions.getShape())
+                         << ", expected one per token";
+  double scale = getScale().convertToDouble();
+  if (!(scale > 0.0) || std::isinf(scale))
+    return emitOpError() << "scale must be positive and finite, got " << scale;
+  return success();
 }
 
 #define GET_OP_CLASSES

@@ -284,4 +284,106 @@ def Moe_PrefetchOp : Moe_Op<"prefetch", [
   let assemblyFormat = "$experts `(` $ids `)` attr-dict `:` type($ids)";
 }
 
+//===----------------------------------------------------------------------===//
+// Dense transformer operations
+//===----------------------------------------------------------------------===//
+
+def Moe_EmbedOp : Moe_Op<"embed", [Pure]> {
+  let summary = "Token embedding lookup";
+  let description = [{
+    `result[t] = dequantize(table)[tokens[t]]`. The table (`[vocabulary,
+    hidden]`, GGUF's `token_embd`) is named, not an SSA value, so that an
+    implementation reads only the rows of the tokens it embeds. Token ids
+    outside `[0, vocabulary)` are an error at run time.
+
+    ```mlir
+    %x = moe.embed %tokens {table = #qnt.ref<"token_embd.weight" : !qnt.tensor<32000x2048, q8_0>>}
+        : tensor<?xi32> -> tensor<?x2048xf32>
+    ```
+  }];
+  let arguments = (ins Moe_I32Tensor:$tokens, Qnt_WeightRefAttr:$table);
+  let results = (outs Moe_FloatTensor:$result);
+  let assemblyFormat = "$tokens attr-dict `:` type($tokens) `->` type($result)";
+  let hasVerifier = 1;
+}
+
+def Moe_RmsNormOp : Moe_Op<"rms_norm", [Pure, AllTypesMatch<["input", "result"]>]> {
+  let summary = "RMSNorm over the innermost dimension";
+  let description = [{
+    `result = input / sqrt(mean(input^2) + epsilon) * weight`, the mean taken
+    over the innermost dimension, whose size the (1-D) weight has. Applied to
+    `[tokens, hidden]` it is a layer's norm; to `[tokens, heads, head_dim]`,
+    Qwen3-MoE's per-head Q/K norm.
+
+    ```mlir
+    %y = moe.rms_norm %x, %w epsilon(1.0e-06) : tensor<?x2048xf32>, tensor<2048xf32>
+    ```
+  }];
+  let arguments = (ins Moe_FloatTensor:$input, Moe_FloatTensor:$weight,
+                       F64Attr:$epsilon);
+  let results = (outs Moe_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $weight `epsilon` `(` $epsilon `)` attr-dict `:` type($input)
+    `,` type($weight)
+  }];
+  let hasVerifier = 1;
+}
+
+def Moe_RopeOp : Moe_Op<"rope", [Pure, AllTypesMatch<["input", "result"]>]> {
+  let summary = "Rotary position embedding";
+  let description = [{
+    Rotates each pair of dimensions of every head of `input` (`[tokens,
+    heads, head_dim]`) by the angle `positions[t] * theta^(-2i / head_dim)`
+    of its pair index `i`. `neox` pairs dimension `i` with `i + head_dim/2`
+    (Hugging Face's rotate_half); `interleaved` pairs `2i` with `2i + 1`
+    (what GGUF llama-family files, whose Q and K rows the converter permuted,
+    are written for).
+
+    ```mlir
+    %q2 = moe.rope %q, %positions neox theta(1.0e+04) : tensor<?x32x128xf32>, tensor<?xi32>
+    ```
+  }];
+  let arguments = (ins Moe_FloatTensor:$input, Moe_I32Tensor:$positions,
+                       Moe_RopeStyleAttr:$style, F64Attr:$theta);
+  let results = (outs Moe_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $positions `` $style `theta` `(` $theta `)` attr-dict `:`
+    type($input) `,` type($positions)
+  }];
+  let hasVerifier = 1;
+}
+
+def Moe_AttentionOp : Moe_Op<"attention", [Pure,
+    AllTypesMatch<["k_cache", "new_k_cache", "v_cache", "new_v_cache"]>,
+    AllTypesMatch<["query", "result"]>]> {
+  let summary = "Causal grouped-query attention over a KV cache";
+  let description = [{
+    Stores `key[t]` and `value[t]` at row `positions[t]` of the caches
+    (`[context, kv_heads, head_dim]`), yielding the updated caches, then for
+    every token `t` and head `h` attends over cache rows `0..positions[t]`
+    of KV head `h / (heads / kv_heads)`:
+    `result[t, h] = sum_p softmax_p(scale * query[t, h] . K[p]) * V[p]`.
+    Positions must be below the context size.
+
+    ```mlir
+    %o, %kc, %vc = moe.attention %q, %k, %v, %k_cache, %v_cache, %positions
+        scale(8.8388347648318433e-02)
+        : tensor<?x32x128xf32>, tensor<?x4x128xf32>, tensor<?x4x128xf32>,
+          tensor<4096x4x128xf32>, tensor<?xi32>
+    ```
+  }];
+  let arguments = (ins Moe_FloatTensor:$query, Moe_FloatTensor:$key,
+                       Moe_FloatTensor:$value, Moe_FloatTensor:$k_cache,
+                       Moe_FloatTensor:$v_cache, Moe_I32Tensor:$positions,
+                       F64Attr:$scale);
+  let results = (outs Moe_FloatTensor:$result, Moe_FloatTensor:$new_k_cache,
+                      Moe_FloatTensor:$new_v_cache);
+  let assemblyFormat = [{
+    $query `,` $key `,` $value `,` $k_cache `,` $v_cache `,` $positions
+    `scale` `(` $scale `)` attr-dict `:` type($query) `,` type($key) `,`
+    type($value) `,` type($k_cache) `,` type($positions)
+  }];
+  let hasVerifier = 1;
+}
+
 #endif // MOEC_DIALECTS_MOE_IR_MOEOPS_TD

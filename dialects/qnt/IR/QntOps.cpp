@@ -138,32 +138,46 @@ LogicalResult DequantizeOp::verify() {
 // MatmulOp
 //===----------------------------------------------------------------------===//
 
-LogicalResult MatmulOp::verify() {
-  auto weights = getWeights().getType();
-  if (weights.getRank() != 2)
-    return emitOpError("expects 2-D weights [out, in], got rank ")
-           << weights.getRank();
+/// The shape of a ranked tensor or a quantized tensor.
+static ArrayRef<int64_t> shapeOf(Type type) {
+  if (auto quantized = dyn_cast<QuantizedTensorType>(type))
+    return quantized.getShape();
+  return cast<RankedTensorType>(type).getShape();
+}
 
-  ArrayRef<int64_t> inputShape;
-  if (auto quantized = dyn_cast<QuantizedTensorType>(getInput().getType()))
-    inputShape = quantized.getShape();
-  else
-    inputShape = cast<RankedTensorType>(getInput().getType()).getShape();
+LogicalResult MatmulOp::verify() {
+  ArrayRef<int64_t> weights = shapeOf(getWeights().getType());
+  if (weights.size() != 2)
+    return emitOpError("expects 2-D weights [out, in], got rank ")
+           << weights.size();
+
+  if (ShapedType::isDynamicShape(weights))
+    return emitOpError("weights must have a static shape");
+
+  ArrayRef<int64_t> inputShape = shapeOf(getInput().getType());
   if (inputShape.size() != 2)
     return emitOpError("expects 2-D activations [tokens, in], got rank ")
            << inputShape.size();
 
-  int64_t in = weights.getShape()[1];
+  int64_t in = weights[1];
   if (inputShape[1] != ShapedType::kDynamic && inputShape[1] != in)
     return emitOpError("activations have ")
            << inputShape[1] << " input features but the weights have " << in;
 
-  SmallVector<int64_t> expected = {inputShape[0], weights.getShape()[0]};
+  SmallVector<int64_t> expected = {inputShape[0], weights[0]};
   auto result = getResult().getType();
   if (failed(verifyCompatibleShape(result.getShape(), expected)))
     return emitOpError("result shape ")
            << shapeString(result.getShape()) << " does not match [tokens, out] = "
            << shapeString(expected);
+  if (Value bias = getBias()) {
+    auto type = cast<RankedTensorType>(bias.getType());
+    if (type.getRank() != 1 || failed(verifyCompatibleShape(
+                                   type.getShape(), ArrayRef(weights[0]))))
+      return emitOpError("bias of shape ")
+             << shapeString(type.getShape()) << " does not match [out] = ["
+             << weights[0] << "]";
+  }
   return success();
 }
 

@@ -86,7 +86,10 @@ def Qnt_MatmulOp : Qnt_Op<"matmul", [Pure]> {
   let description = [{
     `result[t, n] = sum_k input[t, k] * dequantize(weights)[n, k]`, the
     orientation of GGUF's (and ggml's) `mul_mat`: each row of the weights is
-    one output feature and the blocked innermost dimension is the reduction.
+    one output feature and the (blocked) innermost dimension is the
+    reduction. Weights are quantized or, for unquantized models, plain
+    f32/f16/bf16 tensors. An optional `bias` (`[out]`) is added to every
+    row of the result.
     The activations are floats or, where a target computes integer dot
     products, quantized (for example `q8_0`). With one token this is a GEMV
     (decode), with many a GEMM (prefill); the op does not care.
@@ -96,11 +99,13 @@ def Qnt_MatmulOp : Qnt_Op<"matmul", [Pure]> {
                           -> tensor<?x768xf32>
     ```
   }];
-  let arguments = (ins Qnt_AnyQuantizedTensor:$weights,
-                       AnyTypeOf<[Qnt_FloatTensor, Qnt_AnyQuantizedTensor]>:$input);
+  let arguments = (ins AnyTypeOf<[Qnt_AnyQuantizedTensor, Qnt_FloatTensor]>:$weights,
+                       AnyTypeOf<[Qnt_FloatTensor, Qnt_AnyQuantizedTensor]>:$input,
+                       Optional<Qnt_FloatTensor>:$bias);
   let results = (outs Qnt_FloatTensor:$result);
   let assemblyFormat = [{
-    $weights `,` $input attr-dict `:` qualified(type($weights)) `,` qualified(type($input))
+    $weights `,` $input (`bias` `(` $bias^ `:` qualified(type($bias)) `)`)?
+    attr-dict `:` qualified(type($weights)) `,` qualified(type($input))
     `->` qualified(type($result))
   }];
   let hasVerifier = 1;

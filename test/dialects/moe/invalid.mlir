@@ -978,3 +978,143 @@ func.func @prefetch_i64_ids(%ids: tensor<?x2xi64>) {
   moe.prefetch @bank(%ids) : tensor<?x2xi64>
   return
 }
+
+// -----
+
+//===----------------------------------------------------------------------===//
+// moe.embed, moe.rms_norm, moe.rope, moe.attention
+//===----------------------------------------------------------------------===//
+
+func.func @embed_table_rank(%t: tensor<?xi32>) -> tensor<?x64xf32> {
+  // expected-error @+1 {{'moe.embed' op table 'e' must have shape [vocabulary, hidden], got [256]}}
+  %x = moe.embed %t {table = #qnt.ref<"e" : tensor<256xf32>>} : tensor<?xi32> -> tensor<?x64xf32>
+  return %x : tensor<?x64xf32>
+}
+
+// -----
+
+func.func @embed_tokens_rank(%t: tensor<?x2xi32>) -> tensor<?x64xf32> {
+  // expected-error @+1 {{'moe.embed' op expects tokens of shape [tokens], got rank 2}}
+  %x = moe.embed %t {table = #qnt.ref<"e" : tensor<256x64xf32>>} : tensor<?x2xi32> -> tensor<?x64xf32>
+  return %x : tensor<?x64xf32>
+}
+
+// -----
+
+func.func @embed_result(%t: tensor<?xi32>) -> tensor<?x32xf32> {
+  // expected-error @+1 {{'moe.embed' op result has shape [?, 32], expected [tokens, hidden] = [?, 64]}}
+  %x = moe.embed %t {table = #qnt.ref<"e" : tensor<256x64xf32>>} : tensor<?xi32> -> tensor<?x32xf32>
+  return %x : tensor<?x32xf32>
+}
+
+// -----
+
+func.func @rms_norm_weight(%x: tensor<?x64xf32>, %w: tensor<32xf32>) -> tensor<?x64xf32> {
+  // expected-error @+1 {{'moe.rms_norm' op weight has shape [32], expected the input's innermost dimension [64]}}
+  %y = moe.rms_norm %x, %w epsilon(1.0e-6) : tensor<?x64xf32>, tensor<32xf32>
+  return %y : tensor<?x64xf32>
+}
+
+// -----
+
+func.func @rms_norm_epsilon(%x: tensor<?x64xf32>, %w: tensor<64xf32>) -> tensor<?x64xf32> {
+  // expected-error @+1 {{'moe.rms_norm' op epsilon must be positive and finite, got 0.000000e+00}}
+  %y = moe.rms_norm %x, %w epsilon(0.0) : tensor<?x64xf32>, tensor<64xf32>
+  return %y : tensor<?x64xf32>
+}
+
+// -----
+
+func.func @rms_norm_scalar(%x: tensor<f32>, %w: tensor<1xf32>) -> tensor<f32> {
+  // expected-error @+1 {{'moe.rms_norm' op expects an input of rank 1 or more}}
+  %y = "moe.rms_norm"(%x, %w) <{epsilon = 1.0e-6 : f64}> : (tensor<f32>, tensor<1xf32>) -> tensor<f32>
+  return %y : tensor<f32>
+}
+
+// -----
+
+func.func @rope_rank(%x: tensor<?x64xf32>, %p: tensor<?xi32>) -> tensor<?x64xf32> {
+  // expected-error @+1 {{'moe.rope' op expects input of shape [tokens, heads, head_dim], got rank 2}}
+  %y = moe.rope %x, %p neox theta(1.0e4) : tensor<?x64xf32>, tensor<?xi32>
+  return %y : tensor<?x64xf32>
+}
+
+// -----
+
+func.func @rope_odd(%x: tensor<?x4x15xf32>, %p: tensor<?xi32>) -> tensor<?x4x15xf32> {
+  // expected-error @+1 {{'moe.rope' op head_dim must be static and even, got [?, 4, 15]}}
+  %y = moe.rope %x, %p neox theta(1.0e4) : tensor<?x4x15xf32>, tensor<?xi32>
+  return %y : tensor<?x4x15xf32>
+}
+
+// -----
+
+func.func @rope_positions(%x: tensor<3x4x16xf32>, %p: tensor<2xi32>) -> tensor<3x4x16xf32> {
+  // expected-error @+1 {{'moe.rope' op positions have shape [2], expected one per token}}
+  %y = moe.rope %x, %p neox theta(1.0e4) : tensor<3x4x16xf32>, tensor<2xi32>
+  return %y : tensor<3x4x16xf32>
+}
+
+// -----
+
+func.func @rope_theta(%x: tensor<?x4x16xf32>, %p: tensor<?xi32>) -> tensor<?x4x16xf32> {
+  // expected-error @+1 {{'moe.rope' op theta must be positive and finite, got -1.000000e+00}}
+  %y = moe.rope %x, %p neox theta(-1.0) : tensor<?x4x16xf32>, tensor<?xi32>
+  return %y : tensor<?x4x16xf32>
+}
+
+// -----
+
+func.func @attention_rank(%q: tensor<?x64xf32>, %k: tensor<?x2x16xf32>, %c: tensor<8x2x16xf32>, %p: tensor<?xi32>) {
+  // expected-error @+1 {{'moe.attention' op expects query of rank 3, got [?, 64]}}
+  %o, %kc, %vc = "moe.attention"(%q, %k, %k, %c, %c, %p) <{scale = 1.0 : f64}> : (tensor<?x64xf32>, tensor<?x2x16xf32>, tensor<?x2x16xf32>, tensor<8x2x16xf32>, tensor<8x2x16xf32>, tensor<?xi32>) -> (tensor<?x64xf32>, tensor<8x2x16xf32>, tensor<8x2x16xf32>)
+  return
+}
+
+// -----
+
+func.func @attention_kv_types(%q: tensor<?x4x16xf32>, %k: tensor<?x2x16xf32>, %v: tensor<?x2x16xf16>, %c: tensor<8x2x16xf32>, %p: tensor<?xi32>) {
+  // expected-error @+1 {{'moe.attention' op key and value types differ}}
+  %o, %kc, %vc = moe.attention %q, %k, %v, %c, %c, %p scale(1.0) : tensor<?x4x16xf32>, tensor<?x2x16xf32>, tensor<?x2x16xf16>, tensor<8x2x16xf32>, tensor<?xi32>
+  return
+}
+
+// -----
+
+func.func @attention_heads(%q: tensor<?x4x16xf32>, %k: tensor<?x3x16xf32>, %c: tensor<8x3x16xf32>, %p: tensor<?xi32>) {
+  // expected-error @+1 {{'moe.attention' op 4 query heads are not a static multiple of 3 KV heads}}
+  %o, %kc, %vc = moe.attention %q, %k, %k, %c, %c, %p scale(1.0) : tensor<?x4x16xf32>, tensor<?x3x16xf32>, tensor<?x3x16xf32>, tensor<8x3x16xf32>, tensor<?xi32>
+  return
+}
+
+// -----
+
+func.func @attention_head_dim(%q: tensor<?x4x16xf32>, %k: tensor<?x2x8xf32>, %c: tensor<8x2x8xf32>, %p: tensor<?xi32>) {
+  // expected-error @+1 {{'moe.attention' op key [?, 2, 8] does not match query [?, 4, 16] in tokens or head_dim}}
+  %o, %kc, %vc = moe.attention %q, %k, %k, %c, %c, %p scale(1.0) : tensor<?x4x16xf32>, tensor<?x2x8xf32>, tensor<?x2x8xf32>, tensor<8x2x8xf32>, tensor<?xi32>
+  return
+}
+
+// -----
+
+func.func @attention_cache(%q: tensor<?x4x16xf32>, %k: tensor<?x2x16xf32>, %c: tensor<?x2x16xf32>, %p: tensor<?xi32>) {
+  // expected-error @+1 {{'moe.attention' op caches must have static shape [context, 2, 16], got [?, 2, 16]}}
+  %o, %kc, %vc = moe.attention %q, %k, %k, %c, %c, %p scale(1.0) : tensor<?x4x16xf32>, tensor<?x2x16xf32>, tensor<?x2x16xf32>, tensor<?x2x16xf32>, tensor<?xi32>
+  return
+}
+
+// -----
+
+func.func @attention_positions(%q: tensor<3x4x16xf32>, %k: tensor<3x2x16xf32>, %c: tensor<8x2x16xf32>, %p: tensor<4xi32>) {
+  // expected-error @+1 {{'moe.attention' op positions have shape [4], expected one per token}}
+  %o, %kc, %vc = moe.attention %q, %k, %k, %c, %c, %p scale(1.0) : tensor<3x4x16xf32>, tensor<3x2x16xf32>, tensor<3x2x16xf32>, tensor<8x2x16xf32>, tensor<4xi32>
+  return
+}
+
+// -----
+
+func.func @attention_scale(%q: tensor<?x4x16xf32>, %k: tensor<?x2x16xf32>, %c: tensor<8x2x16xf32>, %p: tensor<?xi32>) {
+  // expected-error @+1 {{'moe.attention' op scale must be positive and finite, got 0.000000e+00}}
+  %o, %kc, %vc = moe.attention %q, %k, %k, %c, %c, %p scale(0.0) : tensor<?x4x16xf32>, tensor<?x2x16xf32>, tensor<?x2x16xf32>, tensor<8x2x16xf32>, tensor<?xi32>
+  return
+}

@@ -122,3 +122,24 @@ func.func @score(%logits: tensor<?x8xbf16>) -> tensor<?x8xbf16> {
   %p = moe.score %logits sigmoid : tensor<?x8xbf16>
   return %p : tensor<?x8xbf16>
 }
+
+// The dense operations of a transformer layer.
+// CHECK-LABEL: func.func @dense_layer
+func.func @dense_layer(%tokens: tensor<?xi32>, %pos: tensor<?xi32>, %w: tensor<64xf32>, %wh: tensor<16xf32>,
+                       %q: tensor<?x4x16xf32>, %k: tensor<?x2x16xf32>, %v: tensor<?x2x16xf32>,
+                       %kc: tensor<128x2x16xf32>, %vc: tensor<128x2x16xf32>)
+    -> (tensor<?x64xf32>, tensor<?x4x16xf32>, tensor<?x4x16xf32>, tensor<128x2x16xf32>, tensor<128x2x16xf32>) {
+  // CHECK: moe.embed %{{.*}} {table = #qnt.ref<"token_embd.weight" : !qnt.tensor<256x64, q8_0>>} : tensor<?xi32> -> tensor<?x64xf32>
+  %x = moe.embed %tokens {table = #qnt.ref<"token_embd.weight" : !qnt.tensor<256x64, q8_0>>} : tensor<?xi32> -> tensor<?x64xf32>
+  // CHECK: moe.rms_norm %{{.*}}, %{{.*}} epsilon(9.9999999999999995E-7) : tensor<?x64xf32>, tensor<64xf32>
+  %n = moe.rms_norm %x, %w epsilon(1.0e-6) : tensor<?x64xf32>, tensor<64xf32>
+  // CHECK: moe.rms_norm %{{.*}}, %{{.*}} epsilon(1.000000e-05) : tensor<?x4x16xf32>, tensor<16xf32>
+  %qn = moe.rms_norm %q, %wh epsilon(1.0e-5) : tensor<?x4x16xf32>, tensor<16xf32>
+  // CHECK: moe.rope %{{.*}}, %{{.*}} neox theta(1.000000e+06) : tensor<?x4x16xf32>, tensor<?xi32>
+  %qr = moe.rope %qn, %pos neox theta(1.0e6) : tensor<?x4x16xf32>, tensor<?xi32>
+  // CHECK: moe.rope %{{.*}}, %{{.*}} interleaved theta(1.000000e+04) : tensor<?x2x16xf32>, tensor<?xi32>
+  %kr = moe.rope %k, %pos interleaved theta(1.0e4) : tensor<?x2x16xf32>, tensor<?xi32>
+  // CHECK: moe.attention %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} scale(2.500000e-01) : tensor<?x4x16xf32>, tensor<?x2x16xf32>, tensor<?x2x16xf32>, tensor<128x2x16xf32>, tensor<?xi32>
+  %o, %kc2, %vc2 = moe.attention %qr, %kr, %v, %kc, %vc, %pos scale(0.25) : tensor<?x4x16xf32>, tensor<?x2x16xf32>, tensor<?x2x16xf32>, tensor<128x2x16xf32>, tensor<?xi32>
+  return %n, %qr, %o, %kc2, %vc2 : tensor<?x64xf32>, tensor<?x4x16xf32>, tensor<?x4x16xf32>, tensor<128x2x16xf32>, tensor<128x2x16xf32>
+}

@@ -524,3 +524,19 @@ func.func @unpack_mins_shape(%q: !qnt.tensor<4x64, int3, group = 32, asymmetric>
   %0:3 = qnt.unpack %q : !qnt.tensor<4x64, int3, group = 32, asymmetric> -> tensor<4x64xui8>, tensor<4x2xf16>, tensor<2x4xf16>
   return
 }
+
+// -----
+
+func.func @matmul_bias_shape(%w: !qnt.tensor<32x64, q8_0>, %x: tensor<?x64xf32>, %b: tensor<64xf32>) -> tensor<?x32xf32> {
+  // expected-error @+1 {{'qnt.matmul' op bias of shape 64 does not match [out] = [32]}}
+  %y = qnt.matmul %w, %x bias(%b : tensor<64xf32>) : !qnt.tensor<32x64, q8_0>, tensor<?x64xf32> -> tensor<?x32xf32>
+  return %y : tensor<?x32xf32>
+}
+
+// -----
+
+func.func @matmul_dynamic_float_weights(%w: tensor<32x?xf32>, %x: tensor<?x64xf32>) -> tensor<?x32xf32> {
+  // expected-error @+1 {{'qnt.matmul' op weights must have a static shape}}
+  %y = qnt.matmul %w, %x : tensor<32x?xf32>, tensor<?x64xf32> -> tensor<?x32xf32>
+  return %y : tensor<?x32xf32>
+}

@@ -115,3 +115,11 @@ func.func @pack_dynamic_scales(%codes: tensor<4x64xui8>, %scales: tensor<?x2xf16
   %q = qnt.pack %codes, %scales, %mins : tensor<4x64xui8>, tensor<?x2xf16>, tensor<4x2xf16> -> !qnt.tensor<4x64, int4, group = 32, asymmetric>
   return %q : !qnt.tensor<4x64, int4, group = 32, asymmetric>
 }
+
+// Unquantized weights and a bias.
+// CHECK-LABEL: func.func @matmul_float_bias
+func.func @matmul_float_bias(%w: tensor<32x64xbf16>, %x: tensor<?x64xf32>, %b: tensor<32xf32>) -> tensor<?x32xf32> {
+  // CHECK: qnt.matmul %{{.*}}, %{{.*}} bias(%{{.*}} : tensor<32xf32>) : tensor<32x64xbf16>, tensor<?x64xf32> -> tensor<?x32xf32>
+  %y = qnt.matmul %w, %x bias(%b : tensor<32xf32>) : tensor<32x64xbf16>, tensor<?x64xf32> -> tensor<?x32xf32>
+  return %y : tensor<?x32xf32>
+}
