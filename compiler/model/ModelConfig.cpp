@@ -413,7 +413,12 @@ Expected<ModelConfig> moec::model::readHfConfig(const json::Object &json,
     c.headDim = c.hiddenSize / c.numHeads;
   if (Error e = integer("head_dim", c.headDim, false))
     return std::move(e);
-  if (Error e = integer(f.hfExpertCountKey, c.numExperts, true))
+  // Published checkpoints and transformers 5 spell some keys differently:
+  // accept the family's key or the other one.
+  StringRef expertKey = f.hfExpertCountKey;
+  if (!json.get(expertKey))
+    expertKey = expertKey == "num_experts" ? "num_local_experts" : "num_experts";
+  if (Error e = integer(expertKey, c.numExperts, true))
     return std::move(e);
   if (Error e = integer("num_experts_per_tok", c.numExpertsUsed, true))
     return std::move(e);
@@ -429,6 +434,15 @@ Expected<ModelConfig> moec::model::readHfConfig(const json::Object &json,
     return std::move(e);
   if (Error e = number("rope_theta", c.ropeTheta))
     return std::move(e);
+  // transformers 5 writes {"rope_parameters": {"rope_theta", "rope_type"}}.
+  if (const json::Object *rope = json.getObject("rope_parameters")) {
+    if (std::optional<double> theta = rope->getNumber("rope_theta"))
+      c.ropeTheta = *theta;
+    std::optional<StringRef> kind = rope->getString("rope_type");
+    if (kind && *kind != "default")
+      return fail("rope_parameters.rope_type is '" + *kind +
+                  "': scaled RoPE is not supported");
+  }
   c.normTopK = f.defaultNormTopK;
   if (Error e = boolean("norm_topk_prob", c.normTopK))
     return std::move(e);
