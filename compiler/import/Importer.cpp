@@ -323,6 +323,17 @@ moec::importer::importModel(MLIRContext &context,
   if (length <= 0)
     return createStringError(inconvertibleErrorCode(),
                              "the model states no context length: give one");
+  // Any tensor may be described; only types moec computes with import.
+  for (const StoredTensor &t : store.getTensors()) {
+    gguf::GgmlTypeInfo info = gguf::getGgmlTypeInfo(t.type);
+    if (!info.computeSupported)
+      return createStringError(
+          inconvertibleErrorCode(),
+          store.getFiles()[t.extents.front().file] + ": tensor '" + t.name +
+              "' has type " + info.name +
+              ", which moec does not compute with (supported: " +
+              gguf::computeSupportedGgmlTypeNames() + ")");
+  }
   context.loadDialect<moe::MoeDialect, qnt::QntDialect, func::FuncDialect,
                       arith::ArithDialect, tensor::TensorDialect>();
   OwningOpRef<ModuleOp> module = ModelImporter(context, store, length).run();

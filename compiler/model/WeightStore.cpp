@@ -78,11 +78,6 @@ Expected<std::unique_ptr<WeightStore>> WeightStore::openGguf(StringRef path) {
   for (const TensorRole &role : store->roles) {
     // readGgufConfig checked that every role's tensor exists with its dims.
     const gguf::TensorInfo *t = (*file)->findTensor(role.ggufName);
-    if (!t->type.computeSupported)
-      return (*file)->makeError("tensor '" + role.ggufName + "' has type " +
-                                t->type.name + ", which moec does not "
-                                "compute with (supported: " +
-                                gguf::computeSupportedGgmlTypeNames() + ")");
     StoredTensor s;
     s.name = role.ggufName;
     s.dims.assign(t->dims.begin(), t->dims.end());

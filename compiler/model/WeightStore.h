@@ -7,6 +7,8 @@
 // what the IR refers to. A tensor is a list of byte extents in the model's
 // files: one for GGUF; for a checkpoint that stores experts one tensor per
 // expert, one extent per expert of the stacked tensor. No weight is copied.
+// Tensors of any ggml type are described; consumers that compute refuse the
+// types they cannot (gguf::GgmlTypeInfo::computeSupported).
 //
 //===----------------------------------------------------------------------===//
 
