@@ -14,6 +14,7 @@
 #include "compiler/model/ModelConfig.h"
 #include "compiler/model/Synth.h"
 #include "compiler/model/WeightStore.h"
+#include "targets/TargetDescription.h"
 
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/Support/FileUtilities.h"
@@ -129,9 +130,12 @@ cl::opt<std::string> compileTo("compile-to",
                                         "IR (input, ...)"),
                                cl::sub(cl::SubCommand::getTopLevel()));
 cl::opt<std::string> compileTarget("target",
-                                   cl::desc("Target to compile for (targets "
-                                            "land with CPU code generation)"),
+                                   cl::desc("Target to compile for (see "
+                                            "--list-targets)"),
                                    cl::sub(cl::SubCommand::getTopLevel()));
+cl::opt<bool> listTargets("list-targets",
+                          cl::desc("Describe the targets and exit"),
+                          cl::sub(cl::SubCommand::getTopLevel()));
 cl::opt<std::string> compileOutput("o", cl::desc("Output"),
                                    cl::value_desc("path"),
                                    cl::sub(cl::SubCommand::getTopLevel()));
@@ -368,6 +372,29 @@ int runSynth() {
 // compile
 //===----------------------------------------------------------------------===//
 
+int runListTargets() {
+  for (const targets::TargetDescription &t : targets::getTargets()) {
+    outs() << t.name << ": " << t.summary << "\n";
+    outs() << "  triple " << t.triple << ", cpu " << t.cpu << ", backend "
+           << targets::getBackendName(t.backend)
+           << (targets::isBackendImplemented(t.backend) ? ""
+                                                        : " (not implemented yet)")
+           << ", vectors " << t.vectorBits << " bits\n";
+    outs() << "  features";
+    for (const std::string &f : t.features)
+      outs() << " " << f;
+    outs() << "\n  caches L1d " << humanBytes(t.l1dBytes) << ", L2 "
+           << humanBytes(t.l2Bytes) << ", L3 " << humanBytes(t.l3Bytes)
+           << "; memory " << humanBytes(t.memoryBytes);
+    if (t.memoryGBps > 0)
+      outs() << " at " << format("%.0f", t.memoryGBps) << " GB/s";
+    if (t.storageGBps > 0)
+      outs() << "; storage " << format("%.2f", t.storageGBps) << " GB/s";
+    outs() << "; I/O block " << t.ioBlockBytes << " bytes\n";
+  }
+  return 0;
+}
+
 int runCompile() {
   // Phases in pipeline order; only `input` exists so far.
   static const char *const kPhases[] = {"input", "compress", "plan",
@@ -376,14 +403,28 @@ int runCompile() {
   if (!llvm::is_contained(kPhases, phase))
     return fail("--compile-to: unknown phase '" + phase +
                 "' (phases: input, compress, plan, fuse, codegen, emit)");
+  if (phase != "input" && !compileTarget.empty()) {
+    Expected<targets::TargetDescription> t = targets::lookupTarget(compileTarget);
+    if (!t)
+      return fail("--target: " + toString(t.takeError()));
+    if (!targets::isBackendImplemented(t->backend))
+      return fail("target '" + compileTarget + "' uses the " +
+                  targets::getBackendName(t->backend) +
+                  " backend, which does not exist yet (no backend does: the "
+                  "CPU backend lands with the CPU code generation issue)");
+  }
   if (phase != "input")
     return fail("phase '" + phase +
                 "' is not implemented yet: moec imports models "
                 "(--compile-to=input); compression, planning and code "
                 "generation land with their issues");
+  // The input phase does not depend on the target, but a wrong name is
+  // still an error.
   if (!compileTarget.empty())
-    return fail("--target: no target backend exists yet (they land with the "
-                "CPU code generation issue); --compile-to=input needs none");
+    if (Expected<targets::TargetDescription> t =
+            targets::lookupTarget(compileTarget);
+        !t)
+      return fail("--target: " + toString(t.takeError()));
 
   Expected<std::unique_ptr<model::WeightStore>> store =
       model::WeightStore::open(compileInput);
@@ -425,6 +466,8 @@ int main(int argc, char **argv) {
     return runInspect();
   if (synthCommand)
     return runSynth();
+  if (listTargets)
+    return runListTargets();
   if (compileInput.empty())
     return fail("no model given; see 'moec --help'");
   return runCompile();
