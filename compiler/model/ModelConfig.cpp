@@ -16,18 +16,23 @@ const FamilyInfo kFamilies[] = {
   // family           name        gguf arch   HF model_type  HF class
   //   qk norm           qkv bias shared gate  GGUF rope             HF rope           norm top-k
   //   HF expert count key   HF expert FFN key         HF MoE block  gate / up / down
+  //   transformers defaults: norm top-k, RoPE theta, RMSNorm eps; always norm top-k
   {Family::Qwen3Moe, "qwen3moe", "qwen3moe", "qwen3_moe", "Qwen3MoeForCausalLM",
      QkNorm::PerHead, false, false, false, RopeStyle::NeoX,        RopeStyle::NeoX, true,
-     "num_experts",       "moe_intermediate_size", "mlp", "gate_proj", "up_proj", "down_proj"},
+     "num_experts",       "moe_intermediate_size", "mlp", "gate_proj", "up_proj", "down_proj",
+     false, 10000.0, 1e-6, false},
   {Family::Qwen2Moe, "qwen2moe", "qwen2moe", "qwen2_moe", "Qwen2MoeForCausalLM",
      QkNorm::None,    true,  true,  true,  RopeStyle::NeoX,        RopeStyle::NeoX, false,
-     "num_experts",       "moe_intermediate_size", "mlp", "gate_proj", "up_proj", "down_proj"},
+     "num_experts",       "moe_intermediate_size", "mlp", "gate_proj", "up_proj", "down_proj",
+     false, 10000.0, 1e-6, false},
   {Family::Mixtral,  "mixtral",  "llama",    "mixtral",   "MixtralForCausalLM",
      QkNorm::None,    false, false, false, RopeStyle::Interleaved, RopeStyle::NeoX, true,
-     "num_local_experts", "intermediate_size",     "block_sparse_moe", "w1", "w3", "w2"},
+     "num_local_experts", "intermediate_size",     "block_sparse_moe", "w1", "w3", "w2",
+     true, 1e6, 1e-5, true},
   {Family::Olmoe,    "olmoe",    "olmoe",    "olmoe",     "OlmoeForCausalLM",
      QkNorm::Whole,   false, false, false, RopeStyle::NeoX,        RopeStyle::NeoX, false,
-     "num_experts",       "intermediate_size",     "mlp", "gate_proj", "up_proj", "down_proj"},
+     "num_experts",       "intermediate_size",     "mlp", "gate_proj", "up_proj", "down_proj",
+     false, 10000.0, 1e-5, false},
 };
 // clang-format on
 
@@ -430,6 +435,8 @@ Expected<ModelConfig> moec::model::readHfConfig(const json::Object &json,
       return std::move(e);
   if (Error e = integer("max_position_embeddings", c.contextLength, false))
     return std::move(e);
+  c.rmsNormEps = f.hfDefaultRmsEps;
+  c.ropeTheta = f.hfDefaultRopeTheta;
   if (Error e = number("rms_norm_eps", c.rmsNormEps))
     return std::move(e);
   if (Error e = number("rope_theta", c.ropeTheta))
@@ -443,9 +450,11 @@ Expected<ModelConfig> moec::model::readHfConfig(const json::Object &json,
       return fail("rope_parameters.rope_type is '" + *kind +
                   "': scaled RoPE is not supported");
   }
-  c.normTopK = f.defaultNormTopK;
+  c.normTopK = f.hfDefaultNormTopK;
   if (Error e = boolean("norm_topk_prob", c.normTopK))
     return std::move(e);
+  if (f.hfAlwaysNormTopK)
+    c.normTopK = true;
   if (Error e = boolean("tie_word_embeddings", c.tiedEmbeddings))
     return std::move(e);
   c.rope = f.hfRope;

@@ -65,7 +65,8 @@ struct FamilyInfo {
   RopeStyle ggufRope;
   /// RoPE style of Hugging Face checkpoints.
   RopeStyle hfRope;
-  /// Renormalise the top-k router weights unless the file says otherwise.
+  /// Renormalise the top-k router weights unless a GGUF file says otherwise
+  /// (llama.cpp's behaviour for the architecture).
   bool defaultNormTopK;
 
   // Hugging Face checkpoint layout.
@@ -77,6 +78,12 @@ struct FamilyInfo {
   llvm::StringRef hfMoeBlock;
   /// Names of an expert's gate, up and down projections.
   llvm::StringRef hfExpertGate, hfExpertUp, hfExpertDown;
+  /// transformers' defaults for keys a config.json may leave out.
+  bool hfDefaultNormTopK;
+  double hfDefaultRopeTheta, hfDefaultRmsEps;
+  /// transformers always renormalises the top-k weights of this family,
+  /// whatever norm_topk_prob says (Mixtral).
+  bool hfAlwaysNormTopK;
 };
 
 llvm::ArrayRef<FamilyInfo> getFamilies();
@@ -149,7 +156,8 @@ struct TensorRole {
   /// GGML dims (innermost first) the tensor must have.
   std::vector<int64_t> dims;
   /// Which class the tensor belongs to for choosing its type in synth:
-  /// "experts", "attention", "embeddings" or "norms".
+  /// "experts", "attention", "embeddings" or "small" (norms, biases and
+  /// routers, always F32).
   llvm::StringRef tensorClass;
 };
 

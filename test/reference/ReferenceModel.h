@@ -1,0 +1,102 @@
+//===- ReferenceModel.h - The reference executor ----------------*- C++ -*-===//
+//
+// A plain C++ executor of every supported MoE family, written for clarity
+// and exactness, not speed: it dequantizes every weight once into f32 and
+// computes with f64 accumulation, following Hugging Face transformers'
+// definition of each family (see README.md beside this file). Compiled code
+// is checked against its logits. Tiny models only: it holds the whole model
+// in f32.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOEC_TEST_REFERENCE_REFERENCEMODEL_H
+#define MOEC_TEST_REFERENCE_REFERENCEMODEL_H
+
+#include "compiler/model/ModelConfig.h"
+#include "test/reference/ReferenceOps.h"
+
+#include "llvm/ADT/ArrayRef.h"
+#include "llvm/ADT/StringMap.h"
+#include "llvm/ADT/StringRef.h"
+
+#include <cassert>
+#include <cstdint>
+#include <map>
+#include <vector>
+
+namespace moec::model {
+class WeightStore;
+}
+
+namespace moec::reference {
+
+class ReferenceModel {
+public:
+  /// Dequantizes every tensor of `store` (whatever its source format) into
+  /// f32. The store is not referenced afterwards.
+  explicit ReferenceModel(const model::WeightStore &store);
+
+  const model::ModelConfig &getConfig() const { return config; }
+
+  /// Runs `tokens` at the next positions, appending their keys and values to
+  /// the cache, and returns the logits of every one: [T][V], row-major.
+  std::vector<float> prefill(llvm::ArrayRef<int32_t> tokens);
+
+  /// Runs one token at the next position: logits [V].
+  std::vector<float> decode(int32_t token);
+
+  /// Forgets every position (empties the KV cache and the routing record).
+  void reset();
+
+  /// Positions run since the last reset.
+  int64_t getNumPositions() const { return numPositions; }
+
+  /// The routing of position `position` in layer `layer` (for explaining a
+  /// mismatch with compiled code: see ops::Routing::margin).
+  const ops::Routing &getRouting(int64_t position, int64_t layer) const {
+    assert(position >= 0 && position < numPositions && layer >= 0 &&
+           layer < config.numLayers && "no such position or layer");
+    return routing[position][layer];
+  }
+
+  /// The dequantized tensor with GGUF name `name` (row-major, ggml dims
+  /// reversed), or an empty array if the model has none. Tests may edit it
+  /// to build models with known behaviour.
+  llvm::MutableArrayRef<float> getWeight(llvm::StringRef name);
+
+private:
+  using Kind = model::TensorRole::Kind;
+  /// A layer's tensor of role `kind` (-1: the model-wide tensors).
+  const std::vector<float> &weight(int layer, Kind kind) const;
+  bool hasWeight(int layer, Kind kind) const;
+  /// The tensor, or an empty array when the model has none (biases).
+  llvm::ArrayRef<float> weightOrNone(int layer, Kind kind) const;
+
+  /// One layer over positions [start, start + x.size()/H): x += Attn(x);
+  /// x += MoE(x). Appends the keys and values to the layer's cache.
+  void runLayer(int layer, std::vector<float> &x, int64_t start);
+  /// One token's MoE block output (input already normalized).
+  std::vector<float> moe(int layer, llvm::ArrayRef<float> x,
+                         ops::Routing &routingOut) const;
+  /// A SwiGLU FFN: down(silu(gate x) * up x) with gate/up of `ffn` rows.
+  static std::vector<float> swiglu(llvm::ArrayRef<float> gate,
+                                   llvm::ArrayRef<float> up,
+                                   llvm::ArrayRef<float> down, int64_t ffn,
+                                   llvm::ArrayRef<float> x);
+
+  model::ModelConfig config;
+  /// Dequantized tensors, per layer (-1 at index 0: model-wide) and role.
+  std::vector<std::map<Kind, std::vector<float>>> weights;
+  llvm::StringMap<std::vector<float> *> byName;
+
+  /// Per layer: post-norm, post-RoPE keys and the values of every position,
+  /// [position][kvHeads * headDim].
+  std::vector<std::vector<float>> keys, values;
+  /// [position][layer].
+  std::vector<std::vector<ops::Routing>> routing;
+  int64_t numPositions = 0;
+};
+
+} // namespace moec::reference
+
+#endif // MOEC_TEST_REFERENCE_REFERENCEMODEL_H
