@@ -1,6 +1,7 @@
 //===- GgufFile.cpp - A memory-mapped GGUF reader -------------------------===//
 
 #include "compiler/gguf/GgufFile.h"
+#include "compiler/support/FileUtil.h"
 
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/Endian.h"
@@ -19,8 +20,10 @@ constexpr uint32_t kMagic = 0x46554747; // "GGUF" read as a little-endian u32
 constexpr uint32_t kMaxDims = 4;        // GGML_MAX_DIMS
 constexpr unsigned kMaxArrayNesting = 2;
 
-/// Bytes of one element of a fixed-size value type; 0 for strings/arrays.
-uint64_t fixedSize(ValueType type) {
+bool isValidValueType(uint32_t type) { return type <= 12; }
+} // namespace
+
+uint64_t moec::gguf::getValueTypeSize(ValueType type) {
   switch (type) {
   case ValueType::UInt8:
   case ValueType::Int8:
@@ -43,9 +46,6 @@ uint64_t fixedSize(ValueType type) {
   }
   return 0;
 }
-
-bool isValidValueType(uint32_t type) { return type <= 12; }
-} // namespace
 
 StringRef moec::gguf::getValueTypeName(ValueType type) {
   switch (type) {
@@ -265,7 +265,7 @@ uint64_t GgufParser::decode(ValueType type, ArrayRef<uint8_t> data,
     ArrayRef<uint8_t> rest = data.drop_front(12);
     // The array was validated: walk its elements to find its end.
     uint64_t size = 0;
-    if (uint64_t fixed = fixedSize(out.arrayElementType)) {
+    if (uint64_t fixed = getValueTypeSize(out.arrayElementType)) {
       size = fixed * out.arraySize;
     } else {
       for (uint64_t i = 0; i < out.arraySize; ++i) {
@@ -331,7 +331,7 @@ std::string Value::describe() const {
 //===----------------------------------------------------------------------===//
 
 Error GgufParser::skipValue(ValueType type, unsigned depth, StringRef key) {
-  if (uint64_t size = fixedSize(type)) {
+  if (uint64_t size = getValueTypeSize(type)) {
     if (Error e = need(size, "value of key '" + key.str() + "'"))
       return e;
     if (type == ValueType::Bool && bytes[pos] > 1)
@@ -360,7 +360,7 @@ Error GgufParser::skipValue(ValueType type, unsigned depth, StringRef key) {
   if (!count)
     return count.takeError();
   auto element = static_cast<ValueType>(*elementType);
-  if (uint64_t size = fixedSize(element)) {
+  if (uint64_t size = getValueTypeSize(element)) {
     if (*count > remaining() / size)
       return error(start, "array of key '" + key + "' has " + Twine(*count) +
                               " elements of " + getValueTypeName(element) +
@@ -571,13 +571,9 @@ Error GgufParser::parse() {
 //===----------------------------------------------------------------------===//
 
 Expected<std::unique_ptr<GgufFile>> GgufFile::open(StringRef path) {
-  ErrorOr<std::unique_ptr<MemoryBuffer>> buffer =
-      MemoryBuffer::getFile(path, /*IsText=*/false,
-                            /*RequiresNullTerminator=*/false);
+  Expected<std::unique_ptr<MemoryBuffer>> buffer = mapFile(path);
   if (!buffer)
-    return createStringError(buffer.getError(), "%s: cannot open: %s",
-                             path.str().c_str(),
-                             buffer.getError().message().c_str());
+    return buffer.takeError();
   return parse(std::move(*buffer));
 }
 

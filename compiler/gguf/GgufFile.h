@@ -49,6 +49,9 @@ enum class ValueType : uint32_t {
 
 llvm::StringRef getValueTypeName(ValueType type);
 
+/// Bytes of one value of a fixed-size type; 0 for strings and arrays.
+uint64_t getValueTypeSize(ValueType type);
+
 /// One metadata value. Scalars and strings are decoded; arrays keep their
 /// validated bytes and decode elements on request.
 class Value {

@@ -1,6 +1,7 @@
 //===- GgufWriter.cpp - Writes GGUF v3 files ------------------------------===//
 
 #include "compiler/gguf/GgufWriter.h"
+#include "compiler/support/FileUtil.h"
 
 #include "llvm/ADT/bit.h"
 #include "llvm/Support/Endian.h"
@@ -57,24 +58,6 @@ WriteValue WriteValue::copyOf(const Value &value) {
 
 namespace {
 
-uint64_t scalarSize(ValueType type) {
-  switch (type) {
-  case ValueType::UInt8:
-  case ValueType::Int8:
-  case ValueType::Bool:
-    return 1;
-  case ValueType::UInt16:
-  case ValueType::Int16:
-    return 2;
-  case ValueType::UInt32:
-  case ValueType::Int32:
-  case ValueType::Float32:
-    return 4;
-  default:
-    return 8;
-  }
-}
-
 uint64_t valueSize(const WriteValue &v) {
   if (v.type == ValueType::String)
     return 8 + v.string.size();
@@ -84,7 +67,7 @@ uint64_t valueSize(const WriteValue &v) {
       size += valueSize(e);
     return size;
   }
-  return scalarSize(v.type);
+  return getValueTypeSize(v.type);
 }
 
 void writeLE(raw_ostream &os, uint64_t value, unsigned bytes) {
@@ -110,7 +93,7 @@ void writeValue(raw_ostream &os, const WriteValue &v) {
       writeValue(os, e);
     return;
   default:
-    writeLE(os, v.bits, scalarSize(v.type));
+    writeLE(os, v.bits, getValueTypeSize(v.type));
   }
 }
 
@@ -190,16 +173,8 @@ Error GgufWriter::write(StringRef path,
       setMetadata("general.alignment",
                   WriteValue::u32(static_cast<uint32_t>(alignment)));
   }
-  Expected<sys::fs::TempFile> temp =
-      sys::fs::TempFile::create(path + ".tmp-%%%%%%");
-  if (!temp)
-    return createStringError(inconvertibleErrorCode(), "%s: cannot create: %s",
-                             path.str().c_str(),
-                             toString(temp.takeError()).c_str());
   uint64_t total = getFileSize();
-  {
-    raw_fd_ostream os(temp->FD, /*shouldClose=*/false);
-    os.SetBufferSize(1 << 22);
+  return writeFileAtomically(path, [&](raw_ostream &os) {
     os << "GGUF";
     writeLE(os, 3, 4);
     writeLE(os, tensors.size(), 8);
@@ -229,17 +204,5 @@ Error GgufWriter::write(StringRef path,
       if (progress)
         progress(written, total);
     }
-    os.flush();
-    if (os.has_error()) {
-      std::string message = os.error().message();
-      os.clear_error();
-      consumeError(temp->discard());
-      return createStringError(inconvertibleErrorCode(), "%s: write failed: %s",
-                               path.str().c_str(), message.c_str());
-    }
-  }
-  if (Error e = temp->keep(path))
-    return createStringError(inconvertibleErrorCode(), "%s: cannot rename: %s",
-                             path.str().c_str(), toString(std::move(e)).c_str());
-  return Error::success();
+  });
 }

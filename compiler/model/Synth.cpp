@@ -5,6 +5,7 @@
 #include "compiler/gguf/GgufFile.h"
 #include "compiler/gguf/GgufWriter.h"
 #include "compiler/quant/Dequantize.h"
+#include "compiler/support/FileUtil.h"
 
 #include "llvm/ADT/bit.h"
 #include "llvm/Support/Endian.h"
@@ -356,32 +357,6 @@ StringRef dtypeName(GgmlType type) {
   }
 }
 
-/// Writes `contents` to `path` through a temporary file and a rename.
-Error writeAtomically(StringRef path,
-                      function_ref<void(raw_ostream &)> contents) {
-  Expected<sys::fs::TempFile> temp = sys::fs::TempFile::create(path + ".tmp-%%%%%%");
-  if (!temp)
-    return createStringError(inconvertibleErrorCode(), "%s: cannot create: %s",
-                             path.str().c_str(),
-                             toString(temp.takeError()).c_str());
-  {
-    raw_fd_ostream os(temp->FD, /*shouldClose=*/false);
-    contents(os);
-    os.flush();
-    if (os.has_error()) {
-      std::string message = os.error().message();
-      os.clear_error();
-      consumeError(temp->discard());
-      return createStringError(inconvertibleErrorCode(), "%s: write failed: %s",
-                               path.str().c_str(), message.c_str());
-    }
-  }
-  if (Error e = temp->keep(path))
-    return createStringError(inconvertibleErrorCode(), "%s: cannot rename: %s",
-                             path.str().c_str(), toString(std::move(e)).c_str());
-  return Error::success();
-}
-
 json::Object hfConfigJson(const ModelConfig &c, GgmlType dtype) {
   const FamilyInfo &f = *c.family;
   json::Object o;
@@ -514,7 +489,7 @@ Error moec::model::writeSynthSafetensors(const SynthOptions &o,
 
     SmallString<256> path(directory);
     sys::path::append(path, file);
-    Error e = writeAtomically(path, [&](raw_ostream &os) {
+    Error e = writeFileAtomically(path, [&](raw_ostream &os) {
       char length[8];
       support::endian::write64le(length, headerText.size());
       os.write(length, 8);
@@ -567,7 +542,7 @@ Error moec::model::writeSynthSafetensors(const SynthOptions &o,
                        {"weight_map", std::move(weightMap)}};
     SmallString<256> path(directory);
     sys::path::append(path, "model.safetensors.index.json");
-    if (Error e = writeAtomically(path, [&](raw_ostream &os) {
+    if (Error e = writeFileAtomically(path, [&](raw_ostream &os) {
           os << formatv("{0:2}", json::Value(std::move(index))) << "\n";
         }))
       return e;
@@ -575,7 +550,7 @@ Error moec::model::writeSynthSafetensors(const SynthOptions &o,
   SmallString<256> path(directory);
   sys::path::append(path, "config.json");
   GgmlType dtype = o.expertsType;
-  return writeAtomically(path, [&](raw_ostream &os) {
+  return writeFileAtomically(path, [&](raw_ostream &os) {
     os << formatv("{0:2}", json::Value(hfConfigJson(c, dtype))) << "\n";
   });
 }

@@ -4,6 +4,7 @@
 
 #include "compiler/gguf/GgufFile.h"
 #include "compiler/safetensors/SafetensorsFile.h"
+#include "compiler/support/FileUtil.h"
 #include "compiler/support/Json.h"
 
 #include "llvm/Support/FileSystem.h"
@@ -100,11 +101,9 @@ Expected<std::unique_ptr<WeightStore>> WeightStore::openGguf(StringRef path) {
 namespace {
 
 Expected<json::Value> readJsonFile(StringRef path, unsigned maxDepth) {
-  ErrorOr<std::unique_ptr<MemoryBuffer>> buffer = MemoryBuffer::getFile(path);
+  Expected<std::unique_ptr<MemoryBuffer>> buffer = mapFile(path);
   if (!buffer)
-    return createStringError(buffer.getError(), "%s: cannot open: %s",
-                             path.str().c_str(),
-                             buffer.getError().message().c_str());
+    return buffer.takeError();
   Expected<json::Value> value =
       parseUntrustedJson((*buffer)->getBuffer(), maxDepth);
   if (!value)

@@ -2,6 +2,7 @@
 
 #include "compiler/safetensors/SafetensorsFile.h"
 
+#include "compiler/support/FileUtil.h"
 #include "compiler/support/Json.h"
 
 #include "llvm/Support/Endian.h"
@@ -169,13 +170,9 @@ Error SafetensorsFile::parseHeader() {
 
 Expected<std::unique_ptr<SafetensorsFile>>
 SafetensorsFile::open(StringRef path) {
-  ErrorOr<std::unique_ptr<MemoryBuffer>> buffer =
-      MemoryBuffer::getFile(path, /*IsText=*/false,
-                            /*RequiresNullTerminator=*/false);
+  Expected<std::unique_ptr<MemoryBuffer>> buffer = mapFile(path);
   if (!buffer)
-    return createStringError(buffer.getError(), "%s: cannot open: %s",
-                             path.str().c_str(),
-                             buffer.getError().message().c_str());
+    return buffer.takeError();
   return parse(std::move(*buffer));
 }
 

@@ -62,6 +62,15 @@ bool compatible(int64_t a, int64_t b) {
   return a == ShapedType::kDynamic || b == ShapedType::kDynamic || a == b;
 }
 
+/// Checks that the attribute `name` of `op`, `value`, is positive and finite.
+LogicalResult verifyPositiveFinite(Operation *op, StringRef name,
+                                   double value) {
+  if (value > 0.0 && !std::isinf(value))
+    return success();
+  return op->emitOpError() << name << " must be positive and finite, got "
+                           << value;
+}
+
 /// Resolves `symbol` from `op` to a moe.experts bank, with a diagnostic.
 FailureOr<ExpertsOp> lookupBank(Operation *op, FlatSymbolRefAttr symbol,
                                 SymbolTableCollection &symbolTable) {
@@ -177,11 +186,8 @@ LogicalResult RouteOp::verify() {
                            << " leave selectable";
   }
 
-  if (auto scale = getScale()) {
-    double s = scale->convertToDouble();
-    if (!(s > 0.0) || std::isinf(s))
-      return emitOpError() << "scale must be positive and finite, got " << s;
-  }
+  if (auto scale = getScale())
+    return verifyPositiveFinite(*this, "scale", scale->convertToDouble());
   return success();
 }
 
@@ -492,11 +498,8 @@ LogicalResult RmsNormOp::verify() {
                          << shapeString(weight.getShape())
                          << ", expected the input's innermost dimension ["
                          << input.getShape().back() << "]";
-  double epsilon = getEpsilon().convertToDouble();
-  if (!(epsilon > 0.0) || std::isinf(epsilon))
-    return emitOpError() << "epsilon must be positive and finite, got "
-                         << epsilon;
-  return success();
+  return verifyPositiveFinite(*this, "epsilon",
+                              getEpsilon().convertToDouble());
 }
 
 //===----------------------------------------------------------------------===//
@@ -519,10 +522,7 @@ LogicalResult RopeOp::verify() {
     return emitOpError() << "positions have shape "
                          << shapeString(positions.getShape())
                          << ", expected one per token";
-  double theta = getTheta().convertToDouble();
-  if (!(theta > 0.0) || std::isinf(theta))
-    return emitOpError() << "theta must be positive and finite, got " << theta;
-  return success();
+  return verifyPositiveFinite(*this, "theta", getTheta().convertToDouble());
 }
 
 //===----------------------------------------------------------------------===//
@@ -565,10 +565,7 @@ LogicalResult AttentionOp::verify() {
     return emitOpError() << "positions have shape "
                          << shapeString(positions.getShape())
                          << ", expected one per token";
-  double scale = getScale().convertToDouble();
-  if (!(scale > 0.0) || std::isinf(scale))
-    return emitOpError() << "scale must be positive and finite, got " << scale;
-  return success();
+  return verifyPositiveFinite(*this, "scale", getScale().convertToDouble());
 }
 
 #define GET_OP_CLASSES
