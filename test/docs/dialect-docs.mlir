@@ -11,6 +11,10 @@
 // MOE-DAG: `moe.experts`
 // MOE-DAG: `moe.prefetch`
 // MOE-DAG: PlacementAttr
+// MOE-DAG: `moe.embed`
+// MOE-DAG: `moe.rms_norm`
+// MOE-DAG: `moe.rope`
+// MOE-DAG: `moe.attention`
 // QNT: 'qnt' Dialect
 // QNT-DAG: `qnt.quantize`
 // QNT-DAG: `qnt.dequantize`
