@@ -42,8 +42,15 @@ echo "$out/example.mlir: $(wc -c <"$out/example.mlir") bytes of IR, verified; it
 grep -E "moe\.(route|dispatch|expert_ffn|combine)" "$out/example.mlir" | head -n 4
 
 step "compile it for the host"
-"$bin/moec" "$out/example.gguf" --target=host -o "$out/host" ||
-  missing "compiling for the host (the CPU code generation issue)"
+# Only a step that is not implemented yet stops the job quietly; any other
+# failure is a failure.
+if ! log=$("$bin/moec" "$out/example.gguf" --target=host -o "$out/host" 2>&1); then
+  echo "$log"
+  if grep -q "not implemented yet\|does not exist yet" <<<"$log"; then
+    missing "compiling for the host (the CPU code generation issue)"
+  fi
+  exit 1
+fi
 
 step "run it"
 [[ -x $out/host/model-run ]] || missing "out/model-run (the runtime and CLI issues)"

@@ -42,8 +42,9 @@ if ((${#missing[@]})); then
     sudo=(sudo)
   fi
   log "installing ${missing[*]}"
+  # env inside sudo: sudo resets the environment of what it runs.
   "${sudo[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq \
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
     --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
@@ -60,7 +61,9 @@ if [[ ! -x $venv/bin/python || ! -f $stamp || $(cat "$stamp") != "$want" ]]; the
   echo "$want" >"$stamp"
 fi
 
-if [[ ! -f $build_dir/CMakeCache.txt ]]; then
+# Configure unless a configuration completed (a failed first configure
+# leaves a CMakeCache.txt but no build.ninja; configure again then).
+if [[ ! -f $build_dir/build.ninja ]]; then
   log "configuring $build_dir"
   cmake -G Ninja -S "$root" -B "$build_dir" \
     -DCMAKE_BUILD_TYPE=Release \

@@ -522,14 +522,21 @@ Error GgufParser::layoutData() {
             [](const TensorInfo *a, const TensorInfo *b) {
               return a->offset < b->offset;
             });
-  for (size_t i = 1; i < byOffset.size(); ++i) {
-    const TensorInfo *prev = byOffset[i - 1], *cur = byOffset[i];
-    if (prev->numBytes > 0 && cur->offset < prev->offset + prev->numBytes)
-      return file.makeError("tensors '" + prev->name + "' (data offset " +
-                            Twine(prev->offset) + ", " +
-                            Twine(prev->numBytes) + " bytes) and '" +
+  // Compare each tensor with the one reaching furthest so far; empty
+  // tensors occupy nothing and may sit anywhere.
+  const TensorInfo *furthest = nullptr;
+  for (const TensorInfo *cur : byOffset) {
+    if (cur->numBytes == 0)
+      continue;
+    if (furthest && cur->offset < furthest->offset + furthest->numBytes)
+      return file.makeError("tensors '" + furthest->name + "' (data offset " +
+                            Twine(furthest->offset) + ", " +
+                            Twine(furthest->numBytes) + " bytes) and '" +
                             cur->name + "' (data offset " +
                             Twine(cur->offset) + ") overlap");
+    if (!furthest ||
+        cur->offset + cur->numBytes > furthest->offset + furthest->numBytes)
+      furthest = cur;
   }
   return Error::success();
 }

@@ -121,6 +121,10 @@ Error GgufWriter::addTensor(StringRef name, ArrayRef<int64_t> dims,
       return createStringError(inconvertibleErrorCode(),
                                "tensor '%s': dimension %lld is not positive",
                                name.str().c_str(), static_cast<long long>(d));
+    if (elements > (uint64_t(1) << 50) / static_cast<uint64_t>(d))
+      return createStringError(inconvertibleErrorCode(),
+                               "tensor '%s': more than 2^50 elements",
+                               name.str().c_str());
     elements *= d;
   }
   if (dims[0] % info.blockSize != 0)

@@ -13,6 +13,7 @@
 #include "mlir/IR/Verifier.h"
 
 #include <cmath>
+#include <map>
 
 using namespace llvm;
 using namespace mlir;
@@ -21,11 +22,6 @@ using namespace moec::importer;
 using model::ModelConfig;
 using model::StoredTensor;
 using model::TensorRole;
-
-void moec::importer::registerImportDialects(DialectRegistry &registry) {
-  registry.insert<moe::MoeDialect, qnt::QntDialect, func::FuncDialect,
-                  arith::ArithDialect, tensor::TensorDialect>();
-}
 
 namespace {
 
@@ -66,7 +62,10 @@ public:
   ModelImporter(MLIRContext &context, const model::WeightStore &store,
                 int64_t contextLength)
       : b(&context), store(store), c(store.getConfig()),
-        contextLength(contextLength ? contextLength : c.contextLength) {}
+        contextLength(contextLength) {
+    for (const StoredTensor &t : store.getTensors())
+      byRole[{t.role->kind, t.role->layer}] = &t;
+  }
 
   OwningOpRef<ModuleOp> run();
 
@@ -83,10 +82,9 @@ private:
     return RankedTensorType::get(shape, element);
   }
   const StoredTensor &tensor(TensorRole::Kind kind, int layer) {
-    for (const StoredTensor &t : store.getTensors())
-      if (t.role->kind == kind && t.role->layer == layer)
-        return t;
-    llvm_unreachable("the store has every role of its configuration");
+    auto it = byRole.find({kind, layer});
+    assert(it != byRole.end() && "the store has every role of its config");
+    return *it->second;
   }
   qnt::WeightRefAttr ref(TensorRole::Kind kind, int layer) {
     const StoredTensor &t = tensor(kind, layer);
@@ -143,6 +141,7 @@ private:
   const model::WeightStore &store;
   const ModelConfig &c;
   int64_t contextLength;
+  std::map<std::pair<TensorRole::Kind, int>, const StoredTensor *> byRole;
 };
 
 } // namespace
@@ -322,7 +321,9 @@ moec::importer::importModel(MLIRContext &context,
   int64_t length = contextLength ? contextLength : c.contextLength;
   if (length <= 0)
     return createStringError(inconvertibleErrorCode(),
-                             "the model states no context length: give one");
+                             store.getFiles().front() +
+                                 ": the model states no context length; "
+                                 "give one with --context-length");
   // Any tensor may be described; only types moec computes with import.
   for (const StoredTensor &t : store.getTensors()) {
     gguf::GgmlTypeInfo info = gguf::getGgmlTypeInfo(t.type);

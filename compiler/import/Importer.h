@@ -25,11 +25,8 @@
 
 namespace moec::importer {
 
-/// Registers what imported IR uses (call before importModel).
-void registerImportDialects(mlir::DialectRegistry &registry);
-
 /// Imports `store` into a new module; `contextLength` sizes the KV caches
-/// (0: the model's own context length).
+/// (0: the model's own context length, an error if it states none).
 llvm::Expected<mlir::OwningOpRef<mlir::ModuleOp>>
 importModel(mlir::MLIRContext &context, const model::WeightStore &store,
             int64_t contextLength = 0);

@@ -5,6 +5,8 @@
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/raw_ostream.h"
 
+#include <cmath>
+
 using namespace llvm;
 using namespace moec;
 using namespace moec::model;
@@ -16,23 +18,24 @@ const FamilyInfo kFamilies[] = {
   // family           name        gguf arch   HF model_type  HF class
   //   qk norm           qkv bias shared gate  GGUF rope             HF rope           norm top-k
   //   HF expert count key   HF expert FFN key         HF MoE block  gate / up / down
-  //   transformers defaults: norm top-k, RoPE theta, RMSNorm eps; always norm top-k
+  //   transformers defaults: norm top-k, RoPE theta, RMSNorm eps; always norm
+  //   top-k; KV heads when the key is missing (0: as many as heads)
   {Family::Qwen3Moe, "qwen3moe", "qwen3moe", "qwen3_moe", "Qwen3MoeForCausalLM",
      QkNorm::PerHead, false, false, false, RopeStyle::NeoX,        RopeStyle::NeoX, true,
      "num_experts",       "moe_intermediate_size", "mlp", "gate_proj", "up_proj", "down_proj",
-     false, 10000.0, 1e-6, false},
+     false, 10000.0, 1e-6, false, 4},
   {Family::Qwen2Moe, "qwen2moe", "qwen2moe", "qwen2_moe", "Qwen2MoeForCausalLM",
      QkNorm::None,    true,  true,  true,  RopeStyle::NeoX,        RopeStyle::NeoX, false,
      "num_experts",       "moe_intermediate_size", "mlp", "gate_proj", "up_proj", "down_proj",
-     false, 10000.0, 1e-6, false},
+     false, 10000.0, 1e-6, false, 16},
   {Family::Mixtral,  "mixtral",  "llama",    "mixtral",   "MixtralForCausalLM",
      QkNorm::None,    false, false, false, RopeStyle::Interleaved, RopeStyle::NeoX, true,
      "num_local_experts", "intermediate_size",     "block_sparse_moe", "w1", "w3", "w2",
-     true, 1e6, 1e-5, true},
+     true, 1e6, 1e-5, true, 8},
   {Family::Olmoe,    "olmoe",    "olmoe",    "olmoe",     "OlmoeForCausalLM",
      QkNorm::Whole,   false, false, false, RopeStyle::NeoX,        RopeStyle::NeoX, false,
      "num_experts",       "intermediate_size",     "mlp", "gate_proj", "up_proj", "down_proj",
-     false, 10000.0, 1e-5, false},
+     false, 10000.0, 1e-5, false, 0},
 };
 // clang-format on
 
@@ -92,10 +95,16 @@ Error ModelConfig::validate(StringRef source) const {
     return fail("head size " + Twine(headDim) + " is odd: RoPE needs pairs");
   if (family->sharedExpert && sharedExpertFfnSize <= 0)
     return fail(family->name + " needs a shared expert FFN size");
-  if (!(rmsNormEps > 0.0))
-    return fail("RMSNorm epsilon " + std::to_string(rmsNormEps) + " is not positive");
-  if (!(ropeTheta > 0.0))
-    return fail("RoPE base " + std::to_string(ropeTheta) + " is not positive");
+  for (const auto &p : positive)
+    if (p.value > INT32_MAX)
+      return fail(Twine(p.name) + " is " + Twine(p.value) +
+                  ", larger than any model moec supports");
+  if (!(rmsNormEps > 0.0) || !std::isfinite(rmsNormEps))
+    return fail("RMSNorm epsilon " + std::to_string(rmsNormEps) +
+                " is not positive and finite");
+  if (!(ropeTheta > 0.0) || !std::isfinite(ropeTheta))
+    return fail("RoPE base " + std::to_string(ropeTheta) +
+                " is not positive and finite");
   return Error::success();
 }
 
@@ -411,7 +420,11 @@ Expected<ModelConfig> moec::model::readHfConfig(const json::Object &json,
     return std::move(e);
   if (Error e = integer("num_attention_heads", c.numHeads, true))
     return std::move(e);
-  c.numKvHeads = c.numHeads;
+  // A missing num_key_value_heads takes the transformers class default; an
+  // explicit null means one KV head per attention head.
+  c.numKvHeads = f.hfDefaultKvHeads && !json.get("num_key_value_heads")
+                     ? f.hfDefaultKvHeads
+                     : c.numHeads;
   if (Error e = integer("num_key_value_heads", c.numKvHeads, false))
     return std::move(e);
   if (c.numHeads > 0)
@@ -478,13 +491,25 @@ Expected<ModelConfig> moec::model::readHfConfig(const json::Object &json,
       return fail("rope_scaling is set: scaled RoPE is not supported");
   if (const json::Value *window = json.get("sliding_window"))
     if (window->kind() != json::Value::Null) {
-      bool used = true;
+      // Qwen's configs switch the window with use_sliding_window (default
+      // false); Mixtral's window applies whenever it is set.
+      bool used = f.family == Family::Mixtral;
       if (Error e = boolean("use_sliding_window", used))
         return std::move(e);
       if (used)
-        return fail("use_sliding_window is set: sliding-window attention is "
-                    "not supported");
+        return fail("sliding_window is set and used: sliding-window "
+                    "attention is not supported");
     }
+  bool attentionBias = false;
+  if (Error e = boolean("attention_bias", attentionBias))
+    return std::move(e);
+  if (attentionBias && !f.qkvBias)
+    return fail("attention_bias is true: attention projection biases are "
+                "not supported for " + f.name);
+  if (std::optional<StringRef> act = json.getString("hidden_act"))
+    if (*act != "silu")
+      return fail("hidden_act is '" + *act +
+                  "': only SwiGLU experts (silu) are supported");
   if (Error e = c.validate(source))
     return std::move(e);
   return c;

@@ -84,6 +84,9 @@ struct FamilyInfo {
   /// transformers always renormalises the top-k weights of this family,
   /// whatever norm_topk_prob says (Mixtral).
   bool hfAlwaysNormTopK;
+  /// KV heads when config.json has no num_key_value_heads (0: one per
+  /// attention head).
+  int64_t hfDefaultKvHeads;
 };
 
 llvm::ArrayRef<FamilyInfo> getFamilies();

@@ -177,6 +177,22 @@ void fillTensor(GgmlType type, float mean, float sigma, uint64_t seed,
 
 namespace {
 
+/// The vocabulary size of the tokenizer in `vocabularyFile` (a GGUF).
+Expected<int64_t> vocabularySize(StringRef vocabularyFile,
+                                 std::unique_ptr<gguf::GgufFile> *keep) {
+  Expected<std::unique_ptr<gguf::GgufFile>> v =
+      gguf::GgufFile::open(vocabularyFile);
+  if (!v)
+    return v.takeError();
+  const gguf::Value *tokens = (*v)->lookup("tokenizer.ggml.tokens");
+  if (!tokens || tokens->getType() != gguf::ValueType::Array)
+    return (*v)->makeError("no tokenizer.ggml.tokens array");
+  int64_t size = static_cast<int64_t>(tokens->getArraySize());
+  if (keep)
+    *keep = std::move(*v);
+  return size;
+}
+
 /// How one tensor of a synthesized model is generated: its type, value
 /// distribution and random stream. GGUF and safetensors output draw the same
 /// values from it, so that one seed gives one model in either format.
@@ -271,15 +287,10 @@ Error moec::model::writeSynthGguf(const SynthOptions &o, StringRef path,
 
   std::unique_ptr<gguf::GgufFile> vocabulary;
   if (!o.vocabularyFile.empty()) {
-    Expected<std::unique_ptr<gguf::GgufFile>> v =
-        gguf::GgufFile::open(o.vocabularyFile);
-    if (!v)
-      return v.takeError();
-    vocabulary = std::move(*v);
-    const gguf::Value *tokens = vocabulary->lookup("tokenizer.ggml.tokens");
-    if (!tokens || tokens->getType() != gguf::ValueType::Array)
-      return vocabulary->makeError("no tokenizer.ggml.tokens array to copy");
-    c.vocabSize = static_cast<int64_t>(tokens->getArraySize());
+    Expected<int64_t> size = vocabularySize(o.vocabularyFile, &vocabulary);
+    if (!size)
+      return size.takeError();
+    c.vocabSize = *size;
   }
   if (Error e = c.validate("moec synth"))
     return e;
@@ -400,14 +411,10 @@ Error moec::model::writeSynthSafetensors(const SynthOptions &o,
                                          unsigned numShards) {
   ModelConfig c = o.config;
   if (!o.vocabularyFile.empty()) {
-    Expected<std::unique_ptr<gguf::GgufFile>> v =
-        gguf::GgufFile::open(o.vocabularyFile);
-    if (!v)
-      return v.takeError();
-    const gguf::Value *tokens = (*v)->lookup("tokenizer.ggml.tokens");
-    if (!tokens || tokens->getType() != gguf::ValueType::Array)
-      return (*v)->makeError("no tokenizer.ggml.tokens array");
-    c.vocabSize = static_cast<int64_t>(tokens->getArraySize());
+    Expected<int64_t> size = vocabularySize(o.vocabularyFile, nullptr);
+    if (!size)
+      return size.takeError();
+    c.vocabSize = *size;
   }
   if (Error e = c.validate("moec synth"))
     return e;
@@ -425,6 +432,14 @@ Error moec::model::writeSynthSafetensors(const SynthOptions &o,
   if (std::error_code ec = sys::fs::create_directories(directory))
     return createStringError(ec, "%s: cannot create directory: %s",
                              directory.str().c_str(), ec.message().c_str());
+  // A checkpoint written here before with another shard count must not be
+  // mixed with this one: readers prefer an index over model.safetensors.
+  {
+    SmallString<256> stale(directory);
+    sys::path::append(stale, numShards == 1 ? "model.safetensors.index.json"
+                                            : "model.safetensors");
+    sys::fs::remove(stale);
+  }
 
   std::vector<TensorRole> roles = getTensorRoles(c);
   std::vector<RoleGenerator> generators;

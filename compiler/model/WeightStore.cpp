@@ -205,22 +205,36 @@ WeightStore::openCheckpoint(StringRef directory, StringRef weightsFile) {
       shardOf[t.name] = *file;
   }
 
-  if (!shardOf.count("lm_head.weight"))
-    store->config.tiedEmbeddings = true;
+  // Each layer and each expert has tensors of its own: counts beyond the
+  // checkpoint's tensor count are wrong, and checking them first bounds the
+  // work below (config.json is untrusted).
+  const ModelConfig &c = store->config;
+  if (static_cast<uint64_t>(c.numLayers) > shardOf.size() ||
+      static_cast<uint64_t>(c.numExperts) > shardOf.size())
+    return checkedError(configPath,
+                        Twine(c.numLayers) + " layers of " +
+                            Twine(c.numExperts) + " experts cannot be stored "
+                            "in the checkpoint's " +
+                            Twine(shardOf.size()) + " tensors");
+  if (!c.tiedEmbeddings && !shardOf.count("lm_head.weight"))
+    return checkedError(store->files.front(),
+                        "missing tensor 'lm_head.weight' (config.json says "
+                        "tie_word_embeddings is false)");
   store->roles = getTensorRoles(store->config);
-  if (Error e = store->addTensors())
+  if (Error e = store->addTensors(shardOf))
     return std::move(e);
   for (size_t i = 0; i < store->tensors.size(); ++i)
     store->tensors[i].role = &store->roles[i];
   return std::move(store);
 }
 
-Error WeightStore::addTensors() {
-  // Index every shard's tensors by name.
+Error WeightStore::addTensors(const StringMap<unsigned> &shardOf) {
+  // Each tensor is read from the shard the index assigns it (or the one
+  // file), even if another shard also holds a tensor of that name.
   StringMap<std::pair<unsigned, const safetensors::TensorInfo *>> all;
-  for (unsigned f = 0; f < shards.size(); ++f)
-    for (const safetensors::TensorInfo &t : shards[f]->getTensors())
-      all[t.name] = {f, &t};
+  for (const auto &entry : shardOf)
+    all[entry.getKey()] = {entry.getValue(),
+                           shards[entry.getValue()]->findTensor(entry.getKey())};
   const int64_t experts = config.numExperts;
   for (const TensorRole &role : roles) {
     bool perExpert = role.tensorClass == "experts";

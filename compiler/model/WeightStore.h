@@ -80,7 +80,7 @@ public:
 
 private:
   WeightStore() = default;
-  llvm::Error addTensors();
+  llvm::Error addTensors(const llvm::StringMap<unsigned> &shardOf);
   static llvm::Expected<std::unique_ptr<WeightStore>>
   openGguf(llvm::StringRef path);
   static llvm::Expected<std::unique_ptr<WeightStore>>

@@ -14,8 +14,8 @@ using namespace llvm;
 using namespace moec::safetensors;
 
 namespace {
-// The safetensors specification caps the header at 100 MB.
-constexpr uint64_t kMaxHeaderBytes = 100u << 20;
+// The safetensors reference implementation caps the header at 100 MB.
+constexpr uint64_t kMaxHeaderBytes = 100'000'000;
 
 struct DTypeInfo {
   DType type;
@@ -27,8 +27,10 @@ const DTypeInfo kDTypes[] = {
     {DType::F16, "F16", 2},        {DType::BF16, "BF16", 2},
     {DType::I64, "I64", 8},        {DType::I32, "I32", 4},
     {DType::I16, "I16", 2},        {DType::I8, "I8", 1},
-    {DType::U8, "U8", 1},          {DType::Bool, "BOOL", 1},
-    {DType::F8E4M3, "F8_E4M3", 1}, {DType::F8E5M2, "F8_E5M2", 1},
+    {DType::U64, "U64", 8},        {DType::U32, "U32", 4},
+    {DType::U16, "U16", 2},        {DType::U8, "U8", 1},
+    {DType::Bool, "BOOL", 1},      {DType::F8E4M3, "F8_E4M3", 1},
+    {DType::F8E5M2, "F8_E5M2", 1}, {DType::F8E8M0, "F8_E8M0", 1},
 };
 } // namespace
 

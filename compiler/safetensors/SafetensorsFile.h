@@ -27,7 +27,10 @@ namespace moec::safetensors {
 
 /// Element types of safetensors. moec computes with F32, F16 and BF16; the
 /// others are read (their sizes are known) but refused when used.
-enum class DType { F64, F32, F16, BF16, I64, I32, I16, I8, U8, Bool, F8E4M3, F8E5M2 };
+enum class DType {
+  F64, F32, F16, BF16, I64, I32, I16, I8, U64, U32, U16, U8, Bool, F8E4M3,
+  F8E5M2, F8E8M0
+};
 
 llvm::StringRef getDTypeName(DType type);
 /// Bytes per element.

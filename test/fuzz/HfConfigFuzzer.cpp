@@ -28,8 +28,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     consumeError(config.takeError());
     return 0;
   }
-  // A valid config may still be huge (the store bounds it by the tensors it
-  // finds); enumerate only what a plausible checkpoint could hold.
+  // A valid config may still be huge: the weight store bounds layers and
+  // experts by the checkpoint's tensor count before enumerating roles, so
+  // enumerate here only what a plausible checkpoint could hold.
   if (config->numLayers > 64 || config->numExperts > 256)
     return 0;
   volatile size_t sink = 0;

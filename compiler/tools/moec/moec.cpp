@@ -14,12 +14,11 @@
 #include "compiler/model/ModelConfig.h"
 #include "compiler/model/Synth.h"
 #include "compiler/model/WeightStore.h"
+#include "compiler/support/FileUtil.h"
 #include "targets/TargetDescription.h"
 
 #include "mlir/IR/MLIRContext.h"
-#include "mlir/Support/FileUtilities.h"
 #include "llvm/Support/CommandLine.h"
-#include "llvm/Support/ToolOutputFile.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/Format.h"
 #include "llvm/Support/InitLLVM.h"
@@ -133,6 +132,10 @@ cl::opt<std::string> compileTarget("target",
                                    cl::desc("Target to compile for (see "
                                             "--list-targets)"),
                                    cl::sub(cl::SubCommand::getTopLevel()));
+cl::opt<int64_t> compileContextLength(
+    "context-length", cl::init(0),
+    cl::desc("Positions the KV cache holds (default: the model's)"),
+    cl::sub(cl::SubCommand::getTopLevel()));
 cl::opt<bool> listTargets("list-targets",
                           cl::desc("Describe the targets and exit"),
                           cl::sub(cl::SubCommand::getTopLevel()));
@@ -403,11 +406,13 @@ int runCompile() {
   if (!llvm::is_contained(kPhases, phase))
     return fail("--compile-to: unknown phase '" + phase +
                 "' (phases: input, compress, plan, fuse, codegen, emit)");
-  if (phase != "input" && !compileTarget.empty()) {
+  // The input phase does not depend on the target, but a wrong name is
+  // still an error; later phases need its backend.
+  if (!compileTarget.empty()) {
     Expected<targets::TargetDescription> t = targets::lookupTarget(compileTarget);
     if (!t)
       return fail("--target: " + toString(t.takeError()));
-    if (!targets::isBackendImplemented(t->backend))
+    if (phase != "input" && !targets::isBackendImplemented(t->backend))
       return fail("target '" + compileTarget + "' uses the " +
                   targets::getBackendName(t->backend) +
                   " backend, which does not exist yet (no backend does: the "
@@ -418,13 +423,9 @@ int runCompile() {
                 "' is not implemented yet: moec imports models "
                 "(--compile-to=input); compression, planning and code "
                 "generation land with their issues");
-  // The input phase does not depend on the target, but a wrong name is
-  // still an error.
-  if (!compileTarget.empty())
-    if (Expected<targets::TargetDescription> t =
-            targets::lookupTarget(compileTarget);
-        !t)
-      return fail("--target: " + toString(t.takeError()));
+  if (compileContextLength < 0)
+    return fail("--context-length must be positive, got " +
+                Twine(static_cast<int64_t>(compileContextLength)));
 
   Expected<std::unique_ptr<model::WeightStore>> store =
       model::WeightStore::open(compileInput);
@@ -432,22 +433,18 @@ int runCompile() {
     return fail(store.takeError());
   mlir::MLIRContext context;
   Expected<mlir::OwningOpRef<mlir::ModuleOp>> module =
-      importer::importModel(context, **store);
+      importer::importModel(context, **store, compileContextLength);
   if (!module)
     return fail(module.takeError());
 
-  // Write to a temporary name and rename at the end, so that a failed run
-  // leaves no half-written output.
   if (compileOutput.empty() || compileOutput == "-") {
     (**module)->print(outs());
     return 0;
   }
-  std::string error;
-  auto output = mlir::openOutputFile(compileOutput, &error);
-  if (!output)
-    return fail(error);
-  (**module)->print(output->os());
-  output->keep();
+  // A failed or killed run leaves no half-written output.
+  if (Error e = writeFileAtomically(
+          compileOutput, [&](raw_ostream &os) { (**module)->print(os); }))
+    return fail(std::move(e));
   return 0;
 }
 

@@ -229,8 +229,54 @@ TEST(Checkpoint, ConfigProblems) {
   EXPECT_THAT(openError(dir), HasSubstr("clip_qkv is set"));
   rewrite(config, "\"clip_qkv\": 8.0", "\"clip_qkv\": null");
   EXPECT_EQ(openError(dir), "");
+  rewrite(config, "\"attention_bias\": false", "\"attention_bias\": true");
+  EXPECT_THAT(openError(dir), HasSubstr("attention_bias is true: attention "
+                                        "projection biases are not "
+                                        "supported for olmoe"));
+  rewrite(config, "\"attention_bias\": true", "\"attention_bias\": false");
+  rewrite(config, "\"hidden_act\": \"silu\"", "\"hidden_act\": \"gelu\"");
+  EXPECT_THAT(openError(dir), HasSubstr("hidden_act is 'gelu': only SwiGLU "
+                                        "experts (silu) are supported"));
+  rewrite(config, "\"hidden_act\": \"gelu\"", "\"hidden_act\": \"silu\"");
+  // An absurd layer count is refused before anything is sized by it.
+  rewrite(config, "\"num_hidden_layers\": 2", "\"num_hidden_layers\": 2000000000");
+  EXPECT_THAT(openError(dir), HasSubstr("config.json: 2000000000 layers of 8 "
+                                        "experts cannot be stored in the "
+                                        "checkpoint's"));
+  rewrite(config, "\"num_hidden_layers\": 2000000000", "\"num_hidden_layers\": 2");
+  rewrite(config, "\"rope_theta\": 10000", "\"rope_theta\": 1e999");
+  EXPECT_THAT(openError(dir), HasSubstr("RoPE base inf is not positive and "
+                                        "finite"));
+  rewrite(config, "\"rope_theta\": 1e999", "\"rope_theta\": 10000");
+  EXPECT_EQ(openError(dir), "");
   rewrite(config, "{", "{{");
   EXPECT_THAT(openError(dir), HasSubstr("config.json: invalid JSON"));
+}
+
+TEST(Checkpoint, MissingOutputProjection) {
+  std::string dir = tinyCheckpoint();
+  rewrite(join(dir, "model.safetensors.index.json"), "\"lm_head.weight\"",
+          "\"lm_head.weighX\"");
+  rewrite(join(dir, "model-00002-of-00002.safetensors"), "\"lm_head.weight\"",
+          "\"lm_head.weighX\"");
+  EXPECT_THAT(openError(dir), HasSubstr("missing tensor 'lm_head.weight' "
+                                        "(config.json says "
+                                        "tie_word_embeddings is false)"));
+  rewrite(join(dir, "config.json"), "\"tie_word_embeddings\": false",
+          "\"tie_word_embeddings\": true");
+  EXPECT_EQ(openError(dir), "");
+}
+
+TEST(Checkpoint, RewritingWithFewerShardsLeavesNoStaleIndex) {
+  SynthOptions options;
+  applyPreset("tiny", *lookupFamilyByName("qwen2moe"), options);
+  std::string dir = join(tempDir(), "ckpt");
+  ASSERT_FALSE(errorToBool(writeSynthSafetensors(options, dir, 2)));
+  ASSERT_FALSE(errorToBool(writeSynthSafetensors(options, dir, 1)));
+  auto store = openOrFail(dir);
+  ASSERT_TRUE(store);
+  EXPECT_EQ(store->getFiles().size(), 1u);
+  EXPECT_EQ(sys::path::filename(store->getFiles().front()), "model.safetensors");
 }
 
 TEST(Checkpoint, ShardProblems) {
