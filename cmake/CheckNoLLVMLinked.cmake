@@ -1,4 +1,7 @@
-# cmake -DBINARY=exe -DLIBRARY=lib.a -P CheckNoLLVMLinked.cmake
+# cmake -DBINARY=exe -DLIBRARY=lib.a -DSYMBOL=name -P CheckNoLLVMLinked.cmake
+#
+# SYMBOL is one that both files must define, proving that the check reads
+# what it should.
 #
 # Fails when the executable records a dynamic dependency on LLVM/MLIR/clang
 # libraries, or when either file references LLVM or MLIR symbols (llvm:: or
@@ -28,8 +31,8 @@ foreach(file ${BINARY} ${LIBRARY})
   if(NOT rc EQUAL 0)
     message(FATAL_ERROR "nm failed on ${file}")
   endif()
-  if(NOT syms MATCHES "moec_abi_check")
-    message(FATAL_ERROR "moec_abi_check not found in ${file}: check is broken")
+  if(NOT syms MATCHES "${SYMBOL}")
+    message(FATAL_ERROR "${SYMBOL} not found in ${file}: check is broken")
   endif()
   if(syms MATCHES "(llvm|mlir)::")
     string(REGEX MATCH "[^\n]*(llvm|mlir)::[^\n]*" first "${syms}")

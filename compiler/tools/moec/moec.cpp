@@ -15,6 +15,7 @@
 #include "compiler/model/Synth.h"
 #include "compiler/model/WeightStore.h"
 #include "compiler/support/FileUtil.h"
+#include "runtime/tokenizer/Tokenizer.h"
 #include "targets/TargetDescription.h"
 
 #include "mlir/IR/MLIRContext.h"
@@ -40,6 +41,8 @@ cl::SubCommand inspectCommand("inspect",
                               "hyper-parameters, tensors, bytes per expert "
                               "and per token");
 cl::SubCommand synthCommand("synth", "Write a random-weight model");
+cl::SubCommand tokenizeCommand("tokenize",
+                               "Print the token ids of standard input's text");
 
 cl::OptionCategory synthCategory("moec synth options");
 
@@ -48,6 +51,15 @@ cl::opt<std::string> inspectInput(cl::Positional, cl::Required,
                                   cl::desc("<model.gguf | checkpoint "
                                            "directory>"),
                                   cl::sub(inspectCommand));
+
+// tokenize
+cl::opt<std::string> tokenizeModel("model", cl::Required,
+                                   cl::desc("GGUF file with the vocabulary "
+                                            "(a vocabulary-only GGUF will do)"),
+                                   cl::value_desc("file.gguf"),
+                                   cl::sub(tokenizeCommand));
+cl::opt<bool> tokenizeBos("bos", cl::desc("Start with the BOS token"),
+                          cl::sub(tokenizeCommand));
 
 // synth
 cl::opt<std::string> synthFamily("family", cl::Required,
@@ -269,6 +281,106 @@ int runInspect() {
 }
 
 //===----------------------------------------------------------------------===//
+// tokenize
+//===----------------------------------------------------------------------===//
+
+/// The tokenizer.ggml.* metadata of `file` as the runtime's vocabulary.
+Expected<tokenizer::Vocabulary> readVocabulary(const gguf::GgufFile &file) {
+  tokenizer::Vocabulary v;
+  Expected<StringRef> model = file.getString("tokenizer.ggml.model");
+  if (!model)
+    return model.takeError();
+  v.model = model->str();
+  if (const gguf::Value *pre = file.lookup("tokenizer.ggml.pre"))
+    if (std::optional<StringRef> s = pre->getAsString())
+      v.preTokenizer = s->str();
+  auto array = [&](StringRef key, gguf::ValueType element,
+                   bool required) -> Expected<std::vector<gguf::Value>> {
+    const gguf::Value *value = file.lookup(key);
+    if (!value) {
+      if (required)
+        return file.makeError("missing metadata key '" + key + "'");
+      return std::vector<gguf::Value>();
+    }
+    if (value->getType() != gguf::ValueType::Array ||
+        value->getArrayElementType() != element)
+      return file.makeError("metadata key '" + key + "' is " +
+                            value->describe() + ", expected an array of " +
+                            gguf::getValueTypeName(element));
+    return value->getArrayElements();
+  };
+  Expected<std::vector<gguf::Value>> tokens =
+      array("tokenizer.ggml.tokens", gguf::ValueType::String, true);
+  if (!tokens)
+    return tokens.takeError();
+  for (const gguf::Value &t : *tokens)
+    v.tokens.push_back(t.getAsString()->str());
+  Expected<std::vector<gguf::Value>> scores =
+      array("tokenizer.ggml.scores", gguf::ValueType::Float32, false);
+  if (!scores)
+    return scores.takeError();
+  for (const gguf::Value &s : *scores)
+    v.scores.push_back(static_cast<float>(*s.getAsDouble()));
+  Expected<std::vector<gguf::Value>> types =
+      array("tokenizer.ggml.token_type", gguf::ValueType::Int32, false);
+  if (!types)
+    return types.takeError();
+  for (const gguf::Value &t : *types)
+    v.types.push_back(static_cast<tokenizer::TokenType>(*t.getAsSigned()));
+  Expected<std::vector<gguf::Value>> merges =
+      array("tokenizer.ggml.merges", gguf::ValueType::String, false);
+  if (!merges)
+    return merges.takeError();
+  for (const gguf::Value &m : *merges)
+    v.merges.push_back(m.getAsString()->str());
+  for (auto [key, field] :
+       {std::pair<const char *, int32_t *>{"tokenizer.ggml.bos_token_id", &v.bos},
+        {"tokenizer.ggml.eos_token_id", &v.eos},
+        {"tokenizer.ggml.unknown_token_id", &v.unknown}})
+    if (file.lookup(key)) {
+      Expected<uint64_t> id = file.getUnsigned(key);
+      if (!id)
+        return id.takeError();
+      if (*id >= v.tokens.size())
+        return file.makeError(Twine(key) + " is " + Twine(*id) +
+                              ", beyond the " + Twine(v.tokens.size()) +
+                              " tokens");
+      *field = static_cast<int32_t>(*id);
+    }
+  if (file.lookup("tokenizer.ggml.add_space_prefix")) {
+    Expected<bool> prefix = file.getBool("tokenizer.ggml.add_space_prefix");
+    if (!prefix)
+      return prefix.takeError();
+    v.addSpacePrefix = *prefix;
+  }
+  return v;
+}
+
+int runTokenize() {
+  Expected<std::unique_ptr<gguf::GgufFile>> file =
+      gguf::GgufFile::open(tokenizeModel);
+  if (!file)
+    return fail(file.takeError());
+  Expected<tokenizer::Vocabulary> vocabulary = readVocabulary(**file);
+  if (!vocabulary)
+    return fail(vocabulary.takeError());
+  std::string error;
+  std::unique_ptr<tokenizer::Tokenizer> tok =
+      tokenizer::Tokenizer::create(std::move(*vocabulary), error);
+  if (!tok)
+    return fail(tokenizeModel + ": " + error);
+  ErrorOr<std::unique_ptr<MemoryBuffer>> input = MemoryBuffer::getSTDIN();
+  if (!input)
+    return fail("cannot read standard input: " + input.getError().message());
+  std::vector<int32_t> ids =
+      tok->encode((*input)->getBuffer(), tokenizeBos);
+  for (size_t i = 0; i < ids.size(); ++i)
+    outs() << (i ? " " : "") << ids[i];
+  outs() << "\n";
+  return 0;
+}
+
+//===----------------------------------------------------------------------===//
 // synth
 //===----------------------------------------------------------------------===//
 
@@ -458,11 +570,14 @@ int main(int argc, char **argv) {
       "moec: compile Mixture-of-Experts models for small devices\n\n"
       "  moec inspect MODEL\n"
       "  moec synth --family=F [--preset=tiny|bench] [sizes] [types] -o FILE\n"
+      "  moec tokenize --model FILE.gguf [--bos] < text\n"
       "  moec MODEL --compile-to=PHASE -o OUT\n");
   if (inspectCommand)
     return runInspect();
   if (synthCommand)
     return runSynth();
+  if (tokenizeCommand)
+    return runTokenize();
   if (listTargets)
     return runListTargets();
   if (compileInput.empty())
