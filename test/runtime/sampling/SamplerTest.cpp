@@ -1,0 +1,140 @@
+//===- SamplerTest.cpp - Sampling: each stage and the draw ----------------===//
+
+#include "runtime/sampling/Sampler.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+using namespace moec::sampling;
+
+namespace {
+
+std::vector<float> logitsOf(std::vector<double> probabilities) {
+  std::vector<float> logits;
+  for (double p : probabilities)
+    logits.push_back(static_cast<float>(std::log(p)));
+  return logits;
+}
+
+SamplerOptions plain(uint64_t seed = 1) {
+  SamplerOptions o;
+  o.temperature = 1.0f;
+  o.topK = 0;
+  o.topP = 1.0f;
+  o.minP = 0.0f;
+  o.seed = seed;
+  return o;
+}
+
+std::vector<int> histogram(Sampler &s, const std::vector<float> &logits,
+                           int draws) {
+  std::vector<int> counts(logits.size());
+  for (int i = 0; i < draws; ++i)
+    ++counts[s.sample(logits)];
+  return counts;
+}
+
+TEST(Sampler, GreedyIsArgmaxWithLowestIdOnTies) {
+  SamplerOptions o = plain();
+  o.temperature = 0;
+  Sampler s(o);
+  EXPECT_EQ(s.sample({0.1f, 3.0f, -1.0f, 3.0f}), 1);
+  EXPECT_EQ(s.sample({-5.0f, -4.0f}), 1);
+}
+
+TEST(Sampler, DrawsFollowTheDistribution) {
+  Sampler s(plain(7));
+  std::vector<int> counts = histogram(s, logitsOf({0.5, 0.3, 0.2}), 100000);
+  EXPECT_NEAR(counts[0] / 1e5, 0.5, 0.01);
+  EXPECT_NEAR(counts[1] / 1e5, 0.3, 0.01);
+  EXPECT_NEAR(counts[2] / 1e5, 0.2, 0.01);
+}
+
+TEST(Sampler, SameSeedSameTokensOtherSeedOtherTokens) {
+  std::vector<float> logits = logitsOf({0.25, 0.25, 0.25, 0.25});
+  Sampler a(plain(42)), b(plain(42)), c(plain(43));
+  std::vector<int32_t> ta, tb, tc;
+  for (int i = 0; i < 64; ++i) {
+    ta.push_back(a.sample(logits));
+    tb.push_back(b.sample(logits));
+    tc.push_back(c.sample(logits));
+  }
+  EXPECT_EQ(ta, tb);
+  EXPECT_NE(ta, tc);
+}
+
+TEST(Sampler, TopKTopPMinPCutTheTail) {
+  std::vector<float> logits = logitsOf({0.5, 0.3, 0.2});
+  SamplerOptions k = plain();
+  k.topK = 2;
+  Sampler sk(k);
+  EXPECT_EQ(histogram(sk, logits, 2000)[2], 0);
+
+  SamplerOptions p = plain();
+  p.topP = 0.5f; // the first token alone reaches 0.5
+  Sampler sp(p);
+  EXPECT_EQ(histogram(sp, logits, 2000)[0], 2000);
+
+  SamplerOptions m = plain();
+  m.minP = 0.5f; // keeps p >= 0.25: tokens 0 and 1
+  Sampler sm(m);
+  std::vector<int> counts = histogram(sm, logits, 20000);
+  EXPECT_EQ(counts[2], 0);
+  // Renormalised over {0.5, 0.3}: 0.625 / 0.375.
+  EXPECT_NEAR(counts[0] / 2e4, 0.625, 0.02);
+}
+
+TEST(Sampler, LowTemperatureIsAlmostGreedy) {
+  SamplerOptions o = plain();
+  o.temperature = 0.01f;
+  Sampler s(o);
+  EXPECT_EQ(histogram(s, logitsOf({0.4, 0.35, 0.25}), 1000)[0], 1000);
+}
+
+TEST(Sampler, RepetitionPenaltyDividesPositiveAndMultipliesNegative) {
+  SamplerOptions o = plain();
+  o.temperature = 0;
+  o.repeatPenalty = 1.5f;
+  Sampler s(o);
+  s.accept(0);
+  // 2.0 / 1.5 = 1.33 < 1.9: the repeated token loses.
+  EXPECT_EQ(s.sample({2.0f, 1.9f}), 1);
+  // Token 1 is recent: -1.0 * 1.5 = -1.5 < -1.2.
+  Sampler t(o);
+  t.accept(1);
+  EXPECT_EQ(t.sample({-1.2f, -1.0f}), 0);
+}
+
+TEST(Sampler, RepetitionWindowForgetsOldTokens) {
+  SamplerOptions o = plain();
+  o.temperature = 0;
+  o.repeatPenalty = 10.0f;
+  o.repeatLastN = 2;
+  Sampler s(o);
+  s.accept(0);
+  s.accept(5);
+  s.accept(6); // token 0 has left the window
+  EXPECT_EQ(s.sample({2.0f, 1.9f}), 0);
+}
+
+TEST(Sampler, OptionsOutOfRangeAreNamed) {
+  SamplerOptions o;
+  EXPECT_EQ(o.validate(), "");
+  o.topP = 0;
+  EXPECT_EQ(o.validate(), "top-p must be in (0, 1]");
+  o = SamplerOptions();
+  o.minP = 2;
+  EXPECT_EQ(o.validate(), "min-p must be in [0, 1]");
+  o = SamplerOptions();
+  o.repeatPenalty = 0;
+  EXPECT_EQ(o.validate(), "repetition penalty must be positive");
+  o = SamplerOptions();
+  o.temperature = INFINITY;
+  EXPECT_EQ(o.validate(), "temperature must be finite");
+  o = SamplerOptions();
+  o.repeatLastN = -1;
+  EXPECT_EQ(o.validate(), "the repetition window must not be negative");
+}
+
+} // namespace
