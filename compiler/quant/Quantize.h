@@ -1,0 +1,31 @@
+//===- Quantize.h - Round-to-nearest quantization into ggml types -*- C++ -*-===//
+//
+// The reference quantizers of GGUF's simple block formats (Q4_0, Q4_1,
+// Q5_0, Q5_1, Q8_0, MXFP4) and of F16/BF16, producing blocks bit-identical
+// to the GGUF project's own (the gguf package's gguf.quants.quantize, which
+// matches ggml's quantize_row_*_ref) for finite inputs: same float32
+// operations in the same order, the same tie-breaking. The k-quants and the
+// importance-weighted and GPTQ quantizers come with the compression issue.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOEC_COMPILER_QUANT_QUANTIZE_H
+#define MOEC_COMPILER_QUANT_QUANTIZE_H
+
+#include "compiler/gguf/GgmlType.h"
+
+#include <cstdint>
+
+namespace moec::quant {
+
+/// Whether quantizeRow supports `type`.
+bool canQuantize(gguf::GgmlType type);
+
+/// Quantizes `numElements` floats (a multiple of the type's block size,
+/// finite) into blocks of `type` at `dst`. `type` must satisfy canQuantize.
+void quantizeRow(gguf::GgmlType type, const float *src, uint8_t *dst,
+                 int64_t numElements);
+
+} // namespace moec::quant
+
+#endif // MOEC_COMPILER_QUANT_QUANTIZE_H
