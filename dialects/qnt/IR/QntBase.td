@@ -29,7 +29,11 @@ def Qnt_Dialect : Dialect {
       elements along the last dimension, an f16 scale (and an f16 min when
       the format is `asymmetric`). The scales and mins are tensors of their
       own: `qnt.pack` builds a quantized tensor from its codes, scales and
-      mins and `qnt.unpack` takes it apart.
+      mins and `qnt.unpack` takes it apart. Stored, each group is a block of
+      its f16 scale, its f16 min (asymmetric only) and its codes packed
+      little-endian at B bits each; symmetric codes decode as
+      `scale * (u - 2^(B-1))`, asymmetric ones as `scale * u + min`
+      (`compiler/quant/GroupFormats.h` is the reference).
 
     No format parameter that depends on the data (a scale, a zero point) is
     ever part of a type. Weights never enter the IR as literal data:
