@@ -42,7 +42,7 @@ fi
 
 seconds=${1:-600}
 build_dir=${MOEC_BUILD_DIR:-$root/build}
-cmake --build "$build_dir" --target fuzz-gguf fuzz-safetensors fuzz-hf-config
+cmake --build "$build_dir" --target fuzz-gguf fuzz-safetensors fuzz-hf-config fuzz-bundle
 status=0
 for fuzzer in "$build_dir"/bin/fuzz-*; do
   name=$(basename "$fuzzer")

@@ -12,8 +12,9 @@ Steps (from the repository root):
   python examples/train/evaluate.py         --model /work/example-export --data /work/example-data
   python examples/train/export_gguf.py      --model /work/example-export --out examples/model/moe-example-f16.gguf
 
-Training: random 257-token windows of the tokenized training split (inputs = first 256, targets
-shifted by one), AdamW (betas 0.9/0.95, weight decay 0.1), linear warm-up then cosine decay to 10%,
+Training: random 256-token windows of the tokenized training split whose first token is replaced
+by BOS (<|endoftext|>), exactly like llama.cpp's perplexity windows; each position predicts the next
+token (255 targets per window), AdamW (betas 0.9/0.95, weight decay 0.1), linear warm-up then cosine decay to 10%,
 gradient clipping 1.0, Qwen3-MoE's load-balancing auxiliary loss (coefficient 0.001).  The LM loss
 (cross entropy, nats/token) is logged to examples/train/loss.csv every --log-every steps.  A
 wall-clock budget (--time-budget seconds) stops training early if --steps are not done by then.
@@ -107,9 +108,10 @@ def main():
         for step in range(args.steps):
             for g in opt.param_groups:
                 g["lr"] = lr_at(step)
-            starts = torch.randint(0, len(ids) - CTX - 1, (args.batch,), generator=gen)
-            batch = torch.stack([ids[s:s + CTX + 1] for s in starts.tolist()])
-            out = model(input_ids=batch[:, :-1], labels=batch[:, :-1].clone(), use_cache=False)
+            starts = torch.randint(0, len(ids) - CTX, (args.batch,), generator=gen)
+            batch = torch.stack([ids[s:s + CTX] for s in starts.tolist()])
+            batch[:, 0] = eot  # BOS first, as llama.cpp's perplexity does
+            out = model(input_ids=batch, labels=batch.clone(), use_cache=False)
             # HF shifts labels internally: logits[:, i] predicts input_ids[:, i+1].
             loss = out.loss
             lm_loss = (loss - cfg.router_aux_loss_coef * out.aux_loss).item()

@@ -1,0 +1,210 @@
+//===- BundleWriter.cpp - Writing a model's weight bundle -----------------===//
+
+#include "compiler/emit/BundleWriter.h"
+
+#include "compiler/support/FileUtil.h"
+#include "runtime/abi/moec_bundle.h"
+
+#include "llvm/Support/JSON.h"
+#include "llvm/Support/MathExtras.h"
+
+#include <array>
+#include <cstring>
+#include <xxhash.h>
+
+using namespace llvm;
+using namespace moec;
+using namespace moec::emit;
+using model::StoredTensor;
+using model::TensorRole;
+
+namespace {
+
+/// Copies bytes [offset, offset + size) of a stored tensor, across its
+/// extents, to `out`.
+void copyStored(const model::WeightStore &store, const StoredTensor &t,
+                uint64_t offset, uint64_t size, uint8_t *out) {
+  for (const StoredTensor::Extent &e : t.extents) {
+    if (size == 0)
+      return;
+    if (offset >= e.size) {
+      offset -= e.size;
+      continue;
+    }
+    uint64_t n = std::min(size, e.size - offset);
+    std::memcpy(out, store.getExtentData(e).data() + offset, n);
+    out += n;
+    size -= n;
+    offset = 0;
+  }
+}
+
+struct ExpertPart {
+  const StoredTensor *tensor;
+  uint64_t sourceOffset, size, offsetInExtent;
+};
+
+} // namespace
+
+Error moec::emit::writeBundle(const model::WeightStore &store, StringRef path,
+                              const BundleOptions &options,
+                              std::function<void(uint64_t, uint64_t)> progress) {
+  if (options.ioBlock == 0 || !isPowerOf2_32(options.ioBlock) ||
+      options.ioBlock < MOEC_BUNDLE_TENSOR_ALIGNMENT)
+    return createStringError(inconvertibleErrorCode(),
+                             "I/O block %u is not a power of two >= 64",
+                             options.ioBlock);
+  const model::ModelConfig &c = store.getConfig();
+
+  // Metadata: what the runtime needs to know of the model and the plan.
+  json::Object model{
+      {"family", c.family->name},
+      {"vocab_size", c.vocabSize},
+      {"hidden_size", c.hiddenSize},
+      {"layers", c.numLayers},
+      {"heads", c.numHeads},
+      {"kv_heads", c.numKvHeads},
+      {"head_dim", c.headDim},
+      {"experts", c.numExperts},
+      {"experts_used", c.numExpertsUsed},
+      {"expert_ffn", c.expertFfnSize},
+      {"shared_expert_ffn", c.sharedExpertFfnSize},
+      {"context_length", c.contextLength},
+      {"rms_norm_eps", c.rmsNormEps},
+      {"rope_theta", c.ropeTheta},
+      {"rope_style",
+       c.rope == model::RopeStyle::NeoX ? "neox" : "interleaved"},
+      {"norm_top_k", c.normTopK},
+      {"tied_embeddings", c.tiedEmbeddings}};
+  json::Object metadataObject{{"model", std::move(model)},
+                              {"plan", json::Object{{"resident_experts", "all"}}}};
+  std::string metadata;
+  raw_string_ostream(metadata) << json::Value(std::move(metadataObject));
+
+  // Resident tensors: everything but the routed experts.
+  std::string strings;
+  std::vector<moec_bundle_tensor> tensors;
+  std::vector<const StoredTensor *> residentSources;
+  std::vector<std::array<const StoredTensor *, 3>> expertSources(c.numLayers);
+  for (const StoredTensor &t : store.getTensors()) {
+    if (t.role->tensorClass == "experts") {
+      int slot = t.role->kind == TensorRole::ExpertGate ? 0
+                 : t.role->kind == TensorRole::ExpertUp ? 1
+                                                        : 2;
+      expertSources[t.role->layer][slot] = &t;
+      continue;
+    }
+    moec_bundle_tensor e{};
+    e.name_offset = static_cast<uint32_t>(strings.size());
+    e.name_size = static_cast<uint32_t>(t.name.size());
+    strings += t.name;
+    e.type = static_cast<uint32_t>(t.type);
+    e.n_dims = static_cast<uint32_t>(t.dims.size());
+    for (size_t i = 0; i < t.dims.size(); ++i)
+      e.dims[i] = t.dims[i];
+    e.size = t.numBytes;
+    tensors.push_back(e);
+    residentSources.push_back(&t);
+  }
+
+  // Layout.
+  moec_bundle_header h{};
+  std::memcpy(h.magic, MOEC_BUNDLE_MAGIC, 8);
+  h.version_major = MOEC_BUNDLE_VERSION_MAJOR;
+  h.version_minor = MOEC_BUNDLE_VERSION_MINOR;
+  h.header_size = sizeof(h);
+  h.io_block = options.ioBlock;
+  h.tables_offset = sizeof(h);
+  h.metadata_size = metadata.size();
+  h.strings_size = strings.size();
+  h.tensor_count = static_cast<uint32_t>(tensors.size());
+  h.expert_count = static_cast<uint32_t>(c.numLayers * c.numExperts);
+  uint64_t tablesEnd = h.tables_offset + metadata.size() + strings.size() +
+                       tensors.size() * sizeof(moec_bundle_tensor) +
+                       uint64_t(h.expert_count) * sizeof(moec_bundle_expert);
+  uint64_t offset = h.resident_offset = alignTo(tablesEnd, options.ioBlock);
+  for (moec_bundle_tensor &t : tensors) {
+    offset = alignTo(offset, MOEC_BUNDLE_TENSOR_ALIGNMENT);
+    t.offset = offset;
+    offset += t.size;
+  }
+  h.resident_size = offset - h.resident_offset;
+
+  std::vector<moec_bundle_expert> experts;
+  std::vector<std::array<ExpertPart, 3>> parts;
+  for (int64_t l = 0; l < c.numLayers; ++l)
+    for (int64_t x = 0; x < c.numExperts; ++x) {
+      moec_bundle_expert e{};
+      e.layer = static_cast<uint32_t>(l);
+      e.expert = static_cast<uint32_t>(x);
+      e.offset = offset = alignTo(offset, options.ioBlock);
+      std::array<ExpertPart, 3> p;
+      uint64_t inExtent = 0;
+      for (int i = 0; i < 3; ++i) {
+        const StoredTensor *t = expertSources[l][i];
+        uint64_t perExpert = t->numBytes / c.numExperts;
+        inExtent = alignTo(inExtent, MOEC_BUNDLE_TENSOR_ALIGNMENT);
+        p[i] = {t, x * perExpert, perExpert, inExtent};
+        e.type[i] = static_cast<uint32_t>(t->type);
+        e.part_offset[i] = inExtent;
+        e.part_size[i] = perExpert;
+        inExtent += perExpert;
+      }
+      e.size = inExtent;
+      offset += inExtent;
+      experts.push_back(e);
+      parts.push_back(p);
+    }
+  h.file_size = offset;
+
+  // Checksums first (the tables that precede the data record them).
+  std::vector<uint8_t> buffer;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    buffer.resize(tensors[i].size);
+    copyStored(store, *residentSources[i], 0, buffer.size(), buffer.data());
+    tensors[i].checksum = XXH3_64bits(buffer.data(), buffer.size());
+  }
+  auto fillExtent = [&](size_t i) {
+    buffer.assign(experts[i].size, 0);
+    for (const ExpertPart &p : parts[i])
+      copyStored(store, *p.tensor, p.sourceOffset, p.size,
+                 buffer.data() + p.offsetInExtent);
+  };
+  for (size_t i = 0; i < experts.size(); ++i) {
+    fillExtent(i);
+    experts[i].checksum = XXH3_64bits(buffer.data(), buffer.size());
+  }
+  std::string tables = metadata + strings;
+  tables.append(reinterpret_cast<const char *>(tensors.data()),
+                tensors.size() * sizeof(moec_bundle_tensor));
+  tables.append(reinterpret_cast<const char *>(experts.data()),
+                experts.size() * sizeof(moec_bundle_expert));
+  h.tables_checksum = XXH3_64bits(tables.data(), tables.size());
+  h.header_checksum = XXH3_64bits(&h, sizeof(h));
+
+  return writeFileAtomically(path, [&](raw_ostream &os) {
+    uint64_t written = 0;
+    auto padTo = [&](uint64_t target) {
+      os.write_zeros(target - written);
+      written = target;
+    };
+    os.write(reinterpret_cast<const char *>(&h), sizeof(h));
+    os << tables;
+    written = sizeof(h) + tables.size();
+    for (size_t i = 0; i < tensors.size(); ++i) {
+      padTo(tensors[i].offset);
+      buffer.resize(tensors[i].size);
+      copyStored(store, *residentSources[i], 0, buffer.size(), buffer.data());
+      os.write(reinterpret_cast<const char *>(buffer.data()), buffer.size());
+      written += buffer.size();
+    }
+    for (size_t i = 0; i < experts.size(); ++i) {
+      padTo(experts[i].offset);
+      fillExtent(i);
+      os.write(reinterpret_cast<const char *>(buffer.data()), buffer.size());
+      written += buffer.size();
+      if (progress)
+        progress(written, h.file_size);
+    }
+  });
+}
