@@ -155,7 +155,9 @@ Error moec::emit::writeBundle(const model::WeightStore &store, StringRef path,
       experts.push_back(e);
       parts.push_back(p);
     }
-  h.file_size = offset;
+  // The file ends on an I/O block so that O_DIRECT reads of whole blocks
+  // never run past it.
+  h.file_size = alignTo(offset, options.ioBlock);
 
   // Checksums first (the tables that precede the data record them).
   std::vector<uint8_t> buffer;
@@ -206,5 +208,6 @@ Error moec::emit::writeBundle(const model::WeightStore &store, StringRef path,
       if (progress)
         progress(written, h.file_size);
     }
+    padTo(h.file_size);
   });
 }

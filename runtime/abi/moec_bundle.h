@@ -13,7 +13,8 @@
  *   extents           one extent per (layer, expert), each starting on an
  *                     io_block boundary: gate | up | down, each part 64-byte
  *                     aligned, one checksum per extent -- one expert is one
- *                     read
+ *                     read; the file ends on an io_block boundary, so
+ *                     whole-block (O_DIRECT) reads stay inside it
  *
  * Checksums are XXH3-64 (seed 0). header_checksum covers the header with
  * that field zero. Types are ggml type ids; `layout` 0 is GGUF's row-major
