@@ -32,6 +32,53 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text,
 
 namespace {
 
+/// One piece of a word being merged: a byte range of the word, linked to its
+/// neighbours (merged-away pieces have n == 0).
+struct Symbol {
+  int prev, next;
+  const char *text;
+  size_t n;
+};
+
+/// Splits `word` into one symbol per UTF-8 character.
+std::vector<Symbol> splitSymbols(const std::string &word) {
+  std::vector<Symbol> symbols;
+  for (size_t offs = 0; offs < word.size();) {
+    size_t n = std::min(utf8Length(static_cast<uint8_t>(word[offs])),
+                        word.size() - offs);
+    int index = static_cast<int>(symbols.size());
+    symbols.push_back({index - 1, offs + n == word.size() ? -1 : index + 1,
+                       word.data() + offs, n});
+    offs += n;
+  }
+  return symbols;
+}
+
+/// The merge loop that SentencePiece and BPE share (llama.cpp's): pairs are
+/// proposed by `propose(left, right, queue)`, the best one is merged first,
+/// stale pairs (a side merged since) are skipped, and the new neighbours are
+/// proposed. `Bigram` orders the queue and has left, right and size.
+template <typename Bigram, typename Propose>
+void mergeSymbols(std::vector<Symbol> &symbols, Propose propose) {
+  std::priority_queue<Bigram> queue;
+  for (int i = 1; i < static_cast<int>(symbols.size()); ++i)
+    propose(i - 1, i, queue);
+  while (!queue.empty()) {
+    Bigram b = queue.top();
+    queue.pop();
+    Symbol &left = symbols[b.left], &right = symbols[b.right];
+    if (left.n == 0 || right.n == 0 || left.n + right.n != b.size)
+      continue;
+    left.n += right.n;
+    right.n = 0;
+    left.next = right.next;
+    if (right.next >= 0)
+      symbols[right.next].prev = b.left;
+    propose(left.prev, b.left, queue);
+    propose(b.left, left.next, queue);
+  }
+}
+
 //===----------------------------------------------------------------------===//
 // SentencePiece (llama.cpp's llm_tokenizer_spm)
 //===----------------------------------------------------------------------===//
@@ -41,11 +88,6 @@ public:
   explicit SpmTokenizer(Vocabulary v) : Tokenizer(std::move(v)) {}
 
 protected:
-  struct Symbol {
-    int prev, next;
-    const char *text;
-    size_t n;
-  };
   struct Bigram {
     int left, right;
     float score;
@@ -70,18 +112,9 @@ protected:
         escaped += c;
     }
 
-    std::vector<Symbol> symbols;
-    for (size_t offs = 0; offs < escaped.size();) {
-      size_t n = std::min(utf8Length(static_cast<uint8_t>(escaped[offs])),
-                          escaped.size() - offs);
-      int index = static_cast<int>(symbols.size());
-      symbols.push_back({index - 1, offs + n == escaped.size() ? -1 : index + 1,
-                         escaped.data() + offs, n});
-      offs += n;
-    }
-    std::priority_queue<Bigram> queue;
+    std::vector<Symbol> symbols = splitSymbols(escaped);
     std::map<std::string, std::pair<int, int>> revMerge;
-    auto tryAdd = [&](int left, int right) {
+    mergeSymbols<Bigram>(symbols, [&](int left, int right, auto &queue) {
       if (left == -1 || right == -1)
         return;
       std::string merged(symbols[left].text,
@@ -91,23 +124,7 @@ protected:
         return;
       queue.push({left, right, vocab.scores[id], merged.size()});
       revMerge[merged] = {left, right};
-    };
-    for (int i = 1; i < static_cast<int>(symbols.size()); ++i)
-      tryAdd(i - 1, i);
-    while (!queue.empty()) {
-      Bigram b = queue.top();
-      queue.pop();
-      Symbol &left = symbols[b.left], &right = symbols[b.right];
-      if (left.n == 0 || right.n == 0 || left.n + right.n != b.size)
-        continue; // one side merged since this pair was queued
-      left.n += right.n;
-      right.n = 0;
-      left.next = right.next;
-      if (right.next >= 0)
-        symbols[right.next].prev = b.left;
-      tryAdd(left.prev, b.left);
-      tryAdd(b.left, left.next);
-    }
+    });
     for (int i = 0; i != -1 && !symbols.empty(); i = symbols[i].next)
       resegment(symbols, revMerge, symbols[i], out);
   }
@@ -261,11 +278,6 @@ public:
   }
 
 protected:
-  struct Symbol {
-    int prev, next;
-    const char *text;
-    size_t n;
-  };
   struct Bigram {
     int left, right;
     int rank;
@@ -296,40 +308,15 @@ protected:
   }
 
   void encodeWord(const std::string &word, std::vector<int32_t> &out) const {
-    std::vector<Symbol> symbols;
-    for (size_t offs = 0; offs < word.size();) {
-      size_t n = std::min(utf8Length(static_cast<uint8_t>(word[offs])),
-                          word.size() - offs);
-      int index = static_cast<int>(symbols.size());
-      symbols.push_back({index - 1, offs + n == word.size() ? -1 : index + 1,
-                         word.data() + offs, n});
-      offs += n;
-    }
-    std::priority_queue<Bigram> queue;
-    auto tryAdd = [&](int left, int right) {
+    std::vector<Symbol> symbols = splitSymbols(word);
+    mergeSymbols<Bigram>(symbols, [&](int left, int right, auto &queue) {
       if (left == -1 || right == -1)
         return;
       int rank = rankOf(symbols[left], symbols[right]);
       if (rank < 0)
         return;
       queue.push({left, right, rank, symbols[left].n + symbols[right].n});
-    };
-    for (int i = 1; i < static_cast<int>(symbols.size()); ++i)
-      tryAdd(i - 1, i);
-    while (!queue.empty()) {
-      Bigram b = queue.top();
-      queue.pop();
-      Symbol &left = symbols[b.left], &right = symbols[b.right];
-      if (left.n == 0 || right.n == 0 || left.n + right.n != b.size)
-        continue;
-      left.n += right.n;
-      right.n = 0;
-      left.next = right.next;
-      if (right.next >= 0)
-        symbols[right.next].prev = b.left;
-      tryAdd(left.prev, b.left);
-      tryAdd(b.left, left.next);
-    }
+    });
     for (const Symbol &s : symbols) {
       if (s.n == 0)
         continue;
