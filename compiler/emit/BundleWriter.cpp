@@ -76,8 +76,11 @@ Error moec::emit::writeBundle(const model::WeightStore &store, StringRef path,
        c.rope == model::RopeStyle::NeoX ? "neox" : "interleaved"},
       {"norm_top_k", c.normTopK},
       {"tied_embeddings", c.tiedEmbeddings}};
+  json::Value plan = options.plan;
+  if (plan.kind() == json::Value::Null)
+    plan = json::Object{{"all_experts_resident", true}};
   json::Object metadataObject{{"model", std::move(model)},
-                              {"plan", json::Object{{"resident_experts", "all"}}}};
+                              {"plan", std::move(plan)}};
   std::string metadata;
   raw_string_ostream(metadata) << json::Value(std::move(metadataObject));
 

@@ -15,6 +15,7 @@
 #include "compiler/model/WeightStore.h"
 
 #include "llvm/Support/Error.h"
+#include "llvm/Support/JSON.h"
 
 #include <functional>
 
@@ -23,6 +24,9 @@ namespace moec::emit {
 struct BundleOptions {
   /// Extent alignment: the target's I/O block (O_DIRECT granularity).
   uint32_t ioBlock = 4096;
+  /// The plan (plan::Plan::toJson) recorded in the metadata; null: every
+  /// expert resident.
+  llvm::json::Value plan = nullptr;
 };
 
 /// Writes `store` as a bundle to `path` (atomically). `progress` gets bytes

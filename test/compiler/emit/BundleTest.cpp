@@ -52,6 +52,8 @@ void checkRoundTrip(const model::WeightStore &store, const std::string &path,
   const model::ModelConfig &c = store.getConfig();
   EXPECT_THAT(b->getMetadata(),
               HasSubstr("\"family\":\"" + c.family->name.str() + "\""));
+  EXPECT_THAT(b->getMetadata(),
+              HasSubstr("\"plan\":{\"all_experts_resident\":true}"));
   EXPECT_EQ(b->getExperts().size(), size_t(c.numLayers * c.numExperts));
   for (const model::StoredTensor &t : store.getTensors()) {
     SCOPED_TRACE(t.name);
