@@ -15,6 +15,9 @@
 #include "compiler/model/Synth.h"
 #include "compiler/model/WeightStore.h"
 #include "compiler/support/FileUtil.h"
+#include "compiler/emit/BundleWriter.h"
+#include "compiler/plan/Plan.h"
+#include "runtime/bundle/Bundle.h"
 #include "runtime/tokenizer/Tokenizer.h"
 #include "targets/TargetDescription.h"
 
@@ -23,6 +26,7 @@
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/Format.h"
 #include "llvm/Support/InitLLVM.h"
+#include "llvm/Support/JSON.h"
 #include "llvm/Support/Process.h"
 #include "llvm/Support/WithColor.h"
 #include "llvm/Support/raw_ostream.h"
@@ -41,6 +45,9 @@ cl::SubCommand inspectCommand("inspect",
                               "hyper-parameters, tensors, bytes per expert "
                               "and per token");
 cl::SubCommand synthCommand("synth", "Write a random-weight model");
+cl::SubCommand bundleCommand(
+    "bundle", "Plan a model under a memory budget and write its weight bundle "
+              "(model.moeb) for a target");
 cl::SubCommand tokenizeCommand("tokenize",
                                "Print the token ids of standard input's text");
 
@@ -51,6 +58,29 @@ cl::opt<std::string> inspectInput(cl::Positional, cl::Required,
                                   cl::desc("<model.gguf | checkpoint "
                                            "directory>"),
                                   cl::sub(inspectCommand));
+
+// bundle
+cl::opt<std::string> bundleInput(cl::Positional, cl::Required,
+                                 cl::desc("<model>"), cl::sub(bundleCommand));
+cl::opt<std::string> bundleOutput("o", cl::Required,
+                                  cl::desc("Output bundle (.moeb)"),
+                                  cl::value_desc("file"),
+                                  cl::sub(bundleCommand));
+cl::opt<std::string> bundleTarget("target", cl::init("host"),
+                                  cl::desc("Target (default host)"),
+                                  cl::sub(bundleCommand));
+cl::opt<std::string> bundleBudget(
+    "memory-budget",
+    cl::desc("Memory the model may use on the target (default: its memory)"),
+    cl::value_desc("size"), cl::sub(bundleCommand));
+cl::opt<std::string> bundleCalibration(
+    "calibration", cl::desc("Routing counts (JSON routing.counts) to pin "
+                            "the hottest experts"),
+    cl::value_desc("file"), cl::sub(bundleCommand));
+cl::opt<int64_t> bundleContext("context-length", cl::init(0),
+                               cl::desc("KV cache positions (default: the "
+                                        "model's)"),
+                               cl::sub(bundleCommand));
 
 // tokenize
 cl::opt<std::string> tokenizeModel("model", cl::Required,
@@ -179,7 +209,13 @@ std::string humanBytes(uint64_t bytes) {
 // inspect
 //===----------------------------------------------------------------------===//
 
+int inspectBundle(StringRef path);
+
 int runInspect() {
+  // Bundles are described by the runtime's own reader.
+  if (auto head = MemoryBuffer::getFileSlice(inspectInput, 8, 0))
+    if ((*head)->getBuffer() == MOEC_BUNDLE_MAGIC)
+      return inspectBundle(inspectInput);
   Expected<std::unique_ptr<model::WeightStore>> opened =
       model::WeightStore::open(inspectInput);
   if (!opened)
@@ -277,6 +313,96 @@ int runInspect() {
          << embeddingRowBytes << " + " << c.numExpertsUsed << " experts x "
          << c.numLayers << " layers"
          << (c.tiedEmbeddings ? " + tied output projection" : "") << ")\n";
+  return 0;
+}
+
+//===----------------------------------------------------------------------===//
+// bundle
+//===----------------------------------------------------------------------===//
+
+int runBundle() {
+  Expected<targets::TargetDescription> target =
+      targets::lookupTarget(bundleTarget);
+  if (!target)
+    return fail("--target: " + toString(target.takeError()));
+  Expected<std::unique_ptr<model::WeightStore>> store =
+      model::WeightStore::open(bundleInput);
+  if (!store)
+    return fail(store.takeError());
+  plan::PlanOptions options;
+  options.contextLength = bundleContext;
+  if (!bundleBudget.empty()) {
+    Expected<uint64_t> budget = plan::parseSize(bundleBudget);
+    if (!budget)
+      return fail("--memory-budget: " + toString(budget.takeError()));
+    options.budgetBytes = *budget;
+  }
+  std::optional<plan::RoutingCounts> counts;
+  if (!bundleCalibration.empty()) {
+    Expected<plan::RoutingCounts> c =
+        plan::readRoutingCounts(bundleCalibration, (*store)->getConfig());
+    if (!c)
+      return fail(c.takeError());
+    counts = std::move(*c);
+    options.calibration = &*counts;
+  }
+  Expected<plan::Plan> p = plan::makePlan(**store, *target, options);
+  if (!p)
+    return fail(p.takeError());
+  emit::BundleOptions bundleOptions;
+  bundleOptions.ioBlock = target->ioBlockBytes;
+  bundleOptions.plan = p->toJson();
+  bool terminal = sys::Process::StandardErrIsDisplayed();
+  auto progress = [&](uint64_t done, uint64_t total) {
+    if (terminal)
+      errs() << format("\rmoec bundle: %s of %s   ", humanBytes(done).c_str(),
+                       humanBytes(total).c_str());
+  };
+  if (Error e = emit::writeBundle(**store, bundleOutput, bundleOptions,
+                                  progress))
+    return fail(std::move(e));
+  if (terminal)
+    errs() << "\r";
+  errs() << "moec bundle: wrote " << bundleOutput << ": "
+         << (p->allExpertsResident
+                 ? std::string("every expert resident")
+                 : "expert cache " + humanBytes(p->expertCacheBytes) + ", " +
+                       std::to_string(p->pinned.size()) + " pinned, prefetch " +
+                       std::to_string(p->prefetchDepth) + " layer(s) ahead")
+         << "\n";
+  return 0;
+}
+
+int inspectBundle(StringRef path) {
+  std::string error;
+  std::unique_ptr<bundle::Bundle> b = bundle::Bundle::open(path.str(), error);
+  if (!b)
+    return fail(error);
+  const moec_bundle_header &h = b->getHeader();
+  outs() << path << ": moec bundle " << h.version_major << "."
+         << h.version_minor << ", " << humanBytes(h.file_size) << " ("
+         << h.file_size << " bytes), I/O block " << h.io_block << "\n";
+  Expected<json::Value> meta = json::parse(b->getMetadata());
+  if (meta) {
+    if (const json::Object *o = meta->getAsObject()) {
+      if (const json::Value *m = o->get("model"))
+        outs() << "model   " << *m << "\n";
+      if (const json::Value *p = o->get("plan"))
+        outs() << "plan    " << *p << "\n";
+    }
+  } else {
+    consumeError(meta.takeError());
+  }
+  outs() << "resident tensors: " << b->getTensors().size() << ", "
+         << humanBytes(h.resident_size) << " at offset " << h.resident_offset
+         << "\n";
+  uint64_t extentBytes = 0, largest = 0;
+  for (const moec_bundle_expert &e : b->getExperts()) {
+    extentBytes += e.size;
+    largest = std::max<uint64_t>(largest, e.size);
+  }
+  outs() << "expert extents: " << b->getExperts().size() << ", "
+         << humanBytes(extentBytes) << ", largest " << largest << " bytes\n";
   return 0;
 }
 
@@ -571,6 +697,7 @@ int main(int argc, char **argv) {
       "  moec inspect MODEL\n"
       "  moec synth --family=F [--preset=tiny|bench] [sizes] [types] -o FILE\n"
       "  moec tokenize --model FILE.gguf [--bos] < text\n"
+      "  moec bundle MODEL [--target=T] [--memory-budget=SIZE] -o model.moeb\n"
       "  moec MODEL --compile-to=PHASE -o OUT\n");
   if (inspectCommand)
     return runInspect();
@@ -578,6 +705,8 @@ int main(int argc, char **argv) {
     return runSynth();
   if (tokenizeCommand)
     return runTokenize();
+  if (bundleCommand)
+    return runBundle();
   if (listTargets)
     return runListTargets();
   if (compileInput.empty())
