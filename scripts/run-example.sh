@@ -26,20 +26,26 @@ step "the compiler's dialects: an example sparse MoE layer in moe + qnt IR"
 "$bin/moec-opt" --show-dialects
 "$bin/moec-opt" "$root/examples/sparse-moe-layer.mlir" -canonicalize
 
-step "write the example model (moec synth: random weights until the trained example model lands)"
+model=$root/examples/model/moe-example-f16.gguf
+step "the example model: a 22M-parameter Qwen3-MoE trained here (examples/model/README.md)"
+"$bin/moec" inspect "$model" | sed -n '1,12p'
 mkdir -p "$out"
-vocab=$root/../shared/testdata/tokenizers/ggml-vocab-llama-spm.gguf
-vocab_flag=()
-[[ -f $vocab ]] && vocab_flag=(--vocab="$vocab")
-"$bin/moec" synth --family=qwen3moe --preset=tiny --seed=1 "${vocab_flag[@]}" \
-  -o "$out/example.gguf"
-"$bin/moec" inspect "$out/example.gguf" | sed -n '1,12p'
+cp "$model" "$out/example.gguf"
+
+step "its tokenizer on a prompt (moec tokenize, the runtime's tokenizer)"
+prompt="The module provides functions for"
+echo "\"$prompt\" ->" $(printf '%s' "$prompt" | "$bin/moec" tokenize --model "$model" --bos)
 
 step "import it into moe + qnt IR (moec --compile-to=input)"
 "$bin/moec" "$out/example.gguf" --compile-to=input -o "$out/example.mlir"
 "$bin/moec-opt" "$out/example.mlir" -o /dev/null
 echo "$out/example.mlir: $(wc -c <"$out/example.mlir") bytes of IR, verified; its MoE part:"
 grep -E "moe\.(route|dispatch|expert_ffn|combine)" "$out/example.mlir" | head -n 4
+
+step "plan it under a memory budget and write its weight bundle (moec bundle)"
+"$bin/moec" bundle "$out/example.gguf" --target=host --memory-budget=64MiB \
+  -o "$out/example.moeb"
+"$bin/moec" inspect "$out/example.moeb" | grep -E "^(plan|expert extents)" | cut -c1-160
 
 step "compile it for the host"
 # Only a step that is not implemented yet stops the job quietly; any other
