@@ -164,16 +164,12 @@ std::vector<TensorRole> moec::model::getTensorRoles(const ModelConfig &c) {
 // GGUF
 //===----------------------------------------------------------------------===//
 
-namespace {
-
-std::string dimsString(ArrayRef<int64_t> dims) {
+std::string moec::model::formatDims(ArrayRef<int64_t> dims) {
   std::string s = "[";
   for (size_t i = 0; i < dims.size(); ++i)
     s += (i ? ", " : "") + std::to_string(dims[i]);
   return s + "]";
 }
-
-} // namespace
 
 Expected<ModelConfig> moec::model::readGgufConfig(const gguf::GgufFile &file) {
   Expected<StringRef> arch = file.getString("general.architecture");
@@ -263,7 +259,7 @@ Expected<ModelConfig> moec::model::readGgufConfig(const gguf::GgufFile &file) {
     return file.makeError("missing tensor 'token_embd.weight'");
   if (embedding->dims.size() != 2)
     return file.makeError("tensor 'token_embd.weight' has dims " +
-                          dimsString(embedding->dims) +
+                          formatDims(embedding->dims) +
                           ", expected [hidden, vocabulary]");
   c.vocabSize = embedding->dims[1];
   if (Error e = optional("vocab_size", c.vocabSize))
@@ -287,8 +283,8 @@ Expected<ModelConfig> moec::model::readGgufConfig(const gguf::GgufFile &file) {
                             c.family->name + " layer " + Twine(role.layer));
     if (ArrayRef<int64_t>(t->dims) != ArrayRef<int64_t>(role.dims))
       return file.makeError(
-          "tensor '" + role.ggufName + "' has dims " + dimsString(t->dims) +
-          " but the metadata implies " + dimsString(role.dims) + " (hidden " +
+          "tensor '" + role.ggufName + "' has dims " + formatDims(t->dims) +
+          " but the metadata implies " + formatDims(role.dims) + " (hidden " +
           Twine(c.hiddenSize) + ", heads " + Twine(c.numHeads) + "/" +
           Twine(c.numKvHeads) + " of " + Twine(c.headDim) + ", " +
           Twine(c.numExperts) + " experts of FFN size " +

@@ -164,6 +164,9 @@ struct TensorRole {
   llvm::StringRef tensorClass;
 };
 
+/// "[64, 8]": dims as messages print them.
+std::string formatDims(llvm::ArrayRef<int64_t> dims);
+
 /// Every tensor of a model of `config`, in file order (model-wide tensors
 /// first, then layer by layer).
 std::vector<TensorRole> getTensorRoles(const ModelConfig &config);

@@ -19,13 +19,6 @@ using namespace moec::model;
 
 WeightStore::~WeightStore() = default;
 
-static std::string dimsString(ArrayRef<int64_t> dims) {
-  std::string s = "[";
-  for (size_t i = 0; i < dims.size(); ++i)
-    s += (i ? ", " : "") + std::to_string(dims[i]);
-  return s + "]";
-}
-
 Expected<std::unique_ptr<WeightStore>> WeightStore::open(StringRef path) {
   if (sys::fs::is_directory(path))
     return openCheckpoint(path, "");
@@ -268,9 +261,9 @@ Error WeightStore::addTensors(const StringMap<unsigned> &shardOf) {
         shape.erase(shape.begin());
       if (ArrayRef<int64_t>(shape) != ArrayRef<int64_t>(wantShape))
         return checkedError(shardPath, "tensor '" + hfName + "' has shape " +
-                                           dimsString(info->shape) +
+                                           formatDims(info->shape) +
                                            " but config.json implies " +
-                                           dimsString(wantShape));
+                                           formatDims(wantShape));
       if (dtype && *dtype != info->dtype)
         return checkedError(shardPath, "tensor '" + hfName + "' is " +
                                            safetensors::getDTypeName(info->dtype) +
