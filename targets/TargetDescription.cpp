@@ -33,10 +33,10 @@ StringRef moec::targets::getBackendName(BackendKind kind) {
   return "?";
 }
 
-bool moec::targets::isBackendImplemented(BackendKind) {
-  // No backend generates code yet: the CPU backend lands with the CPU code
-  // generation issue, the others after it.
-  return false;
+bool moec::targets::isBackendImplemented(BackendKind kind) {
+  // The CPU backend generates code; Vulkan, OpenCL, CUDA and Hexagon come
+  // later behind the same pipeline.
+  return kind == BackendKind::Cpu;
 }
 
 bool TargetDescription::hasFeature(StringRef feature) const {

@@ -39,12 +39,68 @@ void copyStored(const model::WeightStore &store, const StoredTensor &t,
   }
 }
 
-struct ExpertPart {
-  const StoredTensor *tensor;
-  uint64_t sourceOffset, size, offsetInExtent;
-};
-
 } // namespace
+
+const BundleLayout::Resident *
+BundleLayout::findResident(StringRef name) const {
+  for (const Resident &r : resident)
+    if (r.tensor->name == name)
+      return &r;
+  return nullptr;
+}
+
+BundleLayout moec::emit::computeBundleLayout(const model::WeightStore &store) {
+  const model::ModelConfig &c = store.getConfig();
+  BundleLayout layout;
+  std::vector<std::array<const StoredTensor *, 3>> expertSources(c.numLayers);
+  uint64_t offset = 0;
+  for (const StoredTensor &t : store.getTensors()) {
+    if (t.role->tensorClass == "experts") {
+      int slot = t.role->kind == TensorRole::ExpertGate ? 0
+                 : t.role->kind == TensorRole::ExpertUp ? 1
+                                                        : 2;
+      expertSources[t.role->layer][slot] = &t;
+      continue;
+    }
+    offset = alignTo(offset, MOEC_BUNDLE_TENSOR_ALIGNMENT);
+    layout.resident.push_back({&t, offset, t.numBytes});
+    offset += t.numBytes;
+  }
+  layout.residentSize = offset;
+  for (int64_t l = 0; l < c.numLayers; ++l) {
+    std::array<BundleLayout::ExpertPart, 3> parts;
+    uint64_t inExtent = 0;
+    for (int i = 0; i < 3; ++i) {
+      const StoredTensor *t = expertSources[l][i];
+      uint64_t perExpert = t->numBytes / c.numExperts;
+      inExtent = alignTo(inExtent, MOEC_BUNDLE_TENSOR_ALIGNMENT);
+      parts[i] = {t, inExtent, perExpert};
+      inExtent += perExpert;
+    }
+    layout.expertParts.push_back(parts);
+    layout.extentSize.push_back(inExtent);
+  }
+  // The hash covers what compiled code relies on: names, types, shapes and
+  // offsets of everything it reads.
+  std::string description;
+  raw_string_ostream os(description);
+  for (const BundleLayout::Resident &r : layout.resident) {
+    os << r.tensor->name << ':' << uint32_t(r.tensor->type) << ':';
+    for (int64_t d : r.tensor->dims)
+      os << d << ',';
+    os << '@' << r.offset << '+' << r.size << ';';
+  }
+  for (const auto &parts : layout.expertParts)
+    for (const BundleLayout::ExpertPart &p : parts) {
+      os << p.tensor->name << ':' << uint32_t(p.tensor->type) << ':';
+      for (int64_t d : p.tensor->dims)
+        os << d << ',';
+      os << '@' << p.offset << '+' << p.size << ';';
+    }
+  layout.hash = int64_t(XXH3_64bits(description.data(), description.size()) >>
+                        1);
+  return layout;
+}
 
 Error moec::emit::writeBundle(const model::WeightStore &store, StringRef path,
                               const BundleOptions &options,
@@ -55,6 +111,8 @@ Error moec::emit::writeBundle(const model::WeightStore &store, StringRef path,
                              "I/O block %u is not a power of two >= 64",
                              options.ioBlock);
   const model::ModelConfig &c = store.getConfig();
+
+  BundleLayout layout = computeBundleLayout(store);
 
   // Metadata: what the runtime needs to know of the model and the plan.
   json::Object model{
@@ -80,23 +138,15 @@ Error moec::emit::writeBundle(const model::WeightStore &store, StringRef path,
   if (plan.kind() == json::Value::Null)
     plan = json::Object{{"all_experts_resident", true}};
   json::Object metadataObject{{"model", std::move(model)},
-                              {"plan", std::move(plan)}};
+                              {"plan", std::move(plan)},
+                              {"layout_hash", layout.hash}};
   std::string metadata;
   raw_string_ostream(metadata) << json::Value(std::move(metadataObject));
 
-  // Resident tensors: everything but the routed experts.
   std::string strings;
   std::vector<moec_bundle_tensor> tensors;
-  std::vector<const StoredTensor *> residentSources;
-  std::vector<std::array<const StoredTensor *, 3>> expertSources(c.numLayers);
-  for (const StoredTensor &t : store.getTensors()) {
-    if (t.role->tensorClass == "experts") {
-      int slot = t.role->kind == TensorRole::ExpertGate ? 0
-                 : t.role->kind == TensorRole::ExpertUp ? 1
-                                                        : 2;
-      expertSources[t.role->layer][slot] = &t;
-      continue;
-    }
+  for (const BundleLayout::Resident &r : layout.resident) {
+    const StoredTensor &t = *r.tensor;
     moec_bundle_tensor e{};
     e.name_offset = static_cast<uint32_t>(strings.size());
     e.name_size = static_cast<uint32_t>(t.name.size());
@@ -107,7 +157,6 @@ Error moec::emit::writeBundle(const model::WeightStore &store, StringRef path,
       e.dims[i] = t.dims[i];
     e.size = t.numBytes;
     tensors.push_back(e);
-    residentSources.push_back(&t);
   }
 
   // Layout.
@@ -125,38 +174,28 @@ Error moec::emit::writeBundle(const model::WeightStore &store, StringRef path,
   uint64_t tablesEnd = h.tables_offset + metadata.size() + strings.size() +
                        tensors.size() * sizeof(moec_bundle_tensor) +
                        uint64_t(h.expert_count) * sizeof(moec_bundle_expert);
-  uint64_t offset = h.resident_offset = alignTo(tablesEnd, options.ioBlock);
-  for (moec_bundle_tensor &t : tensors) {
-    offset = alignTo(offset, MOEC_BUNDLE_TENSOR_ALIGNMENT);
-    t.offset = offset;
-    offset += t.size;
-  }
-  h.resident_size = offset - h.resident_offset;
+  h.resident_offset = alignTo(tablesEnd, options.ioBlock);
+  for (size_t i = 0; i < tensors.size(); ++i)
+    tensors[i].offset = h.resident_offset + layout.resident[i].offset;
+  h.resident_size = layout.residentSize;
+  uint64_t offset = h.resident_offset + h.resident_size;
 
   std::vector<moec_bundle_expert> experts;
-  std::vector<std::array<ExpertPart, 3>> parts;
   for (int64_t l = 0; l < c.numLayers; ++l)
     for (int64_t x = 0; x < c.numExperts; ++x) {
       moec_bundle_expert e{};
       e.layer = static_cast<uint32_t>(l);
       e.expert = static_cast<uint32_t>(x);
       e.offset = offset = alignTo(offset, options.ioBlock);
-      std::array<ExpertPart, 3> p;
-      uint64_t inExtent = 0;
       for (int i = 0; i < 3; ++i) {
-        const StoredTensor *t = expertSources[l][i];
-        uint64_t perExpert = t->numBytes / c.numExperts;
-        inExtent = alignTo(inExtent, MOEC_BUNDLE_TENSOR_ALIGNMENT);
-        p[i] = {t, x * perExpert, perExpert, inExtent};
-        e.type[i] = static_cast<uint32_t>(t->type);
-        e.part_offset[i] = inExtent;
-        e.part_size[i] = perExpert;
-        inExtent += perExpert;
+        const BundleLayout::ExpertPart &p = layout.expertParts[l][i];
+        e.type[i] = static_cast<uint32_t>(p.tensor->type);
+        e.part_offset[i] = p.offset;
+        e.part_size[i] = p.size;
       }
-      e.size = inExtent;
-      offset += inExtent;
+      e.size = layout.extentSize[l];
+      offset += e.size;
       experts.push_back(e);
-      parts.push_back(p);
     }
   // The file ends on an I/O block so that O_DIRECT reads of whole blocks
   // never run past it.
@@ -166,14 +205,16 @@ Error moec::emit::writeBundle(const model::WeightStore &store, StringRef path,
   std::vector<uint8_t> buffer;
   for (size_t i = 0; i < tensors.size(); ++i) {
     buffer.resize(tensors[i].size);
-    copyStored(store, *residentSources[i], 0, buffer.size(), buffer.data());
+    copyStored(store, *layout.resident[i].tensor, 0, buffer.size(),
+               buffer.data());
     tensors[i].checksum = XXH3_64bits(buffer.data(), buffer.size());
   }
   auto fillExtent = [&](size_t i) {
     buffer.assign(experts[i].size, 0);
-    for (const ExpertPart &p : parts[i])
-      copyStored(store, *p.tensor, p.sourceOffset, p.size,
-                 buffer.data() + p.offsetInExtent);
+    const moec_bundle_expert &e = experts[i];
+    for (const BundleLayout::ExpertPart &p : layout.expertParts[e.layer])
+      copyStored(store, *p.tensor, e.expert * p.size, p.size,
+                 buffer.data() + p.offset);
   };
   for (size_t i = 0; i < experts.size(); ++i) {
     fillExtent(i);
@@ -199,7 +240,8 @@ Error moec::emit::writeBundle(const model::WeightStore &store, StringRef path,
     for (size_t i = 0; i < tensors.size(); ++i) {
       padTo(tensors[i].offset);
       buffer.resize(tensors[i].size);
-      copyStored(store, *residentSources[i], 0, buffer.size(), buffer.data());
+      copyStored(store, *layout.resident[i].tensor, 0, buffer.size(),
+                 buffer.data());
       os.write(reinterpret_cast<const char *>(buffer.data()), buffer.size());
       written += buffer.size();
     }

@@ -17,9 +17,39 @@
 #include "llvm/Support/Error.h"
 #include "llvm/Support/JSON.h"
 
+#include <array>
 #include <functional>
+#include <vector>
 
 namespace moec::emit {
+
+/// Where every weight goes in a bundle, independent of the metadata that
+/// precedes it: resident tensors relative to the resident segment, expert
+/// parts relative to their extent. Compiled code addresses weights by these
+/// offsets, so code and bundle must share one layout; `hash` identifies it.
+struct BundleLayout {
+  struct Resident {
+    const model::StoredTensor *tensor;
+    uint64_t offset; // from the resident segment's start
+    uint64_t size;
+  };
+  struct ExpertPart {
+    const model::StoredTensor *tensor; // the stacked [E, rows, cols] tensor
+    uint64_t offset; // from the extent's start
+    uint64_t size;   // one expert's bytes
+  };
+  std::vector<Resident> resident;
+  uint64_t residentSize = 0;
+  /// Per layer: gate, up, down.
+  std::vector<std::array<ExpertPart, 3>> expertParts;
+  std::vector<uint64_t> extentSize;
+  /// Low 63 bits of the XXH3 of the layout's description.
+  int64_t hash = 0;
+
+  const Resident *findResident(llvm::StringRef name) const;
+};
+
+BundleLayout computeBundleLayout(const model::WeightStore &store);
 
 struct BundleOptions {
   /// Extent alignment: the target's I/O block (O_DIRECT granularity).

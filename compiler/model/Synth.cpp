@@ -211,7 +211,10 @@ Expected<RoleGenerator> describeRole(const SynthOptions &o,
   const TensorRole &role = roles[index];
   GgmlType type = GgmlType::F32;
   if (role.tensorClass == "experts")
-    type = o.expertsType;
+    type = o.expertsTypesPerLayer.empty()
+               ? o.expertsType
+               : o.expertsTypesPerLayer[role.layer %
+                                        o.expertsTypesPerLayer.size()];
   else if (role.tensorClass == "attention")
     type = o.attentionType;
   else if (role.tensorClass == "embeddings")
@@ -418,7 +421,11 @@ Error moec::model::writeSynthSafetensors(const SynthOptions &o,
   }
   if (Error e = c.validate("moec synth"))
     return e;
-  for (GgmlType t : {o.expertsType, o.attentionType, o.embeddingsType})
+  std::vector<GgmlType> types = {o.expertsType, o.attentionType,
+                                 o.embeddingsType};
+  types.insert(types.end(), o.expertsTypesPerLayer.begin(),
+               o.expertsTypesPerLayer.end());
+  for (GgmlType t : types)
     if (t != GgmlType::F32 && t != GgmlType::F16 && t != GgmlType::BF16)
       return createStringError(
           inconvertibleErrorCode(),

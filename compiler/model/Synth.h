@@ -24,6 +24,10 @@ namespace moec::model {
 struct SynthOptions {
   ModelConfig config;
   gguf::GgmlType expertsType = gguf::GgmlType::F16;
+  /// When not empty: layer l's routed experts are of type
+  /// expertsTypesPerLayer[l % size] (overrides expertsType), so that one
+  /// model exercises several formats.
+  std::vector<gguf::GgmlType> expertsTypesPerLayer;
   gguf::GgmlType attentionType = gguf::GgmlType::F16;
   gguf::GgmlType embeddingsType = gguf::GgmlType::F16;
   uint64_t seed = 0;

@@ -25,7 +25,7 @@ extern "C" {
 #endif
 
 #define MOEC_ABI_VERSION_MAJOR 0
-#define MOEC_ABI_VERSION_MINOR 1
+#define MOEC_ABI_VERSION_MINOR 2
 
 /* The version of the ABI an artifact was compiled against, as the compiler
  * embeds it. */
@@ -53,6 +53,92 @@ moec_abi_status_t moec_abi_check(moec_abi_version_t artifact);
  * returns the length the full message needs, as snprintf does. */
 int moec_abi_describe(moec_abi_status_t status, moec_abi_version_t artifact,
                       char *buf, unsigned long size);
+
+/*===------------------------------------------------------------------===*
+ * Compiled model code <-> runtime (since 0.2)
+ *
+ * A compiled model (out/libmodel.a) defines `moec_model_info` and
+ * `_mlir_ciface_moec_model_forward`; the runtime defines the `moec_rt_*`
+ * functions that the compiled code calls. The compiled code holds every
+ * compute kernel; the runtime holds none.
+ *
+ * Threads: the runtime calls the forward function on every thread of its
+ * pool at once (SPMD), with that thread's index and the thread count; the
+ * compiled code splits each kernel's work by thread index and meets the other
+ * threads at moec_rt_barrier between kernels. Bookkeeping that one thread
+ * does (routing, expert acquisition) is done by thread 0.
+ *
+ * Memory: the runtime allocates the buffers the info table asks for and
+ * passes them as rank-1 MLIR memref descriptors (moec_buffer_t):
+ *   resident  the bundle's resident segment, loaded whole (tensor offsets
+ *             are relative to the bundle's resident_offset);
+ *   experts   the expert arena; moec_rt_expert_acquire returns the byte
+ *             offset of an expert's extent (gate | up | down, as the bundle
+ *             stores it) inside it;
+ *   scratch   activations, scratch_bytes, contents undefined between calls;
+ *   kv        the KV cache, kv_bytes, zeroed at open, kept between calls.
+ *===------------------------------------------------------------------===*/
+
+/* A rank-1 MLIR memref descriptor (MLIR's C interface for memref<?xT>). */
+typedef struct moec_buffer_t {
+  void *allocated;
+  void *aligned;
+  int64_t offset; /* in elements */
+  int64_t size;   /* in elements */
+  int64_t stride; /* 1 */
+} moec_buffer_t;
+
+/* The runtime's per-call context; opaque to compiled code. */
+typedef struct moec_rt_context_t moec_rt_context_t;
+
+/* Indices into `moec_model_info`, a table of int64 the compiled code
+ * exports. The compiler writes the same layout hash into the bundle's
+ * metadata ("layout_hash"): code and bundle must come from one compile. */
+enum moec_model_info_index_e {
+  MOEC_INFO_ABI_MAJOR = 0,
+  MOEC_INFO_ABI_MINOR = 1,
+  MOEC_INFO_LAYER_COUNT = 2,
+  MOEC_INFO_EXPERT_COUNT = 3,      /* routed experts per layer */
+  MOEC_INFO_EXPERTS_USED = 4,      /* top-k */
+  MOEC_INFO_VOCAB_SIZE = 5,
+  MOEC_INFO_HIDDEN_SIZE = 6,
+  MOEC_INFO_CONTEXT_LENGTH = 7,    /* KV cache positions */
+  MOEC_INFO_MAX_BATCH = 8,         /* most tokens one forward call takes */
+  MOEC_INFO_SCRATCH_BYTES = 9,
+  MOEC_INFO_KV_BYTES = 10,
+  MOEC_INFO_RESIDENT_BYTES = 11,
+  MOEC_INFO_LAYOUT_HASH = 12,      /* low 63 bits of the layout's XXH3 */
+  MOEC_INFO_COUNT = 16
+};
+
+/* Defined by compiled code. */
+extern const int64_t moec_model_info[MOEC_INFO_COUNT];
+
+/* Defined by compiled code: runs `n_tokens` (1..max_batch) tokens at
+ * `positions` through the model, writing the logits of every token
+ * (all_logits != 0, n_tokens x vocab) or of the last one (vocab). Called
+ * on every pool thread at once; see above. */
+void _mlir_ciface_moec_model_forward(
+    moec_rt_context_t *ctx, int64_t thread_index, int64_t thread_count,
+    int64_t n_tokens, int64_t all_logits, moec_buffer_t *tokens /* i32 */,
+    moec_buffer_t *positions /* i32 */, moec_buffer_t *logits /* f32 */,
+    moec_buffer_t *resident /* i8 */, moec_buffer_t *experts /* i8 */,
+    moec_buffer_t *scratch /* i8 */, moec_buffer_t *kv /* i8 */);
+
+/* Defined by the runtime: waits until every thread of this forward call
+ * has arrived. */
+void moec_rt_barrier(moec_rt_context_t *ctx);
+
+/* Defined by the runtime, called by thread 0 only: makes the extent of
+ * (layer, expert) available in the experts buffer until released and returns
+ * its byte offset there. Blocks while the extent is read from storage. */
+int64_t moec_rt_expert_acquire(moec_rt_context_t *ctx, int32_t layer,
+                               int32_t expert);
+
+/* Defined by the runtime, called by thread 0 only, once per acquire, after
+ * every thread is done with the layer's experts. */
+void moec_rt_expert_release(moec_rt_context_t *ctx, int32_t layer,
+                            int32_t expert);
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -4,11 +4,14 @@
 //                                 hyper-parameters, tensors, bytes per
 //                                 expert and per token
 //   moec synth --family=F ...     write a random-weight model
-//   moec MODEL --compile-to=PHASE compile (lands with the import and code
-//                                 generation issues)
+//   moec MODEL -o OUT_DIR         compile for a target (default host):
+//                                 out/model.moeb, libmodel.a, model.h,
+//                                 model-run
+//   moec MODEL --compile-to=PHASE print the IR after a phase
 //
 //===----------------------------------------------------------------------===//
 
+#include "compiler/driver/Compiler.h"
 #include "compiler/gguf/GgufFile.h"
 #include "compiler/import/Importer.h"
 #include "compiler/model/ModelConfig.h"
@@ -27,6 +30,7 @@
 #include "llvm/Support/Format.h"
 #include "llvm/Support/InitLLVM.h"
 #include "llvm/Support/JSON.h"
+#include "llvm/Support/Path.h"
 #include "llvm/Support/Process.h"
 #include "llvm/Support/WithColor.h"
 #include "llvm/Support/raw_ostream.h"
@@ -112,7 +116,8 @@ cl::opt<std::string> synthVocab("vocab",
                                 cl::value_desc("file.gguf"),
                                 cl::sub(synthCommand), cl::cat(synthCategory));
 cl::opt<std::string> synthExpertsType("experts-type",
-                                      cl::desc("Type of routed expert tensors"),
+                                      cl::desc("Type of routed expert tensors; a comma-separated "
+                                               "list cycles through the layers"),
                                       cl::sub(synthCommand),
                                       cl::cat(synthCategory));
 cl::opt<std::string> synthAttentionType(
@@ -168,7 +173,7 @@ cl::opt<std::string> compileInput(cl::Positional, cl::desc("<model>"),
                                   cl::sub(cl::SubCommand::getTopLevel()));
 cl::opt<std::string> compileTo("compile-to",
                                cl::desc("Stop after this phase and print its "
-                                        "IR (input, ...)"),
+                                        "IR (input, plan, codegen, llvm)"),
                                cl::sub(cl::SubCommand::getTopLevel()));
 cl::opt<std::string> compileTarget("target",
                                    cl::desc("Target to compile for (see "
@@ -178,6 +183,21 @@ cl::opt<int64_t> compileContextLength(
     "context-length", cl::init(0),
     cl::desc("Positions the KV cache holds (default: the model's)"),
     cl::sub(cl::SubCommand::getTopLevel()));
+cl::opt<int64_t> compileMaxBatch(
+    "max-batch", cl::init(64),
+    cl::desc("Most tokens one forward call computes (prefill chunk)"),
+    cl::sub(cl::SubCommand::getTopLevel()));
+cl::opt<std::string> compileBudget(
+    "memory-budget", cl::desc("Memory the plan may use (e.g. 6G)"),
+    cl::sub(cl::SubCommand::getTopLevel()));
+cl::opt<std::string> compileCalibration(
+    "calibration", cl::desc("Routing statistics (model-run --stats JSON)"),
+    cl::sub(cl::SubCommand::getTopLevel()));
+cl::opt<std::string> compileDepfile(
+    "MF", cl::desc("Write a Makefile depfile naming every input read"),
+    cl::value_desc("file"), cl::sub(cl::SubCommand::getTopLevel()));
+cl::opt<bool> compileQuiet("quiet", cl::desc("No progress messages"),
+                           cl::sub(cl::SubCommand::getTopLevel()));
 cl::opt<bool> listTargets("list-targets",
                           cl::desc("Describe the targets and exit"),
                           cl::sub(cl::SubCommand::getTopLevel()));
@@ -552,6 +572,20 @@ int runSynth() {
   for (auto &t : types) {
     if (t.flag.getNumOccurrences() == 0)
       continue;
+    // Routed experts may cycle through a list of types, layer by layer.
+    if (&t.field == &options.expertsType && StringRef(t.flag).contains(',')) {
+      SmallVector<StringRef> names;
+      StringRef(t.flag).split(names, ',');
+      for (StringRef name : names) {
+        std::optional<gguf::GgmlType> type = gguf::parseGgmlTypeName(name);
+        if (!type)
+          return fail("--experts-type: unknown type '" + name +
+                      "' (supported: " + gguf::computeSupportedGgmlTypeNames() +
+                      ")");
+        options.expertsTypesPerLayer.push_back(*type);
+      }
+      continue;
+    }
     std::optional<gguf::GgmlType> type = gguf::parseGgmlTypeName(t.flag);
     if (!type)
       return fail("--" + t.flag.ArgStr + ": unknown type '" + t.flag +
@@ -637,52 +671,72 @@ int runListTargets() {
 }
 
 int runCompile() {
-  // Phases in pipeline order; only `input` exists so far.
-  static const char *const kPhases[] = {"input", "compress", "plan",
-                                        "fuse",  "codegen",  "emit"};
-  StringRef phase = compileTo.empty() ? "emit" : StringRef(compileTo);
-  if (!llvm::is_contained(kPhases, phase))
-    return fail("--compile-to: unknown phase '" + phase +
-                "' (phases: input, compress, plan, fuse, codegen, emit)");
-  // The input phase does not depend on the target, but a wrong name is
-  // still an error; later phases need its backend.
-  if (!compileTarget.empty()) {
-    Expected<targets::TargetDescription> t = targets::lookupTarget(compileTarget);
-    if (!t)
-      return fail("--target: " + toString(t.takeError()));
-    if (phase != "input" && !targets::isBackendImplemented(t->backend))
-      return fail("target '" + compileTarget + "' uses the " +
-                  targets::getBackendName(t->backend) +
-                  " backend, which does not exist yet (no backend does: the "
-                  "CPU backend lands with the CPU code generation issue)");
-  }
-  if (phase != "input")
-    return fail("phase '" + phase +
-                "' is not implemented yet: moec imports models "
-                "(--compile-to=input); compression, planning and code "
-                "generation land with their issues");
+  std::optional<driver::Phase> phase =
+      compileTo.empty() ? driver::Phase::Emit : driver::parsePhase(compileTo);
+  if (!phase)
+    return fail("--compile-to: unknown phase '" + compileTo +
+                "' (phases: " + driver::phaseNames() + ")");
+  driver::CompileOptions options;
+  options.modelPath = compileInput;
+  Expected<targets::TargetDescription> target =
+      targets::lookupTarget(compileTarget.empty() ? StringRef("host")
+                                                  : StringRef(compileTarget));
+  if (!target)
+    return fail("--target: " + toString(target.takeError()));
+  if (*phase > driver::Phase::Plan &&
+      !targets::isBackendImplemented(target->backend))
+    return fail("target '" + target->name + "' uses the " +
+                targets::getBackendName(target->backend) +
+                " backend, which does not exist yet (implemented: the CPU "
+                "backend; see --list-targets)");
+  options.target = *target;
   if (compileContextLength < 0)
     return fail("--context-length must be positive, got " +
                 Twine(static_cast<int64_t>(compileContextLength)));
+  options.contextLength = compileContextLength;
+  if (compileMaxBatch < 1 || compileMaxBatch > 4096)
+    return fail("--max-batch must be in [1, 4096], got " +
+                Twine(static_cast<int64_t>(compileMaxBatch)));
+  options.maxBatch = compileMaxBatch;
+  if (!compileBudget.empty()) {
+    Expected<uint64_t> budget = plan::parseSize(compileBudget);
+    if (!budget)
+      return fail("--memory-budget: " + toString(budget.takeError()));
+    options.memoryBudget = *budget;
+  }
+  options.calibrationPath = compileCalibration;
+  options.progress = !compileQuiet;
 
-  Expected<std::unique_ptr<model::WeightStore>> store =
-      model::WeightStore::open(compileInput);
-  if (!store)
-    return fail(store.takeError());
-  mlir::MLIRContext context;
-  Expected<mlir::OwningOpRef<mlir::ModuleOp>> module =
-      importer::importModel(context, **store, compileContextLength);
-  if (!module)
-    return fail(module.takeError());
-
-  if (compileOutput.empty() || compileOutput == "-") {
-    (**module)->print(outs());
+  driver::Compilation compilation(std::move(options));
+  if (*phase != driver::Phase::Emit) {
+    if (Error e = compilation.runUntil(*phase))
+      return fail(std::move(e));
+    if (compileOutput.empty() || compileOutput == "-") {
+      compilation.getModule()->print(outs());
+      return 0;
+    }
+    // A failed or killed run leaves no half-written output.
+    if (Error e = writeFileAtomically(compileOutput, [&](raw_ostream &os) {
+          compilation.getModule()->print(os);
+        }))
+      return fail(std::move(e));
     return 0;
   }
-  // A failed or killed run leaves no half-written output.
-  if (Error e = writeFileAtomically(
-          compileOutput, [&](raw_ostream &os) { (**module)->print(os); }))
+  if (compileOutput.empty())
+    return fail("-o: the output directory is required");
+  if (Error e = compilation.emit(compileOutput))
     return fail(std::move(e));
+  if (!compileDepfile.empty()) {
+    SmallString<256> bundlePath(compileOutput);
+    sys::path::append(bundlePath, "model.moeb");
+    if (Error e = writeFileAtomically(compileDepfile, [&](raw_ostream &os) {
+          os << bundlePath << ":";
+          for (const std::string &input : compilation.getInputs())
+            os << " \\\n  " << input;
+          os << "\n";
+        }))
+      return fail(std::move(e));
+  }
   return 0;
 }
 
@@ -698,7 +752,8 @@ int main(int argc, char **argv) {
       "  moec synth --family=F [--preset=tiny|bench] [sizes] [types] -o FILE\n"
       "  moec tokenize --model FILE.gguf [--bos] < text\n"
       "  moec bundle MODEL [--target=T] [--memory-budget=SIZE] -o model.moeb\n"
-      "  moec MODEL --compile-to=PHASE -o OUT\n");
+      "  moec MODEL [--target=T] -o OUT_DIR\n"
+      "  moec MODEL --compile-to=PHASE [-o FILE]\n");
   if (inspectCommand)
     return runInspect();
   if (synthCommand)

@@ -1,0 +1,815 @@
+//===- Kernels.cpp - The CPU backend's kernel generators ------------------===//
+
+#include "codegen/cpu/Kernels.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+#include "mlir/IR/BuiltinTypes.h"
+#include "llvm/Support/Format.h"
+#include "llvm/Support/FormatVariadic.h"
+
+#include <cmath>
+
+using namespace mlir;
+using namespace moec;
+using namespace moec::codegen;
+
+namespace {
+
+/// Builder shorthands for kernel bodies. Index arithmetic, loops and the
+/// f32 vector type of the target.
+struct Emitter {
+  OpBuilder &b;
+  Location loc;
+  unsigned lanes;
+
+  Type f32() { return b.getF32Type(); }
+  Type f64() { return b.getF64Type(); }
+  Type i32() { return b.getI32Type(); }
+  VectorType vec(unsigned n) { return VectorType::get({n}, f32()); }
+  VectorType vecT() { return vec(lanes); }
+
+  Value idx(int64_t v) { return arith::ConstantIndexOp::create(b, loc, v); }
+  Value cf(double v) {
+    return arith::ConstantOp::create(b, loc, b.getF32FloatAttr(float(v)));
+  }
+  Value cd(double v) {
+    return arith::ConstantOp::create(b, loc, b.getF64FloatAttr(v));
+  }
+  Value add(Value a, Value c) { return arith::AddIOp::create(b, loc, a, c); }
+  Value add(Value a, int64_t c) { return c == 0 ? a : add(a, idx(c)); }
+  Value sub(Value a, Value c) { return arith::SubIOp::create(b, loc, a, c); }
+  Value mul(Value a, Value c) { return arith::MulIOp::create(b, loc, a, c); }
+  Value mul(Value a, int64_t c) { return c == 1 ? a : mul(a, idx(c)); }
+  Value div(Value a, Value c) { return arith::DivUIOp::create(b, loc, a, c); }
+  Value div(Value a, int64_t c) { return c == 1 ? a : div(a, idx(c)); }
+  Value rem(Value a, int64_t c) { return arith::RemUIOp::create(b, loc, a, idx(c)); }
+  Value fadd(Value a, Value c) { return arith::AddFOp::create(b, loc, a, c); }
+  Value fsub(Value a, Value c) { return arith::SubFOp::create(b, loc, a, c); }
+  Value fmul(Value a, Value c) { return arith::MulFOp::create(b, loc, a, c); }
+  Value fdiv(Value a, Value c) { return arith::DivFOp::create(b, loc, a, c); }
+  Value fmax(Value a, Value c) { return arith::MaximumFOp::create(b, loc, a, c); }
+  Value exp(Value a) { return math::ExpOp::create(b, loc, a); }
+  Value toIndex(Value i32v) {
+    return arith::IndexCastOp::create(b, loc, b.getIndexType(), i32v);
+  }
+  Value toI32(Value indexV) {
+    return arith::IndexCastOp::create(b, loc, i32(), indexV);
+  }
+  Value cmp(arith::CmpIPredicate p, Value a, Value c) {
+    return arith::CmpIOp::create(b, loc, p, a, c);
+  }
+  Value select(Value c, Value t, Value f) {
+    return arith::SelectOp::create(b, loc, c, t, f);
+  }
+  Value zeroVec(unsigned n) {
+    return arith::ConstantOp::create(
+        b, loc, DenseElementsAttr::get(vec(n), b.getF32FloatAttr(0.0f)));
+  }
+  Value splat(Value scalar, unsigned n) {
+    return vector::BroadcastOp::create(b, loc, vec(n), scalar);
+  }
+  Value load(Value mem, Value i) { return memref::LoadOp::create(b, loc, mem, i); }
+  void store(Value v, Value mem, Value i) {
+    memref::StoreOp::create(b, loc, v, mem, i);
+  }
+  Value vload(unsigned n, Value mem, Value i) {
+    return vector::LoadOp::create(b, loc, vec(n), mem, i);
+  }
+  void vstore(Value v, Value mem, Value i) {
+    vector::StoreOp::create(b, loc, v, mem, i);
+  }
+  Value fma(Value a, Value x, Value acc) {
+    return vector::FMAOp::create(b, loc, a, x, acc);
+  }
+  Value reduceAdd(Value v) {
+    return vector::ReductionOp::create(b, loc, vector::CombiningKind::ADD, v);
+  }
+
+  /// for (iv = lo; iv < hi; iv += step) with loop-carried values.
+  SmallVector<Value>
+  loop(Value lo, Value hi, int64_t step, ValueRange init,
+       function_ref<SmallVector<Value>(Value, ValueRange)> body) {
+    auto op = scf::ForOp::create(
+        b, loc, lo, hi, idx(step), init,
+        [&](OpBuilder &nested, Location, Value iv, ValueRange args) {
+          OpBuilder::InsertionGuard guard(b);
+          b.setInsertionPoint(nested.getInsertionBlock(),
+                              nested.getInsertionPoint());
+          SmallVector<Value> yields = body(iv, args);
+          scf::YieldOp::create(b, loc, yields);
+        });
+    return SmallVector<Value>(op.getResults());
+  }
+  void loop(Value lo, Value hi, int64_t step, function_ref<void(Value)> body) {
+    loop(lo, hi, step, {}, [&](Value iv, ValueRange) {
+      body(iv);
+      return SmallVector<Value>();
+    });
+  }
+  void ifThen(Value cond, function_ref<void()> then) {
+    auto op = scf::IfOp::create(b, loc, cond, /*withElseRegion=*/false);
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(&op.getThenRegion().front());
+    then();
+  }
+
+  /// This thread's share [lo, hi) of `n` items.
+  std::pair<Value, Value> split(Value n, Value thread, Value threads) {
+    Value lo = div(mul(n, thread), threads);
+    Value hi = div(mul(n, add(thread, 1)), threads);
+    return {lo, hi};
+  }
+
+  Value silu(Value x) {
+    // x / (1 + exp(-x)), as the reference defines it.
+    Value e = exp(arith::NegFOp::create(b, loc, x));
+    return fdiv(x, fadd(cf(1.0), e));
+  }
+  Value sigmoid(Value x) {
+    Value e = exp(arith::NegFOp::create(b, loc, x));
+    return fdiv(cf(1.0), fadd(cf(1.0), e));
+  }
+};
+
+/// The widest of lanes, 8, 4 that divides `n`; 0 when none does.
+unsigned chunkWidth(unsigned lanes, int64_t n) {
+  for (unsigned w : {lanes, 8u, 4u})
+    if (w <= lanes && n % w == 0)
+      return w;
+  return 0;
+}
+
+/// A double in a symbol name: shortest round-trip digits, '.' as 'p' and
+/// '-' as 'm' (1e-06 -> 1em06), so that different values name different
+/// kernels.
+std::string nameOf(double v) {
+  std::string s = llvm::formatv("{0}", llvm::format("%.17g", v)).str();
+  for (char &c : s)
+    c = c == '.' ? 'p' : c == '-' ? 'm' : c == '+' ? 'P' : c;
+  return s;
+}
+
+int64_t storedElementBytes(const WeightFormat &f) {
+  return f.kind == WeightFormat::Kind::F32 ? 4 : 2;
+}
+
+} // namespace
+
+KernelLibrary::KernelLibrary(ModuleOp module, unsigned lanes)
+    : module(module), lanes(lanes) {}
+
+func::FuncOp KernelLibrary::getOrCreate(
+    StringRef name, ArrayRef<Type> argTypes,
+    function_ref<void(OpBuilder &, ValueRange)> body) {
+  auto it = kernels.find(name);
+  if (it != kernels.end())
+    return it->second;
+  OpBuilder b(module.getContext());
+  b.setInsertionPointToEnd(module.getBody());
+  auto type = b.getFunctionType(argTypes, {});
+  auto fn = func::FuncOp::create(b, module.getLoc(), name, type);
+  fn.setPrivate();
+  fn->setAttr("moec.kernel", b.getUnitAttr());
+  Block *entry = fn.addEntryBlock();
+  b.setInsertionPointToStart(entry);
+  body(b, entry->getArguments());
+  func::ReturnOp::create(b, module.getLoc());
+  kernels[name] = fn;
+  return fn;
+}
+
+namespace {
+
+MemRefType bytesType(MLIRContext *ctx) {
+  return MemRefType::get({ShapedType::kDynamic}, IntegerType::get(ctx, 8));
+}
+MemRefType f32Type(MLIRContext *ctx) {
+  return MemRefType::get({ShapedType::kDynamic}, Float32Type::get(ctx));
+}
+MemRefType i32Type(MLIRContext *ctx) {
+  return MemRefType::get({ShapedType::kDynamic}, IntegerType::get(ctx, 32));
+}
+MemRefType i64Type(MLIRContext *ctx) {
+  return MemRefType::get({ShapedType::kDynamic}, IntegerType::get(ctx, 64));
+}
+
+/// The matmul of tokens [0, tokens) of x (rows of k, starting at element
+/// xOff) with weight rows [nLo, nHi), written to y (rows of n from yOff).
+struct MatmulOperands {
+  Value w;
+  SmallVector<Value, 2> wOff; // byte offsets of the weight matrices
+  Value x, xOff, y, yOff;
+  Value acc, accOff;   // accumulate
+  Value bias, biasOff; // bias
+  Value tokens, nLo, nHi;
+};
+
+void emitMatmulCore(Emitter &e, const MatmulSpec &spec,
+                    const MatmulOperands &o) {
+  const unsigned L = e.lanes;
+  const int64_t blockElems = spec.format.blockElements(L);
+  const int64_t blockBytes = spec.format.blockBytes(L);
+  const int64_t blocks = spec.k / blockElems;
+  const int64_t rowBytes = blocks * blockBytes;
+  const unsigned nMats = spec.swiglu ? 2 : 1;
+  // Tokens per tile: decoded weights are reused across a tile's tokens.
+  const int64_t tile = 4;
+
+  e.loop(o.nLo, o.nHi, 1, [&](Value n) {
+    SmallVector<Value, 2> rowBase;
+    for (unsigned m = 0; m < nMats; ++m)
+      rowBase.push_back(e.add(o.wOff[m], e.mul(n, rowBytes)));
+
+    auto emitTile = [&](Value t0, int64_t count) {
+      SmallVector<Value> init(count * nMats, e.zeroVec(L));
+      SmallVector<Value> accs = e.loop(
+          e.idx(0), e.idx(blocks), 1, init,
+          [&](Value blk, ValueRange args) {
+            SmallVector<Value> acc(args.begin(), args.end());
+            Value xk = e.mul(blk, blockElems);
+            for (unsigned m = 0; m < nMats; ++m) {
+              Value wb = e.add(rowBase[m], e.mul(blk, blockBytes));
+              emitBlockDecode(
+                  e.b, e.loc, spec.format, o.w, wb, L,
+                  [&](int64_t first, Value wv) {
+                    for (int64_t i = 0; i < count; ++i) {
+                      Value xi = e.add(
+                          e.add(o.xOff, e.mul(e.add(t0, i), spec.k)),
+                          e.add(xk, first));
+                      Value xv = e.vload(L, o.x, xi);
+                      acc[m * count + i] = e.fma(wv, xv, acc[m * count + i]);
+                    }
+                  });
+            }
+            return acc;
+          });
+      for (int64_t i = 0; i < count; ++i) {
+        Value t = e.add(t0, i);
+        Value v = e.reduceAdd(accs[i]);
+        if (spec.swiglu)
+          v = e.fmul(e.silu(v), e.reduceAdd(accs[count + i]));
+        if (spec.bias) {
+          // f32 bias: load its 4 bytes as one float.
+          Value at = e.add(o.biasOff, e.mul(n, 4));
+          Value bytes = vector::LoadOp::create(
+              e.b, e.loc, VectorType::get({4}, e.b.getI8Type()), o.bias, at);
+          Value f = vector::BitCastOp::create(e.b, e.loc, e.vec(1), bytes);
+          v = e.fadd(v, vector::ExtractOp::create(e.b, e.loc, f, 0));
+        }
+        Value yi = e.add(e.add(o.yOff, e.mul(t, spec.n)), n);
+        if (spec.accumulate)
+          v = e.fadd(v, e.load(o.acc,
+                               e.add(e.add(o.accOff, e.mul(t, spec.n)), n)));
+        e.store(v, o.y, yi);
+      }
+    };
+
+    Value fullTiles = e.div(o.tokens, tile);
+    e.loop(e.idx(0), fullTiles, 1,
+           [&](Value ti) { emitTile(e.mul(ti, tile), tile); });
+    e.loop(e.mul(fullTiles, tile), o.tokens, 1,
+           [&](Value t) { emitTile(t, 1); });
+  });
+}
+
+} // namespace
+
+func::FuncOp KernelLibrary::matmul(const MatmulSpec &spec) {
+  MLIRContext *ctx = module.getContext();
+  Type index = IndexType::get(ctx);
+  SmallVector<Type> args = {bytesType(ctx), index};
+  if (spec.swiglu)
+    args.push_back(index);
+  args.append({f32Type(ctx), index, f32Type(ctx), index});
+  if (spec.accumulate)
+    args.append({f32Type(ctx), index});
+  if (spec.bias)
+    args.append({bytesType(ctx), index});
+  args.append({index, index, index});
+  std::string name = llvm::formatv(
+      "moec_matmul_{0}_{1}x{2}{3}{4}{5}", spec.format.name(), spec.n, spec.k,
+      spec.swiglu ? "_swiglu" : "", spec.accumulate ? "_acc" : "",
+      spec.bias ? "_bias" : "");
+  return getOrCreate(name, args, [&](OpBuilder &b, ValueRange a) {
+    Emitter e{b, module.getLoc(), lanes};
+    MatmulOperands o;
+    unsigned i = 0;
+    o.w = a[i++];
+    o.wOff.push_back(a[i++]);
+    if (spec.swiglu)
+      o.wOff.push_back(a[i++]);
+    o.x = a[i++];
+    o.xOff = a[i++];
+    o.y = a[i++];
+    o.yOff = a[i++];
+    if (spec.accumulate) {
+      o.acc = a[i++];
+      o.accOff = a[i++];
+    }
+    if (spec.bias) {
+      o.bias = a[i++];
+      o.biasOff = a[i++];
+    }
+    o.tokens = a[i++];
+    Value thread = a[i++], threads = a[i++];
+    std::tie(o.nLo, o.nHi) = e.split(e.idx(spec.n), thread, threads);
+    emitMatmulCore(e, spec, o);
+  });
+}
+
+func::FuncOp KernelLibrary::expertMatmul(const MatmulSpec &spec,
+                                         int64_t experts, int64_t partOffset,
+                                         int64_t partOffset2) {
+  MLIRContext *ctx = module.getContext();
+  Type index = IndexType::get(ctx);
+  SmallVector<Type> args = {bytesType(ctx), i64Type(ctx), index,
+                            i32Type(ctx),   index,        f32Type(ctx),
+                            index,          f32Type(ctx), index,
+                            index,          index};
+  std::string name = llvm::formatv(
+      "moec_expert_matmul_{0}_{1}x{2}{3}_e{4}_at{5}_{6}", spec.format.name(),
+      spec.n, spec.k, spec.swiglu ? "_swiglu" : "", experts, partOffset,
+      partOffset2);
+  return getOrCreate(name, args, [&](OpBuilder &b, ValueRange a) {
+    Emitter e{b, module.getLoc(), lanes};
+    Value arena = a[0], extents = a[1], extentsOff = a[2], offsets = a[3],
+          offsetsOff = a[4];
+    Value thread = a[9], threads = a[10];
+    Value nLo, nHi;
+    std::tie(nLo, nHi) = e.split(e.idx(spec.n), thread, threads);
+    e.loop(e.idx(0), e.idx(experts), 1, [&](Value x) {
+      Value r0 = e.toIndex(e.load(offsets, e.add(offsetsOff, x)));
+      Value r1 = e.toIndex(e.load(offsets, e.add(e.add(offsetsOff, x), 1)));
+      e.ifThen(e.cmp(arith::CmpIPredicate::ult, r0, r1), [&] {
+        Value base = arith::IndexCastOp::create(
+            e.b, e.loc, e.b.getIndexType(),
+            e.load(extents, e.add(extentsOff, x)));
+        MatmulOperands o;
+        o.w = arena;
+        o.wOff.push_back(e.add(base, partOffset));
+        if (spec.swiglu)
+          o.wOff.push_back(e.add(base, partOffset2));
+        o.x = a[5];
+        o.xOff = e.add(a[6], e.mul(r0, spec.k));
+        o.y = a[7];
+        o.yOff = e.add(a[8], e.mul(r0, spec.n));
+        o.tokens = e.sub(r1, r0);
+        o.nLo = nLo;
+        o.nHi = nHi;
+        emitMatmulCore(e, spec, o);
+      });
+    });
+  });
+}
+
+func::FuncOp KernelLibrary::rmsNorm(const RmsNormSpec &spec) {
+  MLIRContext *ctx = module.getContext();
+  Type index = IndexType::get(ctx);
+  unsigned w = chunkWidth(lanes, spec.dim);
+  assert(w && "rms_norm width checked by the caller");
+  SmallVector<Type> args = {f32Type(ctx),   index, f32Type(ctx), index,
+                            bytesType(ctx), index, index,        index,
+                            index};
+  std::string name =
+      llvm::formatv("moec_rms_norm_{0}_{1}_eps{2}", spec.dim,
+                    spec.weightFormat.name(), nameOf(spec.epsilon));
+  return getOrCreate(name, args, [&](OpBuilder &b, ValueRange a) {
+    Emitter e{b, module.getLoc(), lanes};
+    Value x = a[0], xOff = a[1], y = a[2], yOff = a[3], wt = a[4],
+          wOff = a[5], rows = a[6];
+    Value lo, hi;
+    std::tie(lo, hi) = e.split(rows, a[7], a[8]);
+    int64_t wBytes = storedElementBytes(spec.weightFormat);
+    e.loop(lo, hi, 1, [&](Value r) {
+      Value xr = e.add(xOff, e.mul(r, spec.dim));
+      Value yr = e.add(yOff, e.mul(r, spec.dim));
+      Value sum = e.loop(e.idx(0), e.idx(spec.dim), w, {e.zeroVec(w)},
+                         [&](Value i, ValueRange acc) {
+                           Value v = e.vload(w, x, e.add(xr, i));
+                           return SmallVector<Value>{e.fma(v, v, acc[0])};
+                         })[0];
+      Value mean = e.fdiv(e.reduceAdd(sum), e.cf(double(spec.dim)));
+      Value inv = e.fdiv(
+          e.cf(1.0),
+          math::SqrtOp::create(b, e.loc, e.fadd(mean, e.cf(spec.epsilon))));
+      Value invV = e.splat(inv, w);
+      e.loop(e.idx(0), e.idx(spec.dim), w, [&](Value i) {
+        Value v = e.fmul(e.vload(w, x, e.add(xr, i)), invV);
+        emitBlockDecode(b, e.loc, spec.weightFormat, wt,
+                        e.add(wOff, e.mul(i, wBytes)), w,
+                        [&](int64_t, Value wv) {
+                          e.vstore(e.fmul(v, wv), y, e.add(yr, i));
+                        });
+      });
+    });
+  });
+}
+
+func::FuncOp KernelLibrary::embed(const WeightFormat &format, int64_t dim) {
+  MLIRContext *ctx = module.getContext();
+  Type index = IndexType::get(ctx);
+  SmallVector<Type> args = {bytesType(ctx), index, i32Type(ctx), f32Type(ctx),
+                            index,          index, index,        index};
+  std::string name = llvm::formatv("moec_embed_{0}_{1}", format.name(), dim);
+  return getOrCreate(name, args, [&](OpBuilder &b, ValueRange a) {
+    Emitter e{b, module.getLoc(), lanes};
+    const int64_t blockElems = format.blockElements(lanes);
+    const int64_t blockBytes = format.blockBytes(lanes);
+    const int64_t blocks = dim / blockElems;
+    Value table = a[0], tableOff = a[1], tokens = a[2], y = a[3], yOff = a[4];
+    Value lo, hi;
+    std::tie(lo, hi) = e.split(a[5], a[6], a[7]);
+    e.loop(lo, hi, 1, [&](Value t) {
+      Value id = e.toIndex(e.load(tokens, t));
+      Value row = e.add(tableOff, e.mul(id, blocks * blockBytes));
+      Value yr = e.add(yOff, e.mul(t, dim));
+      e.loop(e.idx(0), e.idx(blocks), 1, [&](Value blk) {
+        Value out = e.add(yr, e.mul(blk, blockElems));
+        emitBlockDecode(b, e.loc, format, table,
+                        e.add(row, e.mul(blk, blockBytes)), lanes,
+                        [&](int64_t first, Value v) {
+                          e.vstore(v, y, e.add(out, first));
+                        });
+      });
+    });
+  });
+}
+
+func::FuncOp KernelLibrary::rope(const RopeSpec &spec) {
+  MLIRContext *ctx = module.getContext();
+  Type index = IndexType::get(ctx);
+  SmallVector<Type> args = {f32Type(ctx), index, f32Type(ctx), index,
+                            i32Type(ctx), index, index,        index};
+  std::string name =
+      llvm::formatv("moec_rope_{0}_{1}x{2}_theta{3}", spec.neox ? "neox" : "interleaved",
+                    spec.heads, spec.headDim, nameOf(spec.theta));
+  // The rotation frequencies theta^(-2i/d), computed here in f64 exactly as
+  // the reference does, as a constant table.
+  int64_t half = spec.headDim / 2;
+  std::string table = name + "_frequencies";
+  {
+    OpBuilder gb(ctx);
+    gb.setInsertionPointToStart(module.getBody());
+    if (!module.lookupSymbol(table)) {
+      SmallVector<double> freqs;
+      for (int64_t i = 0; i < half; ++i)
+        freqs.push_back(
+            std::pow(spec.theta, -2.0 * double(i) / double(spec.headDim)));
+      auto type = MemRefType::get({half}, gb.getF64Type());
+      auto init = DenseElementsAttr::get(
+          RankedTensorType::get({half}, gb.getF64Type()), ArrayRef(freqs));
+      memref::GlobalOp::create(gb, module.getLoc(), table,
+                               gb.getStringAttr("private"), type, init,
+                               /*constant=*/true, /*alignment=*/nullptr);
+    }
+  }
+  return getOrCreate(name, args, [&](OpBuilder &b, ValueRange a) {
+    Emitter e{b, module.getLoc(), lanes};
+    Value x = a[0], xOff = a[1], y = a[2], yOff = a[3], pos = a[4];
+    Value lo, hi;
+    std::tie(lo, hi) = e.split(a[5], a[6], a[7]);
+    Value freqs = memref::GetGlobalOp::create(
+        b, e.loc, MemRefType::get({half}, b.getF64Type()), table);
+    int64_t rowElems = spec.heads * spec.headDim;
+    e.loop(lo, hi, 1, [&](Value t) {
+      Value p = arith::SIToFPOp::create(b, e.loc, e.f64(), e.load(pos, t));
+      e.loop(e.idx(0), e.idx(half), 1, [&](Value i) {
+        Value angle = e.fmul(p, e.load(freqs, i));
+        Value c = arith::TruncFOp::create(
+            b, e.loc, e.f32(), math::CosOp::create(b, e.loc, angle));
+        Value s = arith::TruncFOp::create(
+            b, e.loc, e.f32(), math::SinOp::create(b, e.loc, angle));
+        Value i0 = spec.neox ? i : e.mul(i, 2);
+        Value i1 = spec.neox ? e.add(i, half) : e.add(e.mul(i, 2), 1);
+        e.loop(e.idx(0), e.idx(spec.heads), 1, [&](Value h) {
+          Value base = e.add(e.mul(t, rowElems), e.mul(h, spec.headDim));
+          Value va = e.load(x, e.add(e.add(xOff, base), i0));
+          Value vb = e.load(x, e.add(e.add(xOff, base), i1));
+          e.store(e.fsub(e.fmul(va, c), e.fmul(vb, s)), y,
+                  e.add(e.add(yOff, base), i0));
+          e.store(e.fadd(e.fmul(vb, c), e.fmul(va, s)), y,
+                  e.add(e.add(yOff, base), i1));
+        });
+      });
+    });
+  });
+}
+
+func::FuncOp KernelLibrary::kvStore(int64_t rowElements) {
+  MLIRContext *ctx = module.getContext();
+  Type index = IndexType::get(ctx);
+  unsigned w = chunkWidth(lanes, rowElements);
+  SmallVector<Type> args = {f32Type(ctx), index, f32Type(ctx), index,
+                            f32Type(ctx), index, index,        i32Type(ctx),
+                            index,        index, index};
+  std::string name = llvm::formatv("moec_kv_store_{0}", rowElements);
+  return getOrCreate(name, args, [&](OpBuilder &b, ValueRange a) {
+    Emitter e{b, module.getLoc(), lanes};
+    Value k = a[0], kOff = a[1], v = a[2], vOff = a[3], cache = a[4],
+          kc = a[5], vc = a[6], pos = a[7];
+    Value lo, hi;
+    std::tie(lo, hi) = e.split(a[8], a[9], a[10]);
+    e.loop(lo, hi, 1, [&](Value t) {
+      Value row = e.mul(e.toIndex(e.load(pos, t)), rowElements);
+      Value src = e.mul(t, rowElements);
+      e.loop(e.idx(0), e.idx(rowElements), w, [&](Value i) {
+        e.vstore(e.vload(w, k, e.add(e.add(kOff, src), i)), cache,
+                 e.add(e.add(kc, row), i));
+        e.vstore(e.vload(w, v, e.add(e.add(vOff, src), i)), cache,
+                 e.add(e.add(vc, row), i));
+      });
+    });
+  });
+}
+
+func::FuncOp KernelLibrary::attention(const AttentionSpec &spec) {
+  MLIRContext *ctx = module.getContext();
+  Type index = IndexType::get(ctx);
+  unsigned w = chunkWidth(lanes, spec.headDim);
+  SmallVector<Type> args = {f32Type(ctx), index, f32Type(ctx), index,
+                            index,        f32Type(ctx), index, i32Type(ctx),
+                            index,        index,        index};
+  std::string name =
+      llvm::formatv("moec_attention_{0}h{1}kv{2}_scale{3}", spec.heads,
+                    spec.kvHeads, spec.headDim, nameOf(spec.scale));
+  return getOrCreate(name, args, [&](OpBuilder &b, ValueRange a) {
+    Emitter e{b, module.getLoc(), lanes};
+    Value q = a[0], qOff = a[1], cache = a[2], kc = a[3], vc = a[4], y = a[5],
+          yOff = a[6], pos = a[7];
+    const int64_t hd = spec.headDim, group = spec.heads / spec.kvHeads;
+    const int64_t kvRow = spec.kvHeads * hd;
+    Value lo, hi;
+    std::tie(lo, hi) = e.split(e.mul(a[8], spec.heads), a[9], a[10]);
+    e.loop(lo, hi, 1, [&](Value item) {
+      Value t = e.div(item, spec.heads);
+      Value h = e.rem(item, spec.heads);
+      Value g = e.div(h, group);
+      Value qRow = e.add(qOff, e.add(e.mul(t, spec.heads * hd), e.mul(h, hd)));
+      Value yRow = e.add(yOff, e.add(e.mul(t, spec.heads * hd), e.mul(h, hd)));
+      Value kvHead = e.mul(g, hd);
+      e.loop(e.idx(0), e.idx(hd), w, [&](Value i) {
+        e.vstore(e.zeroVec(w), y, e.add(yRow, i));
+      });
+      Value last = e.toIndex(e.load(pos, t));
+      // Online softmax over cache rows 0..last: the running maximum m, the
+      // running sum l, the output row rescaled as m grows.
+      Value negInf = e.cf(-std::numeric_limits<float>::infinity());
+      SmallVector<Value> ml = e.loop(
+          e.idx(0), e.add(last, 1), 1, {negInf, e.cf(0.0)},
+          [&](Value p, ValueRange state) {
+            Value kRow = e.add(kc, e.add(e.mul(p, kvRow), kvHead));
+            Value vRow = e.add(vc, e.add(e.mul(p, kvRow), kvHead));
+            Value dot = e.loop(e.idx(0), e.idx(hd), w, {e.zeroVec(w)},
+                               [&](Value i, ValueRange acc) {
+                                 Value qv = e.vload(w, q, e.add(qRow, i));
+                                 Value kv = e.vload(w, cache, e.add(kRow, i));
+                                 return SmallVector<Value>{e.fma(qv, kv, acc[0])};
+                               })[0];
+            Value s = e.fmul(e.reduceAdd(dot), e.cf(spec.scale));
+            Value m = e.fmax(state[0], s);
+            Value c = e.exp(e.fsub(state[0], m));
+            Value p1 = e.exp(e.fsub(s, m));
+            Value l = e.fadd(e.fmul(state[1], c), p1);
+            Value cV = e.splat(c, w), pV = e.splat(p1, w);
+            e.loop(e.idx(0), e.idx(hd), w, [&](Value i) {
+              Value o = e.vload(w, y, e.add(yRow, i));
+              Value vv = e.vload(w, cache, e.add(vRow, i));
+              e.vstore(e.fma(pV, vv, e.fmul(o, cV)), y, e.add(yRow, i));
+            });
+            return SmallVector<Value>{m, l};
+          });
+      Value invL = e.splat(e.fdiv(e.cf(1.0), ml[1]), w);
+      e.loop(e.idx(0), e.idx(hd), w, [&](Value i) {
+        e.vstore(e.fmul(e.vload(w, y, e.add(yRow, i)), invL), y,
+                 e.add(yRow, i));
+      });
+    });
+  });
+}
+
+func::FuncOp KernelLibrary::route(const RouteSpec &spec) {
+  MLIRContext *ctx = module.getContext();
+  Type index = IndexType::get(ctx);
+  SmallVector<Type> args = {f32Type(ctx), index, i32Type(ctx), index,
+                            f32Type(ctx), index, f32Type(ctx), index,
+                            index,        index, index};
+  std::string name = llvm::formatv("moec_route_softmax_e{0}_top{1}{2}",
+                                   spec.experts, spec.k,
+                                   spec.normalize ? "_norm" : "");
+  return getOrCreate(name, args, [&](OpBuilder &b, ValueRange a) {
+    Emitter e{b, module.getLoc(), lanes};
+    Value logits = a[0], lOff = a[1], ids = a[2], idsOff = a[3], wts = a[4],
+          wOff = a[5], probs = a[6], pOff = a[7];
+    const int64_t E = spec.experts, K = spec.k;
+    Value lo, hi;
+    std::tie(lo, hi) = e.split(a[8], a[9], a[10]);
+    e.loop(lo, hi, 1, [&](Value t) {
+      Value lr = e.add(lOff, e.mul(t, E));
+      Value pr = e.add(pOff, e.mul(t, E));
+      Value negInf = e.cf(-std::numeric_limits<float>::infinity());
+      Value mx = e.loop(e.idx(0), e.idx(E), 1, {negInf},
+                        [&](Value i, ValueRange m) {
+                          return SmallVector<Value>{
+                              e.fmax(m[0], e.load(logits, e.add(lr, i)))};
+                        })[0];
+      Value sum = e.loop(e.idx(0), e.idx(E), 1, {e.cf(0.0)},
+                         [&](Value i, ValueRange s) {
+                           Value p = e.exp(
+                               e.fsub(e.load(logits, e.add(lr, i)), mx));
+                           e.store(p, probs, e.add(pr, i));
+                           return SmallVector<Value>{e.fadd(s[0], p)};
+                         })[0];
+      Value inv = e.fdiv(e.cf(1.0), sum);
+      // Top-k by repeated selection: the largest probability, the lowest
+      // index among equals; chosen ones are marked -1.
+      Value chosenSum = e.loop(
+          e.idx(0), e.idx(K), 1, {e.cf(0.0)}, [&](Value j, ValueRange cs) {
+            SmallVector<Value> best = e.loop(
+                e.idx(0), e.idx(E), 1, {e.cf(-2.0), e.idx(0)},
+                [&](Value i, ValueRange st) {
+                  Value p = e.load(probs, e.add(pr, i));
+                  Value better = arith::CmpFOp::create(
+                      b, e.loc, arith::CmpFPredicate::OGT, p, st[0]);
+                  return SmallVector<Value>{e.select(better, p, st[0]),
+                                            e.select(better, i, st[1])};
+                });
+            e.store(e.cf(-1.0), probs, e.add(pr, best[1]));
+            Value slot = e.add(e.mul(t, K), j);
+            e.store(e.toI32(best[1]), ids, e.add(idsOff, slot));
+            Value wgt = e.fmul(best[0], inv);
+            e.store(wgt, wts, e.add(wOff, slot));
+            return SmallVector<Value>{e.fadd(cs[0], wgt)};
+          })[0];
+      if (spec.normalize) {
+        Value invSum = e.fdiv(e.cf(1.0), chosenSum);
+        e.loop(e.idx(0), e.idx(K), 1, [&](Value j) {
+          Value slot = e.add(wOff, e.add(e.mul(t, K), j));
+          e.store(e.fmul(e.load(wts, slot), invSum), wts, slot);
+        });
+      }
+    });
+  });
+}
+
+func::FuncOp KernelLibrary::dispatchPlan(int64_t experts, int64_t k) {
+  MLIRContext *ctx = module.getContext();
+  Type index = IndexType::get(ctx);
+  SmallVector<Type> args = {i32Type(ctx), index, i32Type(ctx), index,
+                            i32Type(ctx), index, i32Type(ctx), index,
+                            i32Type(ctx), index, index};
+  std::string name = llvm::formatv("moec_dispatch_plan_e{0}_top{1}", experts, k);
+  return getOrCreate(name, args, [&](OpBuilder &b, ValueRange a) {
+    Emitter e{b, module.getLoc(), lanes};
+    Value ids = a[0], idsOff = a[1], offs = a[2], offOff = a[3],
+          slots = a[4], slotsOff = a[5], inv = a[6], invOff = a[7],
+          cursor = a[8], curOff = a[9], T = a[10];
+    Value zero = arith::ConstantIntOp::create(b, e.loc, 0, 32);
+    Value one = arith::ConstantIntOp::create(b, e.loc, 1, 32);
+    e.loop(e.idx(0), e.idx(experts + 1), 1, [&](Value i) {
+      e.store(zero, offs, e.add(offOff, i));
+    });
+    e.loop(e.idx(0), e.idx(experts), 1, [&](Value i) {
+      e.store(zero, cursor, e.add(curOff, i));
+    });
+    Value pairs = e.mul(T, k);
+    e.loop(e.idx(0), pairs, 1, [&](Value s) {
+      Value x = e.toIndex(e.load(ids, e.add(idsOff, s)));
+      Value at = e.add(e.add(offOff, x), 1);
+      e.store(arith::AddIOp::create(b, e.loc, e.load(offs, at), one), offs, at);
+    });
+    e.loop(e.idx(0), e.idx(experts), 1, [&](Value i) {
+      Value at = e.add(e.add(offOff, i), 1);
+      Value prev = e.load(offs, e.add(offOff, i));
+      e.store(arith::AddIOp::create(b, e.loc, e.load(offs, at), prev), offs, at);
+    });
+    e.loop(e.idx(0), pairs, 1, [&](Value s) {
+      Value x = e.toIndex(e.load(ids, e.add(idsOff, s)));
+      Value c = e.load(cursor, e.add(curOff, x));
+      Value r = arith::AddIOp::create(b, e.loc, e.load(offs, e.add(offOff, x)), c);
+      e.store(arith::AddIOp::create(b, e.loc, c, one), cursor, e.add(curOff, x));
+      e.store(e.toI32(s), slots, e.add(slotsOff, e.toIndex(r)));
+      e.store(r, inv, e.add(invOff, s));
+    });
+  });
+}
+
+func::FuncOp KernelLibrary::dispatchGather(int64_t dim, int64_t k) {
+  MLIRContext *ctx = module.getContext();
+  Type index = IndexType::get(ctx);
+  unsigned w = chunkWidth(lanes, dim);
+  SmallVector<Type> args = {f32Type(ctx), index, i32Type(ctx), index,
+                            f32Type(ctx), index, index,        index,
+                            index};
+  std::string name = llvm::formatv("moec_dispatch_gather_{0}_top{1}", dim, k);
+  return getOrCreate(name, args, [&](OpBuilder &b, ValueRange a) {
+    Emitter e{b, module.getLoc(), lanes};
+    Value x = a[0], xOff = a[1], slots = a[2], slotsOff = a[3], rows = a[4],
+          rowsOff = a[5];
+    Value lo, hi;
+    std::tie(lo, hi) = e.split(e.mul(a[6], k), a[7], a[8]);
+    e.loop(lo, hi, 1, [&](Value r) {
+      Value t = e.div(e.toIndex(e.load(slots, e.add(slotsOff, r))), k);
+      Value src = e.add(xOff, e.mul(t, dim));
+      Value dst = e.add(rowsOff, e.mul(r, dim));
+      e.loop(e.idx(0), e.idx(dim), w, [&](Value i) {
+        e.vstore(e.vload(w, x, e.add(src, i)), rows, e.add(dst, i));
+      });
+    });
+  });
+}
+
+func::FuncOp KernelLibrary::combine(int64_t dim, int64_t k, bool residual) {
+  MLIRContext *ctx = module.getContext();
+  Type index = IndexType::get(ctx);
+  unsigned w = chunkWidth(lanes, dim);
+  SmallVector<Type> args = {f32Type(ctx), index, i32Type(ctx), index,
+                            f32Type(ctx), index, f32Type(ctx), index};
+  if (residual)
+    args.append({f32Type(ctx), index});
+  args.append({index, index, index});
+  std::string name = llvm::formatv("moec_combine_{0}_top{1}{2}", dim, k,
+                                   residual ? "_residual" : "");
+  return getOrCreate(name, args, [&](OpBuilder &b, ValueRange a) {
+    Emitter e{b, module.getLoc(), lanes};
+    Value y = a[0], yOff = a[1], inv = a[2], invOff = a[3], wts = a[4],
+          wOff = a[5], out = a[6], outOff = a[7];
+    unsigned i = 8;
+    Value res, resOff;
+    if (residual) {
+      res = a[i++];
+      resOff = a[i++];
+    }
+    Value lo, hi;
+    std::tie(lo, hi) = e.split(a[i], a[i + 1], a[i + 2]);
+    e.loop(lo, hi, 1, [&](Value t) {
+      SmallVector<Value> rowAt, weight;
+      for (int64_t j = 0; j < k; ++j) {
+        Value s = e.add(e.mul(t, k), j);
+        rowAt.push_back(e.add(
+            yOff, e.mul(e.toIndex(e.load(inv, e.add(invOff, s))), dim)));
+        weight.push_back(e.splat(e.load(wts, e.add(wOff, s)), w));
+      }
+      Value o = e.add(outOff, e.mul(t, dim));
+      e.loop(e.idx(0), e.idx(dim), w, [&](Value c) {
+        Value acc = residual ? e.vload(w, res, e.add(e.add(resOff, e.mul(t, dim)), c))
+                             : e.zeroVec(w);
+        for (int64_t j = 0; j < k; ++j)
+          acc = e.fma(weight[j], e.vload(w, y, e.add(rowAt[j], c)), acc);
+        e.vstore(acc, out, e.add(o, c));
+      });
+    });
+  });
+}
+
+func::FuncOp KernelLibrary::add(int64_t dim) {
+  MLIRContext *ctx = module.getContext();
+  Type index = IndexType::get(ctx);
+  unsigned w = chunkWidth(lanes, dim);
+  SmallVector<Type> args = {f32Type(ctx), index, f32Type(ctx), index,
+                            f32Type(ctx), index, index,        index,
+                            index};
+  std::string name = llvm::formatv("moec_add_{0}", dim);
+  return getOrCreate(name, args, [&](OpBuilder &b, ValueRange a) {
+    Emitter e{b, module.getLoc(), lanes};
+    Value lo, hi;
+    std::tie(lo, hi) = e.split(a[6], a[7], a[8]);
+    e.loop(lo, hi, 1, [&](Value t) {
+      Value row = e.mul(t, dim);
+      e.loop(e.idx(0), e.idx(dim), w, [&](Value i) {
+        Value at = e.add(row, i);
+        Value s = e.fadd(e.vload(w, a[0], e.add(a[1], at)),
+                         e.vload(w, a[2], e.add(a[3], at)));
+        e.vstore(s, a[4], e.add(a[5], at));
+      });
+    });
+  });
+}
+
+func::FuncOp KernelLibrary::sigmoidScale(int64_t dim) {
+  MLIRContext *ctx = module.getContext();
+  Type index = IndexType::get(ctx);
+  unsigned w = chunkWidth(lanes, dim);
+  SmallVector<Type> args = {f32Type(ctx), index, f32Type(ctx), index,
+                            f32Type(ctx), index, index,        index,
+                            index};
+  std::string name = llvm::formatv("moec_sigmoid_scale_{0}", dim);
+  return getOrCreate(name, args, [&](OpBuilder &b, ValueRange a) {
+    Emitter e{b, module.getLoc(), lanes};
+    Value lo, hi;
+    std::tie(lo, hi) = e.split(a[6], a[7], a[8]);
+    e.loop(lo, hi, 1, [&](Value t) {
+      Value g = e.splat(e.sigmoid(e.load(a[2], e.add(a[3], t))), w);
+      Value row = e.mul(t, dim);
+      e.loop(e.idx(0), e.idx(dim), w, [&](Value i) {
+        Value at = e.add(row, i);
+        e.vstore(e.fmul(e.vload(w, a[0], e.add(a[1], at)), g), a[4],
+                 e.add(a[5], at));
+      });
+    });
+  });
+}

@@ -1,0 +1,139 @@
+//===- Kernels.h - The CPU backend's kernel generators ---------*- C++ -*-===//
+//
+// Every compute kernel of a compiled model, generated per model as a private
+// func.func of scf + vector + arith + math on memrefs, specialised for its
+// shapes, weight formats and the target's vector width. The schedule (the
+// forward function) calls them on every thread at once: each kernel takes the
+// thread's index and the thread count and does its share of the work.
+//
+// Buffers: activations are f32 (or i32) elements of the scratch arena,
+// addressed by element offsets into a memref<?xf32> (memref<?xi32>) view of
+// it; weights are bytes of the resident segment or the expert arena
+// (memref<?xi8>), addressed by byte offsets and decoded with
+// codegen/cpu/BlockDecode.h inside the kernels' inner loops.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOEC_CODEGEN_CPU_KERNELS_H
+#define MOEC_CODEGEN_CPU_KERNELS_H
+
+#include "codegen/cpu/BlockDecode.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/BuiltinOps.h"
+#include "llvm/ADT/StringMap.h"
+
+namespace moec::codegen {
+
+/// y[t, n] = sum_k W[n, k] x[t, k] (+ bias[n]) (+ acc[t, n]) for the tokens
+/// of one call, or silu(Wg x) * (Wu x) for a gate/up pair.
+struct MatmulSpec {
+  WeightFormat format;
+  int64_t n = 0, k = 0;     // weights [n, k]
+  bool swiglu = false;      // two weights of one format: gate and up
+  bool accumulate = false;  // adds another activation (a residual)
+  bool bias = false;        // adds an f32 bias vector from the weight buffer
+};
+
+struct RmsNormSpec {
+  int64_t dim;
+  WeightFormat weightFormat; // f32, f16 or bf16
+  double epsilon;
+};
+
+struct RopeSpec {
+  int64_t heads, headDim;
+  bool neox;
+  double theta;
+};
+
+struct AttentionSpec {
+  int64_t heads, kvHeads, headDim;
+  double scale;
+};
+
+struct RouteSpec {
+  int64_t experts, k;
+  bool normalize;
+};
+
+/// Generates kernels into a module, each once per specialisation.
+class KernelLibrary {
+public:
+  /// `lanes`: f32 lanes of the target's vectors (8 for AVX2, 16 for
+  /// AVX-512, 4 for NEON).
+  KernelLibrary(mlir::ModuleOp module, unsigned lanes);
+
+  unsigned getLanes() const { return lanes; }
+
+  /// (w: memref<?xi8>, wOff, [wOff2], x: memref<?xf32>, xOff, y, yOff,
+  ///  [acc, accOff], [bias: memref<?xi8>, biasOff], T, thread, threads):
+  /// rows [0, n) split across threads, T tokens.
+  mlir::func::FuncOp matmul(const MatmulSpec &spec);
+
+  /// The routed experts' projections: for each expert e with rows
+  /// [offsets[e], offsets[e + 1]) of x, the matmul of its weights at
+  /// arena[extents[e] + partOffset(s)] (arena: memref<?xi8>, extents:
+  /// memref<?xi64>, offsets: memref<?xi32>). Args: (arena, extents,
+  /// extentsOff, offsets, offsetsOff, x, xOff, y, yOff, thread, threads).
+  mlir::func::FuncOp expertMatmul(const MatmulSpec &spec, int64_t experts,
+                                  int64_t partOffset, int64_t partOffset2);
+
+  /// (x, xOff, y, yOff, w: memref<?xi8>, wOff, rows, thread, threads).
+  mlir::func::FuncOp rmsNorm(const RmsNormSpec &spec);
+
+  /// (table: memref<?xi8>, tableOff, tokens: memref<?xi32>, y, yOff, T,
+  ///  thread, threads).
+  mlir::func::FuncOp embed(const WeightFormat &format, int64_t dim);
+
+  /// (x, xOff, y, yOff, positions: memref<?xi32>, T, thread, threads).
+  mlir::func::FuncOp rope(const RopeSpec &spec);
+
+  /// Stores keys and values at their positions: (k, kOff, v, vOff,
+  /// cache: memref<?xf32>, kCacheOff, vCacheOff, positions, T, thread,
+  /// threads).
+  mlir::func::FuncOp kvStore(int64_t rowElements);
+
+  /// (q, qOff, cache, kCacheOff, vCacheOff, y, yOff, positions, T, thread,
+  ///  threads).
+  mlir::func::FuncOp attention(const AttentionSpec &spec);
+
+  /// Softmax routing: (logits, lOff, ids: memref<?xi32>, idsOff, weights,
+  /// wOff, probs (T x E scratch), pOff, T, thread, threads).
+  mlir::func::FuncOp route(const RouteSpec &spec);
+
+  /// Thread 0's part of moe.dispatch: counting sort of the (token, slot)
+  /// pairs by expert. (ids: memref<?xi32>, idsOff, offsets, offOff, slots,
+  /// slotsOff, inverse, invOff, cursor, curOff, T).
+  mlir::func::FuncOp dispatchPlan(int64_t experts, int64_t k);
+
+  /// rows[r] = x[slots[r] / k]: (x, xOff, slots: memref<?xi32>, slotsOff,
+  /// rows, rowsOff, T, thread, threads).
+  mlir::func::FuncOp dispatchGather(int64_t dim, int64_t k);
+
+  /// out[t] = [res[t] +] sum_j w[t, j] * y[inverse[t * k + j]]:
+  /// (y, yOff, inverse: memref<?xi32>, invOff, w, wOff, out, outOff,
+  ///  [res, resOff], T, thread, threads).
+  mlir::func::FuncOp combine(int64_t dim, int64_t k, bool residual);
+
+  /// y[t] = a[t] + b[t] over rows of `dim`: (a, aOff, b, bOff, y, yOff, T,
+  /// thread, threads).
+  mlir::func::FuncOp add(int64_t dim);
+
+  /// y[t] = x[t] * sigmoid(g[t]) (one gate value per row): (x, xOff, g,
+  /// gOff, y, yOff, T, thread, threads).
+  mlir::func::FuncOp sigmoidScale(int64_t dim);
+
+private:
+  mlir::func::FuncOp getOrCreate(
+      llvm::StringRef name, llvm::ArrayRef<mlir::Type> argTypes,
+      llvm::function_ref<void(mlir::OpBuilder &, mlir::ValueRange)> body);
+
+  mlir::ModuleOp module;
+  unsigned lanes;
+  llvm::StringMap<mlir::func::FuncOp> kernels;
+};
+
+} // namespace moec::codegen
+
+#endif // MOEC_CODEGEN_CPU_KERNELS_H

@@ -1,0 +1,963 @@
+//===- LowerToKernels.cpp - @forward into kernels and a schedule ----------===//
+
+#include "codegen/cpu/LowerToKernels.h"
+
+#include "codegen/cpu/Kernels.h"
+#include "dialects/moe/IR/MoeDialect.h"
+#include "dialects/moe/IR/MoeOps.h"
+#include "dialects/qnt/IR/QntDialect.h"
+#include "dialects/qnt/IR/QntOps.h"
+#include "runtime/abi/moec_abi.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+#include "mlir/Pass/Pass.h"
+#include "llvm/ADT/DenseMap.h"
+#include "llvm/Support/FormatVariadic.h"
+
+#include <map>
+
+using namespace mlir;
+using namespace moec;
+using namespace moec::codegen;
+
+namespace {
+
+/// GGUF's ggml type ids of the formats kernels decode.
+std::optional<WeightFormat> formatOfGgmlType(int64_t type) {
+  WeightFormat f;
+  auto quant = [&](qnt::QuantFormat q) {
+    f.kind = WeightFormat::Kind::Quantized;
+    f.quant = q;
+    return f;
+  };
+  switch (type) {
+  case 0: f.kind = WeightFormat::Kind::F32; return f;
+  case 1: f.kind = WeightFormat::Kind::F16; return f;
+  case 30: f.kind = WeightFormat::Kind::BF16; return f;
+  case 2: return quant(qnt::QuantFormat::Q4_0);
+  case 3: return quant(qnt::QuantFormat::Q4_1);
+  case 6: return quant(qnt::QuantFormat::Q5_0);
+  case 7: return quant(qnt::QuantFormat::Q5_1);
+  case 8: return quant(qnt::QuantFormat::Q8_0);
+  case 10: return quant(qnt::QuantFormat::Q2_K);
+  case 11: return quant(qnt::QuantFormat::Q3_K);
+  case 12: return quant(qnt::QuantFormat::Q4_K);
+  case 13: return quant(qnt::QuantFormat::Q5_K);
+  case 14: return quant(qnt::QuantFormat::Q6_K);
+  case 39: return quant(qnt::QuantFormat::MXFP4);
+  default: return std::nullopt;
+  }
+}
+
+/// The logical shape of a weight: a float tensor or a !qnt.tensor.
+ArrayRef<int64_t> weightShape(Type type) {
+  if (auto q = dyn_cast<qnt::QuantizedTensorType>(type))
+    return q.getShape();
+  return cast<ShapedType>(type).getShape();
+}
+
+enum Space { Scratch, KV, Logits, Tokens, Positions };
+
+/// Where a tensor value lives: a range of 4-byte elements of one space.
+struct Buffer {
+  Space space = Scratch;
+  int64_t offset = 0, size = 0;
+};
+
+struct ResidentWeight {
+  int64_t offset;
+  WeightFormat format;
+};
+
+/// First-fit allocation of scratch elements, 64-byte aligned.
+class ScratchAllocator {
+public:
+  int64_t allocate(int64_t size) {
+    size = alignUp(size);
+    for (auto it = free.begin(); it != free.end(); ++it)
+      if (it->second >= size) {
+        int64_t at = it->first;
+        int64_t rest = it->second - size;
+        free.erase(it);
+        if (rest)
+          free[at + size] = rest;
+        return at;
+      }
+    int64_t at = top;
+    top += size;
+    return at;
+  }
+  void release(int64_t offset, int64_t size) {
+    size = alignUp(size);
+    free[offset] = size;
+    // Merge with neighbours.
+    auto it = free.find(offset);
+    if (it != free.begin()) {
+      auto prev = std::prev(it);
+      if (prev->first + prev->second == it->first) {
+        prev->second += it->second;
+        free.erase(it);
+        it = prev;
+      }
+    }
+    auto next = std::next(it);
+    if (next != free.end() && it->first + it->second == next->first) {
+      it->second += next->second;
+      free.erase(next);
+    }
+  }
+  int64_t highWater() const { return top; }
+
+private:
+  static int64_t alignUp(int64_t n) { return (n + 15) / 16 * 16; }
+  std::map<int64_t, int64_t> free;
+  int64_t top = 0;
+};
+
+class ScheduleBuilder {
+public:
+  ScheduleBuilder(ModuleOp module, const CpuLoweringOptions &options)
+      : module(module), options(options), lib(module, options.lanes),
+        b(module.getContext()), loc(module.getLoc()) {}
+
+  LogicalResult run();
+
+private:
+  // --- Helpers -----------------------------------------------------------
+  InFlightDiagnostic error(Operation *op) { return op->emitOpError(); }
+  Value idx(int64_t v) { return arith::ConstantIndexOp::create(b, loc, v); }
+  Value addIdx(Value a, Value c) { return arith::AddIOp::create(b, loc, a, c); }
+  Value mulIdx(Value a, int64_t c) {
+    return arith::MulIOp::create(b, loc, a, idx(c));
+  }
+  Value root(Value v) const {
+    while (Operation *def = v.getDefiningOp()) {
+      if (auto e = dyn_cast<tensor::ExpandShapeOp>(def))
+        v = e.getSrc();
+      else if (auto c = dyn_cast<tensor::CollapseShapeOp>(def))
+        v = c.getSrc();
+      else
+        break;
+    }
+    return v;
+  }
+  FailureOr<Buffer> bufferOf(Operation *user, Value v) {
+    auto it = buffers.find(root(v));
+    if (it == buffers.end()) {
+      user->emitOpError("operand has no buffer (unsupported producer)");
+      return failure();
+    }
+    return it->second;
+  }
+  Buffer allocate(Value v, int64_t size) {
+    Buffer buf{Scratch, allocator.allocate(size), size};
+    buffers[v] = buf;
+    return buf;
+  }
+  Buffer temporary(int64_t size) {
+    Buffer buf{Scratch, allocator.allocate(size), size};
+    temporaries.push_back(buf);
+    return buf;
+  }
+  Value viewOf(const Buffer &buf, bool asInt = false) {
+    switch (buf.space) {
+    case Scratch: return asInt ? scratchI32 : scratchF32;
+    case KV: return kvF32;
+    case Logits: return logitsArg;
+    case Tokens: return tokensArg;
+    case Positions: return positionsArg;
+    }
+    return {};
+  }
+  FailureOr<ResidentWeight> resident(Operation *user, StringRef name) {
+    auto entry = tensors.getAs<ArrayAttr>(name);
+    if (!entry || entry.size() != 2) {
+      user->emitOpError("weight '") << name << "' is not in moe.layout";
+      return failure();
+    }
+    int64_t type = cast<IntegerAttr>(entry[1]).getInt();
+    auto format = formatOfGgmlType(type);
+    if (!format) {
+      user->emitOpError("weight '")
+          << name << "' has ggml type " << type
+          << ", which the CPU backend does not decode";
+      return failure();
+    }
+    return ResidentWeight{cast<IntegerAttr>(entry[0]).getInt(), *format};
+  }
+  FailureOr<ResidentWeight> residentOfValue(Operation *user, Value v) {
+    auto w = v.getDefiningOp<qnt::WeightOp>();
+    if (!w) {
+      user->emitOpError("expects weights from qnt.weight");
+      return failure();
+    }
+    return resident(user, w.getName());
+  }
+  LogicalResult checkWidth(Operation *op, int64_t n, StringRef what) {
+    if (n % 4 != 0)
+      return op->emitOpError() << what << " " << n
+                               << " is not a multiple of 4, which the CPU "
+                                  "backend's vector kernels need";
+    return success();
+  }
+  LogicalResult checkBlocks(Operation *op, const WeightFormat &f, int64_t k) {
+    if (k % f.blockElements(options.lanes) != 0)
+      return op->emitOpError() << "reduction size " << k
+                               << " is not a multiple of the " << f.name()
+                               << " block of " << f.blockElements(options.lanes);
+    return success();
+  }
+
+  /// Emits a barrier first when the access conflicts with accesses of other
+  /// threads since the last barrier.
+  void access(ArrayRef<Buffer> reads, ArrayRef<Buffer> writes) {
+    auto overlaps = [](const Buffer &a, const Buffer &c) {
+      return a.space == c.space && a.offset < c.offset + c.size &&
+             c.offset < a.offset + a.size;
+    };
+    bool conflict = false;
+    for (const Buffer &r : reads)
+      for (const Buffer &w : writtenSinceBarrier)
+        conflict |= overlaps(r, w);
+    for (const Buffer &w : writes) {
+      for (const Buffer &x : writtenSinceBarrier)
+        conflict |= overlaps(w, x);
+      for (const Buffer &x : readSinceBarrier)
+        conflict |= overlaps(w, x);
+    }
+    if (conflict)
+      barrier();
+    readSinceBarrier.append(reads.begin(), reads.end());
+    writtenSinceBarrier.append(writes.begin(), writes.end());
+  }
+  void barrier() {
+    func::CallOp::create(b, loc, barrierFn, ValueRange{ctxArg});
+    readSinceBarrier.clear();
+    writtenSinceBarrier.clear();
+  }
+  void call(func::FuncOp fn, ValueRange args) {
+    func::CallOp::create(b, loc, fn, args);
+  }
+  /// Runs `body` on thread 0 only.
+  void onThread0(function_ref<void()> body) {
+    Value is0 = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
+                                      threadIdx, idx(0));
+    auto op = scf::IfOp::create(b, loc, is0, /*withElseRegion=*/false);
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(&op.getThenRegion().front());
+    body();
+  }
+  Value off(const Buffer &buf) { return idx(buf.offset); }
+
+  /// A single arith.addf user whose other operand already has a buffer: the
+  /// producer can add it in its epilogue.
+  std::pair<arith::AddFOp, Value> fusableResidual(Value result) {
+    if (!result.hasOneUse())
+      return {};
+    auto add = dyn_cast<arith::AddFOp>(*result.getUsers().begin());
+    if (!add)
+      return {};
+    Value other = add.getLhs() == result ? add.getRhs() : add.getLhs();
+    if (other == result || !buffers.count(root(other)))
+      return {};
+    return {add, other};
+  }
+
+  // --- Op lowerings ------------------------------------------------------
+  LogicalResult lower(Operation *op);
+  LogicalResult lowerEmbed(moe::EmbedOp op);
+  LogicalResult lowerRmsNorm(moe::RmsNormOp op);
+  LogicalResult lowerMatmul(qnt::MatmulOp op);
+  LogicalResult lowerRope(moe::RopeOp op);
+  LogicalResult lowerAttention(moe::AttentionOp op);
+  LogicalResult lowerRoute(moe::RouteOp op);
+  LogicalResult lowerDispatch(moe::DispatchOp op);
+  LogicalResult lowerExpertFfn(moe::ExpertFfnOp op);
+  LogicalResult lowerCombine(moe::CombineOp op);
+  LogicalResult lowerSharedExpert(moe::SharedExpertOp op);
+  LogicalResult lowerAdd(arith::AddFOp op);
+
+  ModuleOp module;
+  CpuLoweringOptions options;
+  KernelLibrary lib;
+  OpBuilder b;
+  Location loc;
+
+  DictionaryAttr modelAttr, layoutAttr, tensors;
+  DenseMap<StringRef, DictionaryAttr> banks; // symbol -> layout entry
+  func::FuncOp forward, schedule, barrierFn, acquireFn, releaseFn;
+  Value logitsResult;
+  DenseSet<Operation *> fusedAway;
+
+  Value ctxArg, threadIdx, threadCount, tokenCount, allLogits, tokensArg,
+      positionsArg, logitsArg, residentArg, expertsArg, scratchArg, kvArg;
+  Value scratchF32, scratchI32, scratchI64, kvF32;
+
+  DenseMap<Value, Buffer> buffers;
+  SmallVector<Buffer> temporaries;
+  ScratchAllocator allocator;
+  SmallVector<Buffer> readSinceBarrier, writtenSinceBarrier;
+  int64_t kvElements = 0;
+};
+
+} // namespace
+
+LogicalResult ScheduleBuilder::run() {
+  MLIRContext *ctx = module.getContext();
+  forward = module.lookupSymbol<func::FuncOp>("forward");
+  if (!forward)
+    return module.emitError("no @forward function to lower");
+  modelAttr = module->getAttrOfType<DictionaryAttr>("moe.model");
+  layoutAttr = module->getAttrOfType<DictionaryAttr>("moe.layout");
+  if (!modelAttr || !layoutAttr)
+    return module.emitError(
+        "the CPU lowering needs the moe.model and moe.layout attributes "
+        "(run the plan phase first)");
+  tensors = layoutAttr.getAs<DictionaryAttr>("tensors");
+  auto experts = layoutAttr.getAs<ArrayAttr>("experts");
+  if (!tensors || !experts)
+    return module.emitError("moe.layout lacks 'tensors' or 'experts'");
+  for (Attribute a : experts) {
+    auto d = cast<DictionaryAttr>(a);
+    banks[d.getAs<FlatSymbolRefAttr>("bank").getValue()] = d;
+  }
+  auto modelInt = [&](StringRef key) -> int64_t {
+    auto v = modelAttr.getAs<IntegerAttr>(key);
+    return v ? v.getInt() : 0;
+  };
+
+  // Runtime functions (moec_abi.h).
+  b.setInsertionPointToEnd(module.getBody());
+  Type ptr = LLVM::LLVMPointerType::get(ctx);
+  auto declare = [&](StringRef name, TypeRange args, TypeRange results) {
+    auto fn = func::FuncOp::create(b, loc, name,
+                                   b.getFunctionType(args, results));
+    fn.setPrivate();
+    return fn;
+  };
+  barrierFn = declare("moec_rt_barrier", {ptr}, {});
+  acquireFn = declare("moec_rt_expert_acquire",
+                      {ptr, b.getI32Type(), b.getI32Type()}, {b.getI64Type()});
+  releaseFn = declare("moec_rt_expert_release",
+                      {ptr, b.getI32Type(), b.getI32Type()}, {});
+
+  // The schedule.
+  auto bytes = MemRefType::get({ShapedType::kDynamic}, b.getI8Type());
+  auto i32s = MemRefType::get({ShapedType::kDynamic}, b.getI32Type());
+  auto f32s = MemRefType::get({ShapedType::kDynamic}, b.getF32Type());
+  Type i64 = b.getI64Type();
+  schedule = func::FuncOp::create(
+      b, loc, "moec_model_forward",
+      b.getFunctionType({ptr, i64, i64, i64, i64, i32s, i32s, f32s, bytes,
+                         bytes, bytes, bytes},
+                        {}));
+  schedule->setAttr("llvm.emit_c_interface", b.getUnitAttr());
+  Block *entry = schedule.addEntryBlock();
+  b.setInsertionPointToStart(entry);
+  auto args = entry->getArguments();
+  ctxArg = args[0];
+  auto toIndex = [&](Value v) {
+    return arith::IndexCastOp::create(b, loc, b.getIndexType(), v);
+  };
+  threadIdx = toIndex(args[1]);
+  threadCount = toIndex(args[2]);
+  tokenCount = toIndex(args[3]);
+  allLogits = args[4];
+  tokensArg = args[5];
+  positionsArg = args[6];
+  logitsArg = args[7];
+  residentArg = args[8];
+  expertsArg = args[9];
+  scratchArg = args[10];
+  kvArg = args[11];
+  auto view = [&](Value bytesArg, Type elem, int64_t elemBytes) {
+    Value n = memref::DimOp::create(b, loc, bytesArg, 0);
+    Value count = arith::DivUIOp::create(b, loc, n, idx(elemBytes));
+    return memref::ViewOp::create(
+        b, loc, MemRefType::get({ShapedType::kDynamic}, elem), bytesArg,
+        idx(0), ValueRange{count});
+  };
+  scratchF32 = view(scratchArg, b.getF32Type(), 4);
+  scratchI32 = view(scratchArg, b.getI32Type(), 4);
+  scratchI64 = view(scratchArg, b.getI64Type(), 8);
+  kvF32 = view(kvArg, b.getF32Type(), 4);
+
+  // Arguments of @forward: tokens, positions, then the KV caches.
+  Block &body = forward.getBody().front();
+  buffers[body.getArgument(0)] = {Tokens, 0, options.maxBatch};
+  buffers[body.getArgument(1)] = {Positions, 0, options.maxBatch};
+  for (unsigned i = 2; i < body.getNumArguments(); ++i) {
+    auto type = cast<RankedTensorType>(body.getArgument(i).getType());
+    int64_t n = type.getNumElements();
+    buffers[body.getArgument(i)] = {KV, kvElements, n};
+    kvElements += n;
+  }
+  auto ret = cast<func::ReturnOp>(body.getTerminator());
+  logitsResult = ret.getOperand(0);
+
+  // Liveness: the last op that reads each buffer-owning value.
+  DenseMap<Operation *, unsigned> position;
+  DenseMap<Value, unsigned> lastUse;
+  unsigned n = 0;
+  for (Operation &op : body) {
+    position[&op] = n;
+    for (Value v : op.getOperands())
+      lastUse[root(v)] = n;
+    ++n;
+  }
+
+  for (Operation &op : body) {
+    if (!fusedAway.count(&op) && failed(lower(&op)))
+      return failure();
+    // Free what died here (values whose last reader this was) and the
+    // op's temporaries; the barrier logic keeps reuse safe.
+    unsigned at = position[&op];
+    for (Value v : op.getOperands()) {
+      Value r = root(v);
+      auto it = buffers.find(r);
+      if (it != buffers.end() && lastUse[r] == at && it->second.space == Scratch) {
+        allocator.release(it->second.offset, it->second.size);
+        buffers.erase(it);
+      }
+    }
+    for (Buffer &t : temporaries)
+      allocator.release(t.offset, t.size);
+    temporaries.clear();
+  }
+  func::ReturnOp::create(b, loc);
+
+  // The info table.
+  b.setInsertionPointToEnd(module.getBody());
+  int64_t vocab = modelInt("vocab_size");
+  SmallVector<int64_t> info(MOEC_INFO_COUNT, 0);
+  info[MOEC_INFO_ABI_MAJOR] = MOEC_ABI_VERSION_MAJOR;
+  info[MOEC_INFO_ABI_MINOR] = MOEC_ABI_VERSION_MINOR;
+  info[MOEC_INFO_LAYER_COUNT] = modelInt("layers");
+  info[MOEC_INFO_EXPERT_COUNT] = modelInt("experts");
+  info[MOEC_INFO_EXPERTS_USED] = modelInt("experts_used");
+  info[MOEC_INFO_VOCAB_SIZE] = vocab;
+  info[MOEC_INFO_HIDDEN_SIZE] = modelInt("hidden_size");
+  info[MOEC_INFO_CONTEXT_LENGTH] = modelInt("context_length");
+  info[MOEC_INFO_MAX_BATCH] = options.maxBatch;
+  info[MOEC_INFO_SCRATCH_BYTES] = allocator.highWater() * 4;
+  info[MOEC_INFO_KV_BYTES] = kvElements * 4;
+  info[MOEC_INFO_RESIDENT_BYTES] =
+      layoutAttr.getAs<IntegerAttr>("resident_bytes").getInt();
+  info[MOEC_INFO_LAYOUT_HASH] = layoutAttr.getAs<IntegerAttr>("hash").getInt();
+  auto infoType = RankedTensorType::get({MOEC_INFO_COUNT}, b.getI64Type());
+  LLVM::GlobalOp::create(
+      b, loc, LLVM::LLVMArrayType::get(b.getI64Type(), MOEC_INFO_COUNT),
+      /*isConstant=*/true, LLVM::Linkage::External, "moec_model_info",
+      DenseElementsAttr::get(infoType, ArrayRef(info)));
+
+  // The tensor-level program is now the schedule.
+  forward.erase();
+  for (auto bank : llvm::make_early_inc_range(module.getOps<moe::ExpertsOp>()))
+    bank.erase();
+  return success();
+}
+
+LogicalResult ScheduleBuilder::lower(Operation *op) {
+  if (auto o = dyn_cast<moe::EmbedOp>(op))
+    return lowerEmbed(o);
+  if (auto o = dyn_cast<moe::RmsNormOp>(op))
+    return lowerRmsNorm(o);
+  if (auto o = dyn_cast<qnt::MatmulOp>(op))
+    return lowerMatmul(o);
+  if (auto o = dyn_cast<moe::RopeOp>(op))
+    return lowerRope(o);
+  if (auto o = dyn_cast<moe::AttentionOp>(op))
+    return lowerAttention(o);
+  if (auto o = dyn_cast<moe::RouteOp>(op))
+    return lowerRoute(o);
+  if (auto o = dyn_cast<moe::DispatchOp>(op))
+    return lowerDispatch(o);
+  if (auto o = dyn_cast<moe::ExpertFfnOp>(op))
+    return lowerExpertFfn(o);
+  if (auto o = dyn_cast<moe::CombineOp>(op))
+    return lowerCombine(o);
+  if (auto o = dyn_cast<moe::SharedExpertOp>(op))
+    return lowerSharedExpert(o);
+  if (auto o = dyn_cast<arith::AddFOp>(op))
+    return lowerAdd(o);
+  // Views and shape bookkeeping: buffers follow their source (root()).
+  if (isa<qnt::WeightOp, tensor::ExpandShapeOp, tensor::CollapseShapeOp,
+          tensor::DimOp, arith::ConstantOp, func::ReturnOp>(op))
+    return success();
+  return op->emitOpError("is not supported by the CPU backend yet");
+}
+
+LogicalResult ScheduleBuilder::lowerEmbed(moe::EmbedOp op) {
+  auto table = resident(op, op.getTable().getName());
+  if (failed(table))
+    return failure();
+  int64_t dim = cast<ShapedType>(op.getType()).getShape().back();
+  if (failed(checkBlocks(op, table->format, dim)))
+    return failure();
+  auto tokens = bufferOf(op, op.getTokens());
+  if (failed(tokens))
+    return failure();
+  Buffer out = allocate(op.getResult(), options.maxBatch * dim);
+  access({*tokens}, {out});
+  call(lib.embed(table->format, dim),
+       {residentArg, idx(table->offset), tokensArg, scratchF32, off(out),
+        tokenCount, threadIdx, threadCount});
+  return success();
+}
+
+LogicalResult ScheduleBuilder::lowerRmsNorm(moe::RmsNormOp op) {
+  auto type = cast<RankedTensorType>(op.getType());
+  int64_t dim = type.getShape().back();
+  int64_t perToken = 1;
+  for (int64_t d : type.getShape().drop_front())
+    perToken *= d;
+  auto weight = residentOfValue(op, op.getWeight());
+  if (failed(weight) || failed(checkWidth(op, dim, "RMSNorm width")))
+    return failure();
+  if (weight->format.kind == WeightFormat::Kind::Quantized)
+    return op.emitOpError("RMSNorm weights must be f32, f16 or bf16");
+  auto in = bufferOf(op, op.getInput());
+  if (failed(in))
+    return failure();
+  Buffer out = allocate(op.getResult(), options.maxBatch * perToken);
+  access({*in}, {out});
+  Value rows = mulIdx(tokenCount, perToken / dim);
+  call(lib.rmsNorm({dim, weight->format, op.getEpsilon().convertToDouble()}),
+       {scratchF32, off(*in), scratchF32, off(out), residentArg,
+        idx(weight->offset), rows, threadIdx, threadCount});
+  return success();
+}
+
+LogicalResult ScheduleBuilder::lowerMatmul(qnt::MatmulOp op) {
+  auto weight = residentOfValue(op, op.getWeights());
+  if (failed(weight))
+    return failure();
+  auto wShape = weightShape(op.getWeights().getType());
+  MatmulSpec spec;
+  spec.format = weight->format;
+  spec.k = wShape.back();
+  spec.n = 1;
+  for (int64_t d : wShape.drop_back())
+    spec.n *= d;
+  if (failed(checkBlocks(op, spec.format, spec.k)))
+    return failure();
+  auto x = bufferOf(op, op.getInput());
+  if (failed(x))
+    return failure();
+  SmallVector<Value> biasArgs;
+  if (Value bias = op.getBias()) {
+    auto bw = residentOfValue(op, bias);
+    if (failed(bw))
+      return failure();
+    if (bw->format.kind != WeightFormat::Kind::F32)
+      return op.emitOpError("bias must be stored as f32");
+    spec.bias = true;
+    biasArgs = {residentArg, idx(bw->offset)};
+  }
+
+  // The model's output: straight into the logits buffer, for every token or
+  // only the last one.
+  if (op.getResult() == logitsResult) {
+    Buffer out{Logits, 0, options.maxBatch * spec.n};
+    access({*x}, {out});
+    func::FuncOp fn = lib.matmul(spec);
+    Value all = arith::CmpIOp::create(
+        b, loc, arith::CmpIPredicate::ne, allLogits,
+        arith::ConstantIntOp::create(b, loc, 0, 64));
+    Value lastRow = mulIdx(arith::SubIOp::create(b, loc, tokenCount, idx(1)),
+                           spec.k);
+    Value xOff = arith::SelectOp::create(b, loc, all, off(*x),
+                                         addIdx(off(*x), lastRow));
+    Value rows = arith::SelectOp::create(b, loc, all, tokenCount, idx(1));
+    SmallVector<Value> args = {residentArg, idx(weight->offset), scratchF32,
+                               xOff, logitsArg, idx(0)};
+    args.append(biasArgs);
+    args.append({rows, threadIdx, threadCount});
+    call(fn, args);
+    return success();
+  }
+
+  auto [add, residual] = fusableResidual(op.getResult());
+  SmallVector<Value> accArgs;
+  SmallVector<Buffer> reads = {*x};
+  Value resultValue = op.getResult();
+  if (add) {
+    auto r = bufferOf(op, residual);
+    if (failed(r))
+      return failure();
+    spec.accumulate = true;
+    accArgs = {scratchF32, off(*r)};
+    reads.push_back(*r);
+    fusedAway.insert(add);
+    resultValue = add.getResult();
+  }
+  Buffer out = allocate(resultValue, options.maxBatch * spec.n);
+  access(reads, {out});
+  SmallVector<Value> args = {residentArg, idx(weight->offset), scratchF32,
+                             off(*x), scratchF32, off(out)};
+  args.append(accArgs);
+  args.append(biasArgs);
+  args.append({tokenCount, threadIdx, threadCount});
+  call(lib.matmul(spec), args);
+  return success();
+}
+
+LogicalResult ScheduleBuilder::lowerRope(moe::RopeOp op) {
+  auto shape = cast<ShapedType>(op.getType()).getShape();
+  RopeSpec spec{shape[1], shape[2],
+                op.getStyle() == moe::RopeStyle::NeoX,
+                op.getTheta().convertToDouble()};
+  auto in = bufferOf(op, op.getInput());
+  auto pos = bufferOf(op, op.getPositions());
+  if (failed(in) || failed(pos))
+    return failure();
+  Buffer out = allocate(op.getResult(), options.maxBatch * spec.heads * spec.headDim);
+  access({*in, *pos}, {out});
+  call(lib.rope(spec), {scratchF32, off(*in), scratchF32, off(out),
+                        positionsArg, tokenCount, threadIdx, threadCount});
+  return success();
+}
+
+LogicalResult ScheduleBuilder::lowerAttention(moe::AttentionOp op) {
+  auto qShape = cast<ShapedType>(op.getQuery().getType()).getShape();
+  auto kShape = cast<ShapedType>(op.getKey().getType()).getShape();
+  AttentionSpec spec{qShape[1], kShape[1], qShape[2],
+                     op.getScale().convertToDouble()};
+  if (failed(checkWidth(op, spec.headDim, "head size")))
+    return failure();
+  auto q = bufferOf(op, op.getQuery());
+  auto k = bufferOf(op, op.getKey());
+  auto v = bufferOf(op, op.getValue());
+  auto kc = bufferOf(op, op.getKCache());
+  auto vc = bufferOf(op, op.getVCache());
+  auto pos = bufferOf(op, op.getPositions());
+  if (failed(q) || failed(k) || failed(v) || failed(kc) || failed(vc) ||
+      failed(pos))
+    return failure();
+  buffers[op.getNewKCache()] = *kc;
+  buffers[op.getNewVCache()] = *vc;
+  access({*k, *v, *pos}, {*kc, *vc});
+  call(lib.kvStore(spec.kvHeads * spec.headDim),
+       {scratchF32, off(*k), scratchF32, off(*v), kvF32, off(*kc), off(*vc),
+        positionsArg, tokenCount, threadIdx, threadCount});
+  Buffer out =
+      allocate(op.getResult(), options.maxBatch * spec.heads * spec.headDim);
+  access({*q, *kc, *vc, *pos}, {out});
+  call(lib.attention(spec),
+       {scratchF32, off(*q), kvF32, off(*kc), off(*vc), scratchF32, off(out),
+        positionsArg, tokenCount, threadIdx, threadCount});
+  return success();
+}
+
+LogicalResult ScheduleBuilder::lowerRoute(moe::RouteOp op) {
+  if (op.getScoring() != moe::ScoringFunc::Softmax || op.getBias() ||
+      op.getNGroup() || op.getScale())
+    return op.emitOpError(
+        "the CPU backend routes with softmax scoring only so far (no "
+        "selection bias, groups or scaling)");
+  int64_t experts = cast<ShapedType>(op.getLogits().getType()).getShape().back();
+  int64_t k = op.getK();
+  auto logits = bufferOf(op, op.getLogits());
+  if (failed(logits))
+    return failure();
+  Buffer ids = allocate(op.getIds(), options.maxBatch * k);
+  Buffer weights = allocate(op.getWeights(), options.maxBatch * k);
+  Buffer probs = temporary(options.maxBatch * experts);
+  access({*logits}, {ids, weights, probs});
+  call(lib.route({experts, k, op.getNormalize()}),
+       {scratchF32, off(*logits), scratchI32, off(ids), scratchF32,
+        off(weights), scratchF32, off(probs), tokenCount, threadIdx,
+        threadCount});
+  return success();
+}
+
+LogicalResult ScheduleBuilder::lowerDispatch(moe::DispatchOp op) {
+  int64_t dim = cast<ShapedType>(op.getInput().getType()).getShape().back();
+  int64_t k = cast<ShapedType>(op.getIds().getType()).getShape().back();
+  int64_t experts =
+      cast<ShapedType>(op.getOffsets().getType()).getShape().front() - 1;
+  if (failed(checkWidth(op, dim, "hidden size")))
+    return failure();
+  auto x = bufferOf(op, op.getInput());
+  auto ids = bufferOf(op, op.getIds());
+  if (failed(x) || failed(ids))
+    return failure();
+  int64_t pairs = options.maxBatch * k;
+  // slots | inverse (pair -> row, what combine reads) | per-expert cursor.
+  Buffer slots = allocate(op.getSlots(), 2 * pairs + experts);
+  Buffer offsets = allocate(op.getOffsets(), experts + 1);
+  Buffer rows = allocate(op.getRows(), pairs * dim);
+  access({*ids}, {slots, offsets});
+  onThread0([&] {
+    call(lib.dispatchPlan(experts, k),
+         {scratchI32, off(*ids), scratchI32, off(offsets), scratchI32,
+          off(slots), scratchI32, idx(slots.offset + pairs), scratchI32,
+          idx(slots.offset + 2 * pairs), tokenCount});
+  });
+  access({*x, slots}, {rows});
+  call(lib.dispatchGather(dim, k),
+       {scratchF32, off(*x), scratchI32, off(slots), scratchF32, off(rows),
+        tokenCount, threadIdx, threadCount});
+  return success();
+}
+
+LogicalResult ScheduleBuilder::lowerExpertFfn(moe::ExpertFfnOp op) {
+  auto bank = module.lookupSymbol<moe::ExpertsOp>(op.getExperts());
+  DictionaryAttr entry = banks.lookup(op.getExperts());
+  if (!bank || !entry)
+    return op.emitOpError("expert bank ")
+           << op.getExperts() << " is not in moe.layout";
+  if (bank.getActivation().getKind() != moe::ActivationKind::SwiGLU ||
+      bank.getGateBias() || bank.getUpBias() || bank.getDownBias())
+    return op.emitOpError(
+        "the CPU backend runs SwiGLU experts without biases only so far");
+  auto gateFmt = WeightFormat::get(bank.getGate().getType());
+  auto upFmt = WeightFormat::get(bank.getUp().getType());
+  auto downFmt = WeightFormat::get(bank.getDown().getType());
+  if (!gateFmt || !upFmt || !downFmt)
+    return op.emitOpError("expert weights of a format the CPU backend does "
+                          "not decode");
+  if (gateFmt->name() != upFmt->name())
+    return op.emitOpError("gate and up projections of different formats (")
+           << gateFmt->name() << ", " << upFmt->name()
+           << ") are not fused yet";
+  auto gShape = weightShape(bank.getGate().getType());
+  int64_t experts = gShape[0], ffn = gShape[1], hidden = gShape[2];
+  int64_t layer = entry.getAs<IntegerAttr>("layer").getInt();
+  auto part = [&](StringRef key) {
+    return entry.getAs<IntegerAttr>(key).getInt();
+  };
+  if (failed(checkBlocks(op, *gateFmt, hidden)) ||
+      failed(checkBlocks(op, *downFmt, ffn)))
+    return failure();
+  auto rows = bufferOf(op, op.getRows());
+  auto offsets = bufferOf(op, op.getOffsets());
+  if (failed(rows) || failed(offsets))
+    return failure();
+  int64_t maxRows = rows->size / hidden;
+
+  // Thread 0 asks the runtime for the extents of the experts with rows.
+  Buffer extents = temporary(2 * experts);
+  access({*offsets}, {extents});
+  onThread0([&] {
+    scf::ForOp::create(
+        b, loc, idx(0), idx(experts), idx(1), ValueRange{},
+        [&](OpBuilder &nb, Location, Value e, ValueRange) {
+          OpBuilder::InsertionGuard guard(b);
+          b.setInsertionPoint(nb.getInsertionBlock(), nb.getInsertionPoint());
+          Value at = addIdx(off(*offsets), e);
+          Value r0 = memref::LoadOp::create(b, loc, scratchI32, at);
+          Value r1 = memref::LoadOp::create(b, loc, scratchI32,
+                                            addIdx(at, idx(1)));
+          Value used = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt,
+                                             r0, r1);
+          auto ifOp = scf::IfOp::create(b, loc, used, false);
+          b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+          Value l = arith::ConstantIntOp::create(b, loc, layer, 32);
+          Value x = arith::IndexCastOp::create(b, loc, b.getI32Type(), e);
+          Value extent = func::CallOp::create(b, loc, acquireFn,
+                                              ValueRange{ctxArg, l, x})
+                             .getResult(0);
+          memref::StoreOp::create(b, loc, extent, scratchI64,
+                                  addIdx(idx(extents.offset / 2), e));
+          b.setInsertionPointAfter(ifOp);
+          scf::YieldOp::create(b, loc);
+        });
+  });
+
+  MatmulSpec gateUp{*gateFmt, ffn, hidden, /*swiglu=*/true};
+  MatmulSpec down{*downFmt, hidden, ffn};
+  Buffer h = temporary(maxRows * ffn);
+  access({*rows, *offsets, extents}, {h});
+  call(lib.expertMatmul(gateUp, experts, part("gate"), part("up")),
+       {expertsArg, scratchI64, idx(extents.offset / 2), scratchI32,
+        off(*offsets), scratchF32, off(*rows), scratchF32, off(h), threadIdx,
+        threadCount});
+  Buffer out = allocate(op.getResult(), maxRows * hidden);
+  access({h, *offsets, extents}, {out});
+  call(lib.expertMatmul(down, experts, part("down"), 0),
+       {expertsArg, scratchI64, idx(extents.offset / 2), scratchI32,
+        off(*offsets), scratchF32, off(h), scratchF32, off(out), threadIdx,
+        threadCount});
+
+  // Every thread is done with the extents: thread 0 gives them back.
+  barrier();
+  onThread0([&] {
+    scf::ForOp::create(
+        b, loc, idx(0), idx(experts), idx(1), ValueRange{},
+        [&](OpBuilder &nb, Location, Value e, ValueRange) {
+          OpBuilder::InsertionGuard guard(b);
+          b.setInsertionPoint(nb.getInsertionBlock(), nb.getInsertionPoint());
+          Value at = addIdx(off(*offsets), e);
+          Value r0 = memref::LoadOp::create(b, loc, scratchI32, at);
+          Value r1 = memref::LoadOp::create(b, loc, scratchI32,
+                                            addIdx(at, idx(1)));
+          Value used = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt,
+                                             r0, r1);
+          auto ifOp = scf::IfOp::create(b, loc, used, false);
+          b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+          Value l = arith::ConstantIntOp::create(b, loc, layer, 32);
+          Value x = arith::IndexCastOp::create(b, loc, b.getI32Type(), e);
+          func::CallOp::create(b, loc, releaseFn, ValueRange{ctxArg, l, x});
+          b.setInsertionPointAfter(ifOp);
+          scf::YieldOp::create(b, loc);
+        });
+  });
+  return success();
+}
+
+LogicalResult ScheduleBuilder::lowerCombine(moe::CombineOp op) {
+  int64_t dim = cast<ShapedType>(op.getType()).getShape().back();
+  int64_t k = cast<ShapedType>(op.getWeights().getType()).getShape().back();
+  auto y = bufferOf(op, op.getExpertOut());
+  auto slots = bufferOf(op, op.getSlots());
+  auto weights = bufferOf(op, op.getWeights());
+  if (failed(y) || failed(slots) || failed(weights))
+    return failure();
+  int64_t pairs = options.maxBatch * k;
+  Buffer inverse{Scratch, slots->offset + pairs, pairs};
+  auto [add, residual] = fusableResidual(op.getResult());
+  SmallVector<Value> resArgs;
+  SmallVector<Buffer> reads = {*y, inverse, *weights};
+  Value resultValue = op.getResult();
+  if (add) {
+    auto r = bufferOf(op, residual);
+    if (failed(r))
+      return failure();
+    resArgs = {scratchF32, off(*r)};
+    reads.push_back(*r);
+    fusedAway.insert(add);
+    resultValue = add.getResult();
+  }
+  Buffer out = allocate(resultValue, options.maxBatch * dim);
+  access(reads, {out});
+  SmallVector<Value> args = {scratchF32, off(*y), scratchI32, off(inverse),
+                             scratchF32, off(*weights), scratchF32, off(out)};
+  args.append(resArgs);
+  args.append({tokenCount, threadIdx, threadCount});
+  call(lib.combine(dim, k, bool(add)), args);
+  return success();
+}
+
+LogicalResult ScheduleBuilder::lowerSharedExpert(moe::SharedExpertOp op) {
+  if (op.getActivation().getKind() != moe::ActivationKind::SwiGLU)
+    return op.emitOpError("the CPU backend runs SwiGLU shared experts only");
+  auto gate = resident(op, op.getGate().getName());
+  auto up = resident(op, op.getUp().getName());
+  auto downW = resident(op, op.getDown().getName());
+  if (failed(gate) || failed(up) || failed(downW))
+    return failure();
+  if (gate->format.name() != up->format.name())
+    return op.emitOpError("shared gate and up of different formats");
+  auto gShape = weightShape(op.getGate().getType());
+  int64_t ffn = gShape[0], hidden = gShape[1];
+  if (failed(checkBlocks(op, gate->format, hidden)) ||
+      failed(checkBlocks(op, downW->format, ffn)))
+    return failure();
+  auto x = bufferOf(op, op.getInput());
+  if (failed(x))
+    return failure();
+  Buffer h = temporary(options.maxBatch * ffn);
+  access({*x}, {h});
+  call(lib.matmul({gate->format, ffn, hidden, /*swiglu=*/true}),
+       {residentArg, idx(gate->offset), idx(up->offset), scratchF32, off(*x),
+        scratchF32, off(h), tokenCount, threadIdx, threadCount});
+  Buffer out = allocate(op.getResult(), options.maxBatch * hidden);
+  access({h}, {out});
+  call(lib.matmul({downW->format, hidden, ffn}),
+       {residentArg, idx(downW->offset), scratchF32, off(h), scratchF32,
+        off(out), tokenCount, threadIdx, threadCount});
+  if (auto inputGate = op.getInputGateAttr()) {
+    auto g = resident(op, inputGate.getName());
+    if (failed(g) || failed(checkBlocks(op, g->format, hidden)))
+      return failure();
+    Buffer gl = temporary(options.maxBatch);
+    access({*x}, {gl});
+    call(lib.matmul({g->format, 1, hidden}),
+         {residentArg, idx(g->offset), scratchF32, off(*x), scratchF32,
+          off(gl), tokenCount, threadIdx, threadCount});
+    access({out, gl}, {out});
+    call(lib.sigmoidScale(hidden),
+         {scratchF32, off(out), scratchF32, off(gl), scratchF32, off(out),
+          tokenCount, threadIdx, threadCount});
+  }
+  return success();
+}
+
+LogicalResult ScheduleBuilder::lowerAdd(arith::AddFOp op) {
+  auto type = dyn_cast<RankedTensorType>(op.getType());
+  if (!type || type.getRank() != 2)
+    return op.emitOpError("the CPU backend adds [tokens, n] tensors only");
+  int64_t dim = type.getShape().back();
+  if (failed(checkWidth(op, dim, "row size")))
+    return failure();
+  auto lhs = bufferOf(op, op.getLhs());
+  auto rhs = bufferOf(op, op.getRhs());
+  if (failed(lhs) || failed(rhs))
+    return failure();
+  Buffer out = allocate(op.getResult(), options.maxBatch * dim);
+  access({*lhs, *rhs}, {out});
+  call(lib.add(dim), {scratchF32, off(*lhs), scratchF32, off(*rhs), scratchF32,
+                      off(out), tokenCount, threadIdx, threadCount});
+  return success();
+}
+
+LogicalResult moec::codegen::lowerToKernels(ModuleOp module,
+                                            const CpuLoweringOptions &options) {
+  ScheduleBuilder builder(module, options);
+  return builder.run();
+}
+
+namespace {
+struct LowerToKernelsPass
+    : public PassWrapper<LowerToKernelsPass, OperationPass<ModuleOp>> {
+  MLIR_DEFINE_EXPLICIT_INTERNAL_INLINE_TYPE_ID(LowerToKernelsPass)
+
+  LowerToKernelsPass() = default;
+  LowerToKernelsPass(const LowerToKernelsPass &other) : PassWrapper(other) {}
+
+  StringRef getArgument() const override { return "moec-cpu-lower-to-kernels"; }
+  StringRef getDescription() const override {
+    return "Replace @forward by CPU kernels (scf + vector on memrefs) and the "
+           "moec_model_forward schedule";
+  }
+  void getDependentDialects(DialectRegistry &registry) const override {
+    registry.insert<arith::ArithDialect, func::FuncDialect, math::MathDialect,
+                    memref::MemRefDialect, scf::SCFDialect,
+                    vector::VectorDialect, LLVM::LLVMDialect>();
+  }
+  void runOnOperation() override {
+    CpuLoweringOptions options;
+    options.lanes = lanes;
+    options.maxBatch = maxBatch;
+    if (lanes != 4 && lanes != 8 && lanes != 16) {
+      getOperation().emitError("lanes must be 4, 8 or 16");
+      return signalPassFailure();
+    }
+    if (failed(lowerToKernels(getOperation(), options)))
+      signalPassFailure();
+  }
+
+  Option<unsigned> lanes{*this, "lanes",
+                         llvm::cl::desc("f32 lanes of the target's vectors"),
+                         llvm::cl::init(8)};
+  Option<int64_t> maxBatch{*this, "max-batch",
+                           llvm::cl::desc("most tokens per forward call"),
+                           llvm::cl::init(64)};
+};
+} // namespace
+
+std::unique_ptr<Pass> moec::codegen::createLowerToKernelsPass() {
+  return std::make_unique<LowerToKernelsPass>();
+}
+
+void moec::codegen::registerLowerToKernelsPass() {
+  PassRegistration<LowerToKernelsPass>();
+}

@@ -1,0 +1,103 @@
+//===- Compiler.h - The compilation pipeline, phase by phase ----*- C++ -*-===//
+//
+// One MLIR module flows through named phases (design contract, "Pipeline"):
+//
+//   input    the model imported into moe + qnt + upstream IR
+//   plan     + moe.plan (what stays resident) and moe.layout (where every
+//            weight lies in the bundle, which compiled code addresses)
+//   codegen  kernels (scf + vector on memrefs) and the forward schedule
+//   llvm     everything in the LLVM dialect
+//   emit     out/: model.moeb, libmodel.a, model.h, model-run
+//
+// Each phase ends by verifying the contract of the next, so that a broken
+// phase fails where it broke rather than as a confusing error later.
+// Compression (quantizing under a size budget) and a separate fusion phase
+// arrive with their issues; codegen fuses what this backend fuses.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOEC_COMPILER_DRIVER_COMPILER_H
+#define MOEC_COMPILER_DRIVER_COMPILER_H
+
+#include "compiler/emit/BundleWriter.h"
+#include "compiler/model/WeightStore.h"
+#include "compiler/plan/Plan.h"
+#include "targets/TargetDescription.h"
+
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/MLIRContext.h"
+#include "mlir/IR/OwningOpRef.h"
+#include "llvm/Support/Error.h"
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+
+namespace moec::driver {
+
+enum class Phase { Input, Plan, Codegen, LLVM, Emit };
+
+std::optional<Phase> parsePhase(llvm::StringRef name);
+llvm::StringRef getPhaseName(Phase phase);
+/// "input, plan, codegen, llvm, emit".
+std::string phaseNames();
+
+struct CompileOptions {
+  std::string modelPath;
+  targets::TargetDescription target;
+  /// KV cache positions (0: the model's context length).
+  int64_t contextLength = 0;
+  /// Most tokens per forward call.
+  int64_t maxBatch = 64;
+  /// Memory budget for the plan (0: the target's memory).
+  uint64_t memoryBudget = 0;
+  std::string calibrationPath;
+  /// Progress lines on standard error (a terminal) or none.
+  bool progress = false;
+};
+
+/// A model on its way through the pipeline.
+class Compilation {
+public:
+  explicit Compilation(CompileOptions options);
+  ~Compilation();
+
+  /// Runs the phases up to and including `last`.
+  llvm::Error runUntil(Phase last);
+
+  mlir::ModuleOp getModule() { return *module; }
+  const model::WeightStore &getStore() const { return *store; }
+  const plan::Plan &getPlan() const { return *thePlan; }
+  const CompileOptions &getOptions() const { return options; }
+  /// Every file the compilation read (for -MF).
+  const std::set<std::string> &getInputs() const { return inputs; }
+
+  /// Writes the artifact into `outDir` (after the llvm phase).
+  llvm::Error emit(llvm::StringRef outDir);
+
+private:
+  llvm::Error runInput();
+  llvm::Error runPlan();
+  llvm::Error runCodegen();
+  llvm::Error runLLVM();
+  llvm::Error verifyContract(Phase after);
+
+  CompileOptions options;
+  std::unique_ptr<mlir::MLIRContext> context;
+  std::unique_ptr<model::WeightStore> store;
+  mlir::OwningOpRef<mlir::ModuleOp> module;
+  std::optional<plan::Plan> thePlan;
+  std::optional<emit::BundleLayout> layout;
+  std::optional<plan::RoutingCounts> calibration;
+  std::set<std::string> inputs;
+  int done = -1; // the last phase run
+};
+
+/// f32 lanes the CPU kernels use on `target`.
+unsigned getVectorLanes(const targets::TargetDescription &target);
+
+} // namespace moec::driver
+
+#endif // MOEC_COMPILER_DRIVER_COMPILER_H

@@ -1,0 +1,699 @@
+//===- Model.cpp - Running compiled model code on the CPU -----------------===//
+
+#include "runtime/exec/Model.h"
+
+#include "runtime/bundle/Bundle.h"
+#include "runtime/exec/ThreadPool.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <cerrno>
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+//===----------------------------------------------------------------------===//
+// The context the compiled code hands back to the runtime's callbacks
+//===----------------------------------------------------------------------===//
+
+/// One per model, reused by every forward call. The compiled code sees it
+/// as an opaque pointer (moec_abi.h).
+struct moec_rt_context_t {
+  moec::exec::Model *model = nullptr;
+  moec::exec::ThreadPool *pool = nullptr;
+  uint32_t layers = 0, expertsPerLayer = 0;
+  /// Byte offset of each (layer, expert) extent in the experts buffer,
+  /// index layer * expertsPerLayer + expert.
+  std::vector<int64_t> expertOffsets;
+  /// Acquires not yet released, per expert and in all, this call.
+  std::vector<uint32_t> inUse;
+  uint64_t outstanding = 0;
+  moec::exec::ModelStats stats;
+  /// The first breach of the ABI's contract seen in the running call; the
+  /// code cannot be stopped mid-call, so the call fails when it returns.
+  std::atomic<bool> failed{false};
+  std::string error;
+
+  void fail(std::string message) {
+    bool expected = false;
+    if (failed.compare_exchange_strong(expected, true))
+      error = std::move(message);
+  }
+  /// Thread 0 only, says the ABI: the bookkeeping here is not synchronised.
+  bool onThreadZero(const char *function) {
+    int index = moec::exec::ThreadPool::currentThreadIndex();
+    if (index == 0)
+      return true;
+    fail(std::string("compiled code called ") + function +
+         (index < 0 ? " outside a forward call"
+                    : " on thread " + std::to_string(index)) +
+         ": the ABI allows it on thread 0 only");
+    return false;
+  }
+  bool findExpert(const char *function, int32_t layer, int32_t expert,
+                  size_t &index) {
+    if (layer < 0 || uint32_t(layer) >= layers || expert < 0 ||
+        uint32_t(expert) >= expertsPerLayer) {
+      fail(std::string("compiled code called ") + function + " for layer " +
+           std::to_string(layer) + " expert " + std::to_string(expert) +
+           ", but the model has " + std::to_string(layers) + " layers of " +
+           std::to_string(expertsPerLayer) + " experts");
+      return false;
+    }
+    index = size_t(layer) * expertsPerLayer + size_t(expert);
+    return true;
+  }
+};
+
+extern "C" void moec_rt_barrier(moec_rt_context_t *ctx) {
+  ctx->pool->barrier();
+}
+
+extern "C" int64_t moec_rt_expert_acquire(moec_rt_context_t *ctx, int32_t layer,
+                                          int32_t expert) {
+  size_t index;
+  if (!ctx->onThreadZero("moec_rt_expert_acquire") ||
+      !ctx->findExpert("moec_rt_expert_acquire", layer, expert, index))
+    return 0; // in bounds, so that the call can run to its end and fail
+  // Every expert is resident (all-resident plan): a lookup. Streaming will
+  // look the expert up in the cache here and block on its read.
+  ++ctx->inUse[index];
+  ++ctx->outstanding;
+  ++ctx->stats.expertAcquires;
+  ++ctx->stats.acquiresPerExpert[index];
+  return ctx->expertOffsets[index];
+}
+
+extern "C" void moec_rt_expert_release(moec_rt_context_t *ctx, int32_t layer,
+                                       int32_t expert) {
+  size_t index;
+  if (!ctx->onThreadZero("moec_rt_expert_release") ||
+      !ctx->findExpert("moec_rt_expert_release", layer, expert, index))
+    return;
+  if (ctx->inUse[index] == 0) {
+    ctx->fail("compiled code released layer " + std::to_string(layer) +
+              " expert " + std::to_string(expert) +
+              ", which it had not acquired");
+    return;
+  }
+  --ctx->inUse[index];
+  --ctx->outstanding;
+  ++ctx->stats.expertReleases;
+}
+
+namespace moec::exec {
+
+namespace {
+
+uint64_t alignUp(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
+
+std::string at(const std::string &path, uint64_t offset) {
+  return path + ": offset " + std::to_string(offset) + ": ";
+}
+
+/// A minimal JSON reader: enough to find one top-level integer in the
+/// bundle's metadata without a JSON library in the runtime. The metadata
+/// comes from a bundle whose tables checksum matched, so it is well formed
+/// unless the writer was broken; anything unexpected is reported as such.
+class JsonScanner {
+public:
+  explicit JsonScanner(const std::string &text) : s(text) {}
+
+  enum class Found { Yes, No, Malformed };
+  /// Looks for `key` in the top-level object; on Yes, `raw` is its value's
+  /// text (a number, a string with quotes, ...).
+  Found findTopLevel(const std::string &key, std::string &raw) {
+    space();
+    if (!eat('{'))
+      return Found::Malformed;
+    space();
+    if (eat('}'))
+      return Found::No;
+    for (;;) {
+      std::string name;
+      if (!string(&name) || (space(), !eat(':')))
+        return Found::Malformed;
+      space();
+      size_t begin = i;
+      if (!value())
+        return Found::Malformed;
+      if (name == key) {
+        raw = s.substr(begin, i - begin);
+        return Found::Yes;
+      }
+      space();
+      if (eat('}'))
+        return Found::No;
+      if (!eat(','))
+        return Found::Malformed;
+      space();
+    }
+  }
+
+private:
+  void space() {
+    while (i < s.size() &&
+           (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))
+      ++i;
+  }
+  bool eat(char c) {
+    if (i < s.size() && s[i] == c) {
+      ++i;
+      return true;
+    }
+    return false;
+  }
+  bool string(std::string *out) {
+    if (!eat('"'))
+      return false;
+    while (i < s.size() && s[i] != '"') {
+      if (s[i] == '\\') { // keys of interest have no escapes: keep it raw
+        if (out)
+          out->push_back(s[i]);
+        ++i;
+        if (i == s.size())
+          return false;
+      }
+      if (out)
+        out->push_back(s[i]);
+      ++i;
+    }
+    return eat('"');
+  }
+  bool value() {
+    if (i >= s.size())
+      return false;
+    char c = s[i];
+    if (c == '"')
+      return string(nullptr);
+    if (c == '{' || c == '[') {
+      char close = c == '{' ? '}' : ']';
+      ++i;
+      space();
+      if (eat(close))
+        return true;
+      for (;;) {
+        if (c == '{') {
+          if (!string(nullptr) || (space(), !eat(':')))
+            return false;
+          space();
+        }
+        if (!value())
+          return false;
+        space();
+        if (eat(close))
+          return true;
+        if (!eat(','))
+          return false;
+        space();
+      }
+    }
+    // A number or a literal: the run of characters that can make one.
+    size_t begin = i;
+    while (i < s.size() && (std::isalnum(static_cast<unsigned char>(s[i])) ||
+                            s[i] == '-' || s[i] == '+' || s[i] == '.'))
+      ++i;
+    return i > begin;
+  }
+
+  const std::string &s;
+  size_t i = 0;
+};
+
+/// Parses a JSON integer that fits int64; false for anything else.
+bool parseInteger(const std::string &raw, int64_t &out) {
+  if (raw.empty() || raw.size() > 20)
+    return false;
+  size_t i = raw[0] == '-' ? 1 : 0;
+  if (i == raw.size())
+    return false;
+  for (size_t j = i; j < raw.size(); ++j)
+    if (raw[j] < '0' || raw[j] > '9')
+      return false;
+  errno = 0;
+  char *end = nullptr;
+  long long v = std::strtoll(raw.c_str(), &end, 10);
+  if (errno == ERANGE || *end != '\0')
+    return false;
+  out = v;
+  return true;
+}
+
+/// Why an info entry is out of range, or "".
+std::string checkInfo(const int64_t *info, int index, const char *name,
+                      int64_t lo, int64_t hi) {
+  if (info[index] >= lo && info[index] <= hi)
+    return "";
+  return "model code: " + std::string(name) + " is " +
+         std::to_string(info[index]) + ", outside " + std::to_string(lo) +
+         ".." + std::to_string(hi) +
+         ": the code is damaged or not moec model "
+         "code";
+}
+
+} // namespace
+
+//===----------------------------------------------------------------------===//
+// Region
+//===----------------------------------------------------------------------===//
+
+namespace {
+// What an empty buffer points at: never null, aligned like the others.
+alignas(64) uint8_t emptyRegion[64];
+} // namespace
+
+Region::~Region() {
+  if (mapped)
+    ::munmap(base, mapped);
+}
+
+bool Region::allocate(uint64_t size, const char *what, std::string &error) {
+  bytes = size;
+  if (size == 0) {
+    base = emptyRegion;
+    return true;
+  }
+  uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  uint64_t length = alignUp(size, page);
+  // Anonymous memory: zero-filled and committed page by page as it is
+  // touched, so that a KV cache for a long context costs what is used.
+  void *p = ::mmap(nullptr, length, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) {
+    error = "cannot allocate " + std::to_string(size) + " bytes for the " +
+            what + ": " + std::strerror(errno);
+    return false;
+  }
+  base = static_cast<uint8_t *>(p);
+  mapped = length;
+#ifdef MADV_HUGEPAGE
+  // Weights and activations are swept every token: huge pages save TLB
+  // misses where the kernel offers them (a hint; ignored otherwise).
+  if (length >= (2u << 20))
+    ::madvise(p, length, MADV_HUGEPAGE);
+#endif
+  return true;
+}
+
+void Region::zero() {
+  if (!mapped)
+    return;
+  // A private anonymous mapping reads as zeroes after MADV_DONTNEED, and
+  // gives its pages back instead of writing every byte.
+  if (::madvise(base, mapped, MADV_DONTNEED) != 0)
+    std::memset(base, 0, bytes);
+}
+
+//===----------------------------------------------------------------------===//
+// Model
+//===----------------------------------------------------------------------===//
+
+Model::Model() : context(new moec_rt_context_t) {}
+
+Model::~Model() {
+  // The pool first: its threads must be gone before the buffers are.
+  pool.reset();
+  if (fd >= 0)
+    ::close(fd);
+}
+
+unsigned Model::getThreadCount() const { return pool->size(); }
+
+ModelStats Model::getStats() const { return context->stats; }
+
+std::unique_ptr<Model> Model::open(const ModelCode &code,
+                                   const ModelOptions &options,
+                                   std::string &error) {
+  const int64_t *info = code.info;
+  if (!info || !code.forward) {
+    error = "no compiled model code";
+    return nullptr;
+  }
+  // The ABI version first: what the rest of the table means depends on it.
+  int64_t major = info[MOEC_INFO_ABI_MAJOR], minor = info[MOEC_INFO_ABI_MINOR];
+  if (major < 0 || major > 0xffff || minor < 0 || minor > 0xffff) {
+    error = "model code: ABI version " + std::to_string(major) + "." +
+            std::to_string(minor) +
+            " is not a version: the code is damaged or not moec model code";
+    return nullptr;
+  }
+  moec_abi_version_t version{static_cast<uint16_t>(major),
+                             static_cast<uint16_t>(minor)};
+  moec_abi_status_t status = moec_abi_check(version);
+  if (status != MOEC_ABI_COMPATIBLE) {
+    char message[256];
+    moec_abi_describe(status, version, message, sizeof(message));
+    error = std::string("model code: ") + message;
+    return nullptr;
+  }
+  constexpr int64_t kInt32Max = INT32_MAX, kBytesMax = INT64_MAX / 2;
+  for (const std::string &why :
+       {checkInfo(info, MOEC_INFO_LAYER_COUNT, "the layer count", 0, 1 << 16),
+        checkInfo(info, MOEC_INFO_EXPERT_COUNT, "the expert count", 0, 1 << 16),
+        checkInfo(info, MOEC_INFO_VOCAB_SIZE, "the vocabulary size", 1,
+                  kInt32Max),
+        checkInfo(info, MOEC_INFO_CONTEXT_LENGTH, "the context length", 1,
+                  kInt32Max),
+        checkInfo(info, MOEC_INFO_MAX_BATCH, "the batch size", 1, 1 << 20),
+        checkInfo(info, MOEC_INFO_SCRATCH_BYTES, "the scratch size", 0,
+                  kBytesMax),
+        checkInfo(info, MOEC_INFO_KV_BYTES, "the KV cache size", 0, kBytesMax),
+        checkInfo(info, MOEC_INFO_RESIDENT_BYTES, "the resident size", 0,
+                  kBytesMax)})
+    if (!why.empty()) {
+      error = why;
+      return nullptr;
+    }
+  if (options.threads > ThreadPool::kMaxThreads) {
+    error = "threads: " + std::to_string(options.threads) +
+            " is out of range (1.." + std::to_string(ThreadPool::kMaxThreads) +
+            ")";
+    return nullptr;
+  }
+
+  std::unique_ptr<Model> m(new Model());
+  m->code = code;
+  m->options = options;
+  m->vocab = info[MOEC_INFO_VOCAB_SIZE];
+  m->contextLength = info[MOEC_INFO_CONTEXT_LENGTH];
+  m->maxBatch = info[MOEC_INFO_MAX_BATCH];
+  m->bundle = bundle::Bundle::open(options.bundlePath, error);
+  if (!m->bundle || !m->checkBundle(error))
+    return nullptr;
+  m->fd = ::open(options.bundlePath.c_str(), O_RDONLY | O_CLOEXEC);
+  if (m->fd < 0) {
+    error = options.bundlePath + ": cannot open: " + std::strerror(errno);
+    return nullptr;
+  }
+  unsigned threads =
+      options.threads ? options.threads : ThreadPool::defaultThreadCount();
+  m->pool = std::make_unique<ThreadPool>(threads, options.spinNanos);
+  m->context->model = m.get();
+  m->context->pool = m->pool.get();
+
+  if (!m->resident.allocate(m->bundle->getHeader().resident_size,
+                            "resident weights", error) ||
+      !m->loadResident(error) || !m->loadExperts(error) ||
+      !m->scratch.allocate(uint64_t(info[MOEC_INFO_SCRATCH_BYTES]),
+                           "scratch buffer", error) ||
+      !m->kv.allocate(uint64_t(info[MOEC_INFO_KV_BYTES]), "KV cache", error))
+    return nullptr;
+
+  m->batchTokens.resize(size_t(m->maxBatch));
+  m->batchPositions.resize(size_t(m->maxBatch));
+  m->lastLogits.assign(size_t(m->vocab), 0.0f);
+  return m;
+}
+
+bool Model::checkBundle(std::string &error) {
+  const std::string &path = options.bundlePath;
+  const moec_bundle_header &h = bundle->getHeader();
+  // Code and bundle from one compile: the compiler writes the layout hash
+  // into both (a top-level integer "layout_hash" in the metadata).
+  std::string raw;
+  JsonScanner scanner(bundle->getMetadata());
+  switch (scanner.findTopLevel("layout_hash", raw)) {
+  case JsonScanner::Found::Malformed:
+    error = at(path, h.tables_offset) + "the metadata is not a JSON object";
+    return false;
+  case JsonScanner::Found::No:
+    error = at(path, h.tables_offset) +
+            "the metadata has no \"layout_hash\": the bundle was not written "
+            "for compiled code (recompile the model with code generation)";
+    return false;
+  case JsonScanner::Found::Yes:
+    break;
+  }
+  int64_t bundleHash;
+  if (!parseInteger(raw, bundleHash)) {
+    error = at(path, h.tables_offset) + "the metadata's \"layout_hash\" is " +
+            raw + ", not an integer";
+    return false;
+  }
+  int64_t codeHash = code.info[MOEC_INFO_LAYOUT_HASH];
+  if (bundleHash != codeHash) {
+    error = path + ": bundle layout hash " + std::to_string(bundleHash) +
+            " does not match the compiled code's " + std::to_string(codeHash) +
+            ": the code and the bundle come from different compiles (use the "
+            "model.moeb written with this program)";
+    return false;
+  }
+  if (h.resident_size != uint64_t(code.info[MOEC_INFO_RESIDENT_BYTES])) {
+    error = at(path, h.resident_offset) + "the resident segment is " +
+            std::to_string(h.resident_size) +
+            " bytes but the compiled code expects " +
+            std::to_string(code.info[MOEC_INFO_RESIDENT_BYTES]) +
+            ": the code and the bundle come from different compiles";
+    return false;
+  }
+  if (h.resident_offset > h.file_size ||
+      h.resident_size > h.file_size - h.resident_offset) {
+    error = at(path, h.resident_offset) +
+            "the resident segment runs past the end of the file";
+    return false;
+  }
+  for (const moec_bundle_tensor &t : bundle->getTensors())
+    if (t.offset < h.resident_offset ||
+        t.offset - h.resident_offset > h.resident_size ||
+        t.size > h.resident_size - (t.offset - h.resident_offset)) {
+      error = at(path, t.offset) + "tensor '" +
+              std::string(bundle->getTensorName(t)) +
+              "' lies outside the resident segment";
+      return false;
+    }
+
+  // Exactly one extent per (layer, expert) the code routes to.
+  int64_t layers = code.info[MOEC_INFO_LAYER_COUNT];
+  int64_t perLayer = code.info[MOEC_INFO_EXPERT_COUNT];
+  context->layers = static_cast<uint32_t>(layers);
+  context->expertsPerLayer = static_cast<uint32_t>(perLayer);
+  size_t total = size_t(layers) * size_t(perLayer);
+  context->expertOffsets.assign(total, -1);
+  context->inUse.assign(total, 0);
+  context->stats.acquiresPerExpert.assign(total, 0);
+  for (const moec_bundle_expert &e : bundle->getExperts()) {
+    if (e.layer >= layers || e.expert >= perLayer) {
+      error = at(path, e.offset) + "the bundle has an extent for layer " +
+              std::to_string(e.layer) + " expert " + std::to_string(e.expert) +
+              " but the compiled code has " + std::to_string(layers) +
+              " layers of " + std::to_string(perLayer) +
+              " experts: the code and the bundle come from different compiles";
+      return false;
+    }
+    int64_t &slot =
+        context->expertOffsets[size_t(e.layer) * perLayer + e.expert];
+    if (slot != -1) {
+      error = at(path, e.offset) + "a second extent for layer " +
+              std::to_string(e.layer) + " expert " + std::to_string(e.expert);
+      return false;
+    }
+    slot = 0; // placed by loadExperts
+  }
+  for (size_t i = 0; i < total; ++i)
+    if (context->expertOffsets[i] == -1) {
+      error = path + ": the bundle has no extent for layer " +
+              std::to_string(i / perLayer) + " expert " +
+              std::to_string(i % perLayer) +
+              ", which the compiled code routes to";
+      return false;
+    }
+  return true;
+}
+
+bool Model::readAt(uint64_t offset, uint8_t *out, uint64_t size,
+                   std::string &error) {
+  while (size > 0) {
+    ssize_t n = ::pread(fd, out, size, static_cast<off_t>(offset));
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0) {
+      error = at(options.bundlePath, offset) +
+              (n == 0 ? "unexpected end of file"
+                      : std::string("read failed: ") + std::strerror(errno));
+      return false;
+    }
+    out += n;
+    offset += static_cast<uint64_t>(n);
+    size -= static_cast<uint64_t>(n);
+  }
+  return true;
+}
+
+namespace {
+/// Runs check(i) for i in [0, count) split over the pool's threads; on
+/// failure keeps the error of the lowest index, so that the message does
+/// not depend on the thread count.
+template <typename Check>
+bool forEachOnPool(ThreadPool &pool, size_t count, std::string &error,
+                   Check check) {
+  std::vector<std::string> errors(pool.size());
+  std::vector<size_t> failedAt(pool.size(), SIZE_MAX);
+  pool.run([&](unsigned t, unsigned n) {
+    for (size_t i = t; i < count; i += n)
+      if (!check(i, errors[t])) {
+        failedAt[t] = i;
+        return;
+      }
+  });
+  size_t first =
+      std::min_element(failedAt.begin(), failedAt.end()) - failedAt.begin();
+  if (failedAt[first] == SIZE_MAX)
+    return true;
+  error = errors[first];
+  return false;
+}
+} // namespace
+
+bool Model::loadResident(std::string &error) {
+  const moec_bundle_header &h = bundle->getHeader();
+  // One read of the whole segment; the code addresses it by the offsets
+  // the compiler laid out (relative to resident_offset).
+  if (!readAt(h.resident_offset, resident.data(), h.resident_size, error))
+    return false;
+  const std::vector<moec_bundle_tensor> &tensors = bundle->getTensors();
+  return forEachOnPool(
+      *pool, tensors.size(), error, [&](size_t i, std::string &why) {
+        const moec_bundle_tensor &t = tensors[i];
+        if (bundle::checksum(resident.data() + (t.offset - h.resident_offset),
+                             t.size) == t.checksum)
+          return true;
+        why = at(options.bundlePath, t.offset) + "tensor '" +
+              std::string(bundle->getTensorName(t)) + "': checksum mismatch";
+        return false;
+      });
+}
+
+bool Model::loadExperts(std::string &error) {
+  const moec_bundle_header &h = bundle->getHeader();
+  const std::vector<moec_bundle_expert> &entries = bundle->getExperts();
+  // Slots in file order, aligned like the file's extents: streaming will
+  // read extents into slots of this arena with O_DIRECT.
+  uint64_t alignment = std::max<uint64_t>(h.io_block, 64);
+  std::vector<uint64_t> slots(entries.size());
+  uint64_t arenaSize = 0;
+  for (size_t i = 0; i < entries.size(); ++i) {
+    slots[i] = arenaSize;
+    arenaSize += alignUp(entries[i].size, alignment);
+    context->expertOffsets[size_t(entries[i].layer) * context->expertsPerLayer +
+                           entries[i].expert] = int64_t(slots[i]);
+  }
+  if (!experts.allocate(arenaSize, "expert arena", error))
+    return false;
+  // Reads and checksums in parallel: with every expert resident, opening
+  // a model reads most of its file.
+  return forEachOnPool(
+      *pool, entries.size(), error, [&](size_t i, std::string &why) {
+        const moec_bundle_expert &e = entries[i];
+        uint8_t *slot = experts.data() + slots[i];
+        if (!readAt(e.offset, slot, e.size, why))
+          return false;
+        if (bundle::checksum(slot, e.size) == e.checksum)
+          return true;
+        why = at(options.bundlePath, e.offset) + "extent of layer " +
+              std::to_string(e.layer) + " expert " + std::to_string(e.expert) +
+              ": checksum mismatch";
+        return false;
+      });
+}
+
+bool Model::eval(const int32_t *tokens, int64_t n, float *allLogits,
+                 std::string &error) {
+  if (n < 0) {
+    error = "a negative token count (" + std::to_string(n) + ")";
+    return false;
+  }
+  if (n == 0)
+    return true;
+  if (!tokens) {
+    error = "no tokens (null pointer)";
+    return false;
+  }
+  // Refused whole, before anything runs: a prompt is not cut short.
+  if (n > contextLength - position) {
+    error = "the context holds " + std::to_string(contextLength) +
+            " tokens: " + std::to_string(position) + " are in it and " +
+            std::to_string(n) + " more do not fit";
+    return false;
+  }
+  // The code indexes its embedding table with these.
+  for (int64_t i = 0; i < n; ++i)
+    if (tokens[i] < 0 || tokens[i] >= vocab) {
+      error = "token " + std::to_string(i) + " is " +
+              std::to_string(tokens[i]) + ", outside the vocabulary (0.." +
+              std::to_string(vocab - 1) + ")";
+      return false;
+    }
+  for (int64_t done = 0; done < n;) {
+    int64_t batch = std::min(maxBatch, n - done);
+    float *logits = allLogits ? allLogits + done * vocab : lastLogits.data();
+    if (!forward(tokens + done, batch, logits, allLogits != nullptr, error))
+      return false;
+    done += batch;
+  }
+  if (allLogits)
+    std::memcpy(lastLogits.data(), allLogits + (n - 1) * vocab,
+                size_t(vocab) * sizeof(float));
+  return true;
+}
+
+bool Model::forward(const int32_t *tokens, int64_t n, float *logits,
+                    bool allLogits, std::string &error) {
+  // Copies, so that the code never sees (or could write) the caller's.
+  for (int64_t i = 0; i < n; ++i) {
+    batchTokens[i] = tokens[i];
+    batchPositions[i] = static_cast<int32_t>(position + i);
+  }
+  auto buffer = [](void *p, int64_t size) {
+    return moec_buffer_t{p, p, 0, size, 1};
+  };
+  moec_buffer_t tokenBuffer = buffer(batchTokens.data(), n);
+  moec_buffer_t positionBuffer = buffer(batchPositions.data(), n);
+  moec_buffer_t logitBuffer = buffer(logits, allLogits ? n * vocab : vocab);
+  moec_buffer_t residentBuffer = buffer(resident.data(), resident.size());
+  moec_buffer_t expertBuffer = buffer(experts.data(), experts.size());
+  moec_buffer_t scratchBuffer = buffer(scratch.data(), scratch.size());
+  moec_buffer_t kvBuffer = buffer(kv.data(), kv.size());
+  moec_rt_context_t *ctx = context.get();
+  auto forwardFn = code.forward;
+  int64_t all = allLogits ? 1 : 0;
+  pool->run([&](unsigned thread, unsigned threads) {
+    forwardFn(ctx, thread, threads, n, all, &tokenBuffer, &positionBuffer,
+              &logitBuffer, &residentBuffer, &expertBuffer, &scratchBuffer,
+              &kvBuffer);
+  });
+  ++ctx->stats.forwardCalls;
+  if (!ctx->failed.load() && ctx->outstanding != 0) {
+    for (size_t i = 0; i < ctx->inUse.size(); ++i)
+      if (ctx->inUse[i]) {
+        ctx->fail("compiled code returned with layer " +
+                  std::to_string(i / ctx->expertsPerLayer) + " expert " +
+                  std::to_string(i % ctx->expertsPerLayer) +
+                  " acquired and not released");
+        break;
+      }
+  }
+  if (ctx->failed.load()) {
+    error = ctx->error;
+    // Ready for the next call; the context keeps what completed before.
+    ctx->error.clear();
+    ctx->failed.store(false);
+    std::fill(ctx->inUse.begin(), ctx->inUse.end(), 0);
+    ctx->outstanding = 0;
+    return false;
+  }
+  position += n;
+  ctx->stats.tokens += uint64_t(n);
+  return true;
+}
+
+void Model::reset() {
+  position = 0;
+  kv.zero();
+  std::fill(lastLogits.begin(), lastLogits.end(), 0.0f);
+}
+
+} // namespace moec::exec

@@ -1,0 +1,145 @@
+//===- Model.h - Running compiled model code on the CPU ---------*- C++ -*-===//
+//
+// The runtime side of "Compiled model code <-> runtime" in
+// runtime/abi/moec_abi.h: checks that the code and the bundle belong
+// together (ABI version, layout hash, resident size), loads the resident
+// segment and the expert extents with their checksums verified, allocates
+// the scratch and KV buffers the code's info table asks for, and runs the
+// forward function SPMD on a ThreadPool in batches of at most max_batch
+// tokens. It also defines the moec_rt_* callbacks of the ABI.
+//
+// Every expert is loaded at open (the plan of this version keeps them all
+// resident); moec_rt_expert_acquire is a table lookup. Acquire and release
+// are the seam where streaming from storage (runtime/stream/) plugs in.
+//
+// runtime/exec/model.h is the C interface over this class. Plain C++, no
+// LLVM.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOEC_RUNTIME_EXEC_MODEL_H
+#define MOEC_RUNTIME_EXEC_MODEL_H
+
+#include "runtime/abi/moec_abi.h"
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace moec::bundle {
+class Bundle;
+} // namespace moec::bundle
+
+namespace moec::exec {
+
+class ThreadPool;
+
+/// The compiled code a model runs: its info table and forward function.
+/// linkedModelCode() is what the program was linked with; tests and hosts
+/// of several models pass their own.
+struct ModelCode {
+  const int64_t *info; // MOEC_INFO_COUNT entries
+  decltype(&_mlir_ciface_moec_model_forward) forward;
+};
+
+/// moec_model_info and _mlir_ciface_moec_model_forward, as linked
+/// (ModelApi.cpp: only programs that use it, or the C interface, need a
+/// compiled model linked in).
+ModelCode linkedModelCode();
+
+struct ModelOptions {
+  std::string bundlePath;
+  /// Compute threads; 0: ThreadPool::defaultThreadCount().
+  unsigned threads = 0;
+  /// The pool's spin budget (ThreadPool's spinNanos; < 0 chooses).
+  int64_t spinNanos = -1;
+};
+
+/// What the runtime counted while running the code.
+struct ModelStats {
+  uint64_t forwardCalls = 0;
+  uint64_t tokens = 0;
+  uint64_t expertAcquires = 0;
+  uint64_t expertReleases = 0;
+  /// Acquires per (layer, expert), index layer * experts + expert.
+  std::vector<uint64_t> acquiresPerExpert;
+};
+
+/// A memory region for the code's buffers: page-aligned (so 64-byte
+/// aligned), zero-filled, committed by the kernel on first touch.
+class Region {
+public:
+  Region() = default;
+  ~Region();
+  Region(const Region &) = delete;
+  Region &operator=(const Region &) = delete;
+  /// False with `error` set (naming `what`) when the memory cannot be had.
+  bool allocate(uint64_t size, const char *what, std::string &error);
+  /// Back to all zeroes, giving the pages back to the kernel.
+  void zero();
+  uint8_t *data() const { return base; }
+  uint64_t size() const { return bytes; }
+
+private:
+  uint8_t *base = nullptr;
+  uint64_t bytes = 0, mapped = 0;
+};
+
+class Model {
+public:
+  /// Opens `options.bundlePath` for `code`; null with `error` set (one line
+  /// naming the file, offset or value) when they do not belong together,
+  /// the bundle is damaged or memory is short.
+  static std::unique_ptr<Model>
+  open(const ModelCode &code, const ModelOptions &options, std::string &error);
+  ~Model();
+
+  /// Appends `n` tokens to the context. Writes the logits after every token
+  /// to `allLogits` (n x vocab) when it is not null; the logits after the
+  /// last one are kept either way (getLogits). False with `error` set; the
+  /// context then holds the batches that completed (getPosition).
+  bool eval(const int32_t *tokens, int64_t n, float *allLogits,
+            std::string &error);
+  /// The logits after the last token, or null while the context is empty.
+  const float *getLogits() const {
+    return position > 0 ? lastLogits.data() : nullptr;
+  }
+  /// Empties the context and zeroes the KV cache.
+  void reset();
+
+  int64_t getInfo(int index) const { return code.info[index]; }
+  int64_t getVocabSize() const { return vocab; }
+  int64_t getContextLength() const { return contextLength; }
+  int64_t getMaxBatch() const { return maxBatch; }
+  int64_t getPosition() const { return position; }
+  unsigned getThreadCount() const;
+  ModelStats getStats() const;
+
+private:
+  Model();
+  bool checkBundle(std::string &error);
+  bool loadResident(std::string &error);
+  bool loadExperts(std::string &error);
+  /// Reads [offset, offset + size) of the bundle (thread-safe).
+  bool readAt(uint64_t offset, uint8_t *out, uint64_t size, std::string &error);
+  /// One call of the compiled forward function on every thread.
+  bool forward(const int32_t *tokens, int64_t n, float *logits, bool allLogits,
+               std::string &error);
+
+  ModelCode code{};
+  ModelOptions options;
+  int64_t vocab = 0, contextLength = 0, maxBatch = 0, position = 0;
+  std::unique_ptr<ThreadPool> pool;
+  std::unique_ptr<moec_rt_context_t> context;
+  Region resident, experts, scratch, kv;
+  std::vector<int32_t> batchTokens, batchPositions;
+  std::vector<float> lastLogits;
+  std::unique_ptr<bundle::Bundle> bundle;
+  /// The bundle, opened again for the bulk reads of the weights.
+  int fd = -1;
+};
+
+} // namespace moec::exec
+
+#endif // MOEC_RUNTIME_EXEC_MODEL_H

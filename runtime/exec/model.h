@@ -1,0 +1,110 @@
+/*===- model.h - Running a model compiled by moec --------------*- C -*-===//
+ *
+ * The C interface of a compiled model: `moec model.gguf ... -o out/` writes
+ * this header as out/model.h beside out/libmodel.a (the model's code and
+ * the moec runtime in one archive) and out/model.moeb (its weights). Link
+ * an application with
+ *
+ *   cc app.c out/libmodel.a -luring -lxxhash -lpthread -lstdc++ -lm
+ *
+ * and use it like this:
+ *
+ *   moec_model_options opts = {0};
+ *   opts.bundle_path = "out/model.moeb";
+ *   char err[512];
+ *   moec_model *m = moec_model_open(&opts, err, sizeof err);
+ *   if (!m) { fprintf(stderr, "%s\n", err); return 1; }
+ *   if (moec_model_prefill(m, prompt, n_prompt) != 0)
+ *     fail(moec_model_error(m));
+ *   for (;;) {
+ *     const float *logits = moec_model_logits(m);  // vocab_size floats
+ *     int32_t next = choose(logits);               // argmax, sampling, ...
+ *     if (moec_model_decode(m, next) != 0) break;
+ *   }
+ *   moec_model_close(m);
+ *
+ * A model holds one context (a sequence of tokens, the KV cache of their
+ * positions) of at most moec_model_context_length() tokens. Calls on one
+ * model must not overlap; different models are independent. The model's
+ * compute runs on its own pool of threads, the calling thread included.
+ *
+ * Plain C99; includes only <stddef.h> and <stdint.h>.
+ *===------------------------------------------------------------------===*/
+#ifndef MOEC_MODEL_H
+#define MOEC_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct moec_model moec_model;
+
+/* Zero-initialise, then set bundle_path: zero is the default of every
+ * other field. */
+typedef struct moec_model_options {
+  /* The weight bundle written with this code (model.moeb). Required. */
+  const char *bundle_path;
+  /* Compute threads, the calling thread included; 0: the CPUs this process
+   * may run on, at most 64. At most 512. */
+  int threads;
+  /* Reserved for how experts are read from storage; must be 0. */
+  int io_mode;
+} moec_model_options;
+
+/* Opens the model: checks that this code and the bundle come from one
+ * compile and that the bundle is intact (every checksum), loads the weights
+ * and allocates the KV cache and working memory. On failure returns NULL
+ * and writes a one-line message naming the file, offset or option into
+ * `error` (always NUL-terminated when error_size > 0; may be NULL). */
+moec_model *moec_model_open(const moec_model_options *opts, char *error,
+                            size_t error_size);
+
+/* Appends `n` tokens (n >= 0) to the context and computes the logits after
+ * the last one. Long prompts are split into batches the code was compiled
+ * for. Returns 0, or non-zero with moec_model_error() saying why: a token
+ * outside the vocabulary, a context that would run past
+ * moec_model_context_length() (then nothing is appended), a failure in the
+ * runtime. */
+int moec_model_prefill(moec_model *m, const int32_t *tokens, int64_t n);
+
+/* Appends one token; moec_model_prefill(m, &token, 1). */
+int moec_model_decode(moec_model *m, int32_t token);
+
+/* Like moec_model_prefill, and also writes the logits after each of the `n`
+ * tokens to `logits_out` (n x vocab_size floats, row i after token i): what
+ * perplexity and comparisons with a reference need. */
+int moec_model_eval_all(moec_model *m, const int32_t *tokens, int64_t n,
+                        float *logits_out);
+
+/* The vocab_size logits after the last token appended, valid until the
+ * next call that appends, resets or closes; NULL while the context is
+ * empty. */
+const float *moec_model_logits(const moec_model *m);
+
+/* Empties the context: the next token is at position 0, and the state is
+ * that of a freshly opened model. */
+void moec_model_reset(moec_model *m);
+
+int64_t moec_model_vocab_size(const moec_model *m);
+/* The most tokens the context holds. */
+int64_t moec_model_context_length(const moec_model *m);
+/* Tokens in the context: the position of the next token. */
+int64_t moec_model_position(const moec_model *m);
+/* Compute threads, the calling thread included. */
+int moec_model_thread_count(const moec_model *m);
+
+/* The message of the last failed call on `m` ("" if none); valid until the
+ * next call on `m`. */
+const char *moec_model_error(const moec_model *m);
+
+/* Frees everything the model holds; NULL is ignored. */
+void moec_model_close(moec_model *m);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* MOEC_MODEL_H */

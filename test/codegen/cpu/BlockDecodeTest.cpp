@@ -1,0 +1,541 @@
+//===- BlockDecodeTest.cpp - Generated block decoders vs the references ---===//
+//
+// For every weight format and vector width, JIT-compiles a function that
+// decodes a row block by block with emitBlockDecode, runs it on random blocks
+// and compares the result bit for bit with the scalar references:
+// compiler/quant (GGUF formats, float formats, own formats) and, for the own
+// formats, the independent test/reference/GroupDequantReference as well.
+// The row ends right before an inaccessible page, so a decoder that reads
+// past its block crashes the test instead of passing by luck.
+//
+//===----------------------------------------------------------------------===//
+
+#include "codegen/cpu/BlockDecode.h"
+#include "compiler/quant/Dequantize.h"
+#include "compiler/quant/GroupFormats.h"
+#include "dialects/qnt/IR/QntDialect.h"
+#include "test/reference/GroupDequantReference.h"
+
+#include "mlir/Conversion/Passes.h"
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/ControlFlow/IR/ControlFlow.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+#include "mlir/ExecutionEngine/CRunnerUtils.h"
+#include "mlir/ExecutionEngine/ExecutionEngine.h"
+#include "mlir/ExecutionEngine/OptUtils.h"
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/MLIRContext.h"
+#include "mlir/IR/Verifier.h"
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
+#include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
+#include "llvm/ADT/bit.h"
+#include "llvm/Support/TargetSelect.h"
+
+#include <gtest/gtest.h>
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstring>
+#include <mutex>
+#include <random>
+#include <string>
+#include <vector>
+
+using namespace mlir;
+using namespace moec;
+using codegen::WeightFormat;
+using qnt::QuantFormat;
+
+namespace {
+
+//===----------------------------------------------------------------------===//
+// The formats under test
+//===----------------------------------------------------------------------===//
+
+struct Case {
+  WeightFormat format;
+  unsigned lanes;
+};
+
+// gtest prints a failing case's parameter with this rather than its bytes.
+void PrintTo(const Case &c, std::ostream *os) {
+  *os << c.format.name() << ", lanes " << c.lanes;
+}
+
+WeightFormat floatFormat(WeightFormat::Kind kind) {
+  WeightFormat format;
+  format.kind = kind;
+  return format;
+}
+
+WeightFormat quantFormat(QuantFormat quant, unsigned group = 0,
+                         bool asymmetric = false) {
+  WeightFormat format;
+  format.kind = WeightFormat::Kind::Quantized;
+  format.quant = quant;
+  format.group = group;
+  format.asymmetric = asymmetric;
+  return format;
+}
+
+bool isOwnFormat(const WeightFormat &format) {
+  return format.kind == WeightFormat::Kind::Quantized &&
+         !qnt::isGgufFormat(format.quant);
+}
+
+std::vector<Case> allCases() {
+  std::vector<WeightFormat> formats = {
+      floatFormat(WeightFormat::Kind::F32),
+      floatFormat(WeightFormat::Kind::F16),
+      floatFormat(WeightFormat::Kind::BF16)};
+  for (QuantFormat quant :
+       {QuantFormat::Q4_0, QuantFormat::Q4_1, QuantFormat::Q5_0,
+        QuantFormat::Q5_1, QuantFormat::Q8_0, QuantFormat::Q2_K,
+        QuantFormat::Q3_K, QuantFormat::Q4_K, QuantFormat::Q5_K,
+        QuantFormat::Q6_K, QuantFormat::MXFP4})
+    formats.push_back(quantFormat(quant));
+  // Group 8 allows only narrow vectors; 24 is a multiple of 8 that no
+  // power of two above 8 divides; 128 is the common case.
+  for (QuantFormat quant : {QuantFormat::Int2, QuantFormat::Int3,
+                            QuantFormat::Int4, QuantFormat::Int8})
+    for (unsigned group : {8u, 24u, 32u, 128u})
+      for (bool asymmetric : {false, true})
+        formats.push_back(quantFormat(quant, group, asymmetric));
+
+  std::vector<Case> cases;
+  for (const WeightFormat &format : formats)
+    for (unsigned lanes : {4u, 8u, 16u})
+      if (format.blockElements(lanes) % lanes == 0)
+        cases.push_back({format, lanes});
+  return cases;
+}
+
+gguf::GgmlType ggmlType(const WeightFormat &format) {
+  switch (format.kind) {
+  case WeightFormat::Kind::F32:
+    return gguf::GgmlType::F32;
+  case WeightFormat::Kind::F16:
+    return gguf::GgmlType::F16;
+  case WeightFormat::Kind::BF16:
+    return gguf::GgmlType::BF16;
+  case WeightFormat::Kind::Quantized:
+    break;
+  }
+  switch (format.quant) {
+  case QuantFormat::Q4_0:
+    return gguf::GgmlType::Q4_0;
+  case QuantFormat::Q4_1:
+    return gguf::GgmlType::Q4_1;
+  case QuantFormat::Q5_0:
+    return gguf::GgmlType::Q5_0;
+  case QuantFormat::Q5_1:
+    return gguf::GgmlType::Q5_1;
+  case QuantFormat::Q8_0:
+    return gguf::GgmlType::Q8_0;
+  case QuantFormat::Q2_K:
+    return gguf::GgmlType::Q2_K;
+  case QuantFormat::Q3_K:
+    return gguf::GgmlType::Q3_K;
+  case QuantFormat::Q4_K:
+    return gguf::GgmlType::Q4_K;
+  case QuantFormat::Q5_K:
+    return gguf::GgmlType::Q5_K;
+  case QuantFormat::Q6_K:
+    return gguf::GgmlType::Q6_K;
+  case QuantFormat::MXFP4:
+    return gguf::GgmlType::MXFP4;
+  default:
+    llvm_unreachable("not a GGUF format");
+  }
+}
+
+moec::quant::GroupFormat groupFormat(const WeightFormat &format) {
+  return {qnt::getOwnFormatBits(format.quant), format.group,
+          format.asymmetric};
+}
+
+/// Offsets in a block of the f16 scales and mins (which the test keeps
+/// finite: random codes are what a decoder must get right, and an infinite
+/// scale would only turn its mistakes into NaNs).
+std::vector<int64_t> halfFields(const WeightFormat &format) {
+  if (format.kind != WeightFormat::Kind::Quantized)
+    return {};
+  if (isOwnFormat(format))
+    return format.asymmetric ? std::vector<int64_t>{0, 2}
+                             : std::vector<int64_t>{0};
+  switch (format.quant) {
+  case QuantFormat::Q4_0:
+  case QuantFormat::Q5_0:
+  case QuantFormat::Q8_0:
+    return {0};
+  case QuantFormat::Q4_1:
+  case QuantFormat::Q5_1:
+  case QuantFormat::Q4_K:
+  case QuantFormat::Q5_K:
+    return {0, 2};
+  case QuantFormat::Q2_K:
+    return {80, 82};
+  case QuantFormat::Q3_K:
+    return {108};
+  case QuantFormat::Q6_K:
+    return {208};
+  default: // MXFP4: every E8M0 byte is a finite scale.
+    return {};
+  }
+}
+
+/// Random blocks: random bytes, with random finite f16 scales and mins
+/// (normal, subnormal and zero, of either sign).
+std::vector<uint8_t> randomBlocks(const WeightFormat &format, unsigned lanes,
+                                  int64_t numBlocks, std::mt19937 &rng) {
+  int64_t blockBytes = format.blockBytes(lanes);
+  std::vector<uint8_t> data(blockBytes * numBlocks);
+  for (uint8_t &byte : data)
+    byte = static_cast<uint8_t>(rng());
+  for (int64_t block = 0; block < numBlocks; ++block)
+    for (int64_t at : halfFields(format)) {
+      uint16_t half;
+      do
+        half = static_cast<uint16_t>(rng());
+      while ((half & 0x7c00) == 0x7c00);
+      data[block * blockBytes + at] = static_cast<uint8_t>(half);
+      data[block * blockBytes + at + 1] = static_cast<uint8_t>(half >> 8);
+    }
+  return data;
+}
+
+/// Bytes that end right before an inaccessible page.
+class GuardedBuffer {
+public:
+  explicit GuardedBuffer(const std::vector<uint8_t> &contents) {
+    pageSize = sysconf(_SC_PAGESIZE);
+    dataPages = (contents.size() + pageSize - 1) / pageSize;
+    mappedBytes = (dataPages + 1) * pageSize;
+    void *map = mmap(nullptr, mappedBytes, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (map == MAP_FAILED)
+      std::abort();
+    base = static_cast<uint8_t *>(map);
+    if (mprotect(base + dataPages * pageSize, pageSize, PROT_NONE) != 0)
+      std::abort();
+    data = base + dataPages * pageSize - contents.size();
+    std::memcpy(data, contents.data(), contents.size());
+  }
+  ~GuardedBuffer() { munmap(base, mappedBytes); }
+  GuardedBuffer(const GuardedBuffer &) = delete;
+  GuardedBuffer &operator=(const GuardedBuffer &) = delete;
+
+  uint8_t *data;
+
+private:
+  uint8_t *base;
+  size_t pageSize, dataPages, mappedBytes;
+};
+
+//===----------------------------------------------------------------------===//
+// The generated decoder
+//===----------------------------------------------------------------------===//
+
+/// func @decode(%src: memref<?xi8>, %dst: memref<?xf32>, %blocks: index):
+/// for each block, emitBlockDecode's runs stored to dst in order.
+OwningOpRef<ModuleOp> buildDecodeModule(MLIRContext &context,
+                                        const WeightFormat &format,
+                                        unsigned lanes) {
+  Location loc = UnknownLoc::get(&context);
+  OwningOpRef<ModuleOp> module = ModuleOp::create(loc);
+  OpBuilder b(&context);
+  b.setInsertionPointToEnd(module->getBody());
+  auto bytesType = MemRefType::get({ShapedType::kDynamic}, b.getI8Type());
+  auto floatsType = MemRefType::get({ShapedType::kDynamic}, b.getF32Type());
+  auto function = func::FuncOp::create(
+      b, loc, "decode",
+      b.getFunctionType({bytesType, floatsType, b.getIndexType()}, {}));
+  function->setAttr(LLVM::LLVMDialect::getEmitCWrapperAttrName(),
+                    b.getUnitAttr());
+  Block *entry = function.addEntryBlock();
+  b.setInsertionPointToStart(entry);
+  Value src = entry->getArgument(0), dst = entry->getArgument(1);
+  auto index = [&](int64_t value) -> Value {
+    return arith::ConstantIndexOp::create(b, loc, value);
+  };
+  auto loop = scf::ForOp::create(b, loc, index(0), entry->getArgument(2),
+                                 index(1));
+  b.setInsertionPointToStart(loop.getBody());
+  Value block = loop.getInductionVar();
+  Value byteOffset = arith::MulIOp::create(b, loc, block,
+                                           index(format.blockBytes(lanes)));
+  Value elementOffset = arith::MulIOp::create(
+      b, loc, block, index(format.blockElements(lanes)));
+  codegen::emitBlockDecode(
+      b, loc, format, src, byteOffset, lanes, [&](int64_t first, Value value) {
+        Value at = arith::AddIOp::create(b, loc, elementOffset, index(first));
+        vector::StoreOp::create(b, loc, value, dst, ValueRange{at});
+      });
+  b.setInsertionPointToEnd(entry);
+  func::ReturnOp::create(b, loc);
+  return module;
+}
+
+/// The upstream lowering of scf + vector + arith + memref + func to LLVM.
+LogicalResult lowerToLLVM(ModuleOp module) {
+  PassManager pm(module->getContext());
+  pm.addPass(createSCFToControlFlowPass());
+  pm.addPass(createConvertVectorToLLVMPass());
+  pm.addPass(createArithToLLVMConversionPass());
+  pm.addPass(createConvertMathToLLVMPass());
+  pm.addPass(createFinalizeMemRefToLLVMConversionPass());
+  pm.addPass(createConvertFuncToLLVMPass());
+  pm.addPass(createConvertControlFlowToLLVMPass());
+  pm.addPass(createReconcileUnrealizedCastsPass());
+  return pm.run(module);
+}
+
+void initializeNativeTarget() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    llvm::InitializeNativeTarget();
+    llvm::InitializeNativeTargetAsmPrinter();
+  });
+}
+
+/// The decoder of `format` compiled for this machine.
+class JitDecoder {
+public:
+  JitDecoder(const WeightFormat &format, unsigned lanes) {
+    initializeNativeTarget();
+    DialectRegistry registry;
+    registry.insert<arith::ArithDialect, cf::ControlFlowDialect,
+                    func::FuncDialect, LLVM::LLVMDialect, math::MathDialect,
+                    memref::MemRefDialect, scf::SCFDialect,
+                    vector::VectorDialect>();
+    registerBuiltinDialectTranslation(registry);
+    registerLLVMDialectTranslation(registry);
+    context.appendDialectRegistry(registry);
+    context.loadAllAvailableDialects();
+
+    OwningOpRef<ModuleOp> module = buildDecodeModule(context, format, lanes);
+    if (failed(verify(*module))) {
+      error = "the generated decoder does not verify";
+      return;
+    }
+    if (failed(lowerToLLVM(*module))) {
+      error = "the generated decoder does not lower to LLVM";
+      return;
+    }
+    // Optimized as kernels will be: bit-exactness must survive LLVM's
+    // instruction selection, vectorized shuffles included.
+    auto transformer = makeOptimizingTransformer(/*optLevel=*/2,
+                                                 /*sizeLevel=*/0, nullptr);
+    ExecutionEngineOptions options;
+    options.transformer = transformer;
+    auto created = ExecutionEngine::create(*module, options);
+    if (!created) {
+      error = llvm::toString(created.takeError());
+      return;
+    }
+    engine = std::move(*created);
+  }
+
+  /// Empty when the decoder was built; else what went wrong.
+  std::string error;
+
+  /// Decodes `numBlocks` blocks at `src` into `dst`.
+  std::string run(uint8_t *src, int64_t srcBytes, float *dst,
+                  int64_t numElements, int64_t numBlocks) {
+    StridedMemRefType<int8_t, 1> bytes{reinterpret_cast<int8_t *>(src),
+                                       reinterpret_cast<int8_t *>(src),
+                                       0,
+                                       {srcBytes},
+                                       {1}};
+    StridedMemRefType<float, 1> floats{dst, dst, 0, {numElements}, {1}};
+    auto *bytesArg = &bytes;
+    auto *floatsArg = &floats;
+    if (llvm::Error e =
+            engine->invoke("decode", bytesArg, floatsArg, numBlocks))
+      return llvm::toString(std::move(e));
+    return "";
+  }
+
+private:
+  MLIRContext context;
+  std::unique_ptr<ExecutionEngine> engine;
+};
+
+//===----------------------------------------------------------------------===//
+// Comparison
+//===----------------------------------------------------------------------===//
+
+std::string hexBits(float value) {
+  char text[16];
+  std::snprintf(text, sizeof(text), "0x%08x", llvm::bit_cast<uint32_t>(value));
+  return text;
+}
+
+/// Bit-exact equality, any NaN matching any NaN (conversion instructions
+/// may quiet a signalling NaN of an f16 weight).
+::testing::AssertionResult sameBits(const char *actualName,
+                                    const char *expectedName,
+                                    const std::vector<float> &actual,
+                                    const std::vector<float> &expected) {
+  if (actual.size() != expected.size())
+    return ::testing::AssertionFailure() << "sizes differ";
+  int64_t mismatches = 0, first = -1;
+  for (size_t i = 0; i < actual.size(); ++i) {
+    bool same = (std::isnan(actual[i]) && std::isnan(expected[i])) ||
+                llvm::bit_cast<uint32_t>(actual[i]) ==
+                    llvm::bit_cast<uint32_t>(expected[i]);
+    if (!same && mismatches++ == 0)
+      first = i;
+  }
+  if (mismatches == 0)
+    return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure()
+         << actualName << " and " << expectedName << " differ in "
+         << mismatches << " of " << actual.size()
+         << " elements; first at element " << first << ": "
+         << actual[first] << " (" << hexBits(actual[first]) << ") vs "
+         << expected[first] << " (" << hexBits(expected[first]) << ")";
+}
+
+//===----------------------------------------------------------------------===//
+// Tests
+//===----------------------------------------------------------------------===//
+
+class BlockDecode : public ::testing::TestWithParam<Case> {};
+
+TEST_P(BlockDecode, MatchesReferenceBitForBit) {
+  const WeightFormat &format = GetParam().format;
+  unsigned lanes = GetParam().lanes;
+  JitDecoder decoder(format, lanes);
+  ASSERT_EQ(decoder.error, "");
+
+  // Thousands of elements per seed; seeds fixed, so failures reproduce.
+  int64_t blockElements = format.blockElements(lanes);
+  int64_t numBlocks = std::max<int64_t>(4, 8192 / blockElements);
+  int64_t numElements = numBlocks * blockElements;
+  for (unsigned seed = 0; seed < 4; ++seed) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    std::mt19937 rng(seed * 7919 + lanes);
+    std::vector<uint8_t> blocks = randomBlocks(format, lanes, numBlocks, rng);
+    GuardedBuffer src(blocks);
+
+    std::vector<float> actual(numElements);
+    ASSERT_EQ(decoder.run(src.data, blocks.size(), actual.data(), numElements,
+                          numBlocks),
+              "");
+
+    std::vector<float> expected(numElements);
+    if (isOwnFormat(format)) {
+      moec::quant::dequantizeGroupRow(groupFormat(format), blocks.data(),
+                                expected.data(), numElements);
+      std::vector<float> independent(numElements);
+      reference::dequantizeGroup(qnt::getOwnFormatBits(format.quant),
+                                 format.group, format.asymmetric,
+                                 blocks.data(), independent.data(),
+                                 numElements);
+      EXPECT_PRED_FORMAT2(sameBits, independent, expected);
+    } else {
+      moec::quant::dequantizeRow(ggmlType(format), blocks.data(), expected.data(),
+                           numElements);
+    }
+    EXPECT_PRED_FORMAT2(sameBits, actual, expected);
+  }
+}
+
+std::string caseName(const ::testing::TestParamInfo<Case> &info) {
+  std::string name = info.param.format.name();
+  for (char &c : name)
+    if (!std::isalnum(static_cast<unsigned char>(c)))
+      c = '_';
+  return name + "_lanes" + std::to_string(info.param.lanes);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllFormats, BlockDecode,
+                         ::testing::ValuesIn(allCases()), caseName);
+
+// The two references of the own formats agree on every block, whatever
+// the scales hold (infinities and NaNs included).
+TEST(GroupDequantReference, AgreesWithGroupFormats) {
+  std::mt19937 rng(1);
+  for (unsigned bits : {2u, 3u, 4u, 8u})
+    for (unsigned group : {8u, 16u, 24u, 64u, 256u})
+      for (bool asymmetric : {false, true}) {
+        moec::quant::GroupFormat format{bits, group, asymmetric};
+        SCOPED_TRACE("int" + std::to_string(bits) + " group " +
+                     std::to_string(group) +
+                     (asymmetric ? " asymmetric" : " symmetric"));
+        int64_t numBlocks = 64, numElements = numBlocks * group;
+        std::vector<uint8_t> blocks(numBlocks * format.blockBytes());
+        for (uint8_t &byte : blocks)
+          byte = static_cast<uint8_t>(rng());
+        std::vector<float> expected(numElements), actual(numElements);
+        moec::quant::dequantizeGroupRow(format, blocks.data(), expected.data(),
+                                  numElements);
+        reference::dequantizeGroup(bits, group, asymmetric, blocks.data(),
+                                   actual.data(), numElements);
+        EXPECT_PRED_FORMAT2(sameBits, actual, expected);
+      }
+}
+
+// The format of a weight type, and its block geometry, as the dialect and
+// compiler/quant define them.
+TEST(WeightFormat, FromTypes) {
+  MLIRContext context;
+  context.loadDialect<qnt::QntDialect>();
+  Builder b(&context);
+
+  auto f16 = WeightFormat::get(RankedTensorType::get({4, 64}, b.getF16Type()));
+  ASSERT_TRUE(f16);
+  EXPECT_EQ(f16->kind, WeightFormat::Kind::F16);
+  EXPECT_EQ(f16->blockElements(8), 8);
+  EXPECT_EQ(f16->blockBytes(8), 16);
+  EXPECT_EQ(f16->name(), "f16");
+  auto bf16 =
+      WeightFormat::get(RankedTensorType::get({64}, b.getBF16Type()));
+  ASSERT_TRUE(bf16);
+  EXPECT_EQ(bf16->kind, WeightFormat::Kind::BF16);
+  auto f32 = WeightFormat::get(RankedTensorType::get({64}, b.getF32Type()));
+  ASSERT_TRUE(f32);
+  EXPECT_EQ(f32->blockBytes(16), 64);
+  EXPECT_FALSE(
+      WeightFormat::get(RankedTensorType::get({64}, b.getI8Type())));
+  EXPECT_FALSE(WeightFormat::get(b.getF32Type()));
+
+  auto q4k = qnt::QuantizedTensorType::get(&context, {8, 512},
+                                           QuantFormat::Q4_K);
+  auto format = WeightFormat::get(q4k);
+  ASSERT_TRUE(format);
+  EXPECT_EQ(format->kind, WeightFormat::Kind::Quantized);
+  EXPECT_EQ(format->quant, QuantFormat::Q4_K);
+  EXPECT_EQ(format->blockElements(16), q4k.getBlockSize());
+  EXPECT_EQ(format->blockBytes(16), q4k.getBlockBytes());
+  EXPECT_EQ(format->name(), "q4_k");
+  EXPECT_FALSE(WeightFormat::get(q4k.withInterleave(8)));
+
+  for (QuantFormat quant : {QuantFormat::Int2, QuantFormat::Int3,
+                            QuantFormat::Int4, QuantFormat::Int8})
+    for (bool asymmetric : {false, true}) {
+      auto type = qnt::QuantizedTensorType::get(&context, {4, 96}, quant,
+                                                32u, asymmetric, 1u);
+      auto own = WeightFormat::get(type);
+      ASSERT_TRUE(own);
+      EXPECT_EQ(own->group, 32u);
+      EXPECT_EQ(own->asymmetric, asymmetric);
+      EXPECT_EQ(own->blockElements(8), 32);
+      EXPECT_EQ(own->blockBytes(8), type.getBlockBytes());
+      EXPECT_EQ(own->blockBytes(8), groupFormat(*own).blockBytes());
+    }
+  auto int3 = qnt::QuantizedTensorType::get(&context, {96}, QuantFormat::Int3,
+                                            32u, true, 1u);
+  EXPECT_EQ(WeightFormat::get(int3)->name(), "int3_g32_asym");
+}
+
+} // namespace

@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""A compiled model against the reference executor.
+
+Synthesizes a model (moec synth), compiles it for a target (moec -o out/),
+runs out/model-run on a prompt and greedy steps, and compares the logits of
+every position with the reference executor's (moec-reference) on the same
+token sequence:
+
+  * max |compiled - reference| / max |reference| of each position's logits
+    must stay within --tolerance;
+  * the top-1 token must equal the reference's wherever the reference's
+    top-1/top-2 margin exceeds twice the largest logit error seen in the run
+    (elsewhere rounding may legitimately flip it).
+
+The generated tokens come from the compiled model; the reference is run on
+the same sequence (teacher forcing), so one divergent argmax does not derail
+the rest of the comparison.
+"""
+
+import argparse
+import os
+import random
+import subprocess
+import sys
+
+import numpy as np
+
+
+def run(cmd, **kw):
+    result = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if result.returncode != 0:
+        sys.exit(f"FAILED ({result.returncode}): {' '.join(cmd)}\n"
+                 f"{result.stdout}\n{result.stderr}")
+    return result
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--moec", required=True)
+    p.add_argument("--reference", required=True)
+    p.add_argument("--workdir", required=True)
+    p.add_argument("--family", required=True)
+    p.add_argument("--synth-args", default="",
+                   help="extra moec synth arguments, space-separated")
+    p.add_argument("--target", default="host")
+    p.add_argument("--compile-args", default="")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--prompt", type=int, default=32)
+    p.add_argument("--steps", type=int, default=32)
+    p.add_argument("--tolerance", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=1)
+    a = p.parse_args()
+
+    os.makedirs(a.workdir, exist_ok=True)
+    model = os.path.join(a.workdir, "model.gguf")
+    out = os.path.join(a.workdir, "out")
+    run([a.moec, "synth", f"--family={a.family}", "--preset=tiny",
+         f"--seed={a.seed}", "-o", model] + a.synth_args.split())
+    run([a.moec, model, f"--target={a.target}", "--quiet", "-o", out] +
+        a.compile_args.split())
+
+    vocab = None
+    info = run([a.moec, "inspect", model]).stdout
+    for line in info.splitlines():
+        if "vocab" in line:
+            for word in line.replace(",", " ").split():
+                if word.isdigit():
+                    vocab = int(word)
+                    break
+        if vocab:
+            break
+    vocab = vocab or 256
+    rng = random.Random(a.seed)
+    prompt = [rng.randrange(vocab) for _ in range(a.prompt)]
+    got_path = os.path.join(a.workdir, "compiled.f32")
+    r = run([os.path.join(out, "model-run"), "--prompt-ids",
+             ",".join(map(str, prompt)), "-n", str(a.steps), "-t",
+             str(a.threads), "--logits-out", got_path])
+    generated = [int(t) for t in r.stdout.split()]
+    if len(generated) != a.steps:
+        sys.exit(f"model-run printed {len(generated)} tokens, expected "
+                 f"{a.steps}: {r.stdout!r}")
+    got = np.fromfile(got_path, dtype=np.float32)
+    rows = a.prompt + a.steps - 1  # the last generated token is not fed
+    if got.size % rows:
+        sys.exit(f"compiled logits: {got.size} floats for {rows} positions")
+    vocab = got.size // rows
+    got = got.reshape(rows, vocab)
+
+    ref_path = os.path.join(a.workdir, "reference.f32")
+    sequence = prompt + generated[:-1]
+    run([a.reference, model, "--tokens", ",".join(map(str, sequence)), "-o",
+         ref_path])
+    ref = np.fromfile(ref_path, dtype=np.float32).reshape(rows, vocab)
+
+    errors = np.abs(got.astype(np.float64) - ref).max(axis=1) / \
+        np.abs(ref).max(axis=1)
+    worst = float(errors.max())
+    abs_err = float(np.abs(got.astype(np.float64) - ref).max())
+    top2 = np.sort(ref, axis=1)[:, -2:]
+    margins = top2[:, 1] - top2[:, 0]
+    checked = mismatched = 0
+    for i in range(rows):
+        if margins[i] > 2 * abs_err:
+            checked += 1
+            if got[i].argmax() != ref[i].argmax():
+                mismatched += 1
+                print(f"position {i}: top-1 {got[i].argmax()} vs reference "
+                      f"{ref[i].argmax()} (margin {margins[i]:.4g})")
+    # Greedy decoding itself: every generated token is the argmax of the
+    # compiled logits of its position.
+    for s in range(a.steps - 1):
+        if generated[s] != int(got[a.prompt - 1 + s].argmax()):
+            sys.exit(f"step {s}: model-run printed {generated[s]}, its logits' "
+                     f"argmax is {int(got[a.prompt - 1 + s].argmax())}")
+    print(f"{a.family} on {a.target}: {rows} positions, worst relative logit "
+          f"error {worst:.3g} (tolerance {a.tolerance:g}), top-1 checked at "
+          f"{checked} positions, {mismatched} mismatched")
+    if worst > a.tolerance or mismatched:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
