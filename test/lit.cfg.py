@@ -23,7 +23,7 @@ for tool in ["moec-opt", "moec"]:
     config.substitutions.append(
         (r"(?<![-\w/.])%s(?![-\w])" % tool,
          os.path.join(config.moec_tools_dir, tool)))
-for tool in ["FileCheck", "not", "split-file"]:
+for tool in ["FileCheck", "not", "split-file", "llvm-nm", "llvm-objdump"]:
     config.substitutions.append(
         (r"\b%s\b" % tool, os.path.join(config.llvm_tools_dir, tool)))
 config.substitutions.append(("%python", config.python))

@@ -197,8 +197,8 @@ public:
   Value loadBytes(int64_t at, int64_t n) {
     Value index = offset;
     if (at != 0)
-      index = arith::AddIOp::create(
-          b, loc, offset, arith::ConstantIndexOp::create(b, loc, at));
+      index = arith::AddIOp::create(b, loc, offset,
+                                    arith::ConstantIndexOp::create(b, loc, at));
     return vector::LoadOp::create(b, loc, VectorType::get({n}, b.getI8Type()),
                                   bytes, ValueRange{index});
   }
@@ -215,8 +215,7 @@ public:
 
   /// A vector<values.size() x i32> constant.
   Value i32Vector(ArrayRef<int32_t> values) {
-    auto type =
-        VectorType::get({int64_t(values.size())}, b.getI32Type());
+    auto type = VectorType::get({int64_t(values.size())}, b.getI32Type());
     return arith::ConstantOp::create(
         b, loc, cast<TypedAttr>(DenseElementsAttr::get(type, values)));
   }
@@ -278,11 +277,11 @@ public:
       else
         value = arith::MulFOp::create(b, loc, scale, x);
       if (layout.combine == Combine::ScaleTimesCodePlusMin)
-        value = arith::AddFOp::create(
-            b, loc, value, broadcastLane(layout.mins, sub, lanes));
+        value = arith::AddFOp::create(b, loc, value,
+                                      broadcastLane(layout.mins, sub, lanes));
       else if (layout.combine == Combine::ScaleTimesCodeMinusMin)
-        value = arith::SubFOp::create(
-            b, loc, value, broadcastLane(layout.mins, sub, lanes));
+        value = arith::SubFOp::create(b, loc, value,
+                                      broadcastLane(layout.mins, sub, lanes));
       consume(first, value);
     }
   }
@@ -305,8 +304,8 @@ public:
     Value small = arith::ShLIOp::create(b, loc, i32Scalar(0x00200000), e);
     Value normal = arith::ShLIOp::create(
         b, loc, arith::SubIOp::create(b, loc, e, i32Scalar(1)), i32Scalar(23));
-    Value isSmall = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
-                                          e, i32Scalar(2));
+    Value isSmall = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, e,
+                                          i32Scalar(2));
     // The shift of the unselected arm may be out of range (poison); select
     // does not propagate the poison of the arm it does not choose.
     Value bits = arith::SelectOp::create(b, loc, isSmall, small, normal);
@@ -345,8 +344,8 @@ private:
         variants.push_back(variant);
     }
     bytewise &= variants.size() == 2;
-    Value value = bytewise ? extractBytewise(fields, variants)
-                           : extractLanewise(fields);
+    Value value =
+        bytewise ? extractBytewise(fields, variants) : extractLanewise(fields);
     SmallVector<int32_t> ats;
     for (const BitField &f : fields)
       ats.push_back(f.at);
@@ -402,8 +401,8 @@ private:
   /// shifted by its own amount (vpsrlvd) and masked.
   Value extractLanewise(ArrayRef<BitField> fields) {
     int64_t n = fields.size();
-    const BitField &present = *llvm::find_if(
-        fields, [](const BitField &f) { return f.width != 0; });
+    const BitField &present =
+        *llvm::find_if(fields, [](const BitField &f) { return f.width != 0; });
     bool isSigned = present.isSigned;
     auto bytesOf = [](const BitField &f) {
       return int64_t(f.shift + f.width + 7) / 8;
@@ -459,9 +458,8 @@ private:
   /// and the range offset of the first. The range is cut into power-of-two
   /// pieces of at most 16 bytes (one SSE/NEON register) from its start: loads
   /// stay inside it and are the same whichever run asks for them.
-  std::pair<SmallVector<Value>, int64_t> coveringPieces(ByteRange range,
-                                                        int64_t lo,
-                                                        int64_t hi) {
+  std::pair<SmallVector<Value>, int64_t>
+  coveringPieces(ByteRange range, int64_t lo, int64_t hi) {
     assert(0 <= lo && hi < range.size && "a field outside its range");
     SmallVector<Value> pieces;
     int64_t base = -1, position = 0;
@@ -807,9 +805,9 @@ void moec::codegen::emitBlockDecode(
     return;
   case WeightFormat::Kind::F16: {
     // vcvtph2ps with F16C; exact (NaNs stay NaNs, possibly quieted).
-    Value halves = vector::BitCastOp::create(
-        builder, loc, lanesOf(builder.getF16Type()),
-        decoder.loadBytes(0, 2 * lanes));
+    Value halves =
+        vector::BitCastOp::create(builder, loc, lanesOf(builder.getF16Type()),
+                                  decoder.loadBytes(0, 2 * lanes));
     consume(0, arith::ExtFOp::create(builder, loc,
                                      lanesOf(builder.getF32Type()), halves));
     return;
@@ -817,9 +815,9 @@ void moec::codegen::emitBlockDecode(
   case WeightFormat::Kind::BF16: {
     // bf16 is the top half of an f32: widen and shift, exact to the bit
     // (NaN payloads included), and as fast as any conversion instruction.
-    Value words = vector::BitCastOp::create(
-        builder, loc, lanesOf(builder.getI16Type()),
-        decoder.loadBytes(0, 2 * lanes));
+    Value words =
+        vector::BitCastOp::create(builder, loc, lanesOf(builder.getI16Type()),
+                                  decoder.loadBytes(0, 2 * lanes));
     Value wide = arith::ExtUIOp::create(builder, loc,
                                         lanesOf(builder.getI32Type()), words);
     Value bits =

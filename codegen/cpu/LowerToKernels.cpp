@@ -184,6 +184,9 @@ private:
     }
     int64_t type = cast<IntegerAttr>(entry[1]).getInt();
     auto format = formatOfGgmlType(type);
+    // -1: a format of our own, which the IR type describes.
+    if (!format && type == -1)
+      format = WeightFormat();
     if (!format) {
       user->emitOpError("weight '")
           << name << "' has ggml type " << type
@@ -198,7 +201,28 @@ private:
       user->emitOpError("expects weights from qnt.weight");
       return failure();
     }
-    return resident(user, w.getName());
+    return residentTyped(user, w.getName(), w.getType());
+  }
+  FailureOr<ResidentWeight> residentOfRef(Operation *user,
+                                          qnt::WeightRefAttr ref) {
+    return residentTyped(user, ref.getName(), ref.getType());
+  }
+  FailureOr<ResidentWeight> residentTyped(Operation *user, StringRef name,
+                                          Type type) {
+    FailureOr<ResidentWeight> r = resident(user, name);
+    // Matrices are stored as their type says (the importer keeps the
+    // store's type, compression names its own formats); vectors may be
+    // stored narrower than the f32 they are used as.
+    if (succeeded(r) && weightShape(type).size() >= 2) {
+      std::optional<WeightFormat> f = WeightFormat::get(type);
+      if (!f) {
+        user->emitOpError("weights of type ")
+            << type << " are not decoded by the CPU backend";
+        return failure();
+      }
+      r->format = *f;
+    }
+    return r;
   }
   LogicalResult checkWidth(Operation *op, int64_t n, StringRef what) {
     if (n % 4 != 0)
@@ -495,7 +519,7 @@ LogicalResult ScheduleBuilder::lower(Operation *op) {
 }
 
 LogicalResult ScheduleBuilder::lowerEmbed(moe::EmbedOp op) {
-  auto table = resident(op, op.getTable().getName());
+  auto table = residentOfRef(op, op.getTable());
   if (failed(table))
     return failure();
   int64_t dim = cast<ShapedType>(op.getType()).getShape().back();
@@ -849,9 +873,9 @@ LogicalResult ScheduleBuilder::lowerCombine(moe::CombineOp op) {
 LogicalResult ScheduleBuilder::lowerSharedExpert(moe::SharedExpertOp op) {
   if (op.getActivation().getKind() != moe::ActivationKind::SwiGLU)
     return op.emitOpError("the CPU backend runs SwiGLU shared experts only");
-  auto gate = resident(op, op.getGate().getName());
-  auto up = resident(op, op.getUp().getName());
-  auto downW = resident(op, op.getDown().getName());
+  auto gate = residentOfRef(op, op.getGate());
+  auto up = residentOfRef(op, op.getUp());
+  auto downW = residentOfRef(op, op.getDown());
   if (failed(gate) || failed(up) || failed(downW))
     return failure();
   if (gate->format.name() != up->format.name())
@@ -875,7 +899,7 @@ LogicalResult ScheduleBuilder::lowerSharedExpert(moe::SharedExpertOp op) {
        {residentArg, idx(downW->offset), scratchF32, off(h), scratchF32,
         off(out), tokenCount, threadIdx, threadCount});
   if (auto inputGate = op.getInputGateAttr()) {
-    auto g = resident(op, inputGate.getName());
+    auto g = residentOfRef(op, inputGate);
     if (failed(g) || failed(checkBlocks(op, g->format, hidden)))
       return failure();
     Buffer gl = temporary(options.maxBatch);

@@ -43,8 +43,8 @@ uint16_t readU16(const uint8_t *p) { return uint16_t(p[0] | (p[1] << 8)); }
 void reference::dequantizeGroup(unsigned bits, unsigned group, bool asymmetric,
                                 const uint8_t *src, float *dst,
                                 int64_t numElements) {
-  assert((bits == 2 || bits == 3 || bits == 4 || bits == 8) &&
-         group % 8 == 0 && numElements % group == 0);
+  assert((bits == 2 || bits == 3 || bits == 4 || bits == 8) && group % 8 == 0 &&
+         numElements % group == 0);
   const int64_t codeBytes = int64_t(group) * bits / 8;
   const int64_t blockBytes = 2 + (asymmetric ? 2 : 0) + codeBytes;
   const unsigned mask = (1u << bits) - 1;

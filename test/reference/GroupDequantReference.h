@@ -1,4 +1,4 @@
-//===- GroupDequantReference.h - Own int formats, second opinion -*- C++ -*-===//
+//===- GroupDequantReference.h - Own int formats, 2nd opinion ---*- C++ -*-===//
 //
 // A second scalar dequantizer of moec's own group-wise int2/int3/int4/int8
 // formats, written from the format's definition (compiler/quant/

@@ -6,6 +6,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "codegen/cpu/LowerToKernels.h"
 #include "dialects/moe/IR/MoeOps.h"
 #include "dialects/qnt/IR/QntOps.h"
 
@@ -40,6 +41,8 @@ int main(int argc, char **argv) {
 
   // Upstream's generic passes (canonicalize, cse, inline, symbol-dce, ...).
   mlir::registerTransformsPasses();
+  // Ours: one lit test file per flag (test/codegen/...).
+  moec::codegen::registerLowerToKernelsPass();
 
   return mlir::asMainReturnCode(
       mlir::MlirOptMain(argc, argv, "moec optimizer driver\n", registry));

@@ -92,10 +92,9 @@ bool isOwnFormat(const WeightFormat &format) {
 }
 
 std::vector<Case> allCases() {
-  std::vector<WeightFormat> formats = {
-      floatFormat(WeightFormat::Kind::F32),
-      floatFormat(WeightFormat::Kind::F16),
-      floatFormat(WeightFormat::Kind::BF16)};
+  std::vector<WeightFormat> formats = {floatFormat(WeightFormat::Kind::F32),
+                                       floatFormat(WeightFormat::Kind::F16),
+                                       floatFormat(WeightFormat::Kind::BF16)};
   for (QuantFormat quant :
        {QuantFormat::Q4_0, QuantFormat::Q4_1, QuantFormat::Q5_0,
         QuantFormat::Q5_1, QuantFormat::Q8_0, QuantFormat::Q2_K,
@@ -158,8 +157,7 @@ gguf::GgmlType ggmlType(const WeightFormat &format) {
 }
 
 moec::quant::GroupFormat groupFormat(const WeightFormat &format) {
-  return {qnt::getOwnFormatBits(format.quant), format.group,
-          format.asymmetric};
+  return {qnt::getOwnFormatBits(format.quant), format.group, format.asymmetric};
 }
 
 /// Offsets in a block of the f16 scales and mins (which the test keeps
@@ -266,14 +264,14 @@ OwningOpRef<ModuleOp> buildDecodeModule(MLIRContext &context,
   auto index = [&](int64_t value) -> Value {
     return arith::ConstantIndexOp::create(b, loc, value);
   };
-  auto loop = scf::ForOp::create(b, loc, index(0), entry->getArgument(2),
-                                 index(1));
+  auto loop =
+      scf::ForOp::create(b, loc, index(0), entry->getArgument(2), index(1));
   b.setInsertionPointToStart(loop.getBody());
   Value block = loop.getInductionVar();
-  Value byteOffset = arith::MulIOp::create(b, loc, block,
-                                           index(format.blockBytes(lanes)));
-  Value elementOffset = arith::MulIOp::create(
-      b, loc, block, index(format.blockElements(lanes)));
+  Value byteOffset =
+      arith::MulIOp::create(b, loc, block, index(format.blockBytes(lanes)));
+  Value elementOffset =
+      arith::MulIOp::create(b, loc, block, index(format.blockElements(lanes)));
   codegen::emitBlockDecode(
       b, loc, format, src, byteOffset, lanes, [&](int64_t first, Value value) {
         Value at = arith::AddIOp::create(b, loc, elementOffset, index(first));
@@ -312,10 +310,10 @@ public:
   JitDecoder(const WeightFormat &format, unsigned lanes) {
     initializeNativeTarget();
     DialectRegistry registry;
-    registry.insert<arith::ArithDialect, cf::ControlFlowDialect,
-                    func::FuncDialect, LLVM::LLVMDialect, math::MathDialect,
-                    memref::MemRefDialect, scf::SCFDialect,
-                    vector::VectorDialect>();
+    registry
+        .insert<arith::ArithDialect, cf::ControlFlowDialect, func::FuncDialect,
+                LLVM::LLVMDialect, math::MathDialect, memref::MemRefDialect,
+                scf::SCFDialect, vector::VectorDialect>();
     registerBuiltinDialectTranslation(registry);
     registerLLVMDialectTranslation(registry);
     context.appendDialectRegistry(registry);
@@ -398,10 +396,9 @@ std::string hexBits(float value) {
   if (mismatches == 0)
     return ::testing::AssertionSuccess();
   return ::testing::AssertionFailure()
-         << actualName << " and " << expectedName << " differ in "
-         << mismatches << " of " << actual.size()
-         << " elements; first at element " << first << ": "
-         << actual[first] << " (" << hexBits(actual[first]) << ") vs "
+         << actualName << " and " << expectedName << " differ in " << mismatches
+         << " of " << actual.size() << " elements; first at element " << first
+         << ": " << actual[first] << " (" << hexBits(actual[first]) << ") vs "
          << expected[first] << " (" << hexBits(expected[first]) << ")";
 }
 
@@ -435,16 +432,15 @@ TEST_P(BlockDecode, MatchesReferenceBitForBit) {
     std::vector<float> expected(numElements);
     if (isOwnFormat(format)) {
       moec::quant::dequantizeGroupRow(groupFormat(format), blocks.data(),
-                                expected.data(), numElements);
+                                      expected.data(), numElements);
       std::vector<float> independent(numElements);
       reference::dequantizeGroup(qnt::getOwnFormatBits(format.quant),
-                                 format.group, format.asymmetric,
-                                 blocks.data(), independent.data(),
-                                 numElements);
+                                 format.group, format.asymmetric, blocks.data(),
+                                 independent.data(), numElements);
       EXPECT_PRED_FORMAT2(sameBits, independent, expected);
     } else {
-      moec::quant::dequantizeRow(ggmlType(format), blocks.data(), expected.data(),
-                           numElements);
+      moec::quant::dequantizeRow(ggmlType(format), blocks.data(),
+                                 expected.data(), numElements);
     }
     EXPECT_PRED_FORMAT2(sameBits, actual, expected);
   }
@@ -478,7 +474,7 @@ TEST(GroupDequantReference, AgreesWithGroupFormats) {
           byte = static_cast<uint8_t>(rng());
         std::vector<float> expected(numElements), actual(numElements);
         moec::quant::dequantizeGroupRow(format, blocks.data(), expected.data(),
-                                  numElements);
+                                        numElements);
         reference::dequantizeGroup(bits, group, asymmetric, blocks.data(),
                                    actual.data(), numElements);
         EXPECT_PRED_FORMAT2(sameBits, actual, expected);
@@ -498,19 +494,17 @@ TEST(WeightFormat, FromTypes) {
   EXPECT_EQ(f16->blockElements(8), 8);
   EXPECT_EQ(f16->blockBytes(8), 16);
   EXPECT_EQ(f16->name(), "f16");
-  auto bf16 =
-      WeightFormat::get(RankedTensorType::get({64}, b.getBF16Type()));
+  auto bf16 = WeightFormat::get(RankedTensorType::get({64}, b.getBF16Type()));
   ASSERT_TRUE(bf16);
   EXPECT_EQ(bf16->kind, WeightFormat::Kind::BF16);
   auto f32 = WeightFormat::get(RankedTensorType::get({64}, b.getF32Type()));
   ASSERT_TRUE(f32);
   EXPECT_EQ(f32->blockBytes(16), 64);
-  EXPECT_FALSE(
-      WeightFormat::get(RankedTensorType::get({64}, b.getI8Type())));
+  EXPECT_FALSE(WeightFormat::get(RankedTensorType::get({64}, b.getI8Type())));
   EXPECT_FALSE(WeightFormat::get(b.getF32Type()));
 
-  auto q4k = qnt::QuantizedTensorType::get(&context, {8, 512},
-                                           QuantFormat::Q4_K);
+  auto q4k =
+      qnt::QuantizedTensorType::get(&context, {8, 512}, QuantFormat::Q4_K);
   auto format = WeightFormat::get(q4k);
   ASSERT_TRUE(format);
   EXPECT_EQ(format->kind, WeightFormat::Kind::Quantized);
@@ -523,8 +517,8 @@ TEST(WeightFormat, FromTypes) {
   for (QuantFormat quant : {QuantFormat::Int2, QuantFormat::Int3,
                             QuantFormat::Int4, QuantFormat::Int8})
     for (bool asymmetric : {false, true}) {
-      auto type = qnt::QuantizedTensorType::get(&context, {4, 96}, quant,
-                                                32u, asymmetric, 1u);
+      auto type = qnt::QuantizedTensorType::get(&context, {4, 96}, quant, 32u,
+                                                asymmetric, 1u);
       auto own = WeightFormat::get(type);
       ASSERT_TRUE(own);
       EXPECT_EQ(own->group, 32u);
