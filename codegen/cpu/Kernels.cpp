@@ -209,72 +209,164 @@ struct MatmulOperands {
   Value tokens, nLo, nHi;
 };
 
-void emitMatmulCore(Emitter &e, const MatmulSpec &spec,
-                    const MatmulOperands &o) {
+/// The epilogue of one output: SwiGLU of the gate/up pair, bias, residual,
+/// store.
+void emitMatmulEpilogue(Emitter &e, const MatmulSpec &spec,
+                        const MatmulOperands &o, Value n, Value t,
+                        ArrayRef<Value> sums) {
+  Value v = sums[0];
+  if (spec.swiglu)
+    v = e.fmul(e.silu(v), sums[1]);
+  if (spec.bias) {
+    // f32 bias: its 4 bytes loaded as one float.
+    Value at = e.add(o.biasOff, e.mul(n, 4));
+    Value bytes = vector::LoadOp::create(
+        e.b, e.loc, VectorType::get({4}, e.b.getI8Type()), o.bias, at);
+    Value f = vector::BitCastOp::create(e.b, e.loc, e.vec(1), bytes);
+    v = e.fadd(v, vector::ExtractOp::create(e.b, e.loc, f, 0));
+  }
+  Value yi = e.add(e.add(o.yOff, e.mul(t, spec.n)), n);
+  if (spec.accumulate)
+    v = e.fadd(v, e.load(o.acc, e.add(e.add(o.accOff, e.mul(t, spec.n)), n)));
+  e.store(v, o.y, yi);
+}
+
+/// Rows [lo, hi) in steps of `step`, then the rest one by one.
+void loopRowTiles(Emitter &e, Value lo, Value hi, int64_t step,
+                  function_ref<void(Value, int64_t)> body) {
+  Value count = e.sub(hi, lo);
+  Value mainEnd = e.add(lo, e.mul(e.div(count, step), step));
+  e.loop(lo, mainEnd, step, [&](Value n) { body(n, step); });
+  if (step > 1)
+    e.loop(mainEnd, hi, 1, [&](Value n) { body(n, 1); });
+}
+
+/// Decode (few tokens): each weight block is decoded once per token, in
+/// registers, and fed straight to FMAs; `rows` rows at a time give the FMAs
+/// independent accumulators and share every activation load.
+void emitGemv(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o,
+              int64_t rowTile) {
   const unsigned L = e.lanes;
   const int64_t blockElems = spec.format.blockElements(L);
   const int64_t blockBytes = spec.format.blockBytes(L);
   const int64_t blocks = spec.k / blockElems;
   const int64_t rowBytes = blocks * blockBytes;
   const unsigned nMats = spec.swiglu ? 2 : 1;
-  // Tokens per tile: decoded weights are reused across a tile's tokens.
-  const int64_t tile = 4;
-
-  e.loop(o.nLo, o.nHi, 1, [&](Value n) {
-    SmallVector<Value, 2> rowBase;
-    for (unsigned m = 0; m < nMats; ++m)
-      rowBase.push_back(e.add(o.wOff[m], e.mul(n, rowBytes)));
-
-    auto emitTile = [&](Value t0, int64_t count) {
-      SmallVector<Value> init(count * nMats, e.zeroVec(L));
+  loopRowTiles(e, o.nLo, o.nHi, rowTile, [&](Value n0, int64_t rows) {
+    e.loop(e.idx(0), o.tokens, 1, [&](Value t) {
+      Value xRow = e.add(o.xOff, e.mul(t, spec.k));
+      SmallVector<Value> init(rows * nMats, e.zeroVec(L));
       SmallVector<Value> accs = e.loop(
-          e.idx(0), e.idx(blocks), 1, init,
-          [&](Value blk, ValueRange args) {
+          e.idx(0), e.idx(blocks), 1, init, [&](Value blk, ValueRange args) {
             SmallVector<Value> acc(args.begin(), args.end());
-            Value xk = e.mul(blk, blockElems);
-            for (unsigned m = 0; m < nMats; ++m) {
-              Value wb = e.add(rowBase[m], e.mul(blk, blockBytes));
-              emitBlockDecode(
-                  e.b, e.loc, spec.format, o.w, wb, L,
-                  [&](int64_t first, Value wv) {
-                    for (int64_t i = 0; i < count; ++i) {
-                      Value xi = e.add(
-                          e.add(o.xOff, e.mul(e.add(t0, i), spec.k)),
-                          e.add(xk, first));
-                      Value xv = e.vload(L, o.x, xi);
-                      acc[m * count + i] = e.fma(wv, xv, acc[m * count + i]);
-                    }
-                  });
-            }
+            Value xk = e.add(xRow, e.mul(blk, blockElems));
+            Value blockAt = e.mul(blk, blockBytes);
+            for (int64_t r = 0; r < rows; ++r)
+              for (unsigned m = 0; m < nMats; ++m) {
+                Value wb = e.add(e.add(o.wOff[m], e.mul(e.add(n0, r), rowBytes)),
+                                 blockAt);
+                emitBlockDecode(e.b, e.loc, spec.format, o.w, wb, L,
+                                [&](int64_t first, Value wv) {
+                                  Value xv = e.vload(L, o.x, e.add(xk, first));
+                                  Value &a = acc[r * nMats + m];
+                                  a = e.fma(wv, xv, a);
+                                });
+              }
             return acc;
           });
-      for (int64_t i = 0; i < count; ++i) {
-        Value t = e.add(t0, i);
-        Value v = e.reduceAdd(accs[i]);
-        if (spec.swiglu)
-          v = e.fmul(e.silu(v), e.reduceAdd(accs[count + i]));
-        if (spec.bias) {
-          // f32 bias: load its 4 bytes as one float.
-          Value at = e.add(o.biasOff, e.mul(n, 4));
-          Value bytes = vector::LoadOp::create(
-              e.b, e.loc, VectorType::get({4}, e.b.getI8Type()), o.bias, at);
-          Value f = vector::BitCastOp::create(e.b, e.loc, e.vec(1), bytes);
-          v = e.fadd(v, vector::ExtractOp::create(e.b, e.loc, f, 0));
-        }
-        Value yi = e.add(e.add(o.yOff, e.mul(t, spec.n)), n);
-        if (spec.accumulate)
-          v = e.fadd(v, e.load(o.acc,
-                               e.add(e.add(o.accOff, e.mul(t, spec.n)), n)));
-        e.store(v, o.y, yi);
+      for (int64_t r = 0; r < rows; ++r) {
+        SmallVector<Value, 2> sums;
+        for (unsigned m = 0; m < nMats; ++m)
+          sums.push_back(e.reduceAdd(accs[r * nMats + m]));
+        emitMatmulEpilogue(e, spec, o, e.add(n0, r), t, sums);
       }
-    };
-
-    Value fullTiles = e.div(o.tokens, tile);
-    e.loop(e.idx(0), fullTiles, 1,
-           [&](Value ti) { emitTile(e.mul(ti, tile), tile); });
-    e.loop(e.mul(fullTiles, tile), o.tokens, 1,
-           [&](Value t) { emitTile(t, 1); });
+    });
   });
+}
+
+/// Prefill (many tokens): a tile of rows is decoded once into an f32 buffer
+/// on the stack (L1), then multiplied with every token, `tokenTile` tokens
+/// by `rowTile` rows of accumulators at a time, so each decoded weight is
+/// reused by all tokens and each load feeds several FMAs.
+void emitGemm(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o,
+              int64_t rowTile, int64_t tokenTile) {
+  const unsigned L = e.lanes;
+  const int64_t blockElems = spec.format.blockElements(L);
+  const int64_t blockBytes = spec.format.blockBytes(L);
+  const int64_t blocks = spec.k / blockElems;
+  const int64_t rowBytes = blocks * blockBytes;
+  const unsigned nMats = spec.swiglu ? 2 : 1;
+  const int64_t bufRows = rowTile * nMats;
+  auto bufType = MemRefType::get({bufRows * spec.k}, e.f32());
+  Value buf = memref::AllocaOp::create(e.b, e.loc, bufType,
+                                       e.b.getI64IntegerAttr(64));
+  loopRowTiles(e, o.nLo, o.nHi, rowTile, [&](Value n0, int64_t rows) {
+    // Decode: buffer row (r * nMats + m) holds weight row n0 + r of
+    // matrix m.
+    for (int64_t r = 0; r < rows; ++r)
+      for (unsigned m = 0; m < nMats; ++m) {
+        Value rowAt = e.add(o.wOff[m], e.mul(e.add(n0, r), rowBytes));
+        int64_t bufRow = (r * nMats + m) * spec.k;
+        e.loop(e.idx(0), e.idx(blocks), 1, [&](Value blk) {
+          Value out = e.add(e.mul(blk, blockElems), bufRow);
+          emitBlockDecode(e.b, e.loc, spec.format, o.w,
+                          e.add(rowAt, e.mul(blk, blockBytes)), L,
+                          [&](int64_t first, Value wv) {
+                            e.vstore(wv, buf, e.add(out, first));
+                          });
+        });
+      }
+    auto tile = [&](Value t0, int64_t count) {
+      SmallVector<Value> init(rows * nMats * count, e.zeroVec(L));
+      SmallVector<Value> accs = e.loop(
+          e.idx(0), e.idx(spec.k), L, init, [&](Value k, ValueRange args) {
+            SmallVector<Value> acc(args.begin(), args.end());
+            SmallVector<Value> xs;
+            for (int64_t i = 0; i < count; ++i)
+              xs.push_back(e.vload(
+                  L, o.x,
+                  e.add(e.add(o.xOff, e.mul(e.add(t0, i), spec.k)), k)));
+            for (int64_t r = 0; r < rows; ++r)
+              for (unsigned m = 0; m < nMats; ++m) {
+                Value wv = e.vload(
+                    L, buf, e.add(k, (r * nMats + m) * spec.k));
+                for (int64_t i = 0; i < count; ++i) {
+                  Value &a = acc[(r * nMats + m) * count + i];
+                  a = e.fma(wv, xs[i], a);
+                }
+              }
+            return acc;
+          });
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t i = 0; i < count; ++i) {
+          SmallVector<Value, 2> sums;
+          for (unsigned m = 0; m < nMats; ++m)
+            sums.push_back(e.reduceAdd(accs[(r * nMats + m) * count + i]));
+          emitMatmulEpilogue(e, spec, o, e.add(n0, r), e.add(t0, i), sums);
+        }
+    };
+    Value full = e.mul(e.div(o.tokens, tokenTile), tokenTile);
+    e.loop(e.idx(0), full, tokenTile, [&](Value t0) { tile(t0, tokenTile); });
+    e.loop(full, o.tokens, 1, [&](Value t) { tile(t, 1); });
+  });
+}
+
+/// Few tokens: GEMV, decoding in registers; more: GEMM through a decoded
+/// buffer. Both are generated; the token count picks at run time.
+void emitMatmulCore(Emitter &e, const MatmulSpec &spec,
+                    const MatmulOperands &o) {
+  const int64_t gemvMaxTokens = 2;
+  Value small = e.cmp(arith::CmpIPredicate::ule, o.tokens,
+                      e.idx(gemvMaxTokens));
+  auto ifOp = scf::IfOp::create(e.b, e.loc, small, /*withElseRegion=*/true);
+  {
+    OpBuilder::InsertionGuard guard(e.b);
+    e.b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+    emitGemv(e, spec, o, /*rowTile=*/spec.swiglu ? 2 : 4);
+    e.b.setInsertionPointToStart(&ifOp.getElseRegion().front());
+    // Accumulators: rowTile x matrices x tokenTile <= 12 of 16 registers.
+    emitGemm(e, spec, o, /*rowTile=*/spec.swiglu ? 2 : 4, /*tokenTile=*/3);
+  }
 }
 
 } // namespace
