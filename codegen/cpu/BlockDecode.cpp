@@ -26,6 +26,14 @@
 // scale's vmulps: no scalar loads, no gathers. Alternating nibbles (own int4)
 // are shifted and masked as bytes first and interleaved instead.
 //
+// The integer decode (emitBlockDecodeInteger, for 8-bit activation kernels)
+// reads the same descriptions but never leaves the bytes: each run's codes
+// are one vector<n x i8> of unsigned codes built with byte shifts, masks,
+// bit tests and shuffles (16-bit words, narrowed, only for int3's fields
+// that cross bytes); biases, Q8_0's sign and MXFP4's e2m1 table become
+// unsigned codes and per-run offsets, computed once per block with the
+// scales.
+//
 //===----------------------------------------------------------------------===//
 
 #include "codegen/cpu/BlockDecode.h"
@@ -41,6 +49,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <numeric>
 
 using namespace mlir;
 using namespace moec;
@@ -159,6 +168,16 @@ struct BitField {
 /// Where the bits of one element's code are: its fields, ORed together.
 using CodeBits = SmallVector<BitField, 2>;
 
+/// What a byte-local field does to its byte: bits [shift, shift + width)
+/// moved to bit `at` (the f32 decoder moves them in i32 lanes, so its
+/// variants keep `at` 0). Width 0: the byte's contribution is zero.
+struct Variant {
+  unsigned shift = 0, width = 0, at = 0;
+  bool operator==(const Variant &other) const {
+    return shift == other.shift && width == other.width && at == other.at;
+  }
+};
+
 /// The f32 operations that turn a converted code `q` into a value, in
 /// compiler/quant's order: a different order rounds differently.
 enum class Combine {
@@ -218,6 +237,17 @@ public:
     auto type = VectorType::get({int64_t(values.size())}, b.getI32Type());
     return arith::ConstantOp::create(
         b, loc, cast<TypedAttr>(DenseElementsAttr::get(type, values)));
+  }
+  /// A constant of the integer vector type `type` (values truncated to
+  /// its element width).
+  Value intVector(VectorType type, ArrayRef<int64_t> values) {
+    unsigned width = type.getElementTypeBitWidth();
+    SmallVector<APInt> elements;
+    for (int64_t value : values)
+      elements.push_back(APInt(width, uint64_t(value), /*isSigned=*/false,
+                               /*implicitTrunc=*/true));
+    return arith::ConstantOp::create(
+        b, loc, cast<TypedAttr>(DenseElementsAttr::get(type, elements)));
   }
   Value i32Splat(int64_t n, int32_t value) {
     return i32Vector(SmallVector<int32_t>(n, value));
@@ -286,6 +316,89 @@ public:
     }
   }
 
+  /// The codes of the elements whose bits `elements` describe as unsigned
+  /// bytes, vector<elements.size() x i8>: every part extracted on its own,
+  /// without leaving the bytes, and ORed in.
+  Value extractByteCodes(ArrayRef<CodeBits> elements) {
+    size_t parts = 0;
+    for (const CodeBits &bits : elements)
+      parts = std::max(parts, bits.size());
+    Value codes;
+    for (size_t part = 0; part < parts; ++part) {
+      SmallVector<BitField> fields;
+      for (const CodeBits &bits : elements)
+        fields.push_back(part < bits.size() ? bits[part] : BitField());
+      Value value = extractFieldBytes(fields);
+      codes = codes ? arith::OrIOp::create(b, loc, codes, value) : value;
+    }
+    return codes;
+  }
+
+  /// The integer runs of `layout`, `length` elements each, handed to
+  /// `consume` in element order: unsigned byte codes u with
+  /// value = scale * u + offset. A code q with a bias (Q4_0: q - 8) keeps
+  /// its bits and moves the bias into the offset (-8 d); Q8_0's signed
+  /// bytes flip their sign bit (u = q + 128, offset -128 d); MXFP4's e2m1
+  /// indices become 12 + the doubled value (offset -12 times the halved
+  /// E8M0 scale). The offsets of a K-quant are computed once per block as
+  /// one vector, like its scales.
+  void emitIntegerRuns(const BlockLayout &layout, int64_t length,
+                       function_ref<void(const IntegerRun &)> consume) {
+    assert(layout.elements % length == 0 && layout.subBlock % length == 0 &&
+           "a run must lie within one sub-block");
+    bool isSigned = layout.code(0).front().isSigned;
+    int32_t bias = layout.bias;
+    if (isSigned)
+      bias -= 128;
+    if (layout.e2m1)
+      bias -= 12;
+    Value offsets;
+    switch (layout.combine) {
+    case Combine::ScaleTimesCodePlusMin:
+      assert(bias == 0 && "a bias and a min");
+      offsets = layout.mins;
+      break;
+    case Combine::ScaleTimesCodeMinusMin:
+      assert(bias == 0 && "a bias and a min");
+      offsets = arith::NegFOp::create(b, loc, layout.mins);
+      break;
+    case Combine::ScaleTimesCode:
+    case Combine::CodeTimesScale:
+      // scale * bias: exact (an f16 or `d * sc` times a power of two or a
+      // small integer), and so is scale * u + scale * bias.
+      if (bias != 0) {
+        Type type = layout.scales.getType();
+        TypedAttr factor = b.getF32FloatAttr(float(bias));
+        if (auto vector = dyn_cast<VectorType>(type))
+          factor = DenseElementsAttr::get(vector, float(bias));
+        offsets = arith::MulFOp::create(
+            b, loc, layout.scales, arith::ConstantOp::create(b, loc, factor));
+      }
+      break;
+    }
+
+    for (int64_t first = 0; first < layout.elements; first += length) {
+      SmallVector<CodeBits> elements;
+      for (int64_t e = first; e < first + length; ++e)
+        elements.push_back(layout.code(e));
+      Value u = extractByteCodes(elements);
+      auto type = cast<VectorType>(u.getType());
+      if (isSigned)
+        u = arith::XOrIOp::create(
+            b, loc, u, intVector(type, SmallVector<int64_t>(length, 0x80)));
+      if (layout.e2m1)
+        u = e2m1ToUnsigned(u);
+      assert(type == VectorType::get({length}, b.getI8Type()));
+      int64_t sub = first / layout.subBlock;
+      IntegerRun run;
+      run.first = first;
+      run.codes = u;
+      run.scale = laneScalar(layout.scales, sub);
+      run.offset = offsets ? laneScalar(offsets, sub) : Value();
+      consume(run);
+    }
+  }
+
   /// `scalar * float(codes)` as vector<n x f32>: the per-sub-block scales
   /// (or mins) of a K-quant, `d * float(sc)` in compiler/quant's order.
   Value scaleCodes(Value scalar, Value codes) {
@@ -313,6 +426,58 @@ public:
   }
 
 private:
+  /// One field of every element (width 0: none) as vector<n x i8>, its
+  /// bits at their place in the code. Fields are first made byte-local
+  /// (byte + shift / 8, shift % 8). Within single bytes: single bits at
+  /// several positions (Q5_0's qh) are tested (pand, pcmpeqb); a few
+  /// variants (at most four: int2's) shifted and masked as whole pieces
+  /// and picked by a tree of interleaves (mergeShuffle). Else (int3's
+  /// fields that cross bytes):
+  /// 16-bit words gathered, shifted per lane, masked and narrowed.
+  Value extractFieldBytes(ArrayRef<BitField> fields) {
+    const BitField *present =
+        llvm::find_if(fields, [](const BitField &f) { return f.width != 0; });
+    assert(present != fields.end() && "a part without any field");
+    assert(llvm::all_of(fields,
+                        [&](const BitField &f) {
+                          return !f.width || (f.range == present->range &&
+                                              f.isSigned == present->isSigned);
+                        }) &&
+           "the fields of one part share a range and a signedness");
+    (void)present;
+
+    SmallVector<BitField> local(fields.begin(), fields.end());
+    SmallVector<Variant, 4> variants;
+    bool byteLocal = true, singleBits = true;
+    for (BitField &f : local) {
+      if (!f.width) {
+        if (!llvm::is_contained(variants, Variant()))
+          variants.push_back(Variant());
+        continue;
+      }
+      f.byte += f.shift / 8;
+      f.shift %= 8;
+      assert(f.at + f.width <= 8 && "a code beyond 8 bits");
+      byteLocal &= f.shift + f.width <= 8;
+      singleBits &= f.width == 1;
+      Variant variant{f.shift, f.width, f.at};
+      if (!llvm::is_contained(variants, variant))
+        variants.push_back(variant);
+    }
+    if (byteLocal && singleBits && variants.size() > 1)
+      return extractBitTest(local);
+    if (byteLocal && variants.size() <= 4)
+      return extractBytewise(local, variants, /*toBytes=*/true);
+    Value value = extractLanewise(local, /*toBytes=*/true);
+    SmallVector<int64_t> ats;
+    for (const BitField &f : local)
+      ats.push_back(f.at);
+    if (llvm::any_of(ats, [](int64_t at) { return at != 0; }))
+      value = arith::ShLIOp::create(
+          b, loc, value, intVector(cast<VectorType>(value.getType()), ats));
+    return value;
+  }
+
   /// One field of every element (width 0: none) as vector<n x i32>.
   Value extractField(ArrayRef<BitField> fields) {
     const BitField *present =
@@ -332,20 +497,21 @@ private:
     // shift per lane. (Measured with llvm-mca for skylake and znver3: a
     // uniform shift costs the same per lane, where pmovzx folds the load;
     // int2's four variants cost more as shuffles than as vpsrlvd.)
-    SmallVector<std::pair<unsigned, unsigned>, 2> variants;
+    SmallVector<Variant, 2> variants;
     bool bytewise = true;
     for (const BitField &f : fields) {
       if (f.width == 0 || f.shift + f.width > 8) {
         bytewise = false;
         break;
       }
-      std::pair<unsigned, unsigned> variant{f.shift, f.width};
+      Variant variant{f.shift, f.width, 0};
       if (!llvm::is_contained(variants, variant))
         variants.push_back(variant);
     }
     bytewise &= variants.size() == 2;
-    Value value =
-        bytewise ? extractBytewise(fields, variants) : extractLanewise(fields);
+    Value value = bytewise
+                      ? extractBytewise(fields, variants, /*toBytes=*/false)
+                      : extractLanewise(fields, /*toBytes=*/false);
     SmallVector<int32_t> ats;
     for (const BitField &f : fields)
       ats.push_back(f.at);
@@ -354,41 +520,54 @@ private:
     return value;
   }
 
-  /// Fields within single bytes, of a few (shift, width) variants: each
-  /// piece of bytes they read is shifted and masked as bytes, once per
-  /// variant (psrlw + pand on x86, 16 bytes at once), and one shuffle picks
-  /// each element's byte from the variant it needs (for int4's alternating
-  /// nibbles, an interleave: punpcklbw), before widening to i32.
+  /// Fields within single bytes, of a few variants: each piece of bytes
+  /// they read is shifted and masked as bytes, once per variant (psrlw +
+  /// pand on x86, 16 bytes at once), and one shuffle picks each element's
+  /// byte from the variant it needs (for int4's alternating nibbles, an
+  /// interleave: punpcklbw), before widening to i32 (or, `toBytes`, as the
+  /// vector<n x i8> of the codes themselves: variants then include `at`,
+  /// and absent fields pick from zeros).
   ///
   ///   %lo = arith.andi %piece, 15 : vector<16xi8>
   ///   %hi = arith.shrui %piece, 4 : vector<16xi8>
   ///   %q = vector.shuffle %lo, %hi [0, 16, 1, 17, ...]
   ///   %w = arith.extui %q : vector<8xi8> to vector<8xi32>
-  Value extractBytewise(ArrayRef<BitField> fields,
-                        ArrayRef<std::pair<unsigned, unsigned>> variants) {
-    ByteRange range = fields.front().range;
-    bool isSigned = fields.front().isSigned;
-    auto [lo, hi] = std::minmax_element(
-        fields.begin(), fields.end(),
-        [](const BitField &x, const BitField &y) { return x.byte < y.byte; });
-    auto [pieces, base] = coveringPieces(range, lo->byte, hi->byte);
+  Value extractBytewise(ArrayRef<BitField> fields, ArrayRef<Variant> variants,
+                        bool toBytes) {
+    const BitField &present =
+        *llvm::find_if(fields, [](const BitField &f) { return f.width != 0; });
+    ByteRange range = present.range;
+    bool isSigned = present.isSigned;
+    int64_t lo = present.byte, hi = present.byte;
+    for (const BitField &f : fields)
+      if (f.width) {
+        lo = std::min(lo, f.byte);
+        hi = std::max(hi, f.byte);
+      }
+    auto [pieces, base] = coveringPieces(range, lo, hi);
     int64_t span = 0;
     for (Value piece : pieces)
       span += cast<VectorType>(piece.getType()).getNumElements();
 
     SmallVector<Value> sources;
-    for (auto [shift, width] : variants) {
-      assert((!isSigned || (shift == 0 && width == 8)) &&
+    for (const Variant &v : variants) {
+      assert((!isSigned || (v.shift == 0 && v.width == 8 && v.at == 0)) &&
              "signed fields are whole bytes");
       for (Value piece : pieces)
-        sources.push_back(shiftAndMask(piece, shift, width));
+        sources.push_back(shiftAndMask(piece, v.shift, v.width, v.at));
     }
     SmallVector<int64_t> indices;
     for (const BitField &f : fields) {
-      int64_t variant = llvm::find(variants, std::make_pair(f.shift, f.width)) -
-                        variants.begin();
-      indices.push_back(variant * span + f.byte - base);
+      Variant variant{f.shift, f.width, toBytes ? f.at : 0};
+      if (!f.width)
+        variant = Variant();
+      const Variant *found = llvm::find(variants, variant);
+      assert(found != variants.end() && "a field of no variant");
+      int64_t byte = f.width ? f.byte : present.byte;
+      indices.push_back((found - variants.begin()) * span + byte - base);
     }
+    if (toBytes)
+      return mergeShuffle(sources, indices);
     Value bytes = shuffle(sources, indices);
     auto i32Type = VectorType::get({int64_t(fields.size())}, b.getI32Type());
     if (isSigned)
@@ -396,10 +575,39 @@ private:
     return arith::ExtUIOp::create(b, loc, i32Type, bytes);
   }
 
+  /// Single-bit fields at various bit positions (Q5_0's 32-bit qh, bit j
+  /// for element j), as bytes: each element's byte gathered, its bit tested
+  /// (pand + pcmpeqb) and the result selected as 2^at or 0.
+  Value extractBitTest(ArrayRef<BitField> fields) {
+    const BitField &present =
+        *llvm::find_if(fields, [](const BitField &f) { return f.width != 0; });
+    SmallVector<int64_t> gather;
+    SmallVector<int64_t> bits, values;
+    for (const BitField &f : fields) {
+      assert((!f.width || (f.width == 1 && f.shift < 8)) && "a single bit");
+      gather.push_back(f.width ? f.byte : present.byte);
+      bits.push_back(f.width ? int64_t(1) << f.shift : 0);
+      values.push_back(int64_t(1) << f.at);
+    }
+    auto [lo, hi] = std::minmax_element(gather.begin(), gather.end());
+    auto [pieces, base] = coveringPieces(present.range, *lo, *hi);
+    for (int64_t &index : gather)
+      index -= base;
+    Value bytes = shuffle(pieces, gather);
+    auto type = cast<VectorType>(bytes.getType());
+    Value zero = intVector(type, SmallVector<int64_t>(fields.size(), 0));
+    Value set = arith::CmpIOp::create(
+        b, loc, arith::CmpIPredicate::ne,
+        arith::AndIOp::create(b, loc, bytes, intVector(type, bits)), zero);
+    return arith::SelectOp::create(b, loc, set, intVector(type, values), zero);
+  }
+
   /// Any fields: each element's little-endian word of 1, 2 or 4 bytes (as
   /// wide as the widest field's last bit needs) gathered, widened to i32,
-  /// shifted by its own amount (vpsrlvd) and masked.
-  Value extractLanewise(ArrayRef<BitField> fields) {
+  /// shifted by its own amount (vpsrlvd) and masked. `toBytes`: shifted
+  /// and masked at the word's own width instead (int3's 16-bit words:
+  /// vpmulhuw or vpsrlvw), and truncated to vector<n x i8>.
+  Value extractLanewise(ArrayRef<BitField> fields, bool toBytes) {
     int64_t n = fields.size();
     const BitField &present =
         *llvm::find_if(fields, [](const BitField &f) { return f.width != 0; });
@@ -414,7 +622,7 @@ private:
     assert(wordBytes <= 4 && "a field beyond 32 bits");
 
     SmallVector<int64_t> gather;
-    SmallVector<int32_t> shifts, masks;
+    SmallVector<int64_t> shifts, masks;
     bool anyShift = false, needMask = false;
     for (const BitField &f : fields) {
       // An absent field reads any byte of the range and masks it to zero.
@@ -424,7 +632,7 @@ private:
       for (int64_t k = 0; k < wordBytes; ++k)
         gather.push_back(k < bytesOf(source) ? source.byte + k : source.byte);
       shifts.push_back(f.shift);
-      masks.push_back(f.width ? int32_t((uint64_t(1) << f.width) - 1) : 0);
+      masks.push_back(f.width ? int64_t((uint64_t(1) << f.width) - 1) : 0);
       anyShift |= f.shift != 0;
       needMask |= f.shift + f.width != 8 * wordBytes;
     }
@@ -437,20 +645,28 @@ private:
       index -= base;
     Value word = shuffle(pieces, gather);
     auto i32Type = VectorType::get({n}, b.getI32Type());
+    auto wordType = VectorType::get({n}, b.getIntegerType(8 * wordBytes));
     Value value;
-    if (wordBytes == 4) {
+    if (toBytes) {
+      value = wordBytes == 1
+                  ? word
+                  : Value(vector::BitCastOp::create(b, loc, wordType, word));
+    } else if (wordBytes == 4) {
       value = vector::BitCastOp::create(b, loc, i32Type, word);
     } else {
       if (wordBytes == 2)
-        word = vector::BitCastOp::create(
-            b, loc, VectorType::get({n}, b.getI16Type()), word);
+        word = vector::BitCastOp::create(b, loc, wordType, word);
       value = isSigned ? Value(arith::ExtSIOp::create(b, loc, i32Type, word))
                        : Value(arith::ExtUIOp::create(b, loc, i32Type, word));
     }
+    auto type = cast<VectorType>(value.getType());
     if (anyShift)
-      value = arith::ShRUIOp::create(b, loc, value, i32Vector(shifts));
+      value = arith::ShRUIOp::create(b, loc, value, intVector(type, shifts));
     if (needMask)
-      value = arith::AndIOp::create(b, loc, value, i32Vector(masks));
+      value = arith::AndIOp::create(b, loc, value, intVector(type, masks));
+    if (toBytes && wordBytes > 1)
+      value = arith::TruncIOp::create(
+          b, loc, VectorType::get({n}, b.getI8Type()), value);
     return value;
   }
 
@@ -490,6 +706,75 @@ private:
     return vector::ShuffleOp::create(b, loc, source, other, indices);
   }
 
+  /// The elements `indices` of the concatenation of `sources` (vectors of
+  /// one element type), by a tree of two-operand shuffles: the sources used
+  /// are merged pairwise, each merge keeping the elements the result uses
+  /// in the order it uses them, so that every shuffle is one an instruction
+  /// does (int2's four variants: two byte interleaves, then one of 16-bit
+  /// pairs) rather than one of many sources that LLVM lowers to blends.
+  Value mergeShuffle(ArrayRef<Value> sources, ArrayRef<int64_t> indices) {
+    // Each element: (source, position in it), as a flat index.
+    SmallVector<int64_t> starts;
+    int64_t total = 0;
+    for (Value source : sources) {
+      starts.push_back(total);
+      total += cast<VectorType>(source.getType()).getNumElements();
+    }
+    struct Part {
+      Value value;
+      SmallVector<int64_t> holds; // the flat indices of its elements
+    };
+    SmallVector<Part> parts;
+    for (size_t s = 0; s < sources.size(); ++s) {
+      int64_t start = starts[s];
+      int64_t size = cast<VectorType>(sources[s].getType()).getNumElements();
+      if (llvm::none_of(indices, [&](int64_t i) {
+            return i >= start && i < start + size;
+          }))
+        continue;
+      parts.push_back(
+          {sources[s], llvm::to_vector(llvm::seq(start, start + size))});
+    }
+    assert(!parts.empty() && "a shuffle of nothing");
+    auto positionIn = [](const Part &part, int64_t index) -> int64_t {
+      const int64_t *found = llvm::find(part.holds, index);
+      return found == part.holds.end() ? -1 : found - part.holds.begin();
+    };
+    while (parts.size() > 1) {
+      SmallVector<Part> next;
+      for (size_t i = 0; i < parts.size(); i += 2) {
+        if (i + 1 == parts.size()) {
+          next.push_back(parts[i]);
+          continue;
+        }
+        const Part &lhs = parts[i], &rhs = parts[i + 1];
+        Part merged;
+        SmallVector<int64_t> order;
+        for (int64_t index : indices) {
+          if (llvm::is_contained(merged.holds, index))
+            continue;
+          int64_t at = positionIn(lhs, index);
+          if (at < 0) {
+            at = positionIn(rhs, index);
+            if (at < 0)
+              continue;
+            at += lhs.holds.size();
+          }
+          merged.holds.push_back(index);
+          order.push_back(at);
+        }
+        merged.value =
+            vector::ShuffleOp::create(b, loc, lhs.value, rhs.value, order);
+        next.push_back(std::move(merged));
+      }
+      parts = std::move(next);
+    }
+    SmallVector<int64_t> order;
+    for (int64_t index : indices)
+      order.push_back(positionIn(parts.front(), index));
+    return shuffle(parts.front().value, order);
+  }
+
   Value concat(Value lhs, Value rhs) {
     int64_t total = cast<VectorType>(lhs.getType()).getNumElements() +
                     cast<VectorType>(rhs.getType()).getNumElements();
@@ -497,25 +782,35 @@ private:
         b, loc, lhs, rhs, llvm::to_vector(llvm::seq<int64_t>(0, total)));
   }
 
-  /// (piece >> shift) & (2^width - 1) as bytes, once per block.
-  Value shiftAndMask(Value piece, unsigned shift, unsigned width) {
-    Value &result = shiftCache[{piece, shift * 16 + width}];
+  /// ((piece >> shift) & (2^width - 1)) << at as bytes, once per block:
+  /// one shift (by shift - at, either way) and one mask, each left out
+  /// where it changes nothing. Width 0: zeros.
+  Value shiftAndMask(Value piece, unsigned shift, unsigned width,
+                     unsigned at = 0) {
+    assert(shift + width <= 8 && at + width <= 8 && "a field within a byte");
+    Value &result = shiftCache[{piece, (shift * 16 + width) * 16 + at}];
     if (result)
       return result;
     auto type = cast<VectorType>(piece.getType());
     auto splat = [&](int64_t value) -> Value {
-      return arith::ConstantOp::create(
-          b, loc,
-          cast<TypedAttr>(DenseElementsAttr::get(
-              type, APInt(8, uint64_t(value), /*isSigned=*/false,
-                          /*implicitTrunc=*/true))));
+      return intVector(type,
+                       SmallVector<int64_t>(type.getNumElements(), value));
     };
+    if (width == 0)
+      return result = splat(0);
     result = piece;
-    if (shift != 0)
-      result = arith::ShRUIOp::create(b, loc, result, splat(shift));
-    if (shift + width != 8)
-      result = arith::AndIOp::create(b, loc, result,
-                                     splat((int64_t(1) << width) - 1));
+    // The bits of the byte that may be set after the shift.
+    unsigned live = 0xff;
+    if (shift > at) {
+      result = arith::ShRUIOp::create(b, loc, result, splat(shift - at));
+      live >>= shift - at;
+    } else if (at > shift) {
+      result = arith::ShLIOp::create(b, loc, result, splat(at - shift));
+      live = (live << (at - shift)) & 0xff;
+    }
+    unsigned mask = ((1u << width) - 1) << at;
+    if (live & ~mask)
+      result = arith::AndIOp::create(b, loc, result, splat(mask));
     return result;
   }
 
@@ -538,6 +833,43 @@ private:
           b, loc, VectorType::get({int64_t(lanes)}, b.getF32Type()), scalar);
     }
     return splat;
+  }
+
+  /// Lane `lane` of `values` (or the scalar `values`) as a scalar, once
+  /// per block.
+  Value laneScalar(Value values, int64_t lane) {
+    if (!isa<VectorType>(values.getType()))
+      return values;
+    Value &scalar = extractCache[{values, lane}];
+    if (!scalar)
+      scalar = vector::ExtractOp::create(b, loc, values, lane);
+    return scalar;
+  }
+
+  /// MXFP4's e2m1 indices c (bytes 0..15) to 12 + the doubled value, 0..24,
+  /// in the bytes: the magnitude m = c & 7 doubled is m up to 4, then 6, 8,
+  /// 12: m + (max(m, 4) - 4) + (m == 7 ? 2 : 0); bit 3 is the sign.
+  Value e2m1ToUnsigned(Value codes) {
+    auto type = cast<VectorType>(codes.getType());
+    auto splat = [&](int64_t value) {
+      return intVector(type,
+                       SmallVector<int64_t>(type.getNumElements(), value));
+    };
+    Value m = arith::AndIOp::create(b, loc, codes, splat(7));
+    Value above4 = arith::SubIOp::create(
+        b, loc, arith::MaxUIOp::create(b, loc, m, splat(4)), splat(4));
+    Value magnitude = arith::AddIOp::create(b, loc, m, above4);
+    Value isSeven =
+        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, m, splat(7));
+    magnitude = arith::AddIOp::create(
+        b, loc, magnitude,
+        arith::SelectOp::create(b, loc, isSeven, splat(2), splat(0)));
+    Value isNegative = arith::CmpIOp::create(
+        b, loc, arith::CmpIPredicate::ne,
+        arith::AndIOp::create(b, loc, codes, splat(8)), splat(0));
+    return arith::SelectOp::create(
+        b, loc, isNegative, arith::SubIOp::create(b, loc, splat(12), magnitude),
+        arith::AddIOp::create(b, loc, magnitude, splat(12)));
   }
 
   /// MXFP4's e2m1 index (sign bit 3, magnitude bits 0-2) to the doubled
@@ -567,6 +899,7 @@ private:
   Value bytes, offset;
   llvm::DenseMap<std::pair<int64_t, int64_t>, Value> pieceCache;
   llvm::DenseMap<std::pair<Value, int64_t>, Value> broadcastCache;
+  llvm::DenseMap<std::pair<Value, int64_t>, Value> extractCache;
   llvm::DenseMap<std::pair<Value, unsigned>, Value> shiftCache;
 };
 
@@ -831,4 +1164,58 @@ void moec::codegen::emitBlockDecode(
   }
   BlockLayout layout = describeQuantized(decoder, format);
   decoder.emitRuns(layout, lanes, consume);
+}
+
+int64_t moec::codegen::getIntegerRunLength(const WeightFormat &format) {
+  if (format.kind != WeightFormat::Kind::Quantized)
+    return 0;
+  if (!qnt::isGgufFormat(format.quant))
+    return std::gcd(int64_t(format.group), int64_t(32));
+  switch (format.quant) {
+  case QuantFormat::Q2_K: // Sub-blocks of 16 with their own scales.
+  case QuantFormat::Q3_K:
+  case QuantFormat::Q6_K:
+    return 16;
+  default: // 32-element blocks, Q4_K and Q5_K's sub-blocks of 32.
+    return 32;
+  }
+}
+
+unsigned moec::codegen::getIntegerMaxCode(const WeightFormat &format) {
+  if (format.kind != WeightFormat::Kind::Quantized)
+    return 0;
+  if (!qnt::isGgufFormat(format.quant))
+    return (1u << qnt::getOwnFormatBits(format.quant)) - 1;
+  switch (format.quant) {
+  case QuantFormat::Q2_K:
+    return 3;
+  case QuantFormat::Q3_K:
+    return 7;
+  case QuantFormat::Q4_0:
+  case QuantFormat::Q4_1:
+  case QuantFormat::Q4_K:
+    return 15;
+  case QuantFormat::Q5_0:
+  case QuantFormat::Q5_1:
+  case QuantFormat::Q5_K:
+    return 31;
+  case QuantFormat::Q6_K:
+    return 63;
+  case QuantFormat::Q8_0:
+    return 255;
+  case QuantFormat::MXFP4: // 12 + the doubled e2m1 value, -12..12.
+    return 24;
+  default:
+    llvm_unreachable("not a GGUF format");
+  }
+}
+
+void moec::codegen::emitBlockDecodeInteger(
+    OpBuilder &builder, Location loc, const WeightFormat &format, Value bytes,
+    Value offset, function_ref<void(const IntegerRun &)> consume) {
+  int64_t length = getIntegerRunLength(format);
+  assert(length > 0 && "a float format has no integer form");
+  BlockDecoder decoder(builder, loc, bytes, offset);
+  BlockLayout layout = describeQuantized(decoder, format);
+  decoder.emitIntegerRuns(layout, length, consume);
 }

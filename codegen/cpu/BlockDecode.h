@@ -66,6 +66,66 @@ void emitBlockDecode(mlir::OpBuilder &builder, mlir::Location loc,
                      mlir::Value offset, unsigned lanes,
                      llvm::function_ref<void(int64_t, mlir::Value)> consume);
 
+/// One run of a block decoded for integer dot products (8-bit activation
+/// kernels): `length` consecutive elements whose values are
+/// `scale * codes[j] + offset` with unsigned 8-bit codes.
+struct IntegerRun {
+  /// The run's first element in the block.
+  int64_t first;
+  /// vector<length x i8>, to be read as unsigned.
+  mlir::Value codes;
+  /// f32 scalars; `offset` is null where the format has none.
+  mlir::Value scale, offset;
+};
+
+/// Elements per run of emitBlockDecodeInteger: the largest sub-block whose
+/// elements share one scale and offset and which divides 32 (the block of
+/// the quantized activations): 32 or 16 for GGUF formats, gcd(group, 32)
+/// for the own formats; 0 when the format has no integer form (f32, f16,
+/// bf16).
+int64_t getIntegerRunLength(const WeightFormat &format);
+
+/// The largest code the format's runs hold (15 for 4-bit formats, 255 for
+/// 8-bit ones): kernels whose integer dot product saturates above 127
+/// (AVX2's vpmaddubsw) handle larger codes differently. Q2_K 3, Q3_K 7,
+/// Q4_0/Q4_1/Q4_K 15, Q5_0/Q5_1/Q5_K 31, Q6_K 63, Q8_0 255, MXFP4 24, own
+/// intB 2^B - 1; 0 for float formats.
+unsigned getIntegerMaxCode(const WeightFormat &format);
+
+/// Emits the decode of the block at `bytes[offset]` into integer runs, in
+/// element order, calling `consume` for each: `scale * code + offset`
+/// equals the value emitBlockDecode yields for that element up to the
+/// rounding of that one multiply-add in f32 (formats with signed codes are
+/// shifted to unsigned ones, the shift folded into `offset`). Same
+/// straight-line and insertion-point rules as emitBlockDecode. Not for
+/// float formats (getIntegerRunLength 0).
+///
+/// Per format (d, dmin: the block's f16 scales; sc, m: sub-block scale and
+/// min; q: the stored code bits):
+///   Q4_0, Q5_0    u = q, scale d, offset -8d / -16d
+///   Q4_1, Q5_1    u = q, scale d, offset m (the f16 min)
+///   Q8_0          u = q + 128 (the sign bit flipped), scale d, offset -128d
+///   Q2_K, Q4_K,   u = q, scale d * sc, offset -(dmin * m), both computed
+///   Q5_K          as compiler/quant does
+///   Q3_K          u = q (the hmask bit as bit 2), scale d * (sc - 32),
+///                 offset -4 scale
+///   Q6_K          u = q, scale d * sc, offset -32 scale
+///   MXFP4         u = 12 + the doubled e2m1 value, scale the halved E8M0
+///                 scale, offset -12 scale
+///   own intB      u = q, scale s, offset -2^(B-1) s (symmetric) or the
+///                 f16 min (asymmetric)
+/// Every product is exact in f32 (a scale and a code span at most 24
+/// significant bits: Q6_K's 11 + 7 + 6), so `scale * code + offset` rounds
+/// exactly as the reference does and equals its value (a zero may change
+/// sign: 8d - 8d is +0 where d * 0 is -0 for a negative d). One exception:
+/// MXFP4 blocks whose E8M0 exponent exceeds 251 (scales of 2^125 and up,
+/// far beyond real weights), where 24 * scale overflows; the reference's
+/// own values overflow from exponent 253.
+void emitBlockDecodeInteger(mlir::OpBuilder &builder, mlir::Location loc,
+                            const WeightFormat &format, mlir::Value bytes,
+                            mlir::Value offset,
+                            llvm::function_ref<void(const IntegerRun &)> consume);
+
 } // namespace moec::codegen
 
 #endif // MOEC_CODEGEN_CPU_BLOCKDECODE_H

@@ -4,6 +4,7 @@
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
@@ -26,6 +27,7 @@ struct Emitter {
   OpBuilder &b;
   Location loc;
   unsigned lanes;
+  IntegerDot integerDot = IntegerDot::Generic;
 
   Type f32() { return b.getF32Type(); }
   Type f64() { return b.getF64Type(); }
@@ -160,8 +162,9 @@ int64_t storedElementBytes(const WeightFormat &f) {
 
 } // namespace
 
-KernelLibrary::KernelLibrary(ModuleOp module, unsigned lanes)
-    : module(module), lanes(lanes) {}
+KernelLibrary::KernelLibrary(ModuleOp module, unsigned lanes,
+                             IntegerDot integerDot)
+    : module(module), lanes(lanes), integerDot(integerDot) {}
 
 func::FuncOp KernelLibrary::getOrCreate(
     StringRef name, ArrayRef<Type> argTypes,
@@ -351,10 +354,176 @@ void emitGemm(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o,
   });
 }
 
+/// sum_j u[j] * x[j] over each group of 4 consecutive lanes of unsigned
+/// codes u and signed activations x (vector<n x i8> each): vector<n/4 x i32>.
+/// With `shifted`, the sums are of (u[j] - 128) * x[j] instead (AVX2's
+/// vpmaddubsw saturates pairs of products above 127 x 127 x 2, so 8-bit
+/// codes go through the sign trick on u - 128).
+Value emitIntegerDot(Emitter &e, Value u, Value x, unsigned maxCode,
+                     bool &shifted) {
+  auto type = cast<VectorType>(u.getType());
+  int64_t n = type.getNumElements();
+  Type i8 = e.b.getI8Type(), i16 = e.b.getI16Type(), i32 = e.b.getI32Type();
+  shifted = false;
+  if (e.integerDot == IntegerDot::X86Avx2 && (n == 32 || n == 16)) {
+    bool wide = n == 32;
+    auto call = [&](StringRef name, Type result, ValueRange args) {
+      return LLVM::CallIntrinsicOp::create(e.b, e.loc, result,
+                                           e.b.getStringAttr(name), args)
+          .getResult(0);
+    };
+    VectorType bytes = VectorType::get({n}, i8);
+    if (maxCode > 127) {
+      // w = u - 128 (signed); |w| * sign(x, w) = w * x.
+      shifted = true;
+      Value bias = arith::ConstantOp::create(
+          e.b, e.loc, DenseElementsAttr::get(bytes, e.b.getIntegerAttr(i8, -128)));
+      Value w = arith::XOrIOp::create(e.b, e.loc, u, bias);
+      x = call(wide ? "llvm.x86.avx2.psign.b" : "llvm.x86.ssse3.psign.b.128",
+               bytes, {x, w});
+      u = math::AbsIOp::create(e.b, e.loc, w);
+    }
+    VectorType halves = VectorType::get({n / 2}, i16);
+    Value pairs = call(wide ? "llvm.x86.avx2.pmadd.ub.sw"
+                            : "llvm.x86.ssse3.pmadd.ub.sw.128",
+                       halves, {u, x});
+    Value ones = arith::ConstantOp::create(
+        e.b, e.loc, DenseElementsAttr::get(halves, e.b.getIntegerAttr(i16, 1)));
+    return call(wide ? "llvm.x86.avx2.pmadd.wd" : "llvm.x86.sse2.pmadd.wd",
+                VectorType::get({n / 4}, i32), {pairs, ones});
+  }
+  // Portable: widen, multiply, add groups of four (1-D shuffles only, which
+  // every target lowers).
+  VectorType wide = VectorType::get({n}, i32);
+  Value p = arith::MulIOp::create(e.b, e.loc,
+                                  arith::ExtUIOp::create(e.b, e.loc, wide, u),
+                                  arith::ExtSIOp::create(e.b, e.loc, wide, x));
+  Value sum;
+  for (int64_t j = 0; j < 4; ++j) {
+    SmallVector<int64_t> lanes;
+    for (int64_t g = 0; g < n / 4; ++g)
+      lanes.push_back(4 * g + j);
+    Value part = vector::ShuffleOp::create(e.b, e.loc, p, p, lanes);
+    sum = sum ? arith::AddIOp::create(e.b, e.loc, sum, part).getResult() : part;
+  }
+  return sum;
+}
+
+/// An f32 at byte `at` of an i8 memref.
+Value loadF32Bytes(Emitter &e, Value mem, Value at) {
+  Value bytes = vector::LoadOp::create(
+      e.b, e.loc, VectorType::get({4}, e.b.getI8Type()), mem, at);
+  Value f = vector::BitCastOp::create(e.b, e.loc, e.vec(1), bytes);
+  return vector::ExtractOp::create(e.b, e.loc, f, 0);
+}
+
+/// Decode with 8-bit activations: each run of a weight block is an integer
+/// dot product of its codes with the token's quantized activations, scaled
+/// by (run scale x activation scale) into f32 accumulators; the runs'
+/// offsets meet the activations' precomputed sums.
+void emitGemvInt8(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o,
+                  int64_t rowTile) {
+  const int64_t blockElems = spec.format.blockElements(e.lanes);
+  const int64_t blockBytes = spec.format.blockBytes(e.lanes);
+  const int64_t blocks = spec.k / blockElems;
+  const int64_t rowBytes = blocks * blockBytes;
+  const unsigned nMats = spec.swiglu ? 2 : 1;
+  const int64_t run = getIntegerRunLength(spec.format);
+  const unsigned maxCode = getIntegerMaxCode(spec.format);
+  const int64_t qRow = KernelLibrary::getQuantizedRowBytes(spec.k);
+  const unsigned accLanes = unsigned(run / 4);
+  loopRowTiles(e, o.nLo, o.nHi, rowTile, [&](Value n0, int64_t rows) {
+    e.loop(e.idx(0), o.tokens, 1, [&](Value t) {
+      Value xRow = e.add(o.xOff, e.mul(t, qRow));
+      Value scales = e.add(xRow, spec.k);
+      Value sums = e.add(scales, spec.k / 8);
+      // Per (row, matrix): a vector accumulator of scaled dot products and
+      // a scalar one of offset terms.
+      SmallVector<Value> init;
+      for (int64_t i = 0; i < rows * nMats; ++i) {
+        init.push_back(e.zeroVec(accLanes));
+        init.push_back(e.cf(0.0));
+      }
+      SmallVector<Value> accs = e.loop(
+          e.idx(0), e.idx(blocks), 1, init, [&](Value blk, ValueRange args) {
+            SmallVector<Value> acc(args.begin(), args.end());
+            Value e0 = e.mul(blk, blockElems);
+            for (int64_t r = 0; r < rows; ++r)
+              for (unsigned m = 0; m < nMats; ++m) {
+                Value wb = e.add(
+                    e.add(o.wOff[m], e.mul(e.add(n0, r), rowBytes)),
+                    e.mul(blk, blockBytes));
+                emitBlockDecodeInteger(
+                    e.b, e.loc, spec.format, o.w, wb,
+                    [&](const IntegerRun &runInfo) {
+                      Value el = e.add(e0, runInfo.first);
+                      Value xq = vector::LoadOp::create(
+                          e.b, e.loc, VectorType::get({run}, e.b.getI8Type()),
+                          o.x, e.add(xRow, el));
+                      Value dx = loadF32Bytes(
+                          e, o.x, e.add(scales, e.mul(e.div(el, 32), 4)));
+                      bool shifted = false;
+                      Value dot =
+                          emitIntegerDot(e, runInfo.codes, xq, maxCode, shifted);
+                      Value dotF = arith::SIToFPOp::create(
+                          e.b, e.loc, e.vec(accLanes), dot);
+                      Value scale = e.fmul(runInfo.scale, dx);
+                      Value &av = acc[2 * (r * nMats + m)];
+                      av = e.fma(dotF, e.splat(scale, accLanes), av);
+                      // Offset terms: offset x (sum of the run's activations);
+                      // a shifted dot owes 128 x scale of it too.
+                      Value offset = runInfo.offset;
+                      if (shifted) {
+                        Value extra = e.fmul(runInfo.scale, e.cf(128.0));
+                        offset = offset ? e.fadd(offset, extra) : extra;
+                      }
+                      if (!offset)
+                        return;
+                      Value xsum;
+                      if (run >= 16) {
+                        Value at = e.add(sums, e.mul(e.div(el, 16), 4));
+                        xsum = loadF32Bytes(e, o.x, at);
+                        if (run == 32)
+                          xsum = e.fadd(xsum, loadF32Bytes(e, o.x, e.add(at, 4)));
+                      } else {
+                        VectorType wide =
+                            VectorType::get({run}, e.b.getI32Type());
+                        Value s32 = vector::ReductionOp::create(
+                            e.b, e.loc, vector::CombiningKind::ADD,
+                            arith::ExtSIOp::create(e.b, e.loc, wide, xq));
+                        xsum = e.fmul(arith::SIToFPOp::create(e.b, e.loc,
+                                                              e.f32(), s32),
+                                      dx);
+                      }
+                      Value &as = acc[2 * (r * nMats + m) + 1];
+                      as = arith::AddFOp::create(
+                          e.b, e.loc, as, e.fmul(offset, xsum));
+                    });
+              }
+            return acc;
+          });
+      for (int64_t r = 0; r < rows; ++r) {
+        SmallVector<Value, 2> totals;
+        for (unsigned m = 0; m < nMats; ++m) {
+          unsigned i = 2 * (r * nMats + m);
+          totals.push_back(e.fadd(e.reduceAdd(accs[i]), accs[i + 1]));
+        }
+        emitMatmulEpilogue(e, spec, o, e.add(n0, r), t, totals);
+      }
+    });
+  });
+}
+
 /// Few tokens: GEMV, decoding in registers; more: GEMM through a decoded
 /// buffer. Both are generated; the token count picks at run time.
 void emitMatmulCore(Emitter &e, const MatmulSpec &spec,
                     const MatmulOperands &o) {
+  if (spec.int8Activations) {
+    // Prefill on this path decodes each weight block once per token (an
+    // integer GEMM would decode once per token tile).
+    emitGemvInt8(e, spec, o, /*rowTile=*/spec.swiglu ? 2 : 4);
+    return;
+  }
   const int64_t gemvMaxTokens = 2;
   Value small = e.cmp(arith::CmpIPredicate::ule, o.tokens,
                       e.idx(gemvMaxTokens));
@@ -377,18 +546,19 @@ func::FuncOp KernelLibrary::matmul(const MatmulSpec &spec) {
   SmallVector<Type> args = {bytesType(ctx), index};
   if (spec.swiglu)
     args.push_back(index);
-  args.append({f32Type(ctx), index, f32Type(ctx), index});
+  args.append({spec.int8Activations ? Type(bytesType(ctx)) : f32Type(ctx),
+               index, f32Type(ctx), index});
   if (spec.accumulate)
     args.append({f32Type(ctx), index});
   if (spec.bias)
     args.append({bytesType(ctx), index});
   args.append({index, index, index});
   std::string name = llvm::formatv(
-      "moec_matmul_{0}_{1}x{2}{3}{4}{5}", spec.format.name(), spec.n, spec.k,
-      spec.swiglu ? "_swiglu" : "", spec.accumulate ? "_acc" : "",
-      spec.bias ? "_bias" : "");
+      "moec_matmul_{0}_{1}x{2}{3}{4}{5}{6}", spec.format.name(), spec.n,
+      spec.k, spec.swiglu ? "_swiglu" : "", spec.accumulate ? "_acc" : "",
+      spec.bias ? "_bias" : "", spec.int8Activations ? "_i8act" : "");
   return getOrCreate(name, args, [&](OpBuilder &b, ValueRange a) {
-    Emitter e{b, module.getLoc(), lanes};
+    Emitter e{b, module.getLoc(), lanes, integerDot};
     MatmulOperands o;
     unsigned i = 0;
     o.w = a[i++];
@@ -419,16 +589,17 @@ func::FuncOp KernelLibrary::expertMatmul(const MatmulSpec &spec,
                                          int64_t partOffset2) {
   MLIRContext *ctx = module.getContext();
   Type index = IndexType::get(ctx);
+  Type xType = spec.int8Activations ? Type(bytesType(ctx)) : f32Type(ctx);
   SmallVector<Type> args = {bytesType(ctx), i64Type(ctx), index,
-                            i32Type(ctx),   index,        f32Type(ctx),
+                            i32Type(ctx),   index,        xType,
                             index,          f32Type(ctx), index,
                             index,          index};
   std::string name = llvm::formatv(
-      "moec_expert_matmul_{0}_{1}x{2}{3}_e{4}_at{5}_{6}", spec.format.name(),
-      spec.n, spec.k, spec.swiglu ? "_swiglu" : "", experts, partOffset,
-      partOffset2);
+      "moec_expert_matmul_{0}_{1}x{2}{3}{4}_e{5}_at{6}_{7}",
+      spec.format.name(), spec.n, spec.k, spec.swiglu ? "_swiglu" : "",
+      spec.int8Activations ? "_i8act" : "", experts, partOffset, partOffset2);
   return getOrCreate(name, args, [&](OpBuilder &b, ValueRange a) {
-    Emitter e{b, module.getLoc(), lanes};
+    Emitter e{b, module.getLoc(), lanes, integerDot};
     Value arena = a[0], extents = a[1], extentsOff = a[2], offsets = a[3],
           offsetsOff = a[4];
     Value thread = a[9], threads = a[10];
@@ -447,13 +618,145 @@ func::FuncOp KernelLibrary::expertMatmul(const MatmulSpec &spec,
         if (spec.swiglu)
           o.wOff.push_back(e.add(base, partOffset2));
         o.x = a[5];
-        o.xOff = e.add(a[6], e.mul(r0, spec.k));
+        o.xOff = e.add(a[6], e.mul(r0, spec.int8Activations
+                                           ? getQuantizedRowBytes(spec.k)
+                                           : spec.k));
         o.y = a[7];
         o.yOff = e.add(a[8], e.mul(r0, spec.n));
         o.tokens = e.sub(r1, r0);
         o.nLo = nLo;
         o.nHi = nHi;
         emitMatmulCore(e, spec, o);
+      });
+    });
+  });
+}
+
+namespace {
+
+/// Quantizes one block of 32 activations (four vector<8xf32>) into the
+/// row at byte `out` of `q` (see KernelLibrary::quantizeActivations): codes,
+/// the block's scale, the sums of its two halves.
+void emitQuantizeBlock(Emitter &e, ArrayRef<Value> v, Value q, Value out,
+                       Value blk, int64_t k) {
+  OpBuilder &b = e.b;
+  const unsigned w = 8;
+  VectorType i32v = VectorType::get({w}, b.getI32Type());
+  VectorType i8v = VectorType::get({w}, b.getI8Type());
+  Value amax = e.zeroVec(w);
+  for (Value x : v)
+    amax = e.fmax(amax, math::AbsFOp::create(b, e.loc, x));
+  Value m = vector::ReductionOp::create(b, e.loc,
+                                        vector::CombiningKind::MAXIMUMF, amax);
+  Value d = e.fdiv(m, e.cf(127.0));
+  Value positive = arith::CmpFOp::create(b, e.loc, arith::CmpFPredicate::OGT,
+                                         m, e.cf(0.0));
+  Value id = e.select(positive, e.fdiv(e.cf(127.0), m), e.cf(0.0));
+  Value idV = e.splat(id, w);
+  Value codesAt = e.add(out, e.mul(blk, 32));
+  SmallVector<Value, 2> halfSums;
+  for (int i = 0; i < 4; ++i) {
+    Value r = math::RoundEvenOp::create(b, e.loc, e.fmul(v[i], idV));
+    Value c32 = arith::FPToSIOp::create(b, e.loc, i32v, r);
+    Value c8 = arith::TruncIOp::create(b, e.loc, i8v, c32);
+    e.vstore(c8, q, e.add(codesAt, i * w));
+    Value sum = vector::ReductionOp::create(b, e.loc,
+                                            vector::CombiningKind::ADD, c32);
+    if (i % 2 == 0)
+      halfSums.push_back(sum);
+    else
+      halfSums.back() = arith::AddIOp::create(b, e.loc, halfSums.back(), sum);
+  }
+  auto storeF32 = [&](Value value, Value at) {
+    Value vec = vector::BroadcastOp::create(b, e.loc, e.vec(1), value);
+    Value bytes = vector::BitCastOp::create(
+        b, e.loc, VectorType::get({4}, b.getI8Type()), vec);
+    e.vstore(bytes, q, at);
+  };
+  storeF32(d, e.add(e.add(out, k), e.mul(blk, 4)));
+  for (int h = 0; h < 2; ++h) {
+    Value sumF = arith::SIToFPOp::create(b, e.loc, e.f32(), halfSums[h]);
+    storeF32(e.fmul(d, sumF),
+             e.add(e.add(out, k + k / 8 + 4 * h), e.mul(blk, 8)));
+  }
+}
+
+/// 1 / sqrt(mean(x^2) + eps) of the `dim` activations at x[at].
+Value emitInverseRms(Emitter &e, Value x, Value at, int64_t dim,
+                     double epsilon) {
+  unsigned w = chunkWidth(e.lanes, dim);
+  Value sum = e.loop(e.idx(0), e.idx(dim), w, {e.zeroVec(w)},
+                     [&](Value i, ValueRange acc) {
+                       Value v = e.vload(w, x, e.add(at, i));
+                       return SmallVector<Value>{e.fma(v, v, acc[0])};
+                     })[0];
+  Value mean = e.fdiv(e.reduceAdd(sum), e.cf(double(dim)));
+  return e.fdiv(e.cf(1.0), math::SqrtOp::create(e.b, e.loc,
+                                                 e.fadd(mean, e.cf(epsilon))));
+}
+
+} // namespace
+
+func::FuncOp KernelLibrary::quantizeActivations(int64_t k) {
+  MLIRContext *ctx = module.getContext();
+  Type index = IndexType::get(ctx);
+  assert(k % 32 == 0 && "activations are quantized in blocks of 32");
+  SmallVector<Type> args = {f32Type(ctx), index, bytesType(ctx), index,
+                            index,        index, index};
+  std::string name = llvm::formatv("moec_quantize_activations_{0}", k);
+  return getOrCreate(name, args, [&](OpBuilder &b, ValueRange a) {
+    Emitter e{b, module.getLoc(), lanes, integerDot};
+    Value x = a[0], xOff = a[1], q = a[2], qOff = a[3];
+    Value lo, hi;
+    std::tie(lo, hi) = e.split(a[4], a[5], a[6]);
+    e.loop(lo, hi, 1, [&](Value t) {
+      Value in = e.add(xOff, e.mul(t, k));
+      Value out = e.add(qOff, e.mul(t, getQuantizedRowBytes(k)));
+      e.loop(e.idx(0), e.idx(k / 32), 1, [&](Value blk) {
+        Value first = e.add(in, e.mul(blk, 32));
+        SmallVector<Value, 4> v;
+        for (int i = 0; i < 4; ++i)
+          v.push_back(e.vload(8, x, e.add(first, i * 8)));
+        emitQuantizeBlock(e, v, q, out, blk, k);
+      });
+    });
+  });
+}
+
+func::FuncOp KernelLibrary::rmsNormQuantize(const RmsNormSpec &spec) {
+  MLIRContext *ctx = module.getContext();
+  Type index = IndexType::get(ctx);
+  assert(spec.dim % 32 == 0 && "activations are quantized in blocks of 32");
+  SmallVector<Type> args = {f32Type(ctx),   index, bytesType(ctx), index,
+                            bytesType(ctx), index, index,          index,
+                            index};
+  std::string name =
+      llvm::formatv("moec_rms_norm_quantize_{0}_{1}_eps{2}", spec.dim,
+                    spec.weightFormat.name(), nameOf(spec.epsilon));
+  return getOrCreate(name, args, [&](OpBuilder &b, ValueRange a) {
+    Emitter e{b, module.getLoc(), lanes, integerDot};
+    Value x = a[0], xOff = a[1], q = a[2], qOff = a[3], wt = a[4],
+          wOff = a[5];
+    Value lo, hi;
+    std::tie(lo, hi) = e.split(a[6], a[7], a[8]);
+    int64_t wBytes = storedElementBytes(spec.weightFormat);
+    e.loop(lo, hi, 1, [&](Value r) {
+      Value xr = e.add(xOff, e.mul(r, spec.dim));
+      Value out = e.add(qOff, e.mul(r, getQuantizedRowBytes(spec.dim)));
+      Value inv = e.splat(emitInverseRms(e, x, xr, spec.dim, spec.epsilon), 8);
+      e.loop(e.idx(0), e.idx(spec.dim / 32), 1, [&](Value blk) {
+        Value first = e.mul(blk, 32);
+        SmallVector<Value, 4> v;
+        for (int i = 0; i < 4; ++i) {
+          Value at = e.add(first, i * 8);
+          Value xv = e.fmul(e.vload(8, x, e.add(xr, at)), inv);
+          emitBlockDecode(b, e.loc, spec.weightFormat, wt,
+                          e.add(wOff, e.mul(at, wBytes)), 8,
+                          [&](int64_t, Value wv) {
+                            v.push_back(e.fmul(xv, wv));
+                          });
+        }
+        emitQuantizeBlock(e, v, q, out, blk, spec.dim);
       });
     });
   });
@@ -471,7 +774,7 @@ func::FuncOp KernelLibrary::rmsNorm(const RmsNormSpec &spec) {
       llvm::formatv("moec_rms_norm_{0}_{1}_eps{2}", spec.dim,
                     spec.weightFormat.name(), nameOf(spec.epsilon));
   return getOrCreate(name, args, [&](OpBuilder &b, ValueRange a) {
-    Emitter e{b, module.getLoc(), lanes};
+    Emitter e{b, module.getLoc(), lanes, integerDot};
     Value x = a[0], xOff = a[1], y = a[2], yOff = a[3], wt = a[4],
           wOff = a[5], rows = a[6];
     Value lo, hi;
@@ -509,7 +812,7 @@ func::FuncOp KernelLibrary::embed(const WeightFormat &format, int64_t dim) {
                             index,          index, index,        index};
   std::string name = llvm::formatv("moec_embed_{0}_{1}", format.name(), dim);
   return getOrCreate(name, args, [&](OpBuilder &b, ValueRange a) {
-    Emitter e{b, module.getLoc(), lanes};
+    Emitter e{b, module.getLoc(), lanes, integerDot};
     const int64_t blockElems = format.blockElements(lanes);
     const int64_t blockBytes = format.blockBytes(lanes);
     const int64_t blocks = dim / blockElems;
@@ -561,7 +864,7 @@ func::FuncOp KernelLibrary::rope(const RopeSpec &spec) {
     }
   }
   return getOrCreate(name, args, [&](OpBuilder &b, ValueRange a) {
-    Emitter e{b, module.getLoc(), lanes};
+    Emitter e{b, module.getLoc(), lanes, integerDot};
     Value x = a[0], xOff = a[1], y = a[2], yOff = a[3], pos = a[4];
     Value lo, hi;
     std::tie(lo, hi) = e.split(a[5], a[6], a[7]);
@@ -601,7 +904,7 @@ func::FuncOp KernelLibrary::kvStore(int64_t rowElements) {
                             index,        index, index};
   std::string name = llvm::formatv("moec_kv_store_{0}", rowElements);
   return getOrCreate(name, args, [&](OpBuilder &b, ValueRange a) {
-    Emitter e{b, module.getLoc(), lanes};
+    Emitter e{b, module.getLoc(), lanes, integerDot};
     Value k = a[0], kOff = a[1], v = a[2], vOff = a[3], cache = a[4],
           kc = a[5], vc = a[6], pos = a[7];
     Value lo, hi;
@@ -630,7 +933,7 @@ func::FuncOp KernelLibrary::attention(const AttentionSpec &spec) {
       llvm::formatv("moec_attention_{0}h{1}kv{2}_scale{3}", spec.heads,
                     spec.kvHeads, spec.headDim, nameOf(spec.scale));
   return getOrCreate(name, args, [&](OpBuilder &b, ValueRange a) {
-    Emitter e{b, module.getLoc(), lanes};
+    Emitter e{b, module.getLoc(), lanes, integerDot};
     Value q = a[0], qOff = a[1], cache = a[2], kc = a[3], vc = a[4], y = a[5],
           yOff = a[6], pos = a[7];
     const int64_t hd = spec.headDim, group = spec.heads / spec.kvHeads;
@@ -694,7 +997,7 @@ func::FuncOp KernelLibrary::route(const RouteSpec &spec) {
                                    spec.experts, spec.k,
                                    spec.normalize ? "_norm" : "");
   return getOrCreate(name, args, [&](OpBuilder &b, ValueRange a) {
-    Emitter e{b, module.getLoc(), lanes};
+    Emitter e{b, module.getLoc(), lanes, integerDot};
     Value logits = a[0], lOff = a[1], ids = a[2], idsOff = a[3], wts = a[4],
           wOff = a[5], probs = a[6], pOff = a[7];
     const int64_t E = spec.experts, K = spec.k;
@@ -756,7 +1059,7 @@ func::FuncOp KernelLibrary::dispatchPlan(int64_t experts, int64_t k) {
                             i32Type(ctx), index, index};
   std::string name = llvm::formatv("moec_dispatch_plan_e{0}_top{1}", experts, k);
   return getOrCreate(name, args, [&](OpBuilder &b, ValueRange a) {
-    Emitter e{b, module.getLoc(), lanes};
+    Emitter e{b, module.getLoc(), lanes, integerDot};
     Value ids = a[0], idsOff = a[1], offs = a[2], offOff = a[3],
           slots = a[4], slotsOff = a[5], inv = a[6], invOff = a[7],
           cursor = a[8], curOff = a[9], T = a[10];
@@ -799,7 +1102,7 @@ func::FuncOp KernelLibrary::dispatchGather(int64_t dim, int64_t k) {
                             index};
   std::string name = llvm::formatv("moec_dispatch_gather_{0}_top{1}", dim, k);
   return getOrCreate(name, args, [&](OpBuilder &b, ValueRange a) {
-    Emitter e{b, module.getLoc(), lanes};
+    Emitter e{b, module.getLoc(), lanes, integerDot};
     Value x = a[0], xOff = a[1], slots = a[2], slotsOff = a[3], rows = a[4],
           rowsOff = a[5];
     Value lo, hi;
@@ -827,7 +1130,7 @@ func::FuncOp KernelLibrary::combine(int64_t dim, int64_t k, bool residual) {
   std::string name = llvm::formatv("moec_combine_{0}_top{1}{2}", dim, k,
                                    residual ? "_residual" : "");
   return getOrCreate(name, args, [&](OpBuilder &b, ValueRange a) {
-    Emitter e{b, module.getLoc(), lanes};
+    Emitter e{b, module.getLoc(), lanes, integerDot};
     Value y = a[0], yOff = a[1], inv = a[2], invOff = a[3], wts = a[4],
           wOff = a[5], out = a[6], outOff = a[7];
     unsigned i = 8;
@@ -867,7 +1170,7 @@ func::FuncOp KernelLibrary::add(int64_t dim) {
                             index};
   std::string name = llvm::formatv("moec_add_{0}", dim);
   return getOrCreate(name, args, [&](OpBuilder &b, ValueRange a) {
-    Emitter e{b, module.getLoc(), lanes};
+    Emitter e{b, module.getLoc(), lanes, integerDot};
     Value lo, hi;
     std::tie(lo, hi) = e.split(a[6], a[7], a[8]);
     e.loop(lo, hi, 1, [&](Value t) {
@@ -891,7 +1194,7 @@ func::FuncOp KernelLibrary::sigmoidScale(int64_t dim) {
                             index};
   std::string name = llvm::formatv("moec_sigmoid_scale_{0}", dim);
   return getOrCreate(name, args, [&](OpBuilder &b, ValueRange a) {
-    Emitter e{b, module.getLoc(), lanes};
+    Emitter e{b, module.getLoc(), lanes, integerDot};
     Value lo, hi;
     std::tie(lo, hi) = e.split(a[6], a[7], a[8]);
     e.loop(lo, hi, 1, [&](Value t) {

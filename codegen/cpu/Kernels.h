@@ -33,6 +33,9 @@ struct MatmulSpec {
   bool swiglu = false;      // two weights of one format: gate and up
   bool accumulate = false;  // adds another activation (a residual)
   bool bias = false;        // adds an f32 bias vector from the weight buffer
+  /// Integer dot products against activations quantized to 8 bits (see
+  /// KernelLibrary::quantizeActivations): x is then that i8 buffer.
+  bool int8Activations = false;
 };
 
 struct RmsNormSpec {
@@ -57,12 +60,20 @@ struct RouteSpec {
   bool normalize;
 };
 
+/// How 8-bit integer dot products are computed: portable vector code, or
+/// the target's instructions (selected by the compiler, per target).
+enum class IntegerDot {
+  Generic,   // extend, multiply, add: any target
+  X86Avx2,   // vpmaddubsw + vpmaddwd
+};
+
 /// Generates kernels into a module, each once per specialisation.
 class KernelLibrary {
 public:
   /// `lanes`: f32 lanes of the target's vectors (8 for AVX2, 16 for
   /// AVX-512, 4 for NEON).
-  KernelLibrary(mlir::ModuleOp module, unsigned lanes);
+  KernelLibrary(mlir::ModuleOp module, unsigned lanes,
+                IntegerDot integerDot = IntegerDot::Generic);
 
   unsigned getLanes() const { return lanes; }
 
@@ -78,6 +89,22 @@ public:
   /// extentsOff, offsets, offsetsOff, x, xOff, y, yOff, thread, threads).
   mlir::func::FuncOp expertMatmul(const MatmulSpec &spec, int64_t experts,
                                   int64_t partOffset, int64_t partOffset2);
+
+  /// Quantizes activations to 8 bits for integer matmuls, as ggml's Q8_0
+  /// with per-16 sums: each token's row of `k` (a multiple of 32) becomes,
+  /// at qOff + t * getQuantizedRowBytes(k) of an i8 buffer, k codes, then
+  /// k/32 f32 scales d, then k/16 f32 sums d * (sum of 16 codes). Per block
+  /// of 32: amax = max |x|, d = amax / 127, id = amax > 0 ? 127 / amax : 0,
+  /// code = roundeven(x * id) (f32 arithmetic). Args: (x: memref<?xf32>,
+  /// xOff, q: memref<?xi8>, qOff, T, thread, threads).
+  mlir::func::FuncOp quantizeActivations(int64_t k);
+  static int64_t getQuantizedRowBytes(int64_t k) { return k + k / 8 + k / 4; }
+
+  /// RMSNorm fused into its consumers' activation quantization: the
+  /// normalized rows go straight to their 8-bit form (as
+  /// quantizeActivations lays it out), never to memory as f32. (x, xOff,
+  /// q: memref<?xi8>, qOff, w: memref<?xi8>, wOff, rows, thread, threads).
+  mlir::func::FuncOp rmsNormQuantize(const RmsNormSpec &spec);
 
   /// (x, xOff, y, yOff, w: memref<?xi8>, wOff, rows, thread, threads).
   mlir::func::FuncOp rmsNorm(const RmsNormSpec &spec);
@@ -131,6 +158,7 @@ private:
 
   mlir::ModuleOp module;
   unsigned lanes;
+  IntegerDot integerDot;
   llvm::StringMap<mlir::func::FuncOp> kernels;
 };
 

@@ -124,7 +124,7 @@ private:
 class ScheduleBuilder {
 public:
   ScheduleBuilder(ModuleOp module, const CpuLoweringOptions &options)
-      : module(module), options(options), lib(module, options.lanes),
+      : module(module), options(options), lib(module, options.lanes, options.integerDot),
         b(module.getContext()), loc(module.getLoc()) {}
 
   LogicalResult run();
@@ -280,6 +280,33 @@ private:
   }
   Value off(const Buffer &buf) { return idx(buf.offset); }
 
+  /// Whether a matmul of `format` with reduction `k` runs on 8-bit
+  /// activations.
+  bool useInt8(const WeightFormat &format, int64_t k) const {
+    return options.int8Activations && getIntegerRunLength(format) > 0 &&
+           k % 32 == 0;
+  }
+  /// The 8-bit form of activations `x` (rows of `k`; `rows` of at most
+  /// `maxRows`), quantized once per value: the buffer lives as long as `x`.
+  Buffer quantized(Value key, const Buffer &x, int64_t k, Value rows,
+                   int64_t maxRows) {
+    auto it = key ? quantizedCache.find(key) : quantizedCache.end();
+    if (it != quantizedCache.end())
+      return it->second;
+    int64_t elements =
+        (maxRows * KernelLibrary::getQuantizedRowBytes(k) + 3) / 4;
+    Buffer q{Scratch, allocator.allocate(elements), elements};
+    if (key)
+      quantizedCache[key] = q;
+    else
+      temporaries.push_back(q);
+    access({x}, {q});
+    call(lib.quantizeActivations(k),
+         {scratchF32, off(x), scratchArg, idx(q.offset * 4), rows, threadIdx,
+          threadCount});
+    return q;
+  }
+
   /// A single arith.addf user whose other operand already has a buffer: the
   /// producer can add it in its epilogue.
   std::pair<arith::AddFOp, Value> fusableResidual(Value result) {
@@ -325,6 +352,7 @@ private:
   Value scratchF32, scratchI32, scratchI64, kvF32;
 
   DenseMap<Value, Buffer> buffers;
+  DenseMap<Value, Buffer> quantizedCache; // activations -> their 8-bit form
   SmallVector<Buffer> temporaries;
   ScratchAllocator allocator;
   SmallVector<Buffer> readSinceBarrier, writtenSinceBarrier;
@@ -446,9 +474,16 @@ LogicalResult ScheduleBuilder::run() {
     for (Value v : op.getOperands()) {
       Value r = root(v);
       auto it = buffers.find(r);
-      if (it != buffers.end() && lastUse[r] == at && it->second.space == Scratch) {
+      if (lastUse[r] != at)
+        continue;
+      if (it != buffers.end() && it->second.space == Scratch) {
         allocator.release(it->second.offset, it->second.size);
         buffers.erase(it);
+      }
+      auto q = quantizedCache.find(r);
+      if (q != quantizedCache.end()) {
+        allocator.release(q->second.offset, q->second.size);
+        quantizedCache.erase(q);
       }
     }
     for (Buffer &t : temporaries)
@@ -550,10 +585,36 @@ LogicalResult ScheduleBuilder::lowerRmsNorm(moe::RmsNormOp op) {
   auto in = bufferOf(op, op.getInput());
   if (failed(in))
     return failure();
+  RmsNormSpec spec{dim, weight->format, op.getEpsilon().convertToDouble()};
+
+  // Fused into its consumers: when every user is a matmul on 8-bit
+  // activations, the norm writes their quantized input directly.
+  bool allInt8 = perToken == dim && dim % 32 == 0 && !op->use_empty();
+  for (Operation *user : op->getUsers()) {
+    auto mm = dyn_cast<qnt::MatmulOp>(user);
+    auto w = mm ? mm.getWeights().getDefiningOp<qnt::WeightOp>()
+                : qnt::WeightOp();
+    std::optional<WeightFormat> f =
+        w ? WeightFormat::get(w.getType()) : std::nullopt;
+    allInt8 &= mm && mm.getInput() == op.getResult() && f &&
+               useInt8(*f, dim);
+  }
+  if (allInt8) {
+    int64_t elements =
+        (options.maxBatch * KernelLibrary::getQuantizedRowBytes(dim) + 3) / 4;
+    Buffer q{Scratch, allocator.allocate(elements), elements};
+    quantizedCache[op.getResult()] = q;
+    access({*in}, {q});
+    call(lib.rmsNormQuantize(spec),
+         {scratchF32, off(*in), scratchArg, idx(q.offset * 4), residentArg,
+          idx(weight->offset), tokenCount, threadIdx, threadCount});
+    return success();
+  }
+
   Buffer out = allocate(op.getResult(), options.maxBatch * perToken);
   access({*in}, {out});
   Value rows = mulIdx(tokenCount, perToken / dim);
-  call(lib.rmsNorm({dim, weight->format, op.getEpsilon().convertToDouble()}),
+  call(lib.rmsNorm(spec),
        {scratchF32, off(*in), scratchF32, off(out), residentArg,
         idx(weight->offset), rows, threadIdx, threadCount});
   return success();
@@ -572,7 +633,15 @@ LogicalResult ScheduleBuilder::lowerMatmul(qnt::MatmulOp op) {
     spec.n *= d;
   if (failed(checkBlocks(op, spec.format, spec.k)))
     return failure();
-  auto x = bufferOf(op, op.getInput());
+  // Activations already in 8-bit form (a fused RMSNorm wrote them) need no
+  // f32 buffer.
+  auto fusedQuantized = quantizedCache.find(root(op.getInput()));
+  bool int8 = useInt8(spec.format, spec.k);
+  FailureOr<Buffer> x = failure();
+  if (int8 && fusedQuantized != quantizedCache.end())
+    x = fusedQuantized->second;
+  else
+    x = bufferOf(op, op.getInput());
   if (failed(x))
     return failure();
   SmallVector<Value> biasArgs;
@@ -586,22 +655,35 @@ LogicalResult ScheduleBuilder::lowerMatmul(qnt::MatmulOp op) {
     biasArgs = {residentArg, idx(bw->offset)};
   }
 
+  // The activations the kernel reads: f32, or their 8-bit form.
+  Buffer xIn = *x;
+  Value xMem = scratchF32, xOff = off(*x);
+  int64_t xRow = spec.k;
+  if (int8) {
+    spec.int8Activations = true;
+    xIn = quantized(root(op.getInput()), *x, spec.k, tokenCount,
+                    options.maxBatch);
+    xMem = scratchArg;
+    xOff = idx(xIn.offset * 4);
+    xRow = KernelLibrary::getQuantizedRowBytes(spec.k);
+  }
+
   // The model's output: straight into the logits buffer, for every token or
   // only the last one.
   if (op.getResult() == logitsResult) {
     Buffer out{Logits, 0, options.maxBatch * spec.n};
-    access({*x}, {out});
+    access({xIn}, {out});
     func::FuncOp fn = lib.matmul(spec);
     Value all = arith::CmpIOp::create(
         b, loc, arith::CmpIPredicate::ne, allLogits,
         arith::ConstantIntOp::create(b, loc, 0, 64));
     Value lastRow = mulIdx(arith::SubIOp::create(b, loc, tokenCount, idx(1)),
-                           spec.k);
-    Value xOff = arith::SelectOp::create(b, loc, all, off(*x),
-                                         addIdx(off(*x), lastRow));
+                           xRow);
+    Value rowOff = arith::SelectOp::create(b, loc, all, xOff,
+                                           addIdx(xOff, lastRow));
     Value rows = arith::SelectOp::create(b, loc, all, tokenCount, idx(1));
-    SmallVector<Value> args = {residentArg, idx(weight->offset), scratchF32,
-                               xOff, logitsArg, idx(0)};
+    SmallVector<Value> args = {residentArg, idx(weight->offset), xMem,
+                               rowOff, logitsArg, idx(0)};
     args.append(biasArgs);
     args.append({rows, threadIdx, threadCount});
     call(fn, args);
@@ -610,7 +692,7 @@ LogicalResult ScheduleBuilder::lowerMatmul(qnt::MatmulOp op) {
 
   auto [add, residual] = fusableResidual(op.getResult());
   SmallVector<Value> accArgs;
-  SmallVector<Buffer> reads = {*x};
+  SmallVector<Buffer> reads = {xIn};
   Value resultValue = op.getResult();
   if (add) {
     auto r = bufferOf(op, residual);
@@ -624,8 +706,8 @@ LogicalResult ScheduleBuilder::lowerMatmul(qnt::MatmulOp op) {
   }
   Buffer out = allocate(resultValue, options.maxBatch * spec.n);
   access(reads, {out});
-  SmallVector<Value> args = {residentArg, idx(weight->offset), scratchF32,
-                             off(*x), scratchF32, off(out)};
+  SmallVector<Value> args = {residentArg, idx(weight->offset), xMem, xOff,
+                             scratchF32, off(out)};
   args.append(accArgs);
   args.append(biasArgs);
   args.append({tokenCount, threadIdx, threadCount});
@@ -798,17 +880,36 @@ LogicalResult ScheduleBuilder::lowerExpertFfn(moe::ExpertFfnOp op) {
 
   MatmulSpec gateUp{*gateFmt, ffn, hidden, /*swiglu=*/true};
   MatmulSpec down{*downFmt, hidden, ffn};
+  // Every routed row (tokens x k of them) is quantized once for gate/up,
+  // the SwiGLU output once for down.
+  Value routedRows = mulIdx(tokenCount, maxRows / options.maxBatch);
+  Buffer xIn = *rows;
+  Value xMem = scratchF32, xOff = off(*rows);
+  if (useInt8(gateUp.format, hidden)) {
+    gateUp.int8Activations = true;
+    xIn = quantized(root(op.getRows()), *rows, hidden, routedRows, maxRows);
+    xMem = scratchArg;
+    xOff = idx(xIn.offset * 4);
+  }
   Buffer h = temporary(maxRows * ffn);
-  access({*rows, *offsets, extents}, {h});
+  access({xIn, *offsets, extents}, {h});
   call(lib.expertMatmul(gateUp, experts, part("gate"), part("up")),
        {expertsArg, scratchI64, idx(extents.offset / 2), scratchI32,
-        off(*offsets), scratchF32, off(*rows), scratchF32, off(h), threadIdx,
+        off(*offsets), xMem, xOff, scratchF32, off(h), threadIdx,
         threadCount});
+  Buffer hIn = h;
+  Value hMem = scratchF32, hOff = off(h);
+  if (useInt8(down.format, ffn)) {
+    down.int8Activations = true;
+    hIn = quantized(Value(), h, ffn, routedRows, maxRows);
+    hMem = scratchArg;
+    hOff = idx(hIn.offset * 4);
+  }
   Buffer out = allocate(op.getResult(), maxRows * hidden);
-  access({h, *offsets, extents}, {out});
+  access({hIn, *offsets, extents}, {out});
   call(lib.expertMatmul(down, experts, part("down"), 0),
        {expertsArg, scratchI64, idx(extents.offset / 2), scratchI32,
-        off(*offsets), scratchF32, off(h), scratchF32, off(out), threadIdx,
+        off(*offsets), hMem, hOff, scratchF32, off(out), threadIdx,
         threadCount});
 
   // Every thread is done with the extents: thread 0 gives them back.
@@ -888,16 +989,35 @@ LogicalResult ScheduleBuilder::lowerSharedExpert(moe::SharedExpertOp op) {
   auto x = bufferOf(op, op.getInput());
   if (failed(x))
     return failure();
+  MatmulSpec gateUp{gate->format, ffn, hidden, /*swiglu=*/true};
+  MatmulSpec down{downW->format, hidden, ffn};
+  Buffer xIn = *x;
+  Value xMem = scratchF32, xOff = off(*x);
+  if (useInt8(gateUp.format, hidden)) {
+    gateUp.int8Activations = true;
+    xIn = quantized(root(op.getInput()), *x, hidden, tokenCount,
+                    options.maxBatch);
+    xMem = scratchArg;
+    xOff = idx(xIn.offset * 4);
+  }
   Buffer h = temporary(options.maxBatch * ffn);
-  access({*x}, {h});
-  call(lib.matmul({gate->format, ffn, hidden, /*swiglu=*/true}),
-       {residentArg, idx(gate->offset), idx(up->offset), scratchF32, off(*x),
+  access({xIn}, {h});
+  call(lib.matmul(gateUp),
+       {residentArg, idx(gate->offset), idx(up->offset), xMem, xOff,
         scratchF32, off(h), tokenCount, threadIdx, threadCount});
+  Buffer hIn = h;
+  Value hMem = scratchF32, hOff = off(h);
+  if (useInt8(down.format, ffn)) {
+    down.int8Activations = true;
+    hIn = quantized(Value(), h, ffn, tokenCount, options.maxBatch);
+    hMem = scratchArg;
+    hOff = idx(hIn.offset * 4);
+  }
   Buffer out = allocate(op.getResult(), options.maxBatch * hidden);
-  access({h}, {out});
-  call(lib.matmul({downW->format, hidden, ffn}),
-       {residentArg, idx(downW->offset), scratchF32, off(h), scratchF32,
-        off(out), tokenCount, threadIdx, threadCount});
+  access({hIn}, {out});
+  call(lib.matmul(down),
+       {residentArg, idx(downW->offset), hMem, hOff, scratchF32, off(out),
+        tokenCount, threadIdx, threadCount});
   if (auto inputGate = op.getInputGateAttr()) {
     auto g = residentOfRef(op, inputGate);
     if (failed(g) || failed(checkBlocks(op, g->format, hidden)))

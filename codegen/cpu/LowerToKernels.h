@@ -23,6 +23,8 @@
 #ifndef MOEC_CODEGEN_CPU_LOWERTOKERNELS_H
 #define MOEC_CODEGEN_CPU_LOWERTOKERNELS_H
 
+#include "codegen/cpu/Kernels.h"
+
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/Pass/Pass.h"
 
@@ -35,6 +37,10 @@ struct CpuLoweringOptions {
   unsigned lanes = 8;
   /// Most tokens per forward call (prefill chunk).
   int64_t maxBatch = 64;
+  /// Quantize activations to 8 bits for matmuls whose weights have an
+  /// integer form (every quantized format), with these dot products.
+  bool int8Activations = false;
+  IntegerDot integerDot = IntegerDot::Generic;
 };
 
 mlir::LogicalResult lowerToKernels(mlir::ModuleOp module,

@@ -224,6 +224,11 @@ Error Compilation::runCodegen() {
   codegen::CpuLoweringOptions lowering;
   lowering.lanes = getVectorLanes(options.target);
   lowering.maxBatch = options.maxBatch;
+  bool x86Avx2 = llvm::Triple(options.target.triple).isX86() &&
+                 options.target.hasFeature("avx2");
+  lowering.integerDot =
+      x86Avx2 ? codegen::IntegerDot::X86Avx2 : codegen::IntegerDot::Generic;
+  lowering.int8Activations = options.int8Activations.value_or(x86Avx2);
   DiagnosticCollector diagnostics(*context);
   if (mlir::failed(codegen::lowerToKernels(*module, lowering)))
     return diagnostics.takeError("codegen");
@@ -326,14 +331,33 @@ public:
       sys::fs::remove(temp);
   }
   std::string add(StringRef name) {
-    SmallString<256> final(dir);
+    SmallString<256> final(dir), temp(dir);
     sys::path::append(final, name);
-    std::string temp = (Twine(final) + ".tmp." +
-                        Twine(sys::Process::getProcessId()))
-                           .str();
-    files.push_back({temp, std::string(final)});
-    return temp;
+    sys::path::append(temp, "." + name + kTempMarker +
+                                Twine(sys::Process::getProcessId()));
+    files.push_back({std::string(temp), std::string(final)});
+    return std::string(temp);
   }
+  /// Removes what an interrupted earlier run left (hidden temporaries of
+  /// processes that no longer exist).
+  static void removeStale(StringRef dir) {
+    std::error_code ec;
+    for (sys::fs::directory_iterator it(dir, ec), end; !ec && it != end;
+         it.increment(ec)) {
+      StringRef name = sys::path::filename(it->path());
+      size_t at = name.find(kTempMarker);
+      if (!name.starts_with(".") || at == StringRef::npos)
+        continue;
+      unsigned pid = 0;
+      if (name.drop_front(at + strlen(kTempMarker)).getAsInteger(10, pid))
+        continue;
+      SmallString<64> proc("/proc/");
+      proc += std::to_string(pid);
+      if (!sys::fs::exists(proc))
+        sys::fs::remove(it->path());
+    }
+  }
+  static constexpr const char *kTempMarker = ".moec-tmp.";
   Error commit() {
     for (auto &[temp, final] : files)
       if (std::error_code ec = sys::fs::rename(temp, final))
@@ -403,6 +427,7 @@ Error Compilation::emit(StringRef outDir) {
       errs() << "moec: " << what << "\n";
   };
 
+  OutputSet::removeStale(outDir);
   OutputSet outputs(outDir);
   say("generating code for " + options.target.name);
   Expected<std::string> object = codegen::emitObject(*module, options.target);

@@ -51,6 +51,9 @@ struct CompileOptions {
   int64_t contextLength = 0;
   /// Most tokens per forward call.
   int64_t maxBatch = 64;
+  /// 8-bit activations for quantized matmuls: std::nullopt chooses per
+  /// target (on where the target has fast integer dot products).
+  std::optional<bool> int8Activations;
   /// Memory budget for the plan (0: the target's memory).
   uint64_t memoryBudget = 0;
   std::string calibrationPath;

@@ -234,6 +234,8 @@ Expected<RoleGenerator> describeRole(const SynthOptions &o,
   g.sigma = isNorm ? 0.1f : 1.0f / std::sqrt(static_cast<float>(role.dims[0]));
   if (role.kind == TensorRole::TokenEmbedding)
     g.sigma = 1.0f;
+  if (role.kind == TensorRole::Router)
+    g.sigma *= o.routerScale;
   g.seed = mix(o.seed, index);
   g.threads = o.threads ? o.threads : std::thread::hardware_concurrency();
   return g;

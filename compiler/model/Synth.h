@@ -31,6 +31,10 @@ struct SynthOptions {
   gguf::GgmlType attentionType = gguf::GgmlType::F16;
   gguf::GgmlType embeddingsType = gguf::GgmlType::F16;
   uint64_t seed = 0;
+  /// Multiplies the router weights' spread. Random routers put experts
+  /// near ties, where any rounding (8-bit activations, say) may pick other
+  /// experts; trained routers are sharper, and a scale of ~10 is too.
+  float routerScale = 1.0f;
   /// A GGUF whose tokenizer.* metadata is copied (its vocabulary size then
   /// sets the model's); empty for none.
   std::string vocabularyFile;

@@ -4,8 +4,20 @@
 // Q5_0, Q5_1, Q8_0, MXFP4) and of F16/BF16, producing blocks bit-identical
 // to the GGUF project's own (the gguf package's gguf.quants.quantize, which
 // matches ggml's quantize_row_*_ref) for finite inputs: same float32
-// operations in the same order, the same tie-breaking. The k-quants and the
-// importance-weighted and GPTQ quantizers come with the compression issue.
+// operations in the same order, the same tie-breaking.
+//
+// The k-quants (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K) are quantized round to
+// nearest: per sub-block a scale (and min) from its range, the scales
+// rounded to their 4/6/8-bit fields under the super-block's f16 d (and
+// dmin), then the codes rounded with the quantized scales (Quantize.cpp has
+// the details). That is not llama.cpp's quantize_row_*_K, which searches
+// for scales minimizing the error: the blocks are valid, bit-compatible GGUF
+// that any reader dequantizes, but not byte-identical to llama.cpp's, and
+// somewhat less accurate (the gguf package has no k-quant quantizer to
+// compare with). The statement above covers only the formats it lists.
+// Inputs must be finite and small enough that the scales fit an f16.
+// The importance-weighted and GPTQ quantizers come with the compression
+// issue.
 //
 //===----------------------------------------------------------------------===//
 

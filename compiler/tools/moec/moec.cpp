@@ -155,6 +155,11 @@ cl::opt<int64_t> synthSharedFfn("shared-ffn", cl::init(0),
 cl::opt<int64_t> synthVocabSize("vocab-size", cl::init(0),
                                 cl::desc("Vocabulary size (without --vocab)"),
                                 cl::sub(synthCommand), cl::cat(synthCategory));
+cl::opt<float> synthRouterScale(
+    "router-scale", cl::init(1.0f),
+    cl::desc("Multiply the spread of router weights (sharper routing, as in "
+             "trained models)"),
+    cl::sub(synthCommand), cl::cat(synthCategory));
 cl::opt<std::string> synthFormat("format", cl::init("gguf"),
                                  cl::desc("Output format: gguf (a file) or "
                                           "safetensors (a checkpoint "
@@ -196,6 +201,12 @@ cl::opt<std::string> compileCalibration(
 cl::opt<std::string> compileDepfile(
     "MF", cl::desc("Write a Makefile depfile naming every input read"),
     cl::value_desc("file"), cl::sub(cl::SubCommand::getTopLevel()));
+cl::opt<std::string> compileActivations(
+    "activations", cl::init("auto"),
+    cl::desc("Activations of quantized matmuls: f32, int8 (8-bit, integer "
+             "dot products) or auto (int8 where the target has fast integer "
+             "dot products)"),
+    cl::sub(cl::SubCommand::getTopLevel()));
 cl::opt<bool> compileQuiet("quiet", cl::desc("No progress messages"),
                            cl::sub(cl::SubCommand::getTopLevel()));
 cl::opt<bool> listTargets("list-targets",
@@ -594,6 +605,10 @@ int runSynth() {
     t.field = *type;
   }
   options.seed = synthSeed;
+  if (!(synthRouterScale > 0.0f) || synthRouterScale > 1000.0f)
+    return fail("--router-scale must be in (0, 1000], got " +
+                std::to_string(synthRouterScale));
+  options.routerScale = synthRouterScale;
   options.vocabularyFile = synthVocab;
   options.threads = synthThreads;
 
@@ -705,6 +720,13 @@ int runCompile() {
     options.memoryBudget = *budget;
   }
   options.calibrationPath = compileCalibration;
+  if (compileActivations == "f32")
+    options.int8Activations = false;
+  else if (compileActivations == "int8")
+    options.int8Activations = true;
+  else if (compileActivations != "auto")
+    return fail("--activations: expected f32, int8 or auto, got '" +
+                compileActivations + "'");
   options.progress = !compileQuiet;
 
   driver::Compilation compilation(std::move(options));

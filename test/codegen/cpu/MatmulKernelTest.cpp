@@ -1,0 +1,1035 @@
+//===- MatmulKernelTest.cpp - Generated matmuls vs the reference dequantizers -===//
+//
+// For every weight format and vector width, JIT-compiles KernelLibrary's
+// matmul (through codegen::lowerToLLVMDialect, as the backend lowers it) and
+// runs it at decode token counts (T <= 2: the kernel's GEMV path) and prefill
+// ones (T > 2: its GEMM path) on random weights and activations, once on one
+// thread and once split over three (the kernel's row split), and compares
+// every output with a double-precision dot product of the reference
+// dequantizer's rows (compiler/quant for the GGUF and float formats,
+// test/reference/GroupDequantReference for the own int formats) with the
+// activations, within the error bound of an f32 accumulation.
+//
+// The variants (SwiGLU gate/up pairs, a residual to accumulate, an f32 bias
+// read from the weight buffer) and the 8-bit activation path
+// (quantizeActivations, then the integer matmul, compared with the reference
+// on the dequantized 8-bit activations) have suites of their own.
+//
+// Weights, activations and outputs sit at non-zero offsets; the weights and
+// the activations end right before an inaccessible page, so a kernel that
+// reads past them crashes; outputs outside the kernel's rows are checked to
+// be untouched.
+//
+//===----------------------------------------------------------------------===//
+
+#include "codegen/cpu/BlockDecode.h"
+#include "codegen/cpu/EmitObject.h"
+#include "codegen/cpu/Kernels.h"
+#include "compiler/quant/Dequantize.h"
+#include "dialects/qnt/IR/QntDialect.h"
+#include "test/reference/GroupDequantReference.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/ControlFlow/IR/ControlFlow.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/Index/IR/IndexDialect.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+#include "mlir/ExecutionEngine/CRunnerUtils.h"
+#include "mlir/ExecutionEngine/ExecutionEngine.h"
+#include "mlir/ExecutionEngine/OptUtils.h"
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/MLIRContext.h"
+#include "mlir/IR/Verifier.h"
+#include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
+#include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
+#include "llvm/ADT/bit.h"
+#include "llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h"
+#include "llvm/Support/TargetSelect.h"
+#include "llvm/TargetParser/Host.h"
+
+#include <gtest/gtest.h>
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <mutex>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+using namespace mlir;
+using namespace moec;
+using codegen::IntegerDot;
+using codegen::KernelLibrary;
+using codegen::MatmulSpec;
+using codegen::WeightFormat;
+using qnt::QuantFormat;
+
+namespace {
+
+//===----------------------------------------------------------------------===//
+// Formats
+//===----------------------------------------------------------------------===//
+
+WeightFormat floatFormat(WeightFormat::Kind kind) {
+  WeightFormat format;
+  format.kind = kind;
+  return format;
+}
+
+WeightFormat quantFormat(QuantFormat quant, unsigned group = 0,
+                         bool asymmetric = false) {
+  WeightFormat format;
+  format.kind = WeightFormat::Kind::Quantized;
+  format.quant = quant;
+  format.group = group;
+  format.asymmetric = asymmetric;
+  return format;
+}
+
+bool isOwnFormat(const WeightFormat &format) {
+  return format.kind == WeightFormat::Kind::Quantized &&
+         !qnt::isGgufFormat(format.quant);
+}
+
+bool isKQuant(const WeightFormat &format) {
+  if (format.kind != WeightFormat::Kind::Quantized)
+    return false;
+  switch (format.quant) {
+  case QuantFormat::Q2_K:
+  case QuantFormat::Q3_K:
+  case QuantFormat::Q4_K:
+  case QuantFormat::Q5_K:
+  case QuantFormat::Q6_K:
+    return true;
+  default:
+    return false;
+  }
+}
+
+/// Every format: the float ones, the GGUF block formats, and the own int
+/// formats, symmetric and asymmetric, with groups of 24 (a multiple of 8
+/// that no power of two above 8 divides: runs of 8 elements in the 8-bit
+/// activation path), 32 and 128.
+std::vector<WeightFormat> allFormats() {
+  std::vector<WeightFormat> formats = {floatFormat(WeightFormat::Kind::F32),
+                                       floatFormat(WeightFormat::Kind::F16),
+                                       floatFormat(WeightFormat::Kind::BF16)};
+  for (QuantFormat quant :
+       {QuantFormat::Q4_0, QuantFormat::Q4_1, QuantFormat::Q5_0,
+        QuantFormat::Q5_1, QuantFormat::Q8_0, QuantFormat::Q2_K,
+        QuantFormat::Q3_K, QuantFormat::Q4_K, QuantFormat::Q5_K,
+        QuantFormat::Q6_K, QuantFormat::MXFP4})
+    formats.push_back(quantFormat(quant));
+  for (QuantFormat quant : {QuantFormat::Int2, QuantFormat::Int3,
+                            QuantFormat::Int4, QuantFormat::Int8})
+    for (unsigned group : {24u, 32u, 128u})
+      for (bool asymmetric : {false, true})
+        formats.push_back(quantFormat(quant, group, asymmetric));
+  return formats;
+}
+
+/// Rows: not a multiple of the row tiles (4, 2 for SwiGLU), so that both
+/// the tiles and the remainders run, on one thread and on each of three.
+constexpr int64_t kRows = 38;
+
+/// Columns: a multiple of the format's block and of 32 (the block of the
+/// 8-bit activations); two super-blocks for the K-quants.
+int64_t columnsFor(const WeightFormat &format) {
+  if (isOwnFormat(format) && format.group == 24)
+    return 480;
+  if (isKQuant(format) || (isOwnFormat(format) && format.group == 128))
+    return 512;
+  return 256;
+}
+
+/// Vector widths to test: 4 and 8 everywhere (LLVM legalizes them on any
+/// x86-64 or AArch64 host); 16 only where the CPU has AVX-512, decided at
+/// run time from the host's features.
+bool hostHasAvx512() {
+  llvm::StringMap<bool> features = llvm::sys::getHostCPUFeatures();
+  auto it = features.find("avx512f");
+  return it != features.end() && it->second;
+}
+
+std::vector<unsigned> lanesToTest() {
+  std::vector<unsigned> lanes = {4, 8};
+  if (hostHasAvx512())
+    lanes.push_back(16);
+  return lanes;
+}
+
+bool hostHasAvx2() {
+  llvm::StringMap<bool> features = llvm::sys::getHostCPUFeatures();
+  auto it = features.find("avx2");
+  return it != features.end() && it->second;
+}
+
+bool decodable(const WeightFormat &format, unsigned lanes) {
+  return format.blockElements(lanes) % lanes == 0;
+}
+
+gguf::GgmlType ggmlType(const WeightFormat &format) {
+  switch (format.kind) {
+  case WeightFormat::Kind::F32:
+    return gguf::GgmlType::F32;
+  case WeightFormat::Kind::F16:
+    return gguf::GgmlType::F16;
+  case WeightFormat::Kind::BF16:
+    return gguf::GgmlType::BF16;
+  case WeightFormat::Kind::Quantized:
+    break;
+  }
+  switch (format.quant) {
+  case QuantFormat::Q4_0:
+    return gguf::GgmlType::Q4_0;
+  case QuantFormat::Q4_1:
+    return gguf::GgmlType::Q4_1;
+  case QuantFormat::Q5_0:
+    return gguf::GgmlType::Q5_0;
+  case QuantFormat::Q5_1:
+    return gguf::GgmlType::Q5_1;
+  case QuantFormat::Q8_0:
+    return gguf::GgmlType::Q8_0;
+  case QuantFormat::Q2_K:
+    return gguf::GgmlType::Q2_K;
+  case QuantFormat::Q3_K:
+    return gguf::GgmlType::Q3_K;
+  case QuantFormat::Q4_K:
+    return gguf::GgmlType::Q4_K;
+  case QuantFormat::Q5_K:
+    return gguf::GgmlType::Q5_K;
+  case QuantFormat::Q6_K:
+    return gguf::GgmlType::Q6_K;
+  case QuantFormat::MXFP4:
+    return gguf::GgmlType::MXFP4;
+  default:
+    llvm_unreachable("not a GGUF format");
+  }
+}
+
+/// Offsets in a block of the f16 scales and mins, which the test keeps
+/// finite (as test/codegen/cpu/BlockDecodeTest does).
+std::vector<int64_t> halfFields(const WeightFormat &format) {
+  if (isOwnFormat(format))
+    return format.asymmetric ? std::vector<int64_t>{0, 2}
+                             : std::vector<int64_t>{0};
+  switch (format.quant) {
+  case QuantFormat::Q4_0:
+  case QuantFormat::Q5_0:
+  case QuantFormat::Q8_0:
+    return {0};
+  case QuantFormat::Q4_1:
+  case QuantFormat::Q5_1:
+  case QuantFormat::Q4_K:
+  case QuantFormat::Q5_K:
+    return {0, 2};
+  case QuantFormat::Q2_K:
+    return {80, 82};
+  case QuantFormat::Q3_K:
+    return {108};
+  case QuantFormat::Q6_K:
+    return {208};
+  default:
+    return {};
+  }
+}
+
+/// Random weight bytes of `rows` rows of `k` elements: random finite values
+/// for the float formats; random codes with finite f16 scales and mins
+/// (normal, subnormal, zero, either sign) for the block formats, and E8M0
+/// scales of MXFP4 within 2^+-20 (a random byte could be 2^127, which no
+/// f32 dot product survives).
+std::vector<uint8_t> randomWeights(const WeightFormat &format, unsigned lanes,
+                                   int64_t rows, int64_t k, std::mt19937 &rng) {
+  int64_t blockBytes = format.blockBytes(lanes);
+  int64_t numBlocks = rows * k / format.blockElements(lanes);
+  std::vector<uint8_t> data(blockBytes * numBlocks);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::uniform_int_distribution<int> exponent(-6, 6);
+  auto randomFloat = [&] {
+    return std::ldexp(normal(rng), exponent(rng));
+  };
+  switch (format.kind) {
+  case WeightFormat::Kind::F32:
+    for (int64_t i = 0; i < rows * k; ++i) {
+      float v = randomFloat();
+      std::memcpy(&data[4 * i], &v, 4);
+    }
+    return data;
+  case WeightFormat::Kind::F16:
+    for (int64_t i = 0; i < rows * k; ++i) {
+      uint16_t h = moec::quant::floatToHalf(randomFloat());
+      std::memcpy(&data[2 * i], &h, 2);
+    }
+    return data;
+  case WeightFormat::Kind::BF16:
+    for (int64_t i = 0; i < rows * k; ++i) {
+      uint16_t h = static_cast<uint16_t>(
+          llvm::bit_cast<uint32_t>(randomFloat()) >> 16);
+      std::memcpy(&data[2 * i], &h, 2);
+    }
+    return data;
+  case WeightFormat::Kind::Quantized:
+    break;
+  }
+  for (uint8_t &byte : data)
+    byte = static_cast<uint8_t>(rng());
+  for (int64_t block = 0; block < numBlocks; ++block) {
+    uint8_t *b = &data[block * blockBytes];
+    if (format.quant == QuantFormat::MXFP4) {
+      b[0] = static_cast<uint8_t>(127 + std::uniform_int_distribution<int>(
+                                            -20, 20)(rng));
+      continue;
+    }
+    for (int64_t at : halfFields(format)) {
+      uint16_t half;
+      do
+        half = static_cast<uint16_t>(rng());
+      while ((half & 0x7c00) == 0x7c00);
+      b[at] = static_cast<uint8_t>(half);
+      b[at + 1] = static_cast<uint8_t>(half >> 8);
+    }
+  }
+  return data;
+}
+
+/// The reference's values of `rows` weight rows of `k` elements.
+std::vector<float> dequantizeReference(const WeightFormat &format,
+                                       const uint8_t *bytes, int64_t rows,
+                                       int64_t k) {
+  std::vector<float> values(rows * k);
+  if (isOwnFormat(format))
+    reference::dequantizeGroup(qnt::getOwnFormatBits(format.quant),
+                               format.group, format.asymmetric, bytes,
+                               values.data(), rows * k);
+  else
+    moec::quant::dequantizeRow(ggmlType(format), bytes, values.data(),
+                               rows * k);
+  return values;
+}
+
+//===----------------------------------------------------------------------===//
+// Buffers
+//===----------------------------------------------------------------------===//
+
+/// `bytes` bytes that end right before an inaccessible page.
+class GuardedBuffer {
+public:
+  explicit GuardedBuffer(size_t bytes) : size(bytes) {
+    pageSize = sysconf(_SC_PAGESIZE);
+    dataPages = (bytes + pageSize - 1) / pageSize;
+    mappedBytes = (dataPages + 1) * pageSize;
+    void *map = mmap(nullptr, mappedBytes, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (map == MAP_FAILED)
+      std::abort();
+    base = static_cast<uint8_t *>(map);
+    if (mprotect(base + dataPages * pageSize, pageSize, PROT_NONE) != 0)
+      std::abort();
+    // Sizes are multiples of 4 where the buffer holds floats, so that their
+    // views are aligned.
+    data = base + dataPages * pageSize - bytes;
+  }
+  ~GuardedBuffer() { munmap(base, mappedBytes); }
+  GuardedBuffer(const GuardedBuffer &) = delete;
+  GuardedBuffer &operator=(const GuardedBuffer &) = delete;
+
+  uint8_t *data;
+  size_t size;
+  float *floats() { return reinterpret_cast<float *>(data); }
+
+private:
+  uint8_t *base;
+  size_t pageSize, dataPages, mappedBytes;
+};
+
+template <typename T>
+StridedMemRefType<T, 1> view(T *data, int64_t elements) {
+  return {data, data, 0, {elements}, {1}};
+}
+
+//===----------------------------------------------------------------------===//
+// The generated kernels
+//===----------------------------------------------------------------------===//
+
+// Offsets the kernels are called with: bytes for the weights (and the
+// 8-bit activations), elements for the f32 buffers.
+constexpr int64_t kWeightOffset = 64;
+constexpr int64_t kXOffset = 3;
+constexpr int64_t kYOffset = 5;
+constexpr int64_t kAccOffset = 7;
+constexpr int64_t kQOffset = 48;
+/// Slack after y's rows, checked to stay untouched.
+constexpr int64_t kYSlack = 9;
+
+void initializeNativeTarget() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    llvm::InitializeNativeTarget();
+    llvm::InitializeNativeTargetAsmPrinter();
+  });
+}
+
+/// Where the operands of one matmul lie in the weight buffer.
+struct WeightLayout {
+  int64_t matrixBytes; // one [n, k] matrix
+  int64_t wOff, wOff2, biasOff, totalBytes;
+
+  WeightLayout(const MatmulSpec &spec, unsigned lanes) {
+    matrixBytes = spec.n * spec.k / spec.format.blockElements(lanes) *
+                  spec.format.blockBytes(lanes);
+    wOff = kWeightOffset;
+    wOff2 = wOff + matrixBytes;
+    biasOff = wOff + (spec.swiglu ? 2 : 1) * matrixBytes;
+    totalBytes = biasOff + (spec.bias ? 4 * spec.n : 0);
+  }
+};
+
+/// One matmul compiled for this machine, with two public entry points:
+///
+///   @run(w: memref<?xi8>, x: memref<?xf32>, q: memref<?xi8>,
+///        y: memref<?xf32>, acc: memref<?xf32>, T, thread, threads)
+///     calls the kernel with the offsets above (x for f32 activations, q at
+///     kQOffset for 8-bit ones; acc and the bias only where the spec has
+///     them, the bias from w);
+///   @quantize(x: memref<?xf32>, q: memref<?xi8>, T, thread, threads)
+///     (8-bit activations only) calls quantizeActivations(k).
+class JitMatmul {
+public:
+  JitMatmul(const MatmulSpec &spec, unsigned lanes, IntegerDot integerDot)
+      : spec(spec) {
+    initializeNativeTarget();
+    DialectRegistry registry;
+    registry.insert<arith::ArithDialect, cf::ControlFlowDialect,
+                    func::FuncDialect, index::IndexDialect, LLVM::LLVMDialect,
+                    math::MathDialect, memref::MemRefDialect, scf::SCFDialect,
+                    vector::VectorDialect>();
+    registerBuiltinDialectTranslation(registry);
+    registerLLVMDialectTranslation(registry);
+    context.appendDialectRegistry(registry);
+    context.loadAllAvailableDialects();
+
+    OwningOpRef<ModuleOp> module = buildModule(lanes, integerDot);
+    if (!error.empty())
+      return;
+    if (failed(verify(*module))) {
+      error = "the generated module does not verify";
+      return;
+    }
+    if (failed(codegen::lowerToLLVMDialect(*module))) {
+      error = "the generated module does not lower to LLVM";
+      return;
+    }
+    // Optimized for this CPU, as the backend optimizes kernels (-O3).
+    auto builder = llvm::orc::JITTargetMachineBuilder::detectHost();
+    if (!builder) {
+      error = llvm::toString(builder.takeError());
+      return;
+    }
+    auto machine = builder->createTargetMachine();
+    if (!machine) {
+      error = llvm::toString(machine.takeError());
+      return;
+    }
+    targetMachine = std::move(*machine);
+    std::function<llvm::Error(llvm::Module *)> transformer =
+        makeOptimizingTransformer(/*optLevel=*/3, /*sizeLevel=*/0,
+                                  targetMachine.get());
+    ExecutionEngineOptions options;
+    options.transformer = transformer;
+    auto created = ExecutionEngine::create(*module, options);
+    if (!created) {
+      error = llvm::toString(created.takeError());
+      return;
+    }
+    engine = std::move(*created);
+  }
+
+  /// Empty when the kernel was built; else what went wrong.
+  std::string error;
+
+  std::string run(GuardedBuffer &w, GuardedBuffer &x, GuardedBuffer *q,
+                  std::vector<float> &y, std::vector<float> *acc, int64_t T,
+                  int64_t thread, int64_t threads) {
+    float dummy = 0;
+    int8_t dummyByte = 0;
+    auto wView = view(reinterpret_cast<int8_t *>(w.data), w.size);
+    auto xView = view(x.floats(), x.size / 4);
+    auto qView = q ? view(reinterpret_cast<int8_t *>(q->data), q->size)
+                   : view(&dummyByte, 1);
+    auto yView = view(y.data(), y.size());
+    auto accView = acc ? view(acc->data(), acc->size()) : view(&dummy, 1);
+    auto *wArg = &wView;
+    auto *xArg = &xView;
+    auto *qArg = &qView;
+    auto *yArg = &yView;
+    auto *accArg = &accView;
+    if (llvm::Error e = engine->invoke("run", wArg, xArg, qArg, yArg, accArg,
+                                       T, thread, threads))
+      return llvm::toString(std::move(e));
+    return "";
+  }
+
+  std::string quantize(GuardedBuffer &x, GuardedBuffer &q, int64_t T,
+                       int64_t thread, int64_t threads) {
+    auto xView = view(x.floats(), x.size / 4);
+    auto qView = view(reinterpret_cast<int8_t *>(q.data), q.size);
+    auto *xArg = &xView;
+    auto *qArg = &qView;
+    if (llvm::Error e =
+            engine->invoke("quantize", xArg, qArg, T, thread, threads))
+      return llvm::toString(std::move(e));
+    return "";
+  }
+
+private:
+  /// Whether `kernel` takes `operands` as Kernels.h documents its
+  /// arguments; sets `error` if not.
+  bool checkArguments(func::FuncOp kernel, ValueRange operands) {
+    if (operands.size() != kernel.getNumArguments()) {
+      error = "@" + kernel.getName().str() + " takes " +
+              std::to_string(kernel.getNumArguments()) +
+              " arguments, Kernels.h documents " +
+              std::to_string(operands.size());
+      return false;
+    }
+    for (unsigned i = 0; i < operands.size(); ++i)
+      if (operands[i].getType() != kernel.getArgumentTypes()[i]) {
+        error = "@" + kernel.getName().str() + "'s argument " +
+                std::to_string(i) + " has another type than Kernels.h "
+                "documents";
+        return false;
+      }
+    return true;
+  }
+
+  OwningOpRef<ModuleOp> buildModule(unsigned lanes, IntegerDot integerDot) {
+    Location loc = UnknownLoc::get(&context);
+    OwningOpRef<ModuleOp> module = ModuleOp::create(loc);
+    KernelLibrary library(*module, lanes, integerDot);
+    func::FuncOp kernel = library.matmul(spec);
+    func::FuncOp quantizeKernel;
+    if (spec.int8Activations)
+      quantizeKernel = library.quantizeActivations(spec.k);
+    if (!kernel || (spec.int8Activations && !quantizeKernel)) {
+      error = "the kernel library generated no kernel";
+      return module;
+    }
+
+    OpBuilder b(&context);
+    b.setInsertionPointToEnd(module->getBody());
+    Type index = b.getIndexType();
+    auto bytes = MemRefType::get({ShapedType::kDynamic}, b.getI8Type());
+    auto floats = MemRefType::get({ShapedType::kDynamic}, b.getF32Type());
+    auto constant = [&](int64_t v) -> Value {
+      return arith::ConstantIndexOp::create(b, loc, v);
+    };
+
+    WeightLayout layout(spec, lanes);
+    {
+      auto run = func::FuncOp::create(
+          b, loc, "run",
+          b.getFunctionType({bytes, floats, bytes, floats, floats, index,
+                             index, index},
+                            {}));
+      run->setAttr(LLVM::LLVMDialect::getEmitCWrapperAttrName(),
+                   b.getUnitAttr());
+      Block *entry = run.addEntryBlock();
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPointToStart(entry);
+      auto arg = [&](unsigned i) { return entry->getArgument(i); };
+      SmallVector<Value> operands = {arg(0), constant(layout.wOff)};
+      if (spec.swiglu)
+        operands.push_back(constant(layout.wOff2));
+      if (spec.int8Activations)
+        operands.append({arg(2), constant(kQOffset)});
+      else
+        operands.append({arg(1), constant(kXOffset)});
+      operands.append({arg(3), constant(kYOffset)});
+      if (spec.accumulate)
+        operands.append({arg(4), constant(kAccOffset)});
+      if (spec.bias)
+        operands.append({arg(0), constant(layout.biasOff)});
+      operands.append({arg(5), arg(6), arg(7)});
+      if (!checkArguments(kernel, operands))
+        return module;
+      func::CallOp::create(b, loc, kernel, operands);
+      func::ReturnOp::create(b, loc);
+    }
+    if (spec.int8Activations) {
+      auto quantize = func::FuncOp::create(
+          b, loc, "quantize",
+          b.getFunctionType({floats, bytes, index, index, index}, {}));
+      quantize->setAttr(LLVM::LLVMDialect::getEmitCWrapperAttrName(),
+                        b.getUnitAttr());
+      Block *entry = quantize.addEntryBlock();
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPointToStart(entry);
+      auto arg = [&](unsigned i) { return entry->getArgument(i); };
+      SmallVector<Value> operands = {arg(0), constant(kXOffset), arg(1),
+                                     constant(kQOffset), arg(2), arg(3),
+                                     arg(4)};
+      if (!checkArguments(quantizeKernel, operands))
+        return module;
+      func::CallOp::create(b, loc, quantizeKernel, operands);
+      func::ReturnOp::create(b, loc);
+    }
+    return module;
+  }
+
+  MatmulSpec spec;
+  MLIRContext context;
+  std::unique_ptr<llvm::TargetMachine> targetMachine;
+  std::unique_ptr<ExecutionEngine> engine;
+};
+
+//===----------------------------------------------------------------------===//
+// 8-bit activations: the rule of Kernels.h, in C++
+//===----------------------------------------------------------------------===//
+
+/// One token's row quantized as quantizeActivations documents: codes, the
+/// per-32 scales and the per-16 sums.
+struct QuantizedRow {
+  std::vector<int8_t> codes;
+  std::vector<float> scales, sums;
+  /// d * code, the values the integer matmul multiplies with.
+  std::vector<float> values;
+};
+
+QuantizedRow quantizeRow(const float *x, int64_t k) {
+  QuantizedRow row;
+  row.codes.resize(k);
+  row.values.resize(k);
+  for (int64_t block = 0; block < k / 32; ++block) {
+    const float *xb = x + block * 32;
+    float amax = 0.0f;
+    for (int j = 0; j < 32; ++j)
+      amax = std::max(amax, std::fabs(xb[j]));
+    float d = amax / 127.0f;
+    float id = amax > 0.0f ? 127.0f / amax : 0.0f;
+    row.scales.push_back(d);
+    for (int j = 0; j < 32; ++j) {
+      // nearbyint in the default rounding mode: ties to even.
+      float q = std::nearbyint(xb[j] * id);
+      row.codes[block * 32 + j] = static_cast<int8_t>(q);
+      row.values[block * 32 + j] = d * q;
+    }
+  }
+  for (int64_t half = 0; half < k / 16; ++half) {
+    int sum = 0;
+    for (int j = 0; j < 16; ++j)
+      sum += row.codes[half * 16 + j];
+    row.sums.push_back(row.scales[half / 2] * static_cast<float>(sum));
+  }
+  return row;
+}
+
+//===----------------------------------------------------------------------===//
+// The test driver
+//===----------------------------------------------------------------------===//
+
+struct Variant {
+  bool swiglu = false, accumulate = false, bias = false;
+};
+
+std::string variantName(const Variant &v) {
+  std::string name;
+  if (v.swiglu)
+    name += "_swiglu";
+  if (v.accumulate)
+    name += "_acc";
+  if (v.bias)
+    name += "_bias";
+  return name.empty() ? "plain" : name.substr(1);
+}
+
+struct Case {
+  WeightFormat format;
+  unsigned lanes;
+  Variant variant;
+  bool int8 = false;
+  IntegerDot integerDot = IntegerDot::Generic;
+};
+
+// gtest prints a failing case's parameter with this rather than its bytes.
+void PrintTo(const Case &c, std::ostream *os) {
+  *os << c.format.name() << ", lanes " << c.lanes << ", "
+      << variantName(c.variant)
+      << (!c.int8                                   ? ""
+          : c.integerDot == IntegerDot::X86Avx2 ? ", 8-bit activations, AVX2"
+                                                : ", 8-bit activations");
+}
+
+std::string caseName(const ::testing::TestParamInfo<Case> &info) {
+  std::string name = info.param.format.name();
+  for (char &c : name)
+    if (!std::isalnum(static_cast<unsigned char>(c)))
+      c = '_';
+  name += "_lanes" + std::to_string(info.param.lanes);
+  if (info.param.variant.swiglu || info.param.variant.accumulate ||
+      info.param.variant.bias)
+    name += "_" + variantName(info.param.variant);
+  if (info.param.int8 && info.param.integerDot == IntegerDot::X86Avx2)
+    name += "_avx2";
+  return name;
+}
+
+MatmulSpec specOf(const Case &c) {
+  MatmulSpec spec;
+  spec.format = c.format;
+  spec.n = kRows;
+  spec.k = columnsFor(c.format);
+  spec.swiglu = c.variant.swiglu;
+  spec.accumulate = c.variant.accumulate;
+  spec.bias = c.variant.bias;
+  spec.int8Activations = c.int8;
+  return spec;
+}
+
+/// The largest token count tested; the activations hold this many rows.
+constexpr int64_t kMaxTokens = 16;
+/// GEMV (T <= 2) and GEMM (T > 2) token counts, with remainders of the
+/// GEMM's token tile of 3.
+constexpr int64_t kTokenCounts[] = {1, 2, 3, 7, 16};
+
+/// Random activations of kMaxTokens rows; a few 32-element blocks of token 0
+/// are made to exercise the 8-bit rule's corners: all zeros; a maximum of
+/// exactly 127 (so that codes are the values themselves) with halves that
+/// round to even; one non-zero value.
+std::vector<float> randomActivations(int64_t k, std::mt19937 &rng) {
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> x(kMaxTokens * k);
+  for (float &v : x)
+    v = normal(rng);
+  for (int j = 0; j < 32; ++j) {
+    x[j] = 0.0f;
+    x[32 + j] = (j % 2 ? -1.0f : 1.0f) * (0.5f + static_cast<float>(j));
+    x[64 + j] = 0.0f;
+  }
+  x[32 + 31] = 127.0f;
+  x[64 + 5] = -3.25f;
+  return x;
+}
+
+class MatmulHarness {
+public:
+  explicit MatmulHarness(const Case &c)
+      : c(c), spec(specOf(c)), layout(spec, c.lanes),
+        kernel(spec, c.lanes, c.integerDot),
+        w(layout.totalBytes),
+        x((kXOffset + kMaxTokens * spec.k) * sizeof(float)) {}
+
+  /// Fills the buffers from `seed` and computes the reference.
+  void prepare(unsigned seed) {
+    std::mt19937 rng(seed * 7919 + c.lanes);
+    std::memset(w.data, 0xa5, kWeightOffset);
+    unsigned matrices = spec.swiglu ? 2 : 1;
+    weights.clear();
+    for (unsigned m = 0; m < matrices; ++m) {
+      std::vector<uint8_t> bytes =
+          randomWeights(spec.format, c.lanes, spec.n, spec.k, rng);
+      std::memcpy(w.data + (m == 0 ? layout.wOff : layout.wOff2), bytes.data(),
+                  bytes.size());
+      weights.push_back(
+          dequantizeReference(spec.format, bytes.data(), spec.n, spec.k));
+    }
+    std::normal_distribution<float> normal(0.0f, 4.0f);
+    bias.assign(spec.n, 0.0f);
+    if (spec.bias) {
+      for (float &v : bias)
+        v = normal(rng);
+      std::memcpy(w.data + layout.biasOff, bias.data(), 4 * spec.n);
+    }
+    acc.assign(kAccOffset + kMaxTokens * spec.n, 0.0f);
+    for (float &v : acc)
+      v = normal(rng);
+
+    std::vector<float> xs = randomActivations(spec.k, rng);
+    for (int64_t i = 0; i < kXOffset; ++i)
+      x.floats()[i] = std::numeric_limits<float>::quiet_NaN();
+    std::memcpy(x.floats() + kXOffset, xs.data(), xs.size() * 4);
+    activations = xs;
+    quantized.clear();
+    if (spec.int8Activations) {
+      for (int64_t t = 0; t < kMaxTokens; ++t) {
+        quantized.push_back(quantizeRow(xs.data() + t * spec.k, spec.k));
+        std::copy(quantized.back().values.begin(),
+                  quantized.back().values.end(),
+                  activations.begin() + t * spec.k);
+      }
+    }
+  }
+
+  /// Runs the kernel for T tokens split over `threads` threads (each
+  /// thread's call in turn), after quantizing the activations the same way
+  /// where the spec has 8-bit activations, and checks every output.
+  void check(int64_t T, int64_t threads) {
+    SCOPED_TRACE("T = " + std::to_string(T) + ", " + std::to_string(threads) +
+                 " thread(s)");
+    std::unique_ptr<GuardedBuffer> q;
+    if (spec.int8Activations) {
+      int64_t rowBytes = KernelLibrary::getQuantizedRowBytes(spec.k);
+      q = std::make_unique<GuardedBuffer>(kQOffset + T * rowBytes);
+      std::memset(q->data, 0x5a, q->size);
+      for (int64_t thread = 0; thread < threads; ++thread)
+        ASSERT_EQ(kernel.quantize(x, *q, T, thread, threads), "");
+      checkQuantized(*q, T);
+    }
+
+    const float sentinel = llvm::bit_cast<float>(0x7fc0dead);
+    std::vector<float> y(kYOffset + T * spec.n + kYSlack, sentinel);
+    for (int64_t thread = 0; thread < threads; ++thread)
+      ASSERT_EQ(kernel.run(w, x, q.get(), y, spec.accumulate ? &acc : nullptr,
+                           T, thread, threads),
+                "");
+
+    int64_t untouched = 0;
+    for (int64_t i = 0; i < static_cast<int64_t>(y.size()); ++i)
+      if ((i < kYOffset || i >= kYOffset + T * spec.n) &&
+          llvm::bit_cast<uint32_t>(y[i]) != 0x7fc0dead)
+        ++untouched;
+    EXPECT_EQ(untouched, 0) << "the kernel wrote outside y's rows";
+
+    int64_t failures = 0;
+    std::ostringstream first;
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t n = 0; n < spec.n; ++n) {
+        double bound;
+        double expected = reference(t, n, bound);
+        double actual = y[kYOffset + t * spec.n + n];
+        if (!(std::fabs(actual - expected) <= bound)) {
+          if (failures++ == 0)
+            first << "y[" << t << "][" << n << "] = " << actual
+                  << ", the reference " << expected << " (error "
+                  << std::fabs(actual - expected) << ", bound " << bound
+                  << ")";
+        }
+      }
+    EXPECT_EQ(failures, 0) << failures << " of " << T * spec.n
+                           << " outputs off; first: " << first.str();
+  }
+
+  JitMatmul &jit() { return kernel; }
+
+private:
+  /// The expected y[t][n] and the bound of its error: 1e-5 of the sum of
+  /// the magnitudes of the products (an f32 accumulation), carried through
+  /// the epilogue.
+  ///
+  /// With 8-bit activations, the magnitude of each block of 32 is its
+  /// largest |w| times its sum of |x| instead: the integer path computes a
+  /// run as scale * sum(code * q) + offset * sum(q), whose two terms are
+  /// bounded by the run's largest weight, not by each weight (an int2 code
+  /// of 2 is w = 0, yet adds 2 * scale * q to both terms, which cancel), so
+  /// f32 roundings of those terms exceed 1e-5 of sum |w x| where most
+  /// weights of a block are near zero.
+  double reference(int64_t t, int64_t n, double &bound) {
+    double dot[2] = {0, 0}, magnitude[2] = {0, 0};
+    const float *xr = activations.data() + t * spec.k;
+    for (size_t m = 0; m < weights.size(); ++m) {
+      const float *wr = weights[m].data() + n * spec.k;
+      for (int64_t i = 0; i < spec.k; ++i) {
+        double p = static_cast<double>(wr[i]) * static_cast<double>(xr[i]);
+        dot[m] += p;
+        magnitude[m] += std::fabs(p);
+      }
+      if (spec.int8Activations) {
+        magnitude[m] = 0;
+        for (int64_t b = 0; b < spec.k; b += 32) {
+          double wMax = 0, xSum = 0;
+          for (int64_t i = b; i < b + 32; ++i) {
+            wMax = std::max(wMax, static_cast<double>(std::fabs(wr[i])));
+            xSum += std::fabs(xr[i]);
+          }
+          magnitude[m] += wMax * xSum;
+        }
+      }
+    }
+    const double rel = 1e-5;
+    double value = dot[0];
+    bound = rel * magnitude[0];
+    if (spec.swiglu) {
+      double g = dot[0], u = dot[1];
+      double silu = g / (1.0 + std::exp(-g));
+      // |silu'| <= 1.1; expf and the division add a few ulps of the result.
+      bound = rel * (1.1 * magnitude[0] * std::fabs(u) +
+                     std::fabs(silu) * magnitude[1]) +
+              1e-6 * std::fabs(silu * u);
+      value = silu * u;
+    }
+    if (spec.bias) {
+      value += bias[n];
+      bound += rel * std::fabs(value);
+    }
+    if (spec.accumulate) {
+      value += acc[kAccOffset + t * spec.n + n];
+      bound += rel * std::fabs(value);
+    }
+    bound += 1e-30;
+    return value;
+  }
+
+  /// The quantized activations, byte for byte as Kernels.h documents them
+  /// (the per-16 sums within an f32 rounding or two).
+  void checkQuantized(GuardedBuffer &q, int64_t T) {
+    int64_t rowBytes = KernelLibrary::getQuantizedRowBytes(spec.k);
+    int64_t codeErrors = 0, scaleErrors = 0, sumErrors = 0;
+    std::ostringstream first;
+    for (int64_t t = 0; t < T; ++t) {
+      const uint8_t *row = q.data + kQOffset + t * rowBytes;
+      const QuantizedRow &expected = quantized[t];
+      for (int64_t i = 0; i < spec.k; ++i)
+        if (static_cast<int8_t>(row[i]) != expected.codes[i] &&
+            codeErrors++ == 0)
+          first << "code " << i << " of token " << t << ": "
+                << int(static_cast<int8_t>(row[i])) << " vs "
+                << int(expected.codes[i]) << " (x = "
+                << activations[t * spec.k + i] << ") ";
+      for (int64_t b = 0; b < spec.k / 32; ++b) {
+        float d;
+        std::memcpy(&d, row + spec.k + 4 * b, 4);
+        if (llvm::bit_cast<uint32_t>(d) !=
+                llvm::bit_cast<uint32_t>(expected.scales[b]) &&
+            scaleErrors++ == 0)
+          first << "scale " << b << " of token " << t << ": " << d << " vs "
+                << expected.scales[b] << " ";
+      }
+      for (int64_t h = 0; h < spec.k / 16; ++h) {
+        float s;
+        std::memcpy(&s, row + spec.k + spec.k / 8 + 4 * h, 4);
+        double magnitude = 0;
+        for (int j = 0; j < 16; ++j)
+          magnitude += std::abs(expected.codes[h * 16 + j]);
+        magnitude *= std::fabs(expected.scales[h / 2]);
+        if (!(std::fabs(s - expected.sums[h]) <= 1e-6 * magnitude) &&
+            sumErrors++ == 0)
+          first << "sum " << h << " of token " << t << ": " << s << " vs "
+                << expected.sums[h] << " ";
+      }
+    }
+    EXPECT_EQ(codeErrors + scaleErrors + sumErrors, 0)
+        << codeErrors << " codes, " << scaleErrors << " scales, " << sumErrors
+        << " sums differ; first: " << first.str();
+  }
+
+  Case c;
+  MatmulSpec spec;
+  WeightLayout layout;
+  JitMatmul kernel;
+  GuardedBuffer w, x;
+  std::vector<std::vector<float>> weights; // the reference's, per matrix
+  std::vector<float> activations;           // as the matmul sees them
+  std::vector<QuantizedRow> quantized;
+  std::vector<float> bias, acc;
+};
+
+void runCase(const Case &c, unsigned seeds) {
+  MatmulHarness harness(c);
+  ASSERT_EQ(harness.jit().error, "");
+  for (unsigned seed = 0; seed < seeds; ++seed) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    harness.prepare(seed);
+    // No tokens: nothing written.
+    harness.check(0, 1);
+    for (int64_t T : kTokenCounts)
+      for (int64_t threads : {1, 3})
+        harness.check(T, threads);
+  }
+}
+
+//===----------------------------------------------------------------------===//
+// Suites
+//===----------------------------------------------------------------------===//
+
+std::vector<Case> plainCases() {
+  std::vector<Case> cases;
+  for (const WeightFormat &format : allFormats())
+    for (unsigned lanes : lanesToTest())
+      if (decodable(format, lanes))
+        cases.push_back({format, lanes, {}, false});
+  return cases;
+}
+
+/// The variants, for float and block formats of each family.
+std::vector<WeightFormat> variantFormats() {
+  return {floatFormat(WeightFormat::Kind::F32),
+          floatFormat(WeightFormat::Kind::BF16), quantFormat(QuantFormat::Q5_0),
+          quantFormat(QuantFormat::Q4_K),
+          quantFormat(QuantFormat::Int3, 32, /*asymmetric=*/true)};
+}
+
+std::vector<Variant> allVariants() {
+  Variant swiglu, accumulate, bias, all;
+  swiglu.swiglu = true;
+  accumulate.accumulate = true;
+  bias.bias = true;
+  all.swiglu = all.accumulate = all.bias = true;
+  return {swiglu, accumulate, bias, all};
+}
+
+std::vector<Case> variantCases() {
+  std::vector<Case> cases;
+  for (const WeightFormat &format : variantFormats())
+    for (const Variant &variant : allVariants())
+      cases.push_back({format, 8, variant, false});
+  return cases;
+}
+
+/// 8-bit activations: every block format (the float formats have no integer
+/// form), at each width, with the generic integer dot product and, where
+/// the host has AVX2, with AVX2's; the variants for two formats.
+std::vector<Case> int8Cases() {
+  std::vector<IntegerDot> dots = {IntegerDot::Generic};
+  if (hostHasAvx2())
+    dots.push_back(IntegerDot::X86Avx2);
+  std::vector<Case> cases;
+  for (IntegerDot dot : dots) {
+    for (const WeightFormat &format : allFormats())
+      if (format.kind == WeightFormat::Kind::Quantized)
+        for (unsigned lanes : lanesToTest())
+          if (decodable(format, lanes))
+            cases.push_back({format, lanes, {}, true, dot});
+    for (const WeightFormat &format :
+         {quantFormat(QuantFormat::Q4_K),
+          quantFormat(QuantFormat::Int4, 32, /*asymmetric=*/true)})
+      for (const Variant &variant : allVariants())
+        cases.push_back({format, 8, variant, true, dot});
+  }
+  return cases;
+}
+
+class Matmul : public ::testing::TestWithParam<Case> {};
+
+TEST_P(Matmul, MatchesReference) { runCase(GetParam(), /*seeds=*/2); }
+
+INSTANTIATE_TEST_SUITE_P(AllFormats, Matmul, ::testing::ValuesIn(plainCases()),
+                         caseName);
+
+class MatmulVariants : public ::testing::TestWithParam<Case> {};
+
+TEST_P(MatmulVariants, MatchesReference) { runCase(GetParam(), /*seeds=*/2); }
+
+INSTANTIATE_TEST_SUITE_P(Formats, MatmulVariants,
+                         ::testing::ValuesIn(variantCases()), caseName);
+
+class MatmulInt8 : public ::testing::TestWithParam<Case> {};
+
+TEST_P(MatmulInt8, MatchesReferenceOnQuantizedActivations) {
+  runCase(GetParam(), /*seeds=*/2);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllFormats, MatmulInt8,
+                         ::testing::ValuesIn(int8Cases()), caseName);
+
+} // namespace
