@@ -514,17 +514,143 @@ void emitGemvInt8(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o,
   });
 }
 
+/// Prefill with 8-bit activations: a tile of weight rows is decoded once
+/// into its integer form on the stack (codes, and per run a scale and an
+/// offset), then every token meets it through integer dot products,
+/// `tokenTile` tokens at a time.
+void emitGemmInt8(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o,
+                  int64_t rowTile, int64_t tokenTile) {
+  OpBuilder &b = e.b;
+  const int64_t blockElems = spec.format.blockElements(e.lanes);
+  const int64_t blockBytes = spec.format.blockBytes(e.lanes);
+  const int64_t blocks = spec.k / blockElems;
+  const int64_t rowBytes = blocks * blockBytes;
+  const unsigned nMats = spec.swiglu ? 2 : 1;
+  const int64_t run = getIntegerRunLength(spec.format);
+  const int64_t runs = spec.k / run;
+  const unsigned maxCode = getIntegerMaxCode(spec.format);
+  const int64_t qRow = KernelLibrary::getQuantizedRowBytes(spec.k);
+  const unsigned accLanes = unsigned(run / 4);
+  const int64_t bufRows = rowTile * nMats;
+  VectorType codesType = VectorType::get({run}, b.getI8Type());
+  Value codes = memref::AllocaOp::create(
+      b, e.loc, MemRefType::get({bufRows * spec.k}, b.getI8Type()),
+      b.getI64IntegerAttr(64));
+  Value scales = memref::AllocaOp::create(
+      b, e.loc, MemRefType::get({bufRows * runs}, e.f32()),
+      b.getI64IntegerAttr(64));
+  Value offsets = memref::AllocaOp::create(
+      b, e.loc, MemRefType::get({bufRows * runs}, e.f32()),
+      b.getI64IntegerAttr(64));
+  loopRowTiles(e, o.nLo, o.nHi, rowTile, [&](Value n0, int64_t rows) {
+    for (int64_t r = 0; r < rows; ++r)
+      for (unsigned m = 0; m < nMats; ++m) {
+        int64_t bufRow = r * nMats + m;
+        Value rowAt = e.add(o.wOff[m], e.mul(e.add(n0, r), rowBytes));
+        e.loop(e.idx(0), e.idx(blocks), 1, [&](Value blk) {
+          Value e0 = e.mul(blk, blockElems);
+          emitBlockDecodeInteger(
+              b, e.loc, spec.format, o.w, e.add(rowAt, e.mul(blk, blockBytes)),
+              [&](const IntegerRun &ri) {
+                Value el = e.add(e0, ri.first);
+                vector::StoreOp::create(b, e.loc, ri.codes, codes,
+                                        e.add(el, bufRow * spec.k));
+                Value at = e.add(e.div(el, run), bufRow * runs);
+                e.store(ri.scale, scales, at);
+                e.store(ri.offset ? ri.offset : e.cf(0.0), offsets, at);
+              });
+        });
+      }
+    auto tile = [&](Value t0, int64_t count) {
+      SmallVector<Value> init;
+      for (int64_t i = 0; i < rows * nMats * count; ++i) {
+        init.push_back(e.zeroVec(accLanes));
+        init.push_back(e.cf(0.0));
+      }
+      SmallVector<Value> accs = e.loop(
+          e.idx(0), e.idx(runs), 1, init, [&](Value ri, ValueRange args) {
+            SmallVector<Value> acc(args.begin(), args.end());
+            Value el = e.mul(ri, run);
+            SmallVector<Value> xq, dx, xsum;
+            for (int64_t i = 0; i < count; ++i) {
+              Value xRow = e.add(o.xOff, e.mul(e.add(t0, i), qRow));
+              xq.push_back(vector::LoadOp::create(b, e.loc, codesType, o.x,
+                                                  e.add(xRow, el)));
+              Value scalesAt = e.add(xRow, spec.k);
+              dx.push_back(loadF32Bytes(
+                  e, o.x, e.add(scalesAt, e.mul(e.div(el, 32), 4))));
+              Value sumsAt = e.add(scalesAt, spec.k / 8);
+              if (run >= 16) {
+                Value at = e.add(sumsAt, e.mul(e.div(el, 16), 4));
+                Value sum = loadF32Bytes(e, o.x, at);
+                if (run == 32)
+                  sum = e.fadd(sum, loadF32Bytes(e, o.x, e.add(at, 4)));
+                xsum.push_back(sum);
+              } else {
+                VectorType wide = VectorType::get({run}, b.getI32Type());
+                Value s32 = vector::ReductionOp::create(
+                    b, e.loc, vector::CombiningKind::ADD,
+                    arith::ExtSIOp::create(b, e.loc, wide, xq.back()));
+                xsum.push_back(e.fmul(
+                    arith::SIToFPOp::create(b, e.loc, e.f32(), s32),
+                    dx.back()));
+              }
+            }
+            for (int64_t bufRow = 0; bufRow < rows * nMats; ++bufRow) {
+              Value w = vector::LoadOp::create(
+                  b, e.loc, codesType, codes, e.add(el, bufRow * spec.k));
+              Value at = e.add(ri, bufRow * runs);
+              Value sc = e.load(scales, at);
+              Value off = e.load(offsets, at);
+              for (int64_t i = 0; i < count; ++i) {
+                bool shifted = false;
+                Value dot = emitIntegerDot(e, w, xq[i], maxCode, shifted);
+                Value dotF =
+                    arith::SIToFPOp::create(b, e.loc, e.vec(accLanes), dot);
+                unsigned a = 2 * (bufRow * count + i);
+                acc[a] = e.fma(dotF, e.splat(e.fmul(sc, dx[i]), accLanes),
+                               acc[a]);
+                Value offset =
+                    shifted ? e.fadd(off, e.fmul(sc, e.cf(128.0))) : off;
+                acc[a + 1] = e.fadd(acc[a + 1], e.fmul(offset, xsum[i]));
+              }
+            }
+            return acc;
+          });
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t i = 0; i < count; ++i) {
+          SmallVector<Value, 2> totals;
+          for (unsigned m = 0; m < nMats; ++m) {
+            unsigned a = 2 * ((r * nMats + m) * count + i);
+            totals.push_back(e.fadd(e.reduceAdd(accs[a]), accs[a + 1]));
+          }
+          emitMatmulEpilogue(e, spec, o, e.add(n0, r), e.add(t0, i), totals);
+        }
+    };
+    Value full = e.mul(e.div(o.tokens, tokenTile), tokenTile);
+    e.loop(e.idx(0), full, tokenTile, [&](Value t0) { tile(t0, tokenTile); });
+    e.loop(full, o.tokens, 1, [&](Value t) { tile(t, 1); });
+  });
+}
+
 /// Few tokens: GEMV, decoding in registers; more: GEMM through a decoded
 /// buffer. Both are generated; the token count picks at run time.
 void emitMatmulCore(Emitter &e, const MatmulSpec &spec,
                     const MatmulOperands &o) {
+  const int64_t gemvMaxTokens = 2;
   if (spec.int8Activations) {
-    // Prefill on this path decodes each weight block once per token (an
-    // integer GEMM would decode once per token tile).
+    Value small = e.cmp(arith::CmpIPredicate::ule, o.tokens,
+                        e.idx(gemvMaxTokens));
+    auto ifOp = scf::IfOp::create(e.b, e.loc, small, /*withElseRegion=*/true);
+    OpBuilder::InsertionGuard guard(e.b);
+    e.b.setInsertionPointToStart(&ifOp.getThenRegion().front());
     emitGemvInt8(e, spec, o, /*rowTile=*/spec.swiglu ? 2 : 4);
+    e.b.setInsertionPointToStart(&ifOp.getElseRegion().front());
+    // Accumulators: rows x matrices x tokens = 4 vectors and 4 scalars.
+    emitGemmInt8(e, spec, o, /*rowTile=*/spec.swiglu ? 1 : 2,
+                 /*tokenTile=*/2);
     return;
   }
-  const int64_t gemvMaxTokens = 2;
   Value small = e.cmp(arith::CmpIPredicate::ule, o.tokens,
                       e.idx(gemvMaxTokens));
   auto ifOp = scf::IfOp::create(e.b, e.loc, small, /*withElseRegion=*/true);
