@@ -409,6 +409,15 @@ Value emitIntegerDot(Emitter &e, Value u, Value x, unsigned maxCode,
   return sum;
 }
 
+/// Formats whose runs are `scale * (code - 128)`: the 8-bit signed codes
+/// stored shifted. The sign trick of emitIntegerDot computes exactly
+/// scale * sum((code - 128) * x) there, so no offset term remains.
+bool offsetCancelsWhenShifted(const WeightFormat &f) {
+  return f.kind == WeightFormat::Kind::Quantized &&
+         (f.quant == qnt::QuantFormat::Q8_0 ||
+          (f.quant == qnt::QuantFormat::Int8 && !f.asymmetric));
+}
+
 /// An f32 at byte `at` of an i8 memref.
 Value loadF32Bytes(Emitter &e, Value mem, Value at) {
   Value bytes = vector::LoadOp::create(
@@ -473,6 +482,8 @@ void emitGemvInt8(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o,
                       // Offset terms: offset x (sum of the run's activations);
                       // a shifted dot owes 128 x scale of it too.
                       Value offset = runInfo.offset;
+                      if (shifted && offsetCancelsWhenShifted(spec.format))
+                        return;
                       if (shifted) {
                         Value extra = e.fmul(runInfo.scale, e.cf(128.0));
                         offset = offset ? e.fadd(offset, extra) : extra;
@@ -610,6 +621,8 @@ void emitGemmInt8(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o,
                 unsigned a = 2 * (bufRow * count + i);
                 acc[a] = e.fma(dotF, e.splat(e.fmul(sc, dx[i]), accLanes),
                                acc[a]);
+                if (shifted && offsetCancelsWhenShifted(spec.format))
+                  continue;
                 Value offset =
                     shifted ? e.fadd(off, e.fmul(sc, e.cf(128.0))) : off;
                 acc[a + 1] = e.fadd(acc[a + 1], e.fmul(offset, xsum[i]));
