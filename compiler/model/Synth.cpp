@@ -5,6 +5,7 @@
 #include "compiler/gguf/GgufFile.h"
 #include "compiler/gguf/GgufWriter.h"
 #include "compiler/quant/Dequantize.h"
+#include "compiler/quant/Quantize.h"
 #include "compiler/support/FileUtil.h"
 
 #include "llvm/ADT/bit.h"
@@ -84,24 +85,6 @@ void randomBlock(GgmlType type, const gguf::GgmlTypeInfo &info, float sigma,
   case GgmlType::Q8_0:
     putHalf(b, sigma / 73.0f);
     break;
-  case GgmlType::Q2_K: // x = d*sc*q - dmin*m, sc and m in 0..15, q in 0..3
-    putHalf(b + 80, sigma / 8.0f);
-    putHalf(b + 82, sigma / 8.0f);
-    break;
-  case GgmlType::Q3_K: // x = d*(sc-32)*q, q in -4..3
-    putHalf(b + 108, sigma / 40.0f);
-    break;
-  case GgmlType::Q4_K: // x = d*sc*q - dmin*m, sc and m in 0..63, q in 0..15
-    putHalf(b, sigma / 150.0f);
-    putHalf(b + 2, sigma / 20.0f);
-    break;
-  case GgmlType::Q5_K:
-    putHalf(b, sigma / 300.0f);
-    putHalf(b + 2, sigma / 20.0f);
-    break;
-  case GgmlType::Q6_K: // x = d*sc*(q-32), sc in -128..127
-    putHalf(b + 208, sigma / 1200.0f);
-    break;
   case GgmlType::MXFP4: { // x = 2^(e-128) * code, |code| up to 12
     int e = 128 + static_cast<int>(std::lround(std::log2(sigma / 4.0f)));
     b[0] = static_cast<uint8_t>(std::clamp(e, 1, 254));
@@ -138,6 +121,15 @@ void randomFloats(GgmlType type, float mean, float sigma, Random &rng,
   }
 }
 
+/// Whether tensors of `type` are filled with quantized N(mean, sigma) values
+/// (every block format with a quantizer) rather than random codes: random
+/// codes and scales give sub-blocks random offsets and heavy tails that no
+/// trained model has, and make comparisons of lossy kernels (8-bit
+/// activations) meaningless.
+bool quantizesGaussian(GgmlType type) {
+  return quant::canQuantize(type) && gguf::getGgmlTypeInfo(type).blockSize > 1;
+}
+
 /// Fills a whole tensor, in parallel chunks with their own streams.
 void fillTensor(GgmlType type, float mean, float sigma, uint64_t seed,
                 MutableArrayRef<uint8_t> out, unsigned threads) {
@@ -152,6 +144,15 @@ void fillTensor(GgmlType type, float mean, float sigma, uint64_t seed,
     uint8_t *p = out.data() + first * info.blockBytes;
     if (info.blockSize == 1) {
       randomFloats(type, mean, sigma, rng, p, last - first);
+      return;
+    }
+    if (quantizesGaussian(type)) {
+      std::vector<float> values(info.blockSize);
+      for (int64_t b = first; b < last; ++b, p += info.blockBytes) {
+        for (float &v : values)
+          v = mean + sigma * static_cast<float>(rng.normal());
+        quant::quantizeRow(type, values.data(), p, info.blockSize);
+      }
       return;
     }
     for (int64_t b = first; b < last; ++b, p += info.blockBytes)

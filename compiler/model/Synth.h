@@ -2,9 +2,10 @@
 //
 // Writes models with random weights, deterministic for a seed, at any size
 // and with a chosen tensor type per tensor class: the test models of every
-// suite and the benchmark model. Quantized tensors are written as valid
-// blocks directly (random codes, scales chosen for a target standard
-// deviation), which is what makes multi-gigabyte models quick to write.
+// suite and the benchmark model. Quantized tensors hold Gaussian values
+// quantized with compiler/quant's round-to-nearest quantizers (every block
+// format moec computes with has one), so that their blocks look like those
+// of a quantized trained model: no random offsets, no heavy tails.
 //
 //===----------------------------------------------------------------------===//
 

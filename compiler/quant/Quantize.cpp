@@ -235,9 +235,9 @@ float quantizeScalesAsymmetric(const float *v, int n, int maxField,
     max = std::fmax(max, v[i]);
   float d = superBlockScale(max, maxField);
   for (int i = 0; i < n; ++i)
-    fields[i] = d > 0.0f ? static_cast<uint8_t>(
-                               nearestClamped(v[i] / d, 0, maxField))
-                         : 0;
+    fields[i] =
+        d > 0.0f ? static_cast<uint8_t>(nearestClamped(v[i] / d, 0, maxField))
+                 : 0;
   return d;
 }
 
@@ -246,8 +246,8 @@ float quantizeScalesAsymmetric(const float *v, int n, int maxField,
 void codesAsymmetric(const float *x, int n, float step, float offset,
                      int maxCode, uint8_t *q) {
   for (int j = 0; j < n; ++j)
-    q[j] = step > 0.0f ? static_cast<uint8_t>(nearestClamped(
-                             (x[j] + offset) / step, 0, maxCode))
+    q[j] = step > 0.0f ? static_cast<uint8_t>(
+                             nearestClamped((x[j] + offset) / step, 0, maxCode))
                        : 0;
 }
 
@@ -263,10 +263,8 @@ void kQuantAsymmetric(const float *x, int subSize, int maxField, int maxCode,
   d = quantizeScalesAsymmetric(scales, subs, maxField, sc);
   dmin = quantizeScalesAsymmetric(mins, subs, maxField, m);
   for (int s = 0; s < subs; ++s)
-    codesAsymmetric(x + s * subSize, subSize,
-                    d * static_cast<float>(sc[s]),
-                    dmin * static_cast<float>(m[s]), maxCode,
-                    q + s * subSize);
+    codesAsymmetric(x + s * subSize, subSize, d * static_cast<float>(sc[s]),
+                    dmin * static_cast<float>(m[s]), maxCode, q + s * subSize);
 }
 
 /// Signed sub-block scales, as signed fields -maxField..maxField-1, and
@@ -288,10 +286,10 @@ void kQuantSymmetric(const float *x, int maxField, int maxCode, float &d,
                       : 0;
     float step = d * static_cast<float>(sc[s]);
     for (int j = 0; j < 16; ++j)
-      q[16 * s + j] =
-          step != 0.0f ? static_cast<int8_t>(nearestClamped(
-                             x[16 * s + j] / step, -maxCode, maxCode - 1))
-                       : 0;
+      q[16 * s + j] = step != 0.0f
+                          ? static_cast<int8_t>(nearestClamped(
+                                x[16 * s + j] / step, -maxCode, maxCode - 1))
+                          : 0;
   }
 }
 
@@ -317,7 +315,8 @@ void packScaleMin(const uint8_t sc[8], const uint8_t m[8], uint8_t *s) {
   for (int j = 0; j < 4; ++j) {
     s[j] = (sc[j] & 0x3f) | static_cast<uint8_t>((sc[4 + j] >> 4) << 6);
     s[4 + j] = (m[j] & 0x3f) | static_cast<uint8_t>((m[4 + j] >> 4) << 6);
-    s[8 + j] = (sc[4 + j] & 0x0f) | static_cast<uint8_t>((m[4 + j] & 0x0f) << 4);
+    s[8 + j] =
+        (sc[4 + j] & 0x0f) | static_cast<uint8_t>((m[4 + j] & 0x0f) << 4);
   }
 }
 

@@ -19,6 +19,10 @@ from gguf import GGMLQuantizationType as T
 from gguf.constants import GGML_QUANT_SIZES
 from gguf.quants import quantize
 
+# Not every type moec quantizes: its k-quant quantizers (Q2_K..Q6_K) are
+# round to nearest, not llama.cpp's scale search, so their bytes differ by
+# design (and the gguf package has no k-quant quantizer to compare with);
+# check_quantize_kquants_vs_gguf.py checks that gguf reads those blocks.
 TYPES = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "MXFP4", "F16", "BF16"]
 
 

@@ -1,7 +1,7 @@
 //===- quant-blocks.cpp - Runs the reference (de)quantizers on a file -----===//
 //
-// A test driver for check_dequantize_vs_gguf.py and
-// check_quantize_vs_gguf.py:
+// A test driver for check_dequantize_vs_gguf.py, check_quantize_vs_gguf.py
+// and check_quantize_kquants_vs_gguf.py:
 //
 //   quant-blocks TYPE IN OUT             dequantizes the blocks of ggml type
 //                                        TYPE in file IN, writes float32 LE
