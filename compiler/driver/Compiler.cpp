@@ -386,10 +386,15 @@ Error writeBytes(StringRef path, StringRef bytes, bool executable = false) {
   return Error::success();
 }
 
-/// libmodel.a: the model's object and every member of the runtime archive.
-Error writeModelArchive(StringRef path, StringRef object) {
+/// libmodel.a: the model's object and, with `withRuntime`, every member of
+/// the runtime archive.
+Error writeModelArchive(StringRef path, StringRef object, bool withRuntime) {
   std::vector<NewArchiveMember> members;
   members.emplace_back(MemoryBufferRef(object, "moec_model.o"));
+  if (!withRuntime)
+    return writeArchive(path, members, SymtabWritingMode::NormalSymtab,
+                        object::Archive::K_GNU, /*Deterministic=*/true,
+                        /*Thin=*/false);
   ErrorOr<std::unique_ptr<MemoryBuffer>> runtime =
       MemoryBuffer::getFile(MOEC_RUNTIME_ARCHIVE);
   if (!runtime)
@@ -434,9 +439,20 @@ Error Compilation::emit(StringRef outDir) {
   if (!object)
     return object.takeError();
 
+  // The runtime this moec carries is built for the build machine; a target
+  // of another architecture gets the model's object alone, to link with a
+  // runtime built for it.
+  Triple targetTriple(options.target.triple);
+  Triple hostTriple(sys::getProcessTriple());
+  bool hostArch = targetTriple.getArch() == hostTriple.getArch() &&
+                  targetTriple.getOS() == hostTriple.getOS();
   std::string archive = outputs.add("libmodel.a");
-  if (Error e = writeModelArchive(archive, *object))
+  if (Error e = writeModelArchive(archive, *object, hostArch))
     return e;
+  if (!hostArch)
+    say("libmodel.a holds the model's code only: link it with the moec "
+        "runtime built for " + options.target.triple +
+        " (this moec carries it for " + hostTriple.str() + ")");
 
   ErrorOr<std::unique_ptr<MemoryBuffer>> header =
       MemoryBuffer::getFile(MOEC_MODEL_HEADER);
@@ -447,10 +463,7 @@ Error Compilation::emit(StringRef outDir) {
     return e;
 
   // model-run, where this machine can link for the target.
-  Triple targetTriple(options.target.triple);
-  Triple hostTriple(sys::getProcessTriple());
-  if (targetTriple.getArch() == hostTriple.getArch() &&
-      targetTriple.getOS() == hostTriple.getOS()) {
+  if (hostArch) {
     say("linking model-run");
     std::string exe = outputs.add("model-run");
     ErrorOr<std::unique_ptr<MemoryBuffer>> flagsFile =
