@@ -354,17 +354,19 @@ void emitGemm(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o,
   });
 }
 
-/// sum_j u[j] * x[j] over each group of 4 consecutive lanes of unsigned
-/// codes u and signed activations x (vector<n x i8> each): vector<n/4 x i32>.
-/// With `shifted`, the sums are of (u[j] - 128) * x[j] instead (AVX2's
-/// vpmaddubsw saturates pairs of products above 127 x 127 x 2, so 8-bit
-/// codes go through the sign trick on u - 128).
+/// sum_j (u[j] - bias) * x[j] over each group of 4 consecutive lanes of
+/// unsigned codes u and signed activations x (vector<n x i8> each):
+/// vector<n/4 x i32>. `bias` is what the dot actually subtracted: on AVX2,
+/// `preferredBias` when the codes are a symmetric format's shifted signed
+/// ones (then u - bias fits in i8 and |u - bias| * sign(x, u - bias) needs no
+/// offset term), else 128 for codes above 127 (vpmaddubsw saturates pairs of
+/// products above 127 x 127 x 2), else 0; the portable code always uses 0.
 Value emitIntegerDot(Emitter &e, Value u, Value x, unsigned maxCode,
-                     bool &shifted) {
+                     int64_t preferredBias, int64_t &bias) {
   auto type = cast<VectorType>(u.getType());
   int64_t n = type.getNumElements();
   Type i8 = e.b.getI8Type(), i16 = e.b.getI16Type(), i32 = e.b.getI32Type();
-  shifted = false;
+  bias = 0;
   if (e.integerDot == IntegerDot::X86Avx2 && (n == 32 || n == 16)) {
     bool wide = n == 32;
     auto call = [&](StringRef name, Type result, ValueRange args) {
@@ -373,17 +375,18 @@ Value emitIntegerDot(Emitter &e, Value u, Value x, unsigned maxCode,
           .getResult(0);
     };
     VectorType bytes = VectorType::get({n}, i8);
-    if (maxCode > 127) {
-      // w = u - 128 (signed); |w| * sign(x, w) = w * x.
-      shifted = true;
-      Value bias = arith::ConstantOp::create(
-          e.b, e.loc, DenseElementsAttr::get(bytes, e.b.getIntegerAttr(i8, -128)));
-      Value w = arith::XOrIOp::create(e.b, e.loc, u, bias);
+    bias = preferredBias > 0 ? preferredBias : maxCode > 127 ? 128 : 0;
+    if (bias > 0) {
+      // w = u - bias (signed, wrapping for bias 128); |w| * sign(x, w) = w * x.
+      Value b = arith::ConstantOp::create(
+          e.b, e.loc,
+          DenseElementsAttr::get(bytes, e.b.getIntegerAttr(i8, bias)));
+      Value w = arith::SubIOp::create(e.b, e.loc, u, b);
       x = call(wide ? "llvm.x86.avx2.psign.b" : "llvm.x86.ssse3.psign.b.128",
                bytes, {x, w});
       u = math::AbsIOp::create(e.b, e.loc, w);
     }
-    VectorType halves = VectorType::get({n / 2}, i16);
+  VectorType halves = VectorType::get({n / 2}, i16);
     Value pairs = call(wide ? "llvm.x86.avx2.pmadd.ub.sw"
                             : "llvm.x86.ssse3.pmadd.ub.sw.128",
                        halves, {u, x});
@@ -409,13 +412,27 @@ Value emitIntegerDot(Emitter &e, Value u, Value x, unsigned maxCode,
   return sum;
 }
 
-/// Formats whose runs are `scale * (code - 128)`: the 8-bit signed codes
-/// stored shifted. The sign trick of emitIntegerDot computes exactly
-/// scale * sum((code - 128) * x) there, so no offset term remains.
-bool offsetCancelsWhenShifted(const WeightFormat &f) {
-  return f.kind == WeightFormat::Kind::Quantized &&
-         (f.quant == qnt::QuantFormat::Q8_0 ||
-          (f.quant == qnt::QuantFormat::Int8 && !f.asymmetric));
+/// The bias b of formats whose runs are exactly `scale * (code - b)` (the
+/// offset is -b * scale): symmetric formats, whose signed codes the integer
+/// decoder shifts to unsigned ones. 0 for formats with a separate min.
+int64_t symmetricBias(const WeightFormat &f) {
+  if (f.kind != WeightFormat::Kind::Quantized)
+    return 0;
+  switch (f.quant) {
+  case qnt::QuantFormat::Q4_0: return 8;
+  case qnt::QuantFormat::Q5_0: return 16;
+  case qnt::QuantFormat::Q8_0: return 128;
+  case qnt::QuantFormat::Q3_K: return 4;
+  case qnt::QuantFormat::Q6_K: return 32;
+  case qnt::QuantFormat::MXFP4: return 12;
+  case qnt::QuantFormat::Int2:
+  case qnt::QuantFormat::Int3:
+  case qnt::QuantFormat::Int4:
+  case qnt::QuantFormat::Int8:
+    return f.asymmetric ? 0 : int64_t(1) << (qnt::getOwnFormatBits(f.quant) - 1);
+  default:
+    return 0;
+  }
 }
 
 /// An f32 at byte `at` of an i8 memref.
@@ -439,6 +456,7 @@ void emitGemvInt8(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o,
   const unsigned nMats = spec.swiglu ? 2 : 1;
   const int64_t run = getIntegerRunLength(spec.format);
   const unsigned maxCode = getIntegerMaxCode(spec.format);
+  const int64_t symBias = symmetricBias(spec.format);
   const int64_t qRow = KernelLibrary::getQuantizedRowBytes(spec.k);
   const unsigned accLanes = unsigned(run / 4);
   loopRowTiles(e, o.nLo, o.nHi, rowTile, [&](Value n0, int64_t rows) {
@@ -471,21 +489,22 @@ void emitGemvInt8(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o,
                           o.x, e.add(xRow, el));
                       Value dx = loadF32Bytes(
                           e, o.x, e.add(scales, e.mul(e.div(el, 32), 4)));
-                      bool shifted = false;
-                      Value dot =
-                          emitIntegerDot(e, runInfo.codes, xq, maxCode, shifted);
+                      int64_t bias = 0;
+                      Value dot = emitIntegerDot(e, runInfo.codes, xq, maxCode,
+                                                 symBias, bias);
                       Value dotF = arith::SIToFPOp::create(
                           e.b, e.loc, e.vec(accLanes), dot);
                       Value scale = e.fmul(runInfo.scale, dx);
                       Value &av = acc[2 * (r * nMats + m)];
                       av = e.fma(dotF, e.splat(scale, accLanes), av);
                       // Offset terms: offset x (sum of the run's activations);
-                      // a shifted dot owes 128 x scale of it too.
+                      // a dot of biased codes owes bias x scale of it too,
+                      // which cancels a symmetric format's offset exactly.
                       Value offset = runInfo.offset;
-                      if (shifted && offsetCancelsWhenShifted(spec.format))
+                      if (bias != 0 && bias == symBias)
                         return;
-                      if (shifted) {
-                        Value extra = e.fmul(runInfo.scale, e.cf(128.0));
+                      if (bias != 0) {
+                        Value extra = e.fmul(runInfo.scale, e.cf(double(bias)));
                         offset = offset ? e.fadd(offset, extra) : extra;
                       }
                       if (!offset)
@@ -540,6 +559,7 @@ void emitGemmInt8(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o,
   const int64_t run = getIntegerRunLength(spec.format);
   const int64_t runs = spec.k / run;
   const unsigned maxCode = getIntegerMaxCode(spec.format);
+  const int64_t symBias = symmetricBias(spec.format);
   const int64_t qRow = KernelLibrary::getQuantizedRowBytes(spec.k);
   const unsigned accLanes = unsigned(run / 4);
   const int64_t bufRows = rowTile * nMats;
@@ -614,17 +634,17 @@ void emitGemmInt8(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o,
               Value sc = e.load(scales, at);
               Value off = e.load(offsets, at);
               for (int64_t i = 0; i < count; ++i) {
-                bool shifted = false;
-                Value dot = emitIntegerDot(e, w, xq[i], maxCode, shifted);
+                int64_t bias = 0;
+                Value dot = emitIntegerDot(e, w, xq[i], maxCode, symBias, bias);
                 Value dotF =
                     arith::SIToFPOp::create(b, e.loc, e.vec(accLanes), dot);
                 unsigned a = 2 * (bufRow * count + i);
                 acc[a] = e.fma(dotF, e.splat(e.fmul(sc, dx[i]), accLanes),
                                acc[a]);
-                if (shifted && offsetCancelsWhenShifted(spec.format))
+                if (bias != 0 && bias == symBias)
                   continue;
                 Value offset =
-                    shifted ? e.fadd(off, e.fmul(sc, e.cf(128.0))) : off;
+                    bias ? e.fadd(off, e.fmul(sc, e.cf(double(bias)))) : off;
                 acc[a + 1] = e.fadd(acc[a + 1], e.fmul(offset, xsum[i]));
               }
             }
