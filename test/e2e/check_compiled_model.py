@@ -39,7 +39,9 @@ def main():
     p.add_argument("--moec", required=True)
     p.add_argument("--reference", required=True)
     p.add_argument("--workdir", required=True)
-    p.add_argument("--family", required=True)
+    p.add_argument("--family", required=True,
+                   help="the family to synthesize, or the name of --model's")
+    p.add_argument("--model", help="compile this GGUF instead of a synthesized one")
     p.add_argument("--synth-args", default="",
                    help="extra moec synth arguments, space-separated")
     p.add_argument("--target", default="host")
@@ -52,10 +54,11 @@ def main():
     a = p.parse_args()
 
     os.makedirs(a.workdir, exist_ok=True)
-    model = os.path.join(a.workdir, "model.gguf")
+    model = a.model or os.path.join(a.workdir, "model.gguf")
     out = os.path.join(a.workdir, "out")
-    run([a.moec, "synth", f"--family={a.family}", "--preset=tiny",
-         f"--seed={a.seed}", "-o", model] + a.synth_args.split())
+    if not a.model:
+        run([a.moec, "synth", f"--family={a.family}", "--preset=tiny",
+             f"--seed={a.seed}", "-o", model] + a.synth_args.split())
     run([a.moec, model, f"--target={a.target}", "--quiet", "-o", out] +
         a.compile_args.split())
 
