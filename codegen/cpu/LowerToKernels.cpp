@@ -280,6 +280,29 @@ private:
   }
   Value off(const Buffer &buf) { return idx(buf.offset); }
 
+  /// Runs `body(expert)` for each expert whose row range in `offsets`
+  /// (moe.dispatch's, E + 1 entries) is not empty.
+  void forEachExpertWithRows(const Buffer &offsets, int64_t experts,
+                             function_ref<void(Value)> body) {
+    scf::ForOp::create(
+        b, loc, idx(0), idx(experts), idx(1), ValueRange{},
+        [&](OpBuilder &nb, Location, Value e, ValueRange) {
+          OpBuilder::InsertionGuard guard(b);
+          b.setInsertionPoint(nb.getInsertionBlock(), nb.getInsertionPoint());
+          Value at = addIdx(off(offsets), e);
+          Value r0 = memref::LoadOp::create(b, loc, scratchI32, at);
+          Value r1 =
+              memref::LoadOp::create(b, loc, scratchI32, addIdx(at, idx(1)));
+          Value used =
+              arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, r0, r1);
+          auto ifOp = scf::IfOp::create(b, loc, used, false);
+          b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+          body(e);
+          b.setInsertionPointAfter(ifOp);
+          scf::YieldOp::create(b, loc);
+        });
+  }
+
   /// Whether a matmul of `format` with reduction `k` runs on 8-bit
   /// activations.
   bool useInt8(const WeightFormat &format, int64_t k) const {
@@ -853,29 +876,15 @@ LogicalResult ScheduleBuilder::lowerExpertFfn(moe::ExpertFfnOp op) {
   Buffer extents = temporary(2 * experts);
   access({*offsets}, {extents});
   onThread0([&] {
-    scf::ForOp::create(
-        b, loc, idx(0), idx(experts), idx(1), ValueRange{},
-        [&](OpBuilder &nb, Location, Value e, ValueRange) {
-          OpBuilder::InsertionGuard guard(b);
-          b.setInsertionPoint(nb.getInsertionBlock(), nb.getInsertionPoint());
-          Value at = addIdx(off(*offsets), e);
-          Value r0 = memref::LoadOp::create(b, loc, scratchI32, at);
-          Value r1 = memref::LoadOp::create(b, loc, scratchI32,
-                                            addIdx(at, idx(1)));
-          Value used = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt,
-                                             r0, r1);
-          auto ifOp = scf::IfOp::create(b, loc, used, false);
-          b.setInsertionPointToStart(&ifOp.getThenRegion().front());
-          Value l = arith::ConstantIntOp::create(b, loc, layer, 32);
-          Value x = arith::IndexCastOp::create(b, loc, b.getI32Type(), e);
-          Value extent = func::CallOp::create(b, loc, acquireFn,
-                                              ValueRange{ctxArg, l, x})
-                             .getResult(0);
-          memref::StoreOp::create(b, loc, extent, scratchI64,
-                                  addIdx(idx(extents.offset / 2), e));
-          b.setInsertionPointAfter(ifOp);
-          scf::YieldOp::create(b, loc);
-        });
+    forEachExpertWithRows(*offsets, experts, [&](Value e) {
+      Value l = arith::ConstantIntOp::create(b, loc, layer, 32);
+      Value x = arith::IndexCastOp::create(b, loc, b.getI32Type(), e);
+      Value extent =
+          func::CallOp::create(b, loc, acquireFn, ValueRange{ctxArg, l, x})
+              .getResult(0);
+      memref::StoreOp::create(b, loc, extent, scratchI64,
+                              addIdx(idx(extents.offset / 2), e));
+    });
   });
 
   MatmulSpec gateUp{*gateFmt, ffn, hidden, /*swiglu=*/true};
@@ -915,25 +924,11 @@ LogicalResult ScheduleBuilder::lowerExpertFfn(moe::ExpertFfnOp op) {
   // Every thread is done with the extents: thread 0 gives them back.
   barrier();
   onThread0([&] {
-    scf::ForOp::create(
-        b, loc, idx(0), idx(experts), idx(1), ValueRange{},
-        [&](OpBuilder &nb, Location, Value e, ValueRange) {
-          OpBuilder::InsertionGuard guard(b);
-          b.setInsertionPoint(nb.getInsertionBlock(), nb.getInsertionPoint());
-          Value at = addIdx(off(*offsets), e);
-          Value r0 = memref::LoadOp::create(b, loc, scratchI32, at);
-          Value r1 = memref::LoadOp::create(b, loc, scratchI32,
-                                            addIdx(at, idx(1)));
-          Value used = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt,
-                                             r0, r1);
-          auto ifOp = scf::IfOp::create(b, loc, used, false);
-          b.setInsertionPointToStart(&ifOp.getThenRegion().front());
-          Value l = arith::ConstantIntOp::create(b, loc, layer, 32);
-          Value x = arith::IndexCastOp::create(b, loc, b.getI32Type(), e);
-          func::CallOp::create(b, loc, releaseFn, ValueRange{ctxArg, l, x});
-          b.setInsertionPointAfter(ifOp);
-          scf::YieldOp::create(b, loc);
-        });
+    forEachExpertWithRows(*offsets, experts, [&](Value e) {
+      Value l = arith::ConstantIntOp::create(b, loc, layer, 32);
+      Value x = arith::IndexCastOp::create(b, loc, b.getI32Type(), e);
+      func::CallOp::create(b, loc, releaseFn, ValueRange{ctxArg, l, x});
+    });
   });
   return success();
 }
