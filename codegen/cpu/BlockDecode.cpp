@@ -1219,3 +1219,44 @@ void moec::codegen::emitBlockDecodeInteger(
   BlockLayout layout = describeQuantized(decoder, format);
   decoder.emitIntegerRuns(layout, length, consume);
 }
+
+namespace {
+/// ggml's type ids of the block formats, in QuantFormat order up to MXFP4.
+constexpr std::pair<qnt::QuantFormat, uint32_t> kGgmlIds[] = {
+    {qnt::QuantFormat::Q4_0, 2},  {qnt::QuantFormat::Q4_1, 3},
+    {qnt::QuantFormat::Q5_0, 6},  {qnt::QuantFormat::Q5_1, 7},
+    {qnt::QuantFormat::Q8_0, 8},  {qnt::QuantFormat::Q2_K, 10},
+    {qnt::QuantFormat::Q3_K, 11}, {qnt::QuantFormat::Q4_K, 12},
+    {qnt::QuantFormat::Q5_K, 13}, {qnt::QuantFormat::Q6_K, 14},
+    {qnt::QuantFormat::MXFP4, 39}};
+} // namespace
+
+std::optional<WeightFormat> WeightFormat::fromGgmlTypeId(int64_t id) {
+  WeightFormat f;
+  switch (id) {
+  case 0: f.kind = Kind::F32; return f;
+  case 1: f.kind = Kind::F16; return f;
+  case 30: f.kind = Kind::BF16; return f;
+  default: break;
+  }
+  for (auto [quant, ggml] : kGgmlIds)
+    if (int64_t(ggml) == id) {
+      f.kind = Kind::Quantized;
+      f.quant = quant;
+      return f;
+    }
+  return std::nullopt;
+}
+
+std::optional<uint32_t> WeightFormat::getGgmlTypeId() const {
+  switch (kind) {
+  case Kind::F32: return 0;
+  case Kind::F16: return 1;
+  case Kind::BF16: return 30;
+  case Kind::Quantized: break;
+  }
+  for (auto [q, ggml] : kGgmlIds)
+    if (q == quant)
+      return ggml;
+  return std::nullopt;
+}

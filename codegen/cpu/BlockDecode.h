@@ -41,6 +41,12 @@ struct WeightFormat {
   int64_t blockBytes(unsigned lanes) const;
   /// "f16", "q4_k", "int3_g32_asym", ...: for kernel names and messages.
   std::string name() const;
+
+  /// The format of a GGUF tensor type id (ggml's `enum ggml_type`: 0 f32,
+  /// 1 f16, 2 q4_0, ...); std::nullopt for types kernels do not decode.
+  static std::optional<WeightFormat> fromGgmlTypeId(int64_t id);
+  /// The inverse; std::nullopt for the own int formats, which GGUF lacks.
+  std::optional<uint32_t> getGgmlTypeId() const;
 };
 
 /// Emits, at the builder's insertion point, the decode of the block whose

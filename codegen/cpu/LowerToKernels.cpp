@@ -29,33 +29,6 @@ using namespace moec::codegen;
 
 namespace {
 
-/// GGUF's ggml type ids of the formats kernels decode.
-std::optional<WeightFormat> formatOfGgmlType(int64_t type) {
-  WeightFormat f;
-  auto quant = [&](qnt::QuantFormat q) {
-    f.kind = WeightFormat::Kind::Quantized;
-    f.quant = q;
-    return f;
-  };
-  switch (type) {
-  case 0: f.kind = WeightFormat::Kind::F32; return f;
-  case 1: f.kind = WeightFormat::Kind::F16; return f;
-  case 30: f.kind = WeightFormat::Kind::BF16; return f;
-  case 2: return quant(qnt::QuantFormat::Q4_0);
-  case 3: return quant(qnt::QuantFormat::Q4_1);
-  case 6: return quant(qnt::QuantFormat::Q5_0);
-  case 7: return quant(qnt::QuantFormat::Q5_1);
-  case 8: return quant(qnt::QuantFormat::Q8_0);
-  case 10: return quant(qnt::QuantFormat::Q2_K);
-  case 11: return quant(qnt::QuantFormat::Q3_K);
-  case 12: return quant(qnt::QuantFormat::Q4_K);
-  case 13: return quant(qnt::QuantFormat::Q5_K);
-  case 14: return quant(qnt::QuantFormat::Q6_K);
-  case 39: return quant(qnt::QuantFormat::MXFP4);
-  default: return std::nullopt;
-  }
-}
-
 /// The logical shape of a weight: a float tensor or a !qnt.tensor.
 ArrayRef<int64_t> weightShape(Type type) {
   if (auto q = dyn_cast<qnt::QuantizedTensorType>(type))
@@ -183,7 +156,7 @@ private:
       return failure();
     }
     int64_t type = cast<IntegerAttr>(entry[1]).getInt();
-    auto format = formatOfGgmlType(type);
+    auto format = WeightFormat::fromGgmlTypeId(type);
     // -1: a format of our own, which the IR type describes.
     if (!format && type == -1)
       format = WeightFormat();

@@ -130,42 +130,7 @@ std::vector<Case> allCases() {
 }
 
 gguf::GgmlType ggmlType(const WeightFormat &format) {
-  switch (format.kind) {
-  case WeightFormat::Kind::F32:
-    return gguf::GgmlType::F32;
-  case WeightFormat::Kind::F16:
-    return gguf::GgmlType::F16;
-  case WeightFormat::Kind::BF16:
-    return gguf::GgmlType::BF16;
-  case WeightFormat::Kind::Quantized:
-    break;
-  }
-  switch (format.quant) {
-  case QuantFormat::Q4_0:
-    return gguf::GgmlType::Q4_0;
-  case QuantFormat::Q4_1:
-    return gguf::GgmlType::Q4_1;
-  case QuantFormat::Q5_0:
-    return gguf::GgmlType::Q5_0;
-  case QuantFormat::Q5_1:
-    return gguf::GgmlType::Q5_1;
-  case QuantFormat::Q8_0:
-    return gguf::GgmlType::Q8_0;
-  case QuantFormat::Q2_K:
-    return gguf::GgmlType::Q2_K;
-  case QuantFormat::Q3_K:
-    return gguf::GgmlType::Q3_K;
-  case QuantFormat::Q4_K:
-    return gguf::GgmlType::Q4_K;
-  case QuantFormat::Q5_K:
-    return gguf::GgmlType::Q5_K;
-  case QuantFormat::Q6_K:
-    return gguf::GgmlType::Q6_K;
-  case QuantFormat::MXFP4:
-    return gguf::GgmlType::MXFP4;
-  default:
-    llvm_unreachable("not a GGUF format");
-  }
+  return static_cast<gguf::GgmlType>(*format.getGgmlTypeId());
 }
 
 moec::quant::GroupFormat groupFormat(const WeightFormat &format) {
