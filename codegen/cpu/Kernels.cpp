@@ -212,6 +212,14 @@ struct MatmulOperands {
   Value tokens, nLo, nHi;
 };
 
+/// An f32 at byte `at` of an i8 memref.
+Value loadF32Bytes(Emitter &e, Value mem, Value at) {
+  Value bytes = vector::LoadOp::create(
+      e.b, e.loc, VectorType::get({4}, e.b.getI8Type()), mem, at);
+  Value f = vector::BitCastOp::create(e.b, e.loc, e.vec(1), bytes);
+  return vector::ExtractOp::create(e.b, e.loc, f, 0);
+}
+
 /// The epilogue of one output: SwiGLU of the gate/up pair, bias, residual,
 /// store.
 void emitMatmulEpilogue(Emitter &e, const MatmulSpec &spec,
@@ -221,12 +229,7 @@ void emitMatmulEpilogue(Emitter &e, const MatmulSpec &spec,
   if (spec.swiglu)
     v = e.fmul(e.silu(v), sums[1]);
   if (spec.bias) {
-    // f32 bias: its 4 bytes loaded as one float.
-    Value at = e.add(o.biasOff, e.mul(n, 4));
-    Value bytes = vector::LoadOp::create(
-        e.b, e.loc, VectorType::get({4}, e.b.getI8Type()), o.bias, at);
-    Value f = vector::BitCastOp::create(e.b, e.loc, e.vec(1), bytes);
-    v = e.fadd(v, vector::ExtractOp::create(e.b, e.loc, f, 0));
+    v = e.fadd(v, loadF32Bytes(e, o.bias, e.add(o.biasOff, e.mul(n, 4))));
   }
   Value yi = e.add(e.add(o.yOff, e.mul(t, spec.n)), n);
   if (spec.accumulate)
@@ -435,13 +438,6 @@ int64_t symmetricBias(const WeightFormat &f) {
   }
 }
 
-/// An f32 at byte `at` of an i8 memref.
-Value loadF32Bytes(Emitter &e, Value mem, Value at) {
-  Value bytes = vector::LoadOp::create(
-      e.b, e.loc, VectorType::get({4}, e.b.getI8Type()), mem, at);
-  Value f = vector::BitCastOp::create(e.b, e.loc, e.vec(1), bytes);
-  return vector::ExtractOp::create(e.b, e.loc, f, 0);
-}
 
 /// Decode with 8-bit activations: each run of a weight block is an integer
 /// dot product of its codes with the token's quantized activations, scaled
@@ -943,16 +939,8 @@ func::FuncOp KernelLibrary::rmsNorm(const RmsNormSpec &spec) {
     e.loop(lo, hi, 1, [&](Value r) {
       Value xr = e.add(xOff, e.mul(r, spec.dim));
       Value yr = e.add(yOff, e.mul(r, spec.dim));
-      Value sum = e.loop(e.idx(0), e.idx(spec.dim), w, {e.zeroVec(w)},
-                         [&](Value i, ValueRange acc) {
-                           Value v = e.vload(w, x, e.add(xr, i));
-                           return SmallVector<Value>{e.fma(v, v, acc[0])};
-                         })[0];
-      Value mean = e.fdiv(e.reduceAdd(sum), e.cf(double(spec.dim)));
-      Value inv = e.fdiv(
-          e.cf(1.0),
-          math::SqrtOp::create(b, e.loc, e.fadd(mean, e.cf(spec.epsilon))));
-      Value invV = e.splat(inv, w);
+      Value invV =
+          e.splat(emitInverseRms(e, x, xr, spec.dim, spec.epsilon), w);
       e.loop(e.idx(0), e.idx(spec.dim), w, [&](Value i) {
         Value v = e.fmul(e.vload(w, x, e.add(xr, i)), invV);
         emitBlockDecode(b, e.loc, spec.weightFormat, wt,
