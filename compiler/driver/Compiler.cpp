@@ -5,6 +5,7 @@
 #include "codegen/cpu/EmitObject.h"
 #include "codegen/cpu/LowerToKernels.h"
 #include "compiler/import/Importer.h"
+#include "compiler/import/Vocabulary.h"
 #include "compiler/support/FileUtil.h"
 #include "dialects/moe/IR/MoeDialect.h"
 #include "dialects/moe/IR/MoeOps.h"
@@ -29,6 +30,7 @@
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/Process.h"
+#include "llvm/Support/WithColor.h"
 #include "llvm/Support/Program.h"
 #include "llvm/Support/raw_ostream.h"
 #include "llvm/TargetParser/Host.h"
@@ -502,6 +504,11 @@ Error Compilation::emit(StringRef outDir) {
   emit::BundleOptions bundleOptions;
   bundleOptions.ioBlock = options.target.ioBlockBytes;
   bundleOptions.plan = thePlan->toJson();
+  std::string vocabularyNote;
+  bundleOptions.vocabulary =
+      importer::getBundleVocabulary(*store, vocabularyNote);
+  if (!vocabularyNote.empty())
+    WithColor::warning(errs(), "moec") << vocabularyNote << "\n";
   bool terminal = options.progress && sys::Process::StandardErrIsDisplayed();
   auto progress = [&](uint64_t doneBytes, uint64_t total) {
     if (terminal)

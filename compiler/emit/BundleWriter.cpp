@@ -171,9 +171,14 @@ Error moec::emit::writeBundle(const model::WeightStore &store, StringRef path,
   h.strings_size = strings.size();
   h.tensor_count = static_cast<uint32_t>(tensors.size());
   h.expert_count = static_cast<uint32_t>(c.numLayers * c.numExperts);
+  if (options.vocabulary.size() > UINT32_MAX)
+    return createStringError(inconvertibleErrorCode(),
+                             "the vocabulary takes more than 4 GiB");
+  h.vocabulary_size = static_cast<uint32_t>(options.vocabulary.size());
   uint64_t tablesEnd = h.tables_offset + metadata.size() + strings.size() +
                        tensors.size() * sizeof(moec_bundle_tensor) +
-                       uint64_t(h.expert_count) * sizeof(moec_bundle_expert);
+                       uint64_t(h.expert_count) * sizeof(moec_bundle_expert) +
+                       h.vocabulary_size;
   h.resident_offset = alignTo(tablesEnd, options.ioBlock);
   for (size_t i = 0; i < tensors.size(); ++i)
     tensors[i].offset = h.resident_offset + layout.resident[i].offset;
@@ -225,6 +230,7 @@ Error moec::emit::writeBundle(const model::WeightStore &store, StringRef path,
                 tensors.size() * sizeof(moec_bundle_tensor));
   tables.append(reinterpret_cast<const char *>(experts.data()),
                 experts.size() * sizeof(moec_bundle_expert));
+  tables += options.vocabulary;
   h.tables_checksum = XXH3_64bits(tables.data(), tables.size());
   h.header_checksum = XXH3_64bits(&h, sizeof(h));
 

@@ -57,6 +57,9 @@ struct BundleOptions {
   /// The plan (plan::Plan::toJson) recorded in the metadata; null: every
   /// expert resident.
   llvm::json::Value plan = nullptr;
+  /// The tokenizer's vocabulary (tokenizer::Vocabulary::serialize), or ""
+  /// when the model carries none.
+  std::string vocabulary = {};
 };
 
 /// Writes `store` as a bundle to `path` (atomically). `progress` gets bytes

@@ -7,6 +7,8 @@
  *   offset 0          header (struct moec_bundle_header), padded to io_block
  *   tables_offset     metadata (UTF-8 JSON: model, plan, sources), string
  *                     table (tensor names), tensor table, expert table,
+ *                     vocabulary (the tokenizer's, in the binary form of
+ *                     runtime/tokenizer/Tokenizer.h; may be empty), all
  *                     covered by tables_checksum
  *   resident_offset   the resident tensors, each 64-byte aligned, each with
  *                     its own checksum; the segment starts on an io_block
@@ -31,7 +33,7 @@ extern "C" {
 
 #define MOEC_BUNDLE_MAGIC "MOECBNDL"
 #define MOEC_BUNDLE_VERSION_MAJOR 1
-#define MOEC_BUNDLE_VERSION_MINOR 0
+#define MOEC_BUNDLE_VERSION_MINOR 1
 #define MOEC_BUNDLE_TENSOR_ALIGNMENT 64
 
 typedef struct moec_bundle_header {
@@ -40,7 +42,7 @@ typedef struct moec_bundle_header {
   uint16_t version_minor;
   uint32_t header_size;      /* sizeof(moec_bundle_header) */
   uint32_t io_block;         /* extent alignment, a power of two */
-  uint32_t reserved0;
+  uint32_t vocabulary_size;  /* bytes, after the expert table (1.1) */
   uint64_t file_size;
   uint64_t tables_offset;
   uint64_t metadata_size;    /* JSON at tables_offset */

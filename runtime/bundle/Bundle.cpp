@@ -107,7 +107,8 @@ std::unique_ptr<Bundle> Bundle::open(const std::string &path,
   }
   // The tables, bounded by the file before anything is sized by them.
   uint64_t tableBytes = uint64_t(h.tensor_count) * sizeof(moec_bundle_tensor) +
-                        uint64_t(h.expert_count) * sizeof(moec_bundle_expert);
+                        uint64_t(h.expert_count) * sizeof(moec_bundle_expert) +
+                        h.vocabulary_size;
   if (h.tables_offset > fileSize || h.metadata_size > fileSize ||
       h.strings_size > fileSize || tableBytes > fileSize ||
       h.tables_offset + h.metadata_size + h.strings_size + tableBytes >
@@ -134,6 +135,8 @@ std::unique_ptr<Bundle> Bundle::open(const std::string &path,
   b->experts.resize(h.expert_count);
   std::memcpy(b->experts.data(), p,
               h.expert_count * sizeof(moec_bundle_expert));
+  p += h.expert_count * sizeof(moec_bundle_expert);
+  b->vocabulary.assign(reinterpret_cast<const char *>(p), h.vocabulary_size);
 
   auto inside = [&](uint64_t offset, uint64_t size) {
     return offset <= fileSize && size <= fileSize - offset;

@@ -32,6 +32,8 @@ public:
   const moec_bundle_header &getHeader() const { return header; }
   /// The metadata JSON (model, plan, sources).
   const std::string &getMetadata() const { return metadata; }
+  /// The tokenizer's vocabulary in its binary form; "" if none.
+  const std::string &getVocabulary() const { return vocabulary; }
   const std::vector<moec_bundle_tensor> &getTensors() const { return tensors; }
   std::string_view getTensorName(const moec_bundle_tensor &t) const;
   const moec_bundle_tensor *findTensor(std::string_view name) const;
@@ -55,7 +57,7 @@ private:
   std::string path;
   int fd = -1;
   moec_bundle_header header{};
-  std::string metadata, strings;
+  std::string metadata, strings, vocabulary;
   std::vector<moec_bundle_tensor> tensors;
   std::vector<moec_bundle_expert> experts;
 };

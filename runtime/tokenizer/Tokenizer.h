@@ -12,9 +12,12 @@
 //   `tokenizer.ggml.pre` names, each piece's bytes are mapped to GPT-2's
 //   printable byte alphabet, and merged by merge rank.
 //
-// Pre-tokenizers implemented so far: gpt-2. Others are refused by name.
-// Special tokens in the text are not parsed (llama.cpp's parse_special =
-// false); control tokens are only added as BOS/EOS.
+// Every pre-tokenizer of PreTokenizer.h. Before either, the text is split at
+// special tokens as llama.cpp does (tokenizer_st_partition): user-defined
+// tokens always, control tokens only when asked to parse them.
+//
+// Decoding gives each token's bytes (token pieces need not be whole UTF-8
+// characters; Utf8Stream joins them for printing).
 //
 //===----------------------------------------------------------------------===//
 
@@ -51,8 +54,30 @@ struct Vocabulary {
   std::vector<float> scores;         // SentencePiece
   std::vector<TokenType> types;      // may be empty: all Normal
   std::vector<std::string> merges;   // BPE: "left right", by rank
-  int32_t bos = -1, eos = -1, unknown = -1;
+  int32_t bos = -1, eos = -1, eot = -1, unknown = -1, padding = -1;
+  /// tokenizer.ggml.add_bos_token / add_eos_token.
+  bool addBos = false, addEos = false;
   bool addSpacePrefix = true;        // SentencePiece
+  /// tokenizer.chat_template (Jinja), "" if none.
+  std::string chatTemplate;
+
+  /// A compact binary form (what a weight bundle carries) and back; read
+  /// fails with one line saying what is wrong.
+  std::string serialize() const;
+  static bool deserialize(std::string_view bytes, Vocabulary &out,
+                          std::string &error);
+};
+
+/// Joins token pieces into text that is printed only in whole UTF-8
+/// characters: push() returns what can be printed now, finish() the rest
+/// (a truncated character at the end becomes U+FFFD).
+class Utf8Stream {
+public:
+  std::string push(std::string_view piece);
+  std::string finish();
+
+private:
+  std::string pending;
 };
 
 class Tokenizer {
@@ -65,8 +90,21 @@ public:
   static std::unique_ptr<Tokenizer> create(Vocabulary vocabulary,
                                            std::string &error);
 
-  /// Token ids of `text`, with BOS first when `addBos`.
-  std::vector<int32_t> encode(std::string_view text, bool addBos) const;
+  /// Token ids of `text`, with BOS first when `addBos`. Control tokens
+  /// spelled in the text are tokens only when `parseSpecial`.
+  std::vector<int32_t> encode(std::string_view text, bool addBos,
+                              bool parseSpecial = false) const;
+
+  /// The bytes token `id` stands for; control tokens give "" unless
+  /// `special`. Ids outside the vocabulary give "".
+  std::string decodeToken(int32_t id, bool special = false) const;
+  /// The text of `ids` (for SentencePiece without the leading space that
+  /// encoding adds).
+  std::string decode(const std::vector<int32_t> &ids,
+                     bool special = false) const;
+  /// EOS or EOT: generation ends here.
+  bool isEndOfGeneration(int32_t id) const;
+  TokenType getType(int32_t id) const;
 
   const Vocabulary &getVocabulary() const { return vocab; }
   /// The id of the token spelled `text`, or -1.
@@ -74,11 +112,17 @@ public:
 
 protected:
   explicit Tokenizer(Vocabulary vocabulary);
-  virtual void encodeText(std::string_view text,
+  /// Encodes raw text (no special tokens in it); `afterSpecial`: it starts
+  /// the text or follows a special token (SentencePiece adds its space).
+  virtual void encodeText(std::string_view text, bool afterSpecial,
                           std::vector<int32_t> &out) const = 0;
+
+  virtual std::string decodeText(int32_t id) const = 0;
 
   Vocabulary vocab;
   std::unordered_map<std::string, int32_t> ids;
+  /// Control, user-defined and unknown tokens, longest first.
+  std::vector<int32_t> specialTokens;
 };
 
 } // namespace moec::tokenizer

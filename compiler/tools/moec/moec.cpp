@@ -14,6 +14,7 @@
 #include "compiler/driver/Compiler.h"
 #include "compiler/gguf/GgufFile.h"
 #include "compiler/import/Importer.h"
+#include "compiler/import/Vocabulary.h"
 #include "compiler/model/ModelConfig.h"
 #include "compiler/model/Synth.h"
 #include "compiler/model/WeightStore.h"
@@ -21,6 +22,7 @@
 #include "compiler/emit/BundleWriter.h"
 #include "compiler/plan/Plan.h"
 #include "runtime/bundle/Bundle.h"
+#include "runtime/tokenizer/PreTokenizer.h"
 #include "runtime/tokenizer/Tokenizer.h"
 #include "targets/TargetDescription.h"
 
@@ -87,13 +89,31 @@ cl::opt<int64_t> bundleContext("context-length", cl::init(0),
                                cl::sub(bundleCommand));
 
 // tokenize
-cl::opt<std::string> tokenizeModel("model", cl::Required,
+cl::opt<std::string> tokenizeModel("model",
                                    cl::desc("GGUF file with the vocabulary "
                                             "(a vocabulary-only GGUF will do)"),
                                    cl::value_desc("file.gguf"),
                                    cl::sub(tokenizeCommand));
 cl::opt<bool> tokenizeBos("bos", cl::desc("Start with the BOS token"),
                           cl::sub(tokenizeCommand));
+cl::opt<bool> tokenizeParseSpecial(
+    "parse-special",
+    cl::desc("Control tokens spelled in the text are tokens (as llama.cpp's "
+             "parse_special)"),
+    cl::sub(tokenizeCommand));
+cl::opt<std::string> tokenizePre(
+    "pre-tokenizer",
+    cl::desc("Use this pre-tokenizer instead of the file's tokenizer.ggml.pre"),
+    cl::value_desc("name"), cl::sub(tokenizeCommand));
+cl::opt<std::string> tokenizeSeparator(
+    "separator",
+    cl::desc("Standard input holds several texts separated by this string; "
+             "print one line of ids per text"),
+    cl::value_desc("string"), cl::sub(tokenizeCommand));
+cl::opt<bool> tokenizeListPre("list-pre-tokenizers",
+                              cl::desc("Print the supported pre-tokenizer "
+                                       "names and exit"),
+                              cl::sub(tokenizeCommand));
 
 // synth
 cl::opt<std::string> synthFamily("family", cl::Required,
@@ -383,6 +403,11 @@ int runBundle() {
   emit::BundleOptions bundleOptions;
   bundleOptions.ioBlock = target->ioBlockBytes;
   bundleOptions.plan = p->toJson();
+  std::string vocabularyNote;
+  bundleOptions.vocabulary =
+      importer::getBundleVocabulary(**store, vocabularyNote);
+  if (!vocabularyNote.empty())
+    WithColor::warning(errs(), "moec bundle") << vocabularyNote << "\n";
   bool terminal = sys::Process::StandardErrIsDisplayed();
   auto progress = [&](uint64_t done, uint64_t total) {
     if (terminal)
@@ -441,86 +466,24 @@ int inspectBundle(StringRef path) {
 // tokenize
 //===----------------------------------------------------------------------===//
 
-/// The tokenizer.ggml.* metadata of `file` as the runtime's vocabulary.
-Expected<tokenizer::Vocabulary> readVocabulary(const gguf::GgufFile &file) {
-  tokenizer::Vocabulary v;
-  Expected<StringRef> model = file.getString("tokenizer.ggml.model");
-  if (!model)
-    return model.takeError();
-  v.model = model->str();
-  if (const gguf::Value *pre = file.lookup("tokenizer.ggml.pre"))
-    if (std::optional<StringRef> s = pre->getAsString())
-      v.preTokenizer = s->str();
-  auto array = [&](StringRef key, gguf::ValueType element,
-                   bool required) -> Expected<std::vector<gguf::Value>> {
-    const gguf::Value *value = file.lookup(key);
-    if (!value) {
-      if (required)
-        return file.makeError("missing metadata key '" + key + "'");
-      return std::vector<gguf::Value>();
-    }
-    if (value->getType() != gguf::ValueType::Array ||
-        value->getArrayElementType() != element)
-      return file.makeError("metadata key '" + key + "' is " +
-                            value->describe() + ", expected an array of " +
-                            gguf::getValueTypeName(element));
-    return value->getArrayElements();
-  };
-  Expected<std::vector<gguf::Value>> tokens =
-      array("tokenizer.ggml.tokens", gguf::ValueType::String, true);
-  if (!tokens)
-    return tokens.takeError();
-  for (const gguf::Value &t : *tokens)
-    v.tokens.push_back(t.getAsString()->str());
-  Expected<std::vector<gguf::Value>> scores =
-      array("tokenizer.ggml.scores", gguf::ValueType::Float32, false);
-  if (!scores)
-    return scores.takeError();
-  for (const gguf::Value &s : *scores)
-    v.scores.push_back(static_cast<float>(*s.getAsDouble()));
-  Expected<std::vector<gguf::Value>> types =
-      array("tokenizer.ggml.token_type", gguf::ValueType::Int32, false);
-  if (!types)
-    return types.takeError();
-  for (const gguf::Value &t : *types)
-    v.types.push_back(static_cast<tokenizer::TokenType>(*t.getAsSigned()));
-  Expected<std::vector<gguf::Value>> merges =
-      array("tokenizer.ggml.merges", gguf::ValueType::String, false);
-  if (!merges)
-    return merges.takeError();
-  for (const gguf::Value &m : *merges)
-    v.merges.push_back(m.getAsString()->str());
-  for (auto [key, field] :
-       {std::pair<const char *, int32_t *>{"tokenizer.ggml.bos_token_id", &v.bos},
-        {"tokenizer.ggml.eos_token_id", &v.eos},
-        {"tokenizer.ggml.unknown_token_id", &v.unknown}})
-    if (file.lookup(key)) {
-      Expected<uint64_t> id = file.getUnsigned(key);
-      if (!id)
-        return id.takeError();
-      if (*id >= v.tokens.size())
-        return file.makeError(Twine(key) + " is " + Twine(*id) +
-                              ", beyond the " + Twine(v.tokens.size()) +
-                              " tokens");
-      *field = static_cast<int32_t>(*id);
-    }
-  if (file.lookup("tokenizer.ggml.add_space_prefix")) {
-    Expected<bool> prefix = file.getBool("tokenizer.ggml.add_space_prefix");
-    if (!prefix)
-      return prefix.takeError();
-    v.addSpacePrefix = *prefix;
-  }
-  return v;
-}
-
 int runTokenize() {
+  if (tokenizeListPre) {
+    for (const std::string &name : tokenizer::PreTokenizer::getSupportedNames())
+      outs() << name << "\n";
+    return 0;
+  }
+  if (tokenizeModel.empty())
+    return fail("tokenize: --model is required");
   Expected<std::unique_ptr<gguf::GgufFile>> file =
       gguf::GgufFile::open(tokenizeModel);
   if (!file)
     return fail(file.takeError());
-  Expected<tokenizer::Vocabulary> vocabulary = readVocabulary(**file);
+  Expected<tokenizer::Vocabulary> vocabulary =
+      importer::readVocabulary(**file);
   if (!vocabulary)
     return fail(vocabulary.takeError());
+  if (tokenizePre.getNumOccurrences())
+    vocabulary->preTokenizer = tokenizePre;
   std::string error;
   std::unique_ptr<tokenizer::Tokenizer> tok =
       tokenizer::Tokenizer::create(std::move(*vocabulary), error);
@@ -529,11 +492,18 @@ int runTokenize() {
   ErrorOr<std::unique_ptr<MemoryBuffer>> input = MemoryBuffer::getSTDIN();
   if (!input)
     return fail("cannot read standard input: " + input.getError().message());
-  std::vector<int32_t> ids =
-      tok->encode((*input)->getBuffer(), tokenizeBos);
-  for (size_t i = 0; i < ids.size(); ++i)
-    outs() << (i ? " " : "") << ids[i];
-  outs() << "\n";
+  SmallVector<StringRef> texts;
+  if (tokenizeSeparator.empty())
+    texts.push_back((*input)->getBuffer());
+  else
+    (*input)->getBuffer().split(texts, StringRef(tokenizeSeparator));
+  for (StringRef text : texts) {
+    std::vector<int32_t> ids =
+        tok->encode(text, tokenizeBos, tokenizeParseSpecial);
+    for (size_t i = 0; i < ids.size(); ++i)
+      outs() << (i ? " " : "") << ids[i];
+    outs() << "\n";
+  }
   return 0;
 }
 

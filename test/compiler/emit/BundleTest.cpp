@@ -169,11 +169,13 @@ TEST(Bundle, CorruptionIsCaughtAndNamed) {
                                ": truncated or corrupt"));
 
   bytes = good;
-  bytes[8] = 2; // version 2.0
+  bytes[8] = 2; // major version 2
   overwrite(path, bytes);
   EXPECT_FALSE(bundle::Bundle::open(path, error));
-  EXPECT_THAT(error, HasSubstr("offset 8: bundle format 2.0, but this runtime "
-                               "reads 1.0"));
+  EXPECT_THAT(error, HasSubstr("offset 8: bundle format 2." +
+                               std::to_string(MOEC_BUNDLE_VERSION_MINOR) +
+                               ", but this runtime reads 1." +
+                               std::to_string(MOEC_BUNDLE_VERSION_MINOR)));
 
   bytes = good;
   bytes[40] ^= 1; // a header field, not re-checksummed

@@ -3,10 +3,15 @@
 // The reference tokenizations of shared/testdata are checked end to end by
 // test/compiler/tokenize; these are the pieces and the refusals.
 
+#include "runtime/tokenizer/PreTokenizer.h"
+#include "runtime/tokenizer/Regex.h"
 #include "runtime/tokenizer/Tokenizer.h"
 #include "runtime/tokenizer/Unicode.h"
+#include "test/runtime/tokenizer/TestVocabularies.h"
 
 #include <gtest/gtest.h>
+
+#include <random>
 
 using namespace moec::tokenizer;
 
@@ -52,11 +57,14 @@ TEST(Tokenizer, RefusesWhatItDoesNotImplement) {
 
   Vocabulary bpe;
   bpe.model = "gpt2";
-  bpe.preTokenizer = "qwen2";
+  bpe.preTokenizer = "kimi-k2";
   bpe.tokens = {"a"};
   EXPECT_FALSE(Tokenizer::create(bpe, error));
-  EXPECT_EQ(error, "pre-tokenizer 'qwen2' is not implemented yet "
-                   "(implemented: gpt-2)");
+  EXPECT_EQ(error.rfind("pre-tokenizer 'kimi-k2' is not supported "
+                        "(supported: a.x-4.0 bailingmoe ",
+                        0),
+            0u)
+      << error;
 
   Vocabulary other = bpe;
   other.model = "rwkv";
@@ -87,6 +95,232 @@ TEST(Tokenizer, SentencePieceMergesByScoreAndFallsBackToBytes) {
   EXPECT_EQ(tok->encode("ab", false), (std::vector<int32_t>{5}));
   EXPECT_EQ(tok->encode("abz", true), (std::vector<int32_t>{0, 5, 6}));
   EXPECT_EQ(tok->encode("", false), (std::vector<int32_t>{}));
+}
+
+//===----------------------------------------------------------------------===//
+// Regex
+//===----------------------------------------------------------------------===//
+
+/// The first match of `pattern` in `text` (code points = bytes here), as
+/// the matched string, or "<none>".
+std::string firstMatch(const char *pattern, const std::string &text,
+                       size_t from = 0) {
+  std::string error;
+  auto re = Regex::compile(pattern, nullptr, error);
+  EXPECT_TRUE(re) << error;
+  if (!re)
+    return "<error>";
+  std::vector<uint32_t> subject(text.begin(), text.end());
+  size_t b, e;
+  if (!re->search(subject.data(), subject.size(), from, b, e))
+    return "<none>";
+  return text.substr(b, e - b);
+}
+
+TEST(Regex, AlternationIsOrderedAndQuantifiersBacktrack) {
+  // ECMAScript: the first alternative that lets the whole match succeed.
+  EXPECT_EQ(firstMatch("a|ab", "ab"), "a");
+  EXPECT_EQ(firstMatch("ab|a", "ab"), "ab");
+  // Greedy, giving back what the rest needs.
+  EXPECT_EQ(firstMatch("a+ab", "aaab"), "aaab");
+  EXPECT_EQ(firstMatch("\\s+(?!\\S)", "x   y"), "  ");
+  EXPECT_EQ(firstMatch("\\s+(?!\\S)", "x   "), "   ");
+  EXPECT_EQ(firstMatch("[0-9]{1,3}", "12345"), "123");
+  EXPECT_EQ(firstMatch("[0-9]{1,3}", "12345", 3), "45");
+  EXPECT_EQ(firstMatch("x{2}", "xxx"), "xx");
+  EXPECT_EQ(firstMatch("(?:ab)+", "ababa"), "abab");
+  EXPECT_EQ(firstMatch("((?=[a-z])([^b]))+", "acbd"), "ac");
+  EXPECT_EQ(firstMatch("\\s+$", "a  b  "), "  ");
+  EXPECT_EQ(firstMatch("^b", "ab"), "<none>");
+  EXPECT_EQ(firstMatch("[^(\\s|.)]+", "ab|c.d"), "ab");
+  EXPECT_EQ(firstMatch("[\\-a]+", "x-a-"), "-a-");
+  EXPECT_EQ(firstMatch("\\x41\\u0042", "zAB"), "AB");
+}
+
+TEST(Regex, RefusesWhatItDoesNotImplement) {
+  std::string error;
+  for (const char *bad : {"(?i:a)", "a+?", "a++", "\\1", "(a", "a)", "[a",
+                          "\\p{L}", "*a", "[b-a]", "a{3,2}"}) {
+    EXPECT_FALSE(Regex::compile(bad, nullptr, error)) << bad;
+    EXPECT_NE(error.find("at offset"), std::string::npos) << error;
+  }
+}
+
+TEST(Regex, PropertiesComeFromTheResolver) {
+  std::string error;
+  auto digitsAsN = [](std::string_view name, std::vector<SymbolRange> &out) {
+    if (name != "N")
+      return false;
+    out = {{'0', '9'}};
+    return true;
+  };
+  auto re = Regex::compile("\\p{N}+|[^\\p{N}x]+", digitsAsN, error);
+  ASSERT_TRUE(re) << error;
+  std::vector<uint32_t> s = {'a', '1', '2', 'x'};
+  size_t b, e;
+  ASSERT_TRUE(re->search(s.data(), s.size(), 0, b, e));
+  EXPECT_EQ(b, 0u);
+  EXPECT_EQ(e, 1u);
+  ASSERT_TRUE(re->search(s.data(), s.size(), 1, b, e));
+  EXPECT_EQ(e, 3u);
+  EXPECT_FALSE(re->search(s.data(), s.size(), 3, b, e));
+}
+
+TEST(Regex, LongRunsDoNotExhaustTheStack) {
+  std::string error;
+  auto re = Regex::compile("\\s+(?!\\S)|x", nullptr, error);
+  ASSERT_TRUE(re) << error;
+  std::vector<uint32_t> s(1 << 20, ' ');
+  s.push_back('y');
+  size_t b, e;
+  ASSERT_TRUE(re->search(s.data(), s.size(), 0, b, e));
+  EXPECT_EQ(e - b, s.size() - 2);
+}
+
+//===----------------------------------------------------------------------===//
+// Byte-level BPE, special tokens, decoding
+//===----------------------------------------------------------------------===//
+
+TEST(Tokenizer, ByteLevelBpeMergesByRank) {
+  std::string error;
+  auto tok = Tokenizer::create(test_vocabularies::makeByteLevelVocabulary("gpt-2"),
+                               error);
+  ASSERT_TRUE(tok) << error;
+  int32_t the = tok->lookup(test_vocabularies::byteSpelling(' ') + "the");
+  int32_t ing = tok->lookup("ing");
+  ASSERT_GE(the, 256);
+  ASSERT_GE(ing, 256);
+  EXPECT_EQ(tok->encode(" the", false), (std::vector<int32_t>{the}));
+  EXPECT_EQ(tok->encode("sing", false),
+            (std::vector<int32_t>{int32_t('s'), ing}));
+}
+
+TEST(Tokenizer, SpecialTokensAreSplitOutAsLlamaCppDoes) {
+  std::string error;
+  auto tok = Tokenizer::create(test_vocabularies::makeByteLevelVocabulary("gpt-2"),
+                               error);
+  ASSERT_TRUE(tok) << error;
+  int32_t end = tok->lookup("<|end|>"), tool = tok->lookup("<tool>");
+  // User-defined tokens always; control tokens only when parsing specials.
+  std::vector<int32_t> plain = tok->encode("a<tool>b<|end|>", false);
+  EXPECT_EQ(plain[0], int32_t('a'));
+  EXPECT_EQ(plain[1], tool);
+  EXPECT_EQ(plain[2], int32_t('b'));
+  EXPECT_GT(plain.size(), 4u); // <|end|> spelled in bytes
+  EXPECT_EQ(tok->encode("a<tool>b<|end|>", false, /*parseSpecial=*/true),
+            (std::vector<int32_t>{int32_t('a'), tool, int32_t('b'), end}));
+  // Control tokens decode to nothing unless asked.
+  EXPECT_EQ(tok->decode({int32_t('a'), end, tool}), "a<tool>");
+  EXPECT_EQ(tok->decode({int32_t('a'), end}, /*special=*/true), "a<|end|>");
+  EXPECT_TRUE(tok->isEndOfGeneration(end));
+  EXPECT_FALSE(tok->isEndOfGeneration(int32_t('a')));
+}
+
+/// Random valid UTF-8: ASCII, whitespace of every kind, and code points
+/// from every plane (no surrogates).
+std::string randomUtf8(std::mt19937 &rng) {
+  static const uint32_t kOdd[] = {' ', '\t', '\n', '\r', 0x0B, 0x85, 0xA0,
+                                  0x3000, 0x2028, '\'', '0', '9', 0x301,
+                                  0x1F600, 0x200D, 0xFE0F};
+  std::string s;
+  int n = std::uniform_int_distribution<int>(0, 40)(rng);
+  for (int i = 0; i < n; ++i) {
+    uint32_t cp;
+    switch (rng() % 4) {
+    case 0: cp = 0x20 + rng() % 0x5F; break;
+    case 1: cp = kOdd[rng() % (sizeof(kOdd) / sizeof(kOdd[0]))]; break;
+    case 2: cp = rng() % 0x10000; break;
+    default: cp = rng() % 0x110000; break;
+    }
+    if (cp >= 0xD800 && cp <= 0xDFFF)
+      cp = 'x';
+    appendUtf8(s, cp);
+  }
+  return s;
+}
+
+TEST(Tokenizer, ByteLevelBpeRoundTripsRandomUtf8UnderEveryPreTokenizer) {
+  std::mt19937 rng(20261125);
+  for (const std::string &pre : PreTokenizer::getSupportedNames()) {
+    std::string error;
+    auto tok = Tokenizer::create(test_vocabularies::makeByteLevelVocabulary(pre), error);
+    ASSERT_TRUE(tok) << pre << ": " << error;
+    for (int i = 0; i < 200; ++i) {
+      std::string text = randomUtf8(rng);
+      std::vector<int32_t> ids = tok->encode(text, false);
+      ASSERT_EQ(tok->decode(ids), text) << pre << " text " << i;
+    }
+  }
+}
+
+TEST(Tokenizer, EveryPreTokenizerCoversTheTextInOrder) {
+  std::mt19937 rng(7);
+  for (const std::string &name : PreTokenizer::getSupportedNames()) {
+    std::string error;
+    auto pre = PreTokenizer::create(name, error);
+    ASSERT_TRUE(pre) << error;
+    for (int i = 0; i < 100; ++i) {
+      std::vector<uint32_t> cpts = decodeUtf8(randomUtf8(rng));
+      size_t next = 0;
+      for (auto [b, e] : pre->split(cpts)) {
+        ASSERT_EQ(b, next) << name;
+        ASSERT_GT(e, b) << name;
+        next = e;
+      }
+      ASSERT_EQ(next, cpts.size()) << name;
+    }
+  }
+}
+
+TEST(Tokenizer, SentencePieceDecodesSpacesAndBytes) {
+  Vocabulary v;
+  v.model = "llama";
+  v.tokens = {"<unk>", "\xE2\x96\x81" "ab", "c", "<0x7A>", "<s>"};
+  v.scores = {0, 0, 0, 0, 0};
+  v.types = {TokenType::Unknown, TokenType::Normal, TokenType::Normal,
+             TokenType::Byte, TokenType::Control};
+  std::string error;
+  auto tok = Tokenizer::create(v, error);
+  ASSERT_TRUE(tok) << error;
+  EXPECT_EQ(tok->decode({4, 1, 2, 3, 1}), "abcz ab");
+  EXPECT_EQ(tok->decodeToken(1), " ab");
+}
+
+TEST(Utf8Stream, PrintsOnlyWholeCharacters) {
+  Utf8Stream s;
+  EXPECT_EQ(s.push("a\xE2"), "a");
+  EXPECT_EQ(s.push("\x96"), "");
+  EXPECT_EQ(s.push("\x81" "b"), "\xE2\x96\x81" "b");
+  // A byte that continues nothing, a lead cut short by ASCII.
+  EXPECT_EQ(s.push("\x80" "c\xC3" "d"), "\xEF\xBF\xBD" "c\xEF\xBF\xBD" "d");
+  EXPECT_EQ(s.push("\xF0\x9F"), "");
+  EXPECT_EQ(s.finish(), "\xEF\xBF\xBD");
+  EXPECT_EQ(s.finish(), "");
+}
+
+TEST(Vocabulary, SerializesAndRefusesDamage) {
+  Vocabulary v = test_vocabularies::makeByteLevelVocabulary("qwen2");
+  v.scores.assign(v.tokens.size(), 0.5f);
+  v.eot = 3;
+  v.addBos = true;
+  v.chatTemplate = "{{ messages }}";
+  std::string bytes = v.serialize();
+  Vocabulary back;
+  std::string error;
+  ASSERT_TRUE(Vocabulary::deserialize(bytes, back, error)) << error;
+  EXPECT_EQ(back.serialize(), bytes);
+  EXPECT_EQ(back.tokens, v.tokens);
+  EXPECT_EQ(back.merges, v.merges);
+  EXPECT_EQ(back.eot, 3);
+  EXPECT_TRUE(back.addBos);
+  EXPECT_FALSE(back.addEos);
+  EXPECT_EQ(back.chatTemplate, v.chatTemplate);
+
+  for (size_t cut : {size_t(0), size_t(7), bytes.size() / 2, bytes.size() - 1})
+    EXPECT_FALSE(Vocabulary::deserialize(bytes.substr(0, cut), back, error))
+        << cut;
+  EXPECT_FALSE(Vocabulary::deserialize(bytes + "x", back, error));
+  EXPECT_NE(error.find("bytes after its end"), std::string::npos) << error;
 }
 
 } // namespace
