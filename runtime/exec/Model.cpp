@@ -696,4 +696,8 @@ void Model::reset() {
   std::fill(lastLogits.begin(), lastLogits.end(), 0.0f);
 }
 
+const std::string &Model::getVocabularyBytes() const {
+  return bundle->getVocabulary();
+}
+
 } // namespace moec::exec

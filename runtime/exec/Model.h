@@ -115,6 +115,11 @@ public:
   int64_t getPosition() const { return position; }
   unsigned getThreadCount() const;
   ModelStats getStats() const;
+  /// The tokenizer's vocabulary the bundle carries (binary form; "" if
+  /// none).
+  const std::string &getVocabularyBytes() const;
+  /// Bytes of weights held in memory (resident tensors and experts).
+  uint64_t getWeightBytes() const { return resident.size() + experts.size(); }
 
 private:
   Model();

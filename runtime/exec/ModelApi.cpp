@@ -10,8 +10,11 @@
 
 #include "runtime/exec/Model.h"
 #include "runtime/exec/ThreadPool.h"
+#include "runtime/sampling/Sampler.h"
+#include "runtime/tokenizer/Tokenizer.h"
 
 #include <cstdio>
+#include <cstring>
 #include <string>
 
 using moec::exec::Model;
@@ -19,6 +22,15 @@ using moec::exec::Model;
 struct moec_model {
   std::unique_ptr<Model> model;
   std::string error;
+  /// Built on first use from the bundle's vocabulary; null with
+  /// `tokenizerError` when there is none or it cannot run.
+  std::unique_ptr<moec::tokenizer::Tokenizer> tokenizer;
+  std::string tokenizerError;
+  bool tokenizerTried = false;
+};
+
+struct moec_sampler {
+  moec::sampling::Sampler sampler;
 };
 
 namespace moec::exec {
@@ -71,7 +83,9 @@ moec_model *moec_model_open(const moec_model_options *opts, char *error,
     return fail(message, error, error_size);
   if (error && error_size)
     error[0] = '\0';
-  return new moec_model{std::move(model), ""};
+  moec_model *m = new moec_model();
+  m->model = std::move(model);
+  return m;
 }
 
 int moec_model_prefill(moec_model *m, const int32_t *tokens, int64_t n) {
@@ -123,5 +137,134 @@ const char *moec_model_error(const moec_model *m) {
 }
 
 void moec_model_close(moec_model *m) { delete m; }
+
+} // extern "C"
+
+namespace {
+const moec::tokenizer::Tokenizer *getTokenizer(moec_model *m) {
+  if (!m)
+    return nullptr;
+  if (!m->tokenizerTried) {
+    m->tokenizerTried = true;
+    const std::string &bytes = m->model->getVocabularyBytes();
+    moec::tokenizer::Vocabulary vocabulary;
+    std::string error;
+    if (bytes.empty())
+      m->tokenizerError = "the model was compiled without a tokenizer "
+                          "(moec warned why): give token ids";
+    else if (!moec::tokenizer::Vocabulary::deserialize(bytes, vocabulary,
+                                                       error))
+      m->tokenizerError = "the bundle's vocabulary is unreadable: " + error;
+    else if (!(m->tokenizer = moec::tokenizer::Tokenizer::create(
+                   std::move(vocabulary), error)))
+      m->tokenizerError = "the bundle's tokenizer cannot run: " + error;
+  }
+  if (!m->tokenizer)
+    m->error = m->tokenizerError;
+  return m->tokenizer.get();
+}
+} // namespace
+
+extern "C" {
+
+int moec_model_has_tokenizer(moec_model *m) {
+  return getTokenizer(m) != nullptr;
+}
+
+int64_t moec_model_tokenize(moec_model *m, const char *text, size_t length,
+                            int add_special, int parse_special,
+                            int32_t *tokens, int64_t max_tokens) {
+  const moec::tokenizer::Tokenizer *tok = getTokenizer(m);
+  if (!tok)
+    return -1;
+  const moec::tokenizer::Vocabulary &v = tok->getVocabulary();
+  std::vector<int32_t> ids =
+      tok->encode(std::string_view(text ? text : "", text ? length : 0),
+                  add_special && v.addBos, parse_special != 0);
+  if (add_special && v.addEos && v.eos >= 0)
+    ids.push_back(v.eos);
+  int64_t n = static_cast<int64_t>(ids.size());
+  if (tokens && max_tokens > 0)
+    std::memcpy(tokens, ids.data(),
+                sizeof(int32_t) * size_t(std::min(n, max_tokens)));
+  return n;
+}
+
+int64_t moec_model_token_to_piece(moec_model *m, int32_t token, int special,
+                                  char *buffer, size_t size) {
+  const moec::tokenizer::Tokenizer *tok = getTokenizer(m);
+  if (!tok)
+    return -1;
+  if (token < 0 || size_t(token) >= tok->getVocabulary().tokens.size()) {
+    m->error = "token " + std::to_string(token) + " is outside the vocabulary";
+    return -1;
+  }
+  std::string piece = tok->decodeToken(token, special != 0);
+  if (buffer && size)
+    std::memcpy(buffer, piece.data(), std::min(size, piece.size()));
+  return static_cast<int64_t>(piece.size());
+}
+
+int32_t moec_model_token_bos(moec_model *m) {
+  const moec::tokenizer::Tokenizer *tok = getTokenizer(m);
+  return tok ? tok->getVocabulary().bos : -1;
+}
+
+int32_t moec_model_token_eos(moec_model *m) {
+  const moec::tokenizer::Tokenizer *tok = getTokenizer(m);
+  return tok ? tok->getVocabulary().eos : -1;
+}
+
+int moec_model_token_is_end(moec_model *m, int32_t token) {
+  const moec::tokenizer::Tokenizer *tok = getTokenizer(m);
+  return tok && tok->isEndOfGeneration(token);
+}
+
+const char *moec_model_chat_template(moec_model *m) {
+  const moec::tokenizer::Tokenizer *tok = getTokenizer(m);
+  return tok ? tok->getVocabulary().chatTemplate.c_str() : "";
+}
+
+moec_sampler_params moec_sampler_default_params(void) {
+  moec::sampling::SamplerOptions o;
+  return moec_sampler_params{o.temperature, o.topK,          o.topP,
+                             o.minP,        o.repeatPenalty, o.repeatLastN,
+                             o.seed};
+}
+
+moec_sampler *moec_sampler_new(const moec_sampler_params *p, char *error,
+                               size_t error_size) {
+  if (!p) {
+    fail("no sampler parameters (null pointer)", error, error_size);
+    return nullptr;
+  }
+  moec::sampling::SamplerOptions o;
+  o.temperature = p->temperature;
+  o.topK = p->top_k;
+  o.topP = p->top_p;
+  o.minP = p->min_p;
+  o.repeatPenalty = p->repeat_penalty;
+  o.repeatLastN = p->repeat_last_n;
+  o.seed = p->seed;
+  std::string invalid = o.validate();
+  if (!invalid.empty()) {
+    fail(invalid, error, error_size);
+    return nullptr;
+  }
+  if (error && error_size)
+    error[0] = '\0';
+  return new moec_sampler{moec::sampling::Sampler(o)};
+}
+
+int32_t moec_sampler_sample(moec_sampler *s, const float *logits, int64_t n) {
+  return s && logits && n > 0 ? s->sampler.sample(logits, size_t(n)) : -1;
+}
+
+void moec_sampler_accept(moec_sampler *s, int32_t token) {
+  if (s)
+    s->sampler.accept(token);
+}
+
+void moec_sampler_free(moec_sampler *s) { delete s; }
 
 } // extern "C"

@@ -23,6 +23,10 @@
  *   }
  *   moec_model_close(m);
  *
+ * Text goes in and out through the tokenizer the bundle carries
+ * (moec_model_tokenize, moec_model_token_to_piece) and tokens are chosen by
+ * a sampler (moec_sampler_*), as out/model-run does.
+ *
  * A model holds one context (a sequence of tokens, the KV cache of their
  * positions) of at most moec_model_context_length() tokens. Calls on one
  * model must not overlap; different models are independent. The model's
@@ -102,6 +106,72 @@ const char *moec_model_error(const moec_model *m);
 
 /* Frees everything the model holds; NULL is ignored. */
 void moec_model_close(moec_model *m);
+
+/* ---- Tokenizer --------------------------------------------------------- */
+
+/* 1 when the bundle carries a tokenizer the runtime can run (from the
+ * model's GGUF metadata), 0 when text must be given as token ids; then
+ * moec_model_error() says why. */
+int moec_model_has_tokenizer(moec_model *m);
+
+/* Tokenizes `length` bytes of UTF-8 `text`. add_special: BOS first (and EOS
+ * last) when the vocabulary asks for them; parse_special: control tokens
+ * spelled in the text (e.g. "<|im_start|>") are those tokens. Returns the
+ * number of tokens the text has and writes the first min(that, max_tokens)
+ * to `tokens`: call again with more room when it returns more than
+ * max_tokens. -1 when the model has no tokenizer. */
+int64_t moec_model_tokenize(moec_model *m, const char *text, size_t length,
+                            int add_special, int parse_special,
+                            int32_t *tokens, int64_t max_tokens);
+
+/* The bytes token `token` stands for (part of UTF-8 text; a character may
+ * span tokens); control tokens give "" unless `special`. Returns the
+ * length and writes the first min(length, size) bytes, no NUL; -1 for no
+ * tokenizer or an id outside the vocabulary. */
+int64_t moec_model_token_to_piece(moec_model *m, int32_t token, int special,
+                                  char *buffer, size_t size);
+
+/* The BOS and EOS tokens, -1 when the vocabulary has none. */
+int32_t moec_model_token_bos(moec_model *m);
+int32_t moec_model_token_eos(moec_model *m);
+
+/* 1 when generation ends at `token` (EOS, EOT). */
+int moec_model_token_is_end(moec_model *m, int32_t token);
+
+/* The model's chat template (GGUF tokenizer.chat_template, Jinja), "" if it
+ * has none. */
+const char *moec_model_chat_template(moec_model *m);
+
+/* ---- Sampling ---------------------------------------------------------- */
+
+typedef struct moec_sampler moec_sampler;
+
+typedef struct moec_sampler_params {
+  float temperature;     /* <= 0: greedy */
+  int32_t top_k;         /* <= 0: all */
+  float top_p;           /* (0, 1]; 1: all */
+  float min_p;           /* [0, 1]; 0: all */
+  float repeat_penalty;  /* 1: off */
+  int32_t repeat_last_n; /* tokens the penalty looks back on */
+  uint64_t seed;
+} moec_sampler_params;
+
+/* llama.cpp's defaults: temperature 0.8, top-k 40, top-p 0.95, min-p 0.05,
+ * no repetition penalty (window 64), seed 0. */
+moec_sampler_params moec_sampler_default_params(void);
+
+/* NULL with `error` naming the parameter out of range. The same seed and
+ * inputs give the same tokens on every machine. */
+moec_sampler *moec_sampler_new(const moec_sampler_params *params,
+                               char *error, size_t error_size);
+
+/* Chooses a token from `n` logits and remembers it (repetition penalty). */
+int32_t moec_sampler_sample(moec_sampler *s, const float *logits, int64_t n);
+
+/* Remembers a token that was not sampled (the prompt's). */
+void moec_sampler_accept(moec_sampler *s, int32_t token);
+
+void moec_sampler_free(moec_sampler *s);
 
 #ifdef __cplusplus
 } /* extern "C" */

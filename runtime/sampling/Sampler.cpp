@@ -42,13 +42,13 @@ void Sampler::accept(int32_t token) {
     recent.pop_front();
 }
 
-int32_t Sampler::sample(const std::vector<float> &input) {
+int32_t Sampler::sample(const float *input, size_t n) {
   struct Candidate {
     int32_t id;
     double logit, p;
   };
-  std::vector<Candidate> c(input.size());
-  for (size_t i = 0; i < input.size(); ++i)
+  std::vector<Candidate> c(n);
+  for (size_t i = 0; i < n; ++i)
     c[i] = {static_cast<int32_t>(i), input[i], 0.0};
 
   // Repetition penalty, once per distinct recent token (llama.cpp).
@@ -62,16 +62,24 @@ int32_t Sampler::sample(const std::vector<float> &input) {
   }
 
   // Most likely first; lowest id first among equals, so ties are stable.
-  std::sort(c.begin(), c.end(), [](const Candidate &a, const Candidate &b) {
+  // Only the candidates that can survive top-k are sorted.
+  auto before = [](const Candidate &a, const Candidate &b) {
     return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
-  });
+  };
+  size_t keep = c.size();
+  if (options.temperature <= 0.0f)
+    keep = 1;
+  else if (options.topK > 0 && static_cast<size_t>(options.topK) < c.size())
+    keep = static_cast<size_t>(options.topK);
+  if (c.empty())
+    return -1;
+  std::partial_sort(c.begin(), c.begin() + keep, c.end(), before);
+  c.resize(keep);
 
   int32_t chosen;
   if (options.temperature <= 0.0f) {
     chosen = c.front().id;
   } else {
-    if (options.topK > 0 && static_cast<size_t>(options.topK) < c.size())
-      c.resize(options.topK);
     auto softmax = [&](double temperature) {
       double max = c.front().logit, sum = 0;
       for (Candidate &x : c)

@@ -45,7 +45,10 @@ public:
 
   /// Chooses the next token from `logits` (one per vocabulary entry) and
   /// remembers it for the repetition penalty.
-  int32_t sample(const std::vector<float> &logits);
+  int32_t sample(const std::vector<float> &logits) {
+    return sample(logits.data(), logits.size());
+  }
+  int32_t sample(const float *logits, size_t n);
 
   /// Remembers a token that was not sampled (the prompt's).
   void accept(int32_t token);

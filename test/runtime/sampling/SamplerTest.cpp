@@ -4,6 +4,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+#include <set>
+
 #include <cmath>
 
 using namespace moec::sampling;
@@ -135,6 +141,66 @@ TEST(Sampler, OptionsOutOfRangeAreNamed) {
   o = SamplerOptions();
   o.repeatLastN = -1;
   EXPECT_EQ(o.validate(), "the repetition window must not be negative");
+}
+
+TEST(Sampler, TemperatureSharpensAndFlattensAsPowersOfTheDistribution) {
+  // At temperature T the draw follows p^(1/T), renormalised.
+  std::vector<double> p = {0.5, 0.3, 0.2};
+  for (float t : {0.5f, 2.0f}) {
+    SamplerOptions o = plain(11);
+    o.temperature = t;
+    Sampler s(o);
+    std::vector<int> counts = histogram(s, logitsOf(p), 100000);
+    double z = 0;
+    for (double x : p)
+      z += std::pow(x, 1.0 / t);
+    for (size_t i = 0; i < p.size(); ++i)
+      EXPECT_NEAR(counts[i] / 1e5, std::pow(p[i], 1.0 / t) / z, 0.01)
+          << "T=" << t << " token " << i;
+  }
+}
+
+TEST(Sampler, LargeVocabularyNeverLeavesTopKOrTheNucleus) {
+  std::mt19937 rng(5);
+  std::normal_distribution<float> normal(0.0f, 3.0f);
+  std::vector<float> logits(5000);
+  for (float &l : logits)
+    l = normal(rng);
+  std::vector<int32_t> order(logits.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::sort(order.begin(), order.end(),
+            [&](int32_t a, int32_t b) { return logits[a] > logits[b]; });
+
+  SamplerOptions k = plain(3);
+  k.topK = 10;
+  Sampler sk(k);
+  std::set<int32_t> best(order.begin(), order.begin() + 10);
+  for (int i = 0; i < 5000; ++i)
+    ASSERT_TRUE(best.count(sk.sample(logits)));
+
+  // Top-p: the smallest prefix of the sorted tokens whose mass reaches p.
+  double max = logits[order[0]], z = 0;
+  for (float l : logits)
+    z += std::exp(l - max);
+  std::set<int32_t> nucleus;
+  double mass = 0;
+  for (int32_t id : order) {
+    nucleus.insert(id);
+    mass += std::exp(logits[id] - max) / z;
+    if (mass >= 0.7)
+      break;
+  }
+  SamplerOptions p = plain(4);
+  p.topP = 0.7f;
+  Sampler sp(p);
+  for (int i = 0; i < 5000; ++i)
+    ASSERT_TRUE(nucleus.count(sp.sample(logits)));
+
+  // Temperature 0 is the argmax, whatever the other options say.
+  SamplerOptions g;
+  g.temperature = 0;
+  Sampler sg(g);
+  EXPECT_EQ(sg.sample(logits), order[0]);
 }
 
 } // namespace

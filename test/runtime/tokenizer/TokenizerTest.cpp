@@ -3,6 +3,7 @@
 // The reference tokenizations of shared/testdata are checked end to end by
 // test/compiler/tokenize; these are the pieces and the refusals.
 
+#include "runtime/tokenizer/ChatTemplate.h"
 #include "runtime/tokenizer/PreTokenizer.h"
 #include "runtime/tokenizer/Regex.h"
 #include "runtime/tokenizer/Tokenizer.h"
@@ -321,6 +322,62 @@ TEST(Vocabulary, SerializesAndRefusesDamage) {
         << cut;
   EXPECT_FALSE(Vocabulary::deserialize(bytes + "x", back, error));
   EXPECT_NE(error.find("bytes after its end"), std::string::npos) << error;
+}
+
+//===----------------------------------------------------------------------===//
+// Chat formats
+//===----------------------------------------------------------------------===//
+
+TEST(ChatTemplate, DetectsTheSupportedFormatsAndNamesTheOthers) {
+  ChatFormat f;
+  std::string error;
+  ASSERT_TRUE(detectChatFormat("{{'<|im_start|>' + message['role']}}", f,
+                               error));
+  EXPECT_EQ(f, ChatFormat::ChatML);
+  ASSERT_TRUE(detectChatFormat("{{ '[INST] ' + message['content'] }}", f,
+                               error));
+  EXPECT_EQ(f, ChatFormat::Mistral);
+  ASSERT_TRUE(detectChatFormat("{{ '<|user|>\\n' }}{{ '<|assistant|>' }}", f,
+                               error));
+  EXPECT_EQ(f, ChatFormat::Tulu);
+  EXPECT_FALSE(detectChatFormat("", f, error));
+  EXPECT_EQ(error,
+            "the model has no chat template (GGUF tokenizer.chat_template)");
+  EXPECT_FALSE(detectChatFormat("<start_of_turn>user", f, error));
+  EXPECT_EQ(error.rfind("the model's chat template is not supported (it "
+                        "begins '<start_of_turn>user'",
+                        0),
+            0u)
+      << error;
+}
+
+TEST(ChatTemplate, FormatsAsTheTemplatesDo) {
+  std::vector<ChatMessage> m = {
+      {"system", "Be brief."}, {"user", "Hi"}, {"assistant", "Hello."},
+      {"user", "Bye"}};
+  EXPECT_EQ(formatChat(ChatFormat::ChatML, m, true, "<s>", "</s>"),
+            "<|im_start|>system\nBe brief.<|im_end|>\n"
+            "<|im_start|>user\nHi<|im_end|>\n"
+            "<|im_start|>assistant\nHello.<|im_end|>\n"
+            "<|im_start|>user\nBye<|im_end|>\n<|im_start|>assistant\n");
+  EXPECT_EQ(formatChat(ChatFormat::Mistral, m, true, "<s>", "</s>"),
+            "<s>[INST] Be brief.\n\nHi [/INST]Hello.</s>[INST] Bye [/INST]");
+  EXPECT_EQ(formatChat(ChatFormat::Tulu, m, true, "<|endoftext|>",
+                       "<|endoftext|>"),
+            "<|endoftext|><|system|>\nBe brief.\n<|user|>\nHi\n"
+            "<|assistant|>\nHello.<|endoftext|>\n<|user|>\nBye\n"
+            "<|assistant|>\n");
+  // Each turn extends the previous text: what the chat loop relies on.
+  for (ChatFormat f : {ChatFormat::ChatML, ChatFormat::Mistral,
+                       ChatFormat::Tulu}) {
+    std::vector<ChatMessage> first(m.begin(), m.begin() + 2);
+    std::string before = formatChat(f, first, true, "<s>", "</s>");
+    std::string after = formatChat(f, m, true, "<s>", "</s>");
+    EXPECT_EQ(after.compare(0, before.size(), before), 0)
+        << getChatFormatName(f);
+    EXPECT_EQ(after.compare(before.size(), 6, "Hello."), 0)
+        << getChatFormatName(f);
+  }
 }
 
 } // namespace

@@ -1,0 +1,334 @@
+#!/usr/bin/env python3
+"""out/model-run as a user meets it, on the example model (examples/model).
+
+    check_model_run_cli.py --setup --workdir DIR --moec MOEC
+        compiles the example model into DIR/plain, and a copy carrying a
+        ChatML chat template into DIR/chat (the ctest fixture);
+    check_model_run_cli.py --case NAME --workdir DIR --moec MOEC
+                           [--reference REF]
+        runs one case (--list prints them).
+
+Text is checked against token ids: the example GGUF's own vocabulary (read
+with the gguf package) decodes the ids that `--prompt-ids` generates, so
+`-p` must print exactly the prompt and those pieces.
+"""
+import argparse
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import gguf
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+MODEL = os.path.join(ROOT, "examples", "model", "moe-example-f16.gguf")
+EXCERPT = os.path.join(ROOT, "test", "e2e", "data",
+                       "python-docs-heldout-excerpt.txt")
+CHATML = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + "
+          "'\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}"
+          "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}"
+          "{% endif %}")
+
+
+class Failure(Exception):
+    pass
+
+
+def expect(cond, what):
+    if not cond:
+        raise Failure(what)
+
+
+def run(args, stdin=None):
+    return subprocess.run(args, input=stdin, capture_output=True)
+
+
+# ---------------------------------------------------------------- vocabulary
+
+def byte_decoder():
+    printable = (list(range(ord("!"), ord("~") + 1)) +
+                 list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100)))
+    table, n = {}, 0
+    for b in range(256):
+        if b in printable:
+            table[chr(b)] = b
+        else:
+            table[chr(256 + n)] = b
+            n += 1
+    return table
+
+
+class Vocab:
+    def __init__(self, path):
+        r = gguf.GGUFReader(path)
+        f = r.fields["tokenizer.ggml.tokens"]
+        self.tokens = [bytes(f.parts[i]).decode("utf-8") for i in f.data]
+        t = r.fields["tokenizer.ggml.token_type"]
+        self.types = [int(t.parts[i][0]) for i in t.data]
+        self.decoder = byte_decoder()
+
+    def piece(self, token):
+        if self.types[token] == 3:  # control: nothing
+            return b""
+        return bytes(self.decoder[c] for c in self.tokens[token])
+
+    def text(self, ids):
+        return b"".join(self.piece(t) for t in ids)
+
+
+def tokenize(args, text, bos=True, parse_special=False):
+    cmd = [args.moec, "tokenize", "--model", MODEL]
+    cmd += ["--bos"] if bos else []
+    cmd += ["--parse-special"] if parse_special else []
+    out = run(cmd, text.encode())
+    expect(out.returncode == 0, out.stderr.decode())
+    return [int(x) for x in out.stdout.split()]
+
+
+def model_run(args, which="plain"):
+    return os.path.join(args.workdir, which, "model-run")
+
+
+def greedy_ids(args, prompt_ids, n, which="plain"):
+    out = run([model_run(args, which), "--prompt-ids",
+               ",".join(map(str, prompt_ids)), "-n", str(n), "-t", "2"])
+    expect(out.returncode == 0, out.stderr.decode())
+    return [int(x) for x in out.stdout.split()]
+
+
+# --------------------------------------------------------------------- cases
+
+def case_text_prints_n_tokens_and_speed(args):
+    out = run([model_run(args), "-p", "Hello", "-n", "16", "--seed", "3",
+               "--ignore-eos", "-t", "2"])
+    expect(out.returncode == 0, out.stderr.decode())
+    expect(out.stdout.startswith(b"Hello"), f"stdout {out.stdout!r}")
+    err = out.stderr.decode()
+    # 16 tokens generated: 15 of them evaluated (the last one never is).
+    expect(re.search(r"eval time = +[0-9.]+ ms / +15 runs .* tokens per second",
+                     err), err)
+    expect(re.search(r"prompt eval time = +[0-9.]+ ms / +2 tokens .* tokens per"
+                     r" second", err), err)
+    print(out.stdout.decode(errors="replace"))
+
+
+def case_text_is_the_decoded_greedy_ids(args):
+    vocab = Vocab(MODEL)
+    prompt = "The module provides functions for"
+    ids = greedy_ids(args, tokenize(args, prompt), 40)
+    out = run([model_run(args), "-p", prompt, "-n", "40", "--temp", "0",
+               "--ignore-eos", "-t", "2"])
+    expect(out.returncode == 0, out.stderr.decode())
+    want = prompt.encode() + vocab.text(ids) + b"\n"
+    expect(out.stdout == want, f"\n got  {out.stdout!r}\n want {want!r}")
+
+
+def case_same_seed_same_text(args):
+    def sample(seed):
+        out = run([model_run(args), "-p", "The", "-n", "48", "--seed", str(seed),
+                   "--temp", "1.0", "--ignore-eos", "-t", "2"])
+        expect(out.returncode == 0, out.stderr.decode())
+        return out.stdout
+    a, b, c = sample(7), sample(7), sample(8)
+    expect(a == b, f"seed 7 twice:\n{a!r}\n{b!r}")
+    expect(a != c, f"seeds 7 and 8 gave the same 48 tokens: {a!r}")
+
+
+def case_stops_at_end_of_text(args):
+    # Generation stops at the end-of-text token: the greedy continuation of
+    # a text whose ids contain EOS ends there, with fewer runs than asked.
+    vocab = Vocab(MODEL)
+    eos = vocab.tokens.index("<|endoftext|>")
+    prompt = tokenize(args, "x = 1\n")
+    ids = greedy_ids(args, prompt, 200)
+    out = run([model_run(args), "-p", "x = 1\n", "-n", "200", "--temp", "0",
+               "-t", "2"])
+    expect(out.returncode == 0, out.stderr.decode())
+    if eos in ids:
+        stop = ids.index(eos)
+        want = b"x = 1\n" + vocab.text(ids[:stop]) + b"\n"
+        expect(out.stdout == want, f"got {out.stdout!r} want {want!r}")
+    else:
+        expect(re.search(r"/ +199 runs", out.stderr.decode()),
+               out.stderr.decode())
+
+
+def case_chat_follows_the_template(args):
+    # The first answer is the greedy continuation of the ChatML prompt.
+    vocab = Vocab(MODEL)
+    prompt = "<|im_start|>user\nWhat is a list?<|im_end|>\n<|im_start|>assistant\n"
+    ids = greedy_ids(args, tokenize(args, prompt, bos=False, parse_special=True),
+                     12, "chat")
+    out = run([model_run(args, "chat"), "-cnv", "--temp", "0", "-n", "12",
+               "--ignore-eos", "-t", "2"],
+              "What is a list?\nAnd a tuple?\n\n".encode())
+    expect(out.returncode == 0, out.stderr.decode())
+    expect("chat format chatml" in out.stderr.decode(), out.stderr.decode())
+    first = out.stdout.split(b"> ")[1]
+    expect(first.startswith(vocab.text(ids)),
+           f"\n got  {first!r}\n want {vocab.text(ids)!r}")
+    expect(out.stdout.count(b"> ") == 3, f"{out.stdout!r}")
+    expect(re.search(r"/ +22 runs", out.stderr.decode()), out.stderr.decode())
+
+
+def case_perplexity_matches_the_reference(args):
+    # model-run --perplexity against the reference executor's logits on the
+    # same windows: BOS first, second half scored, within 0.1%.
+    n = 64
+    tokens = tokenize(args, open(EXCERPT, encoding="utf-8").read())
+    chunks = len(tokens) // n
+    expect(chunks >= 3, f"{len(tokens)} tokens")
+    nll, count = 0.0, 0
+    for c in range(chunks):
+        window = tokens[c * n:(c + 1) * n]
+        window[0] = tokens[0]
+        out = run([args.reference, MODEL,
+                   "--tokens=" + ",".join(map(str, window))])
+        expect(out.returncode == 0, out.stderr.decode())
+        rows = out.stdout.decode().split("\n")
+        for j in range(n // 2, n - 1):
+            row = [float(x) for x in rows[j].split()]
+            peak = max(row)
+            lse = peak + math.log(sum(math.exp(x - peak) for x in row))
+            nll += lse - row[tokens[c * n + j + 1]]
+            count += 1
+    want = math.exp(nll / count)
+    out = run([model_run(args), "--perplexity", "-f", EXCERPT, "-c", str(n),
+               "-t", "2"])
+    expect(out.returncode == 0, out.stderr.decode())
+    got = float(re.search(r"PPL = ([0-9.]+)", out.stdout.decode()).group(1))
+    print(f"model-run PPL {got:.4f}, reference {want:.4f} over {chunks} "
+          f"windows of {n} ({count} predictions)")
+    expect(abs(got / want - 1) < 1e-3, f"PPL {got} vs reference {want}")
+
+
+# Every bad flag: exit code 1 and one line naming it.
+BAD = {
+    "unknown-option": (["-p", "x", "--frobnicate"], "unknown option '--frobnicate'"),
+    "n-not-a-number": (["-p", "x", "-n", "many"], "-n: 'many' is not an integer"),
+    "n-out-of-range": (["-p", "x", "-n", "-2"], "-n: -2 is out of range"),
+    "temp-negative": (["-p", "x", "--temp", "-1"], "--temp: -1 is out of range"),
+    "temp-nan": (["-p", "x", "--temp", "nan"], "--temp: 'nan' is not a number"),
+    "top-k-negative": (["-p", "x", "--top-k", "-3"], "--top-k: -3 is out of range"),
+    "top-p-zero": (["-p", "x", "--top-p", "0"], "--top-p: 0 is out of range"),
+    "top-p-above-one": (["-p", "x", "--top-p", "1.5"], "--top-p: 1.5 is out of range"),
+    "min-p-above-one": (["-p", "x", "--min-p", "2"], "--min-p: 2 is out of range"),
+    "repeat-penalty-zero": (["-p", "x", "--repeat-penalty", "0"],
+                            "--repeat-penalty: 0 is out of range"),
+    "seed-negative": (["-p", "x", "--seed", "-1"], "--seed: '-1' is not a seed"),
+    "threads-zero": (["-p", "x", "-t", "0"], "-t: 0 is out of range"),
+    "missing-value": (["-p"], "-p: needs a value"),
+    "unreadable-file": (["-f", "/nonexistent/prompt.txt"],
+                        "-f: cannot read /nonexistent/prompt.txt: No such file"),
+    "two-prompts": (["-p", "x", "-f", "/dev/null"],
+                    "-f: the prompt is already given (-p)"),
+    "no-prompt": ([], "no prompt: give -p TEXT"),
+    "flag-with-value": (["-p", "x", "--ignore-eos=1"], "--ignore-eos: takes no value"),
+    "memory-budget-too-small": (["-p", "x", "--memory-budget", "1M"],
+                                "--memory-budget: this runtime keeps every expert"),
+    "memory-budget-not-a-size": (["-p", "x", "--memory-budget", "12X"],
+                                 "--memory-budget: '12X' is not a size"),
+    "chat-without-template": (["-cnv"], "-cnv: the model has no chat template"),
+    "stats-not-yet": (["-p", "x", "--stats", "s.json"], "--stats: not available yet"),
+    "perplexity-needs-file": (["--perplexity", "-p", "x"],
+                              "--perplexity: needs the text to score (-f FILE)"),
+    "perplexity-window-too-large": (["--perplexity", "-f", EXCERPT, "-c", "100000"],
+                                    "-c: 100000 is more than the model's context"),
+    "logits-out-needs-ids": (["-p", "x", "--logits-out", "l.bin"],
+                             "--logits-out: needs --prompt-ids"),
+    "ids-outside-vocabulary": (["--prompt-ids", "1,99999"],
+                               "--prompt-ids: 99999 is outside the vocabulary"),
+    "ids-and-text": (["--prompt-ids", "1", "-p", "x"],
+                     "--prompt-ids: give the prompt as text"),
+    "prompt-beyond-context": (["-p", "word " * 600, "-n", "1"],
+                              "does not fit the model's context of 512"),
+}
+
+
+def bad_case(args, flags, message):
+    out = run([model_run(args)] + flags)
+    err = out.stderr.decode()
+    expect(out.returncode == 1, f"exit code {out.returncode}, stderr {err!r}")
+    lines = [l for l in err.split("\n") if l and not l.startswith("model-run: sampling seed")]
+    expect(len(lines) == 1, f"expected one line, got {err!r}")
+    expect(lines[0].startswith("model-run: error: ") and message in lines[0],
+           f"expected {message!r} in {lines[0]!r}")
+    print(lines[0])
+
+
+CASES = {name[len("case_"):].replace("_", "-"): fn
+         for name, fn in globals().items() if name.startswith("case_")}
+for _name, (_flags, _message) in BAD.items():
+    CASES["bad-flag." + _name] = (lambda f, m: lambda a: bad_case(a, f, m))(
+        _flags, _message)
+
+
+def setup(args):
+    plain = os.path.join(args.workdir, "plain")
+    chat = os.path.join(args.workdir, "chat")
+    shutil.rmtree(args.workdir, ignore_errors=True)
+    os.makedirs(args.workdir)
+    out = run([args.moec, MODEL, "--target=host", "-o", plain, "--quiet"])
+    expect(out.returncode == 0, out.stderr.decode())
+    # The example model with a ChatML template added (its vocabulary spells
+    # <|im_start|> in ordinary tokens, which changes nothing for the format).
+    reader = gguf.GGUFReader(MODEL)
+    copy = os.path.join(args.workdir, "chat.gguf")
+    writer = gguf.GGUFWriter(copy, arch="qwen3moe")
+    for name, field in reader.fields.items():
+        if name.startswith("GGUF.") or name == "general.architecture":
+            continue
+        vtype = field.types[0]
+        if vtype == gguf.GGUFValueType.ARRAY:
+            sub = field.types[-1]
+            if sub == gguf.GGUFValueType.STRING:
+                value = [bytes(field.parts[i]).decode("utf-8") for i in field.data]
+            else:
+                value = [field.parts[i][0].item() for i in field.data]
+            writer.add_array(name, value)
+        elif vtype == gguf.GGUFValueType.STRING:
+            writer.add_string(name, bytes(field.parts[field.data[0]]).decode())
+        else:
+            writer.add_key_value(name, field.parts[field.data[0]][0].item(), vtype)
+    writer.add_chat_template(CHATML)
+    for t in reader.tensors:
+        writer.add_tensor(t.name, t.data, raw_shape=list(reversed(t.shape.tolist())),
+                          raw_dtype=t.tensor_type)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    out = run([args.moec, copy, "--target=host", "-o", chat, "--quiet"])
+    expect(out.returncode == 0, out.stderr.decode())
+    print(f"compiled {plain} and {chat}")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--workdir", required=True)
+    p.add_argument("--moec")
+    p.add_argument("--reference")
+    p.add_argument("--setup", action="store_true")
+    p.add_argument("--case")
+    p.add_argument("--list", action="store_true")
+    args = p.parse_args()
+    if args.list:
+        print("\n".join(CASES))
+        return 0
+    try:
+        if args.setup:
+            setup(args)
+        else:
+            CASES[args.case](args)
+    except Failure as e:
+        print(f"FAIL: {e}")
+        return 1
+    print("ok")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
