@@ -339,7 +339,7 @@ private:
 
   DictionaryAttr modelAttr, layoutAttr, tensors;
   DenseMap<StringRef, DictionaryAttr> banks; // symbol -> layout entry
-  func::FuncOp forward, schedule, barrierFn, acquireFn, releaseFn;
+  func::FuncOp forward, schedule, barrierFn, acquireFn, releaseFn, routingFn;
   Value logitsResult;
   DenseSet<Operation *> fusedAway;
 
@@ -395,6 +395,10 @@ LogicalResult ScheduleBuilder::run() {
                       {ptr, b.getI32Type(), b.getI32Type()}, {b.getI64Type()});
   releaseFn = declare("moec_rt_expert_release",
                       {ptr, b.getI32Type(), b.getI32Type()}, {});
+  routingFn = declare("moec_rt_routing",
+                      {ptr, b.getI32Type(), b.getI64Type(), b.getI64Type(),
+                       b.getI64Type(), b.getI64Type()},
+                      {});
 
   // The schedule.
   auto bytes = MemRefType::get({ShapedType::kDynamic}, b.getI8Type());
@@ -777,6 +781,30 @@ LogicalResult ScheduleBuilder::lowerRoute(moe::RouteOp op) {
        {scratchF32, off(*logits), scratchI32, off(ids), scratchF32,
         off(weights), scratchF32, off(probs), tokenCount, threadIdx,
         threadCount});
+
+  // Thread 0 tells the runtime where each token goes (moec_rt_routing),
+  // naming the layer of the expert bank the ids are dispatched to.
+  std::optional<int64_t> layer;
+  for (Operation *user : op.getIds().getUsers())
+    if (auto dispatch = dyn_cast<moe::DispatchOp>(user))
+      for (Operation *consumer : dispatch.getOffsets().getUsers())
+        if (auto ffn = dyn_cast<moe::ExpertFfnOp>(consumer))
+          if (DictionaryAttr entry = banks.lookup(ffn.getExperts()))
+            layer = entry.getAs<IntegerAttr>("layer").getInt();
+  if (!layer)
+    return op.emitOpError("routes to no expert bank of moe.layout");
+  access({ids, weights}, {});
+  onThread0([&] {
+    auto i64 = [&](Value v) {
+      return arith::IndexCastOp::create(b, loc, b.getI64Type(), v);
+    };
+    Value l = arith::ConstantIntOp::create(b, loc, *layer, 32);
+    Value kv = arith::ConstantIntOp::create(b, loc, k, 64);
+    func::CallOp::create(b, loc, routingFn,
+                         ValueRange{ctxArg, l, i64(tokenCount), kv,
+                                    i64(idx(ids.offset * 4)),
+                                    i64(idx(weights.offset * 4))});
+  });
   return success();
 }
 

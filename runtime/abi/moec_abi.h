@@ -25,7 +25,7 @@ extern "C" {
 #endif
 
 #define MOEC_ABI_VERSION_MAJOR 0
-#define MOEC_ABI_VERSION_MINOR 2
+#define MOEC_ABI_VERSION_MINOR 3
 
 /* The version of the ABI an artifact was compiled against, as the compiler
  * embeds it. */
@@ -139,6 +139,17 @@ int64_t moec_rt_expert_acquire(moec_rt_context_t *ctx, int32_t layer,
  * every thread is done with the layer's experts. */
 void moec_rt_expert_release(moec_rt_context_t *ctx, int32_t layer,
                             int32_t expert);
+
+/* Defined by the runtime (since 0.3), called by thread 0 only, once per
+ * MoE layer and forward call, after routing: the experts each of the
+ * n_tokens tokens goes to, top_k of them per token (i32, token-major) and
+ * their weights (f32, same order), at byte offsets ids_offset and
+ * weights_offset in the scratch buffer, valid during the call. What the
+ * runtime learns from it (statistics, prediction) must not change the
+ * results. */
+void moec_rt_routing(moec_rt_context_t *ctx, int32_t layer, int64_t n_tokens,
+                     int64_t top_k, int64_t ids_offset,
+                     int64_t weights_offset);
 
 #ifdef __cplusplus
 } /* extern "C" */

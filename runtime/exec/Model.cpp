@@ -33,6 +33,16 @@ struct moec_rt_context_t {
   std::vector<uint32_t> inUse;
   uint64_t outstanding = 0;
   moec::exec::ModelStats stats;
+  /// moec_rt_routing's view of the running call: where its scratch buffer
+  /// starts and how big it is, the batch's first position, and whether
+  /// (and where) routing is recorded.
+  const uint8_t *scratch = nullptr;
+  uint64_t scratchBytes = 0;
+  int64_t batchPosition = 0;
+  uint32_t sequence = 0;
+  bool recordRouting = false;
+  std::vector<moec::exec::RoutingRecord> routingRecords;
+  std::vector<int32_t> routingIds;
   /// The first breach of the ABI's contract seen in the running call; the
   /// code cannot be stopped mid-call, so the call fails when it returns.
   std::atomic<bool> failed{false};
@@ -86,6 +96,36 @@ extern "C" int64_t moec_rt_expert_acquire(moec_rt_context_t *ctx, int32_t layer,
   ++ctx->stats.expertAcquires;
   ++ctx->stats.acquiresPerExpert[index];
   return ctx->expertOffsets[index];
+}
+
+extern "C" void moec_rt_routing(moec_rt_context_t *ctx, int32_t layer,
+                                int64_t tokens, int64_t topK,
+                                int64_t idsOffset, int64_t weightsOffset) {
+  if (!ctx->onThreadZero("moec_rt_routing"))
+    return;
+  uint64_t bytes = uint64_t(tokens) * uint64_t(topK) * 4;
+  auto inside = [&](int64_t offset) {
+    return offset >= 0 && uint64_t(offset) <= ctx->scratchBytes &&
+           bytes <= ctx->scratchBytes - uint64_t(offset);
+  };
+  if (layer < 0 || uint32_t(layer) >= ctx->layers || tokens < 0 ||
+      topK <= 0 || topK > int64_t(ctx->expertsPerLayer) ||
+      !inside(idsOffset) || !inside(weightsOffset)) {
+    ctx->fail("compiled code reported routing outside its buffers (layer " +
+              std::to_string(layer) + ", " + std::to_string(tokens) +
+              " tokens, top-" + std::to_string(topK) + ")");
+    return;
+  }
+  if (!ctx->recordRouting)
+    return;
+  const int32_t *ids =
+      reinterpret_cast<const int32_t *>(ctx->scratch + idsOffset);
+  for (int64_t t = 0; t < tokens; ++t) {
+    ctx->routingRecords.push_back(
+        {ctx->sequence, int32_t(ctx->batchPosition + t), layer});
+    ctx->routingIds.insert(ctx->routingIds.end(), ids + t * topK,
+                           ids + (t + 1) * topK);
+  }
 }
 
 extern "C" void moec_rt_expert_release(moec_rt_context_t *ctx, int32_t layer,
@@ -658,6 +698,10 @@ bool Model::forward(const int32_t *tokens, int64_t n, float *logits,
   moec_buffer_t scratchBuffer = buffer(scratch.data(), scratch.size());
   moec_buffer_t kvBuffer = buffer(kv.data(), kv.size());
   moec_rt_context_t *ctx = context.get();
+  ctx->scratch = scratch.data();
+  ctx->scratchBytes = scratch.size();
+  ctx->batchPosition = position;
+  ctx->sequence = sequence;
   auto forwardFn = code.forward;
   int64_t all = allLogits ? 1 : 0;
   pool->run([&](unsigned thread, unsigned threads) {
@@ -692,8 +736,25 @@ bool Model::forward(const int32_t *tokens, int64_t n, float *logits,
 
 void Model::reset() {
   position = 0;
+  ++sequence;
   kv.zero();
   std::fill(lastLogits.begin(), lastLogits.end(), 0.0f);
+}
+
+void Model::setRecordRouting(bool on) {
+  context->recordRouting = on;
+  if (!on) {
+    context->routingRecords.clear();
+    context->routingIds.clear();
+  }
+}
+
+const std::vector<RoutingRecord> &Model::getRoutingRecords() const {
+  return context->routingRecords;
+}
+
+const std::vector<int32_t> &Model::getRoutingIds() const {
+  return context->routingIds;
 }
 
 const std::string &Model::getVocabularyBytes() const {

@@ -66,6 +66,15 @@ struct ModelStats {
   std::vector<uint64_t> acquiresPerExpert;
 };
 
+/// Where one token went in one MoE layer (moec_rt_routing), while routing
+/// is recorded: `sequence` counts resets, so that consecutive positions of
+/// one sequence can be told from a new start.
+struct RoutingRecord {
+  uint32_t sequence;
+  int32_t position;
+  int32_t layer;
+};
+
 /// A memory region for the code's buffers: page-aligned (so 64-byte
 /// aligned), zero-filled, committed by the kernel on first touch.
 class Region {
@@ -115,6 +124,11 @@ public:
   int64_t getPosition() const { return position; }
   unsigned getThreadCount() const;
   ModelStats getStats() const;
+  /// Records every token's experts from now on (off: forgets them).
+  void setRecordRouting(bool on);
+  /// The records, and top-k expert ids per record, in order.
+  const std::vector<RoutingRecord> &getRoutingRecords() const;
+  const std::vector<int32_t> &getRoutingIds() const;
   /// The tokenizer's vocabulary the bundle carries (binary form; "" if
   /// none).
   const std::string &getVocabularyBytes() const;
@@ -135,6 +149,7 @@ private:
   ModelCode code{};
   ModelOptions options;
   int64_t vocab = 0, contextLength = 0, maxBatch = 0, position = 0;
+  uint32_t sequence = 0;
   std::unique_ptr<ThreadPool> pool;
   std::unique_ptr<moec_rt_context_t> context;
   Region resident, experts, scratch, kv;

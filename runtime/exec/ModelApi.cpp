@@ -13,9 +13,14 @@
 #include "runtime/sampling/Sampler.h"
 #include "runtime/tokenizer/Tokenizer.h"
 
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <map>
+#include <set>
 #include <string>
+#include <sys/resource.h>
+#include <unistd.h>
 
 using moec::exec::Model;
 
@@ -138,6 +143,142 @@ const char *moec_model_error(const moec_model *m) {
 
 void moec_model_close(moec_model *m) { delete m; }
 
+void moec_model_record_routing(moec_model *m, int on) {
+  if (m)
+    m->model->setRecordRouting(on != 0);
+}
+
+int moec_model_write_stats(moec_model *m, const char *path,
+                           const char *extra_members) {
+  if (!m)
+    return -1;
+  if (!path || !*path) {
+    m->error = "no statistics file name";
+    return -1;
+  }
+  const Model &model = *m->model;
+  int64_t layers = model.getInfo(MOEC_INFO_LAYER_COUNT);
+  int64_t experts = model.getInfo(MOEC_INFO_EXPERT_COUNT);
+  int64_t topK = model.getInfo(MOEC_INFO_EXPERTS_USED);
+  const auto &records = model.getRoutingRecords();
+  const auto &ids = model.getRoutingIds();
+  size_t k = records.empty() ? size_t(topK) : ids.size() / records.size();
+
+  std::vector<std::vector<uint64_t>> counts(
+      size_t(layers), std::vector<uint64_t>(size_t(experts), 0));
+  // (sequence, position) -> per layer, the record's index.
+  std::map<std::pair<uint32_t, int32_t>, std::vector<int64_t>> tokens;
+  for (size_t r = 0; r < records.size(); ++r) {
+    const moec::exec::RoutingRecord &rec = records[r];
+    for (size_t j = 0; j < k; ++j) {
+      int32_t e = ids[r * k + j];
+      if (rec.layer >= 0 && rec.layer < layers && e >= 0 && e < experts)
+        ++counts[size_t(rec.layer)][size_t(e)];
+    }
+    auto &slot = tokens[{rec.sequence, rec.position}];
+    if (slot.empty())
+      slot.assign(size_t(layers), -1);
+    if (rec.layer >= 0 && rec.layer < layers)
+      slot[size_t(rec.layer)] = int64_t(r);
+  }
+  // P(an expert of token t is also an expert of token t + 1), per layer,
+  // over consecutive positions of one sequence.
+  std::vector<uint64_t> reused(size_t(layers), 0), pairs(size_t(layers), 0);
+  for (auto it = tokens.begin(); it != tokens.end(); ++it) {
+    auto next = tokens.find({it->first.first, it->first.second + 1});
+    if (next == tokens.end())
+      continue;
+    for (int64_t l = 0; l < layers; ++l) {
+      int64_t a = it->second[size_t(l)], b = next->second[size_t(l)];
+      if (a < 0 || b < 0)
+        continue;
+      std::set<int32_t> now(ids.begin() + a * int64_t(k),
+                            ids.begin() + (a + 1) * int64_t(k));
+      for (size_t j = 0; j < k; ++j)
+        reused[size_t(l)] += now.count(ids[size_t(b) * k + j]);
+      pairs[size_t(l)] += k;
+    }
+  }
+
+  std::string json = "{\n";
+  if (extra_members && *extra_members)
+    json += std::string("  ") + extra_members + ",\n";
+  auto num = [](double v) {
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), "%.6g", v);
+    return std::string(buf);
+  };
+  json += "  \"model\": {\"layers\": " + std::to_string(layers) +
+          ", \"experts\": " + std::to_string(experts) +
+          ", \"top_k\": " + std::to_string(topK) +
+          ", \"vocab\": " + std::to_string(model.getVocabSize()) +
+          ", \"context\": " + std::to_string(model.getContextLength()) +
+          ", \"threads\": " + std::to_string(model.getThreadCount()) +
+          ", \"weight_bytes\": " + std::to_string(model.getWeightBytes()) +
+          "},\n";
+  moec::exec::ModelStats stats = model.getStats();
+  json += "  \"experts\": {\"plan\": \"all-resident\", \"acquires\": " +
+          std::to_string(stats.expertAcquires) +
+          ", \"forward_calls\": " + std::to_string(stats.forwardCalls) +
+          ", \"tokens\": " + std::to_string(stats.tokens) + "},\n";
+  struct rusage usage {};
+  getrusage(RUSAGE_SELF, &usage);
+  json += "  \"memory\": {\"peak_rss_bytes\": " +
+          std::to_string(uint64_t(usage.ru_maxrss) * 1024) + "},\n";
+  json += "  \"routing\": {\n    \"tokens\": " +
+          std::to_string(tokens.size()) + ",\n    \"counts\": [";
+  for (int64_t l = 0; l < layers; ++l) {
+    json += l ? ",\n      [" : "\n      [";
+    for (int64_t e = 0; e < experts; ++e)
+      json += (e ? ", " : "") + std::to_string(counts[size_t(l)][size_t(e)]);
+    json += "]";
+  }
+  json += "],\n    \"popularity\": [";
+  for (int64_t l = 0; l < layers; ++l) {
+    json += l ? ",\n      [" : "\n      [";
+    for (int64_t e = 0; e < experts; ++e)
+      json += (e ? ", " : "") +
+              num(tokens.empty() ? 0.0
+                                 : double(counts[size_t(l)][size_t(e)]) /
+                                       double(tokens.size()));
+    json += "]";
+  }
+  json += "],\n    \"repeat_probability\": [";
+  for (int64_t l = 0; l < layers; ++l)
+    json += (l ? ", " : "") +
+            (pairs[size_t(l)] ? num(double(reused[size_t(l)]) /
+                                    double(pairs[size_t(l)]))
+                              : std::string("null"));
+  json += "],\n    \"trace\": [";
+  for (size_t r = 0; r < records.size(); ++r) {
+    json += r ? ",\n      [" : "\n      [";
+    json += std::to_string(records[r].sequence) + ", " +
+            std::to_string(records[r].position) + ", " +
+            std::to_string(records[r].layer);
+    for (size_t j = 0; j < k; ++j)
+      json += ", " + std::to_string(ids[r * k + j]);
+    json += "]";
+  }
+  json += "]\n  }\n}\n";
+
+  std::string temporary =
+      std::string(path) + ".tmp" + std::to_string(::getpid());
+  FILE *f = std::fopen(temporary.c_str(), "wb");
+  if (!f) {
+    m->error = "cannot write " + temporary + ": " + std::strerror(errno);
+    return -1;
+  }
+  bool ok = std::fwrite(json.data(), 1, json.size(), f) == json.size();
+  ok = (std::fclose(f) == 0) && ok;
+  if (!ok || std::rename(temporary.c_str(), path) != 0) {
+    m->error = std::string("cannot write ") + path + ": " +
+               std::strerror(errno);
+    std::remove(temporary.c_str());
+    return -1;
+  }
+  return 0;
+}
+
 } // extern "C"
 
 namespace {
@@ -150,8 +291,8 @@ const moec::tokenizer::Tokenizer *getTokenizer(moec_model *m) {
     moec::tokenizer::Vocabulary vocabulary;
     std::string error;
     if (bytes.empty())
-      m->tokenizerError = "the model was compiled without a tokenizer "
-                          "(moec warned why): give token ids";
+      m->tokenizerError = "the model was compiled without a tokenizer (moec "
+                          "said why when it compiled the model)";
     else if (!moec::tokenizer::Vocabulary::deserialize(bytes, vocabulary,
                                                        error))
       m->tokenizerError = "the bundle's vocabulary is unreadable: " + error;

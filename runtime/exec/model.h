@@ -107,6 +107,23 @@ const char *moec_model_error(const moec_model *m);
 /* Frees everything the model holds; NULL is ignored. */
 void moec_model_close(moec_model *m);
 
+/* ---- Statistics -------------------------------------------------------- */
+
+/* From now on (on != 0), records which experts every token is routed to in
+ * every MoE layer; off forgets what was recorded. */
+void moec_model_record_routing(moec_model *m, int on);
+
+/* Writes statistics as JSON to `path` (atomically): the model's shape; the
+ * routing recorded (per layer and expert the tokens routed, popularity, the
+ * probability that an expert of a token is used again by the next token of
+ * the same sequence, and the trace [sequence, position, layer, experts...]);
+ * expert acquisitions; peak resident memory. `extra_members` (NULL or
+ * members of a JSON object, e.g. "\"prompt_tokens\": 3") are written
+ * first, as they are. routing.counts is what `moec --calibration` reads.
+ * 0, or -1 with moec_model_error() saying why. */
+int moec_model_write_stats(moec_model *m, const char *path,
+                           const char *extra_members);
+
 /* ---- Tokenizer --------------------------------------------------------- */
 
 /* 1 when the bundle carries a tokenizer the runtime can run (from the

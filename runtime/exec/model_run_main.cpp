@@ -223,7 +223,7 @@ private:
 };
 
 struct Options {
-  std::string bundle, logitsPath, prompt, promptFlag;
+  std::string bundle, logitsPath, prompt, promptFlag, statsPath, mode;
   std::vector<int32_t> promptIds;
   bool havePrompt = false, haveIds = false, chat = false, perplexity = false,
        ignoreEos = false, haveSeed = false;
@@ -333,9 +333,9 @@ Options parseOptions(int argc, char **argv) {
       if (o.logitsPath.empty())
         die(arg + ": needs a value");
     } else if (arg == "--stats") {
-      die(arg + ": not available yet: the compiled code does not report its "
-                "routing and cache statistics (they come with the streaming "
-                "runtime)");
+      o.statsPath = takeValue();
+      if (o.statsPath.empty())
+        die(arg + ": needs a value");
     } else {
       die("unknown option '" + std::string(argv[i]) +
           "' (model-run --help lists them)");
@@ -374,7 +374,7 @@ public:
                                     addSpecial, parseSpecial, nullptr, 0);
     if (n < 0)
       die(std::string("text prompts need the tokenizer: ") +
-          moec_model_error(model) + " (or pass --prompt-ids)");
+          moec_model_error(model) + ": pass token ids with --prompt-ids");
     std::vector<int32_t> ids(static_cast<size_t>(n));
     moec_model_tokenize(model, text.data(), text.size(), addSpecial,
                         parseSpecial, ids.data(), n);
@@ -407,6 +407,7 @@ public:
       int32_t next = moec_sampler_sample(sampler, moec_model_logits(model),
                                          vocab);
       out.push_back(next);
+      ++generated;
       bool end = !options.ignoreEos && moec_model_token_is_end(model, next);
       if (end)
         break;
@@ -433,7 +434,34 @@ public:
     promptTokens += int64_t(tokens.size());
   }
 
+  /// Says the seed when it was chosen at random, so that a run can be
+  /// repeated.
+  void announceSeed() {
+    if (!options.haveSeed && options.sampling.temperature > 0.0f)
+      std::fprintf(stderr, "model-run: sampling seed %llu (-s to repeat)\n",
+                   (unsigned long long)options.sampling.seed);
+  }
+
+  /// --stats: the model's statistics with this run's counts and times.
+  void writeStats(double loadMs) {
+    if (options.statsPath.empty())
+      return;
+    char extra[1024];
+    std::snprintf(
+        extra, sizeof(extra),
+        "\"run\": {\"mode\": \"%s\", \"prompt_tokens\": %lld, "
+        "\"generated_tokens\": %lld, \"load_ms\": %.3f, \"prompt_ms\": %.3f, "
+        "\"eval_ms\": %.3f, \"prompt_tokens_per_s\": %.3f, "
+        "\"eval_tokens_per_s\": %.3f, \"time_to_first_token_ms\": %.3f}",
+        options.mode.c_str(), promptTokens, generated, loadMs, promptMs, evalMs,
+        promptMs > 0 ? 1e3 * double(promptTokens) / promptMs : 0.0,
+        evalMs > 0 ? 1e3 * double(decodes) / evalMs : 0.0, promptMs);
+    if (moec_model_write_stats(model, options.statsPath.c_str(), extra) != 0)
+      die("--stats: " + std::string(moec_model_error(model)));
+  }
+
   void printTimings(double loadMs) {
+    writeStats(loadMs);
     std::fprintf(stderr, "\nmodel-run: %16s = %10.2f ms\n", "load time",
                  loadMs);
     printTiming("prompt eval time", promptMs, promptTokens, "tokens");
@@ -449,7 +477,7 @@ public:
   const Options &options;
   const int64_t vocab, context;
   double promptMs = 0, evalMs = 0;
-  long long promptTokens = 0, decodes = 0;
+  long long promptTokens = 0, decodes = 0, generated = 0;
 };
 
 int runIds(Session &s, const Options &o, double loadMs) {
@@ -516,6 +544,7 @@ int runIds(Session &s, const Options &o, double loadMs) {
       logits.write(moec_model_logits(model), s.vocab);
   }
   s.evalMs = millisecondsSince(evalStart);
+  s.generated = (long long)generated.size();
   moec_sampler_free(sampler);
   logits.commit();
 
@@ -533,6 +562,7 @@ int runText(Session &s, const Options &o, moec_sampler *sampler,
   std::vector<int32_t> prompt = s.tokenize(o.prompt, true, true);
   if (prompt.empty())
     die(o.promptFlag + ": the prompt is empty");
+  s.announceSeed();
   for (int32_t t : prompt)
     moec_sampler_accept(sampler, t);
   std::fputs(o.prompt.c_str(), stdout);
@@ -574,6 +604,7 @@ int runChat(Session &s, const Options &o, moec_sampler *sampler,
   };
   const std::string bos = spelling(moec_model_token_bos(s.model));
   const std::string eos = spelling(moec_model_token_eos(s.model));
+  s.announceSeed();
   std::fprintf(stderr, "model-run: chat format %s; an empty line or end of "
                        "input ends the chat\n",
                getChatFormatName(format));
@@ -680,11 +711,8 @@ int main(int argc, char **argv) {
   if (o.bundle.empty())
     o.bundle = defaultBundlePath();
   if (!o.haveSeed && !o.haveIds && !o.perplexity &&
-      o.sampling.temperature > 0.0f) {
+      o.sampling.temperature > 0.0f)
     o.sampling.seed = std::random_device{}();
-    std::fprintf(stderr, "model-run: sampling seed %llu (-s to repeat)\n",
-                 (unsigned long long)o.sampling.seed);
-  }
   if (o.haveIds && !o.haveSeed && o.sampling.temperature != 0.0f) {
     // Token-id runs are for tests and scripts: greedy unless sampling
     // flags (and a seed) say otherwise.
@@ -716,6 +744,10 @@ int main(int argc, char **argv) {
           std::to_string(o.memoryBudget));
   }
 
+  if (!o.statsPath.empty())
+    moec_model_record_routing(model, 1);
+  o.mode = o.haveIds ? "ids" : o.perplexity ? "perplexity" : o.chat ? "chat"
+                                                                   : "text";
   Session session(model, o);
   int rc;
   if (o.haveIds) {

@@ -204,6 +204,58 @@ def case_perplexity_matches_the_reference(args):
     expect(abs(got / want - 1) < 1e-3, f"PPL {got} vs reference {want}")
 
 
+def case_stats_routing_matches_the_reference(args):
+    # --stats records where every token went; on the same tokens the
+    # reference executor routes alike (except within rounding of a tie).
+    import json
+    text = open(EXCERPT, encoding="utf-8").read()[:400]
+    tokens = tokenize(args, text)
+    stats = os.path.join(args.workdir, "stats.json")
+    out = run([model_run(args), "--prompt-ids", ",".join(map(str, tokens)),
+               "-n", "4", "-t", "2", "--stats", stats])
+    expect(out.returncode == 0, out.stderr.decode())
+    d = json.load(open(stats))
+    r = d["routing"]
+    k, layers, experts = d["model"]["top_k"], d["model"]["layers"], d["model"]["experts"]
+    n = len(tokens) + 3  # the prompt, then 3 of the 4 generated tokens
+    expect(r["tokens"] == n, f"{r['tokens']} tokens recorded, want {n}")
+    expect(d["run"]["prompt_tokens"] == len(tokens) and
+           d["run"]["generated_tokens"] == 4, f"{d['run']}")
+    trace = {(t[1], t[2]): set(t[3:]) for t in r["trace"]}
+    expect(len(trace) == n * layers, f"{len(trace)} trace rows")
+    # counts and repeat probability are what the trace says.
+    for l in range(layers):
+        counts = [0] * experts
+        for p in range(n):
+            for e in trace[(p, l)]:
+                counts[e] += 1
+        expect(counts == r["counts"][l], f"layer {l} counts")
+        again = sum(len(trace[(p, l)] & trace[(p + 1, l)]) for p in range(n - 1))
+        expect(abs(again / (k * (n - 1)) - r["repeat_probability"][l]) < 1e-5,
+               f"layer {l} repeat probability")
+    routing = os.path.join(args.workdir, "reference-routing.txt")
+    ref = run([args.reference, MODEL, "--tokens=" + ",".join(map(str, tokens)),
+               "--routing-out=" + routing])
+    expect(ref.returncode == 0, ref.stderr.decode())
+    compared = differ = 0
+    for line in open(routing):
+        p, l, margin, *ids = line.split()
+        if float(margin) < 1e-5:
+            continue
+        compared += 1
+        if trace[(int(p), int(l))] != set(map(int, ids)):
+            differ += 1
+    expect(compared > 0.9 * len(tokens) * layers and differ == 0,
+           f"{differ} of {compared} routings differ from the reference")
+    # routing.counts is what the compiler's --calibration reads.
+    bundle = os.path.join(args.workdir, "calibrated.moeb")
+    out = run([args.moec, "bundle", MODEL, "--memory-budget=40MiB",
+               "--calibration=" + stats, "-o", bundle])
+    expect(out.returncode == 0, out.stderr.decode())
+    print(f"{compared} routings equal the reference's; repeat probability per "
+          f"layer {r['repeat_probability']}")
+
+
 # Every bad flag: exit code 1 and one line naming it.
 BAD = {
     "unknown-option": (["-p", "x", "--frobnicate"], "unknown option '--frobnicate'"),
@@ -231,7 +283,8 @@ BAD = {
     "memory-budget-not-a-size": (["-p", "x", "--memory-budget", "12X"],
                                  "--memory-budget: '12X' is not a size"),
     "chat-without-template": (["-cnv"], "-cnv: the model has no chat template"),
-    "stats-not-yet": (["-p", "x", "--stats", "s.json"], "--stats: not available yet"),
+    "stats-unwritable": (["-p", "x", "-n", "1", "--stats", "/nonexistent/s.json"],
+                         "--stats: cannot write /nonexistent/s.json"),
     "perplexity-needs-file": (["--perplexity", "-p", "x"],
                               "--perplexity: needs the text to score (-f FILE)"),
     "perplexity-window-too-large": (["--perplexity", "-f", EXCERPT, "-c", "100000"],

@@ -1,10 +1,12 @@
 //===- ReferenceMain.cpp - Run the reference executor on a model ----------===//
 //
-//   moec-reference MODEL --tokens=1,2,3 [-o logits.f32]
+//   moec-reference MODEL --tokens=1,2,3 [-o logits.f32] [--routing-out=F]
 //
 // Prefills the tokens and writes the logits of every position, [T][V]
 // little-endian f32, to -o, or prints them one position per line. For
 // comparing with other implementations (check_against_transformers.py).
+// --routing-out writes where each position went in each MoE layer, one
+// line "position layer margin expert expert ...".
 //
 //===----------------------------------------------------------------------===//
 
@@ -28,6 +30,10 @@ static cl::opt<std::string> tokenList("tokens", cl::Required,
                                       cl::desc("Comma-separated token ids"));
 static cl::opt<std::string> outputPath("o", cl::desc("Write f32 logits here"),
                                        cl::value_desc("file"));
+static cl::opt<std::string>
+    routingPath("routing-out",
+                cl::desc("Write each position's experts per layer here"),
+                cl::value_desc("file"));
 
 int main(int argc, char **argv) {
   cl::ParseCommandLineOptions(argc, argv, "moec reference executor\n");
@@ -62,6 +68,26 @@ int main(int argc, char **argv) {
     }
   reference::ReferenceModel model(**store);
   std::vector<float> logits = model.prefill(tokens);
+
+  if (!routingPath.empty()) {
+    std::error_code ec;
+    raw_fd_ostream os(routingPath, ec);
+    if (ec) {
+      errs() << "moec-reference: " << routingPath << ": " << ec.message()
+             << "\n";
+      return 1;
+    }
+    for (int64_t p = 0; p < model.getNumPositions(); ++p)
+      for (int64_t l = 0; l < model.getConfig().numLayers; ++l) {
+        const reference::ops::Routing &r = model.getRouting(p, l);
+        if (r.experts.empty())
+          continue; // a dense layer
+        os << p << " " << l << " " << format("%.9g", r.margin);
+        for (int64_t e : r.experts)
+          os << " " << e;
+        os << "\n";
+      }
+  }
 
   if (outputPath.empty()) {
     int64_t v = model.getConfig().vocabSize;

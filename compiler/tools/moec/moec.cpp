@@ -459,6 +459,20 @@ int inspectBundle(StringRef path) {
   }
   outs() << "expert extents: " << b->getExperts().size() << ", "
          << humanBytes(extentBytes) << ", largest " << largest << " bytes\n";
+  if (b->getVocabulary().empty()) {
+    outs() << "tokenizer: none (model-run takes token ids only)\n";
+  } else {
+    tokenizer::Vocabulary v;
+    std::string error;
+    if (!tokenizer::Vocabulary::deserialize(b->getVocabulary(), v, error))
+      return fail(path.str() + ": " + error);
+    outs() << "tokenizer: " << v.model;
+    if (v.model == "gpt2")
+      outs() << " (pre-tokenizer " << v.preTokenizer << ")";
+    outs() << ", " << v.tokens.size() << " tokens, " << v.merges.size()
+           << " merges, chat template "
+           << (v.chatTemplate.empty() ? "none" : "present") << "\n";
+  }
   return 0;
 }
 

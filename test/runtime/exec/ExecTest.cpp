@@ -917,7 +917,7 @@ TEST_F(Exec, ModelRunRefusesBadArgumentsWithExitCodeOne) {
        "unknown option '--frobnicate' (model-run --help lists them)"},
       {m + "--prompt-ids 1 -t 0", "-t: 0 is out of range (1..512)"},
       {m + "--prompt-ids 1 -t many", "-t: 'many' is not an integer"},
-      {m + "--prompt-ids 1 -n -2", "-n: -2 is out of range (0..2147483647)"},
+      {m + "--prompt-ids 1 -n -2", "-n: -2 is out of range (-1..2147483647)"},
       {m + "--prompt-ids 1 -n", "-n: needs a value"},
       {m + "--prompt-ids 1,,2", "--prompt-ids: '' is not an integer"},
       {m + "--prompt-ids 1,40", "--prompt-ids: 40 is outside the vocabulary "
@@ -925,9 +925,12 @@ TEST_F(Exec, ModelRunRefusesBadArgumentsWithExitCodeOne) {
       {m + "--prompt-ids 1 -n 49",
        "-n: the prompt (1 tokens) and 49 generated tokens do not fit the "
        "model's context of 48"},
-      {m, "--prompt-ids: required (the prompt as comma-separated token ids)"},
-      {m + "-p hello", "-p: text prompts need the tokenizer, which this "
-                       "model-run does not have yet: pass token ids with "
+      {m, "no prompt: give -p TEXT, -f FILE, --prompt-ids LIST or -cnv "
+          "(model-run --help)"},
+      // The fake model's bundle carries no vocabulary.
+      {m + "-p hello", "text prompts need the tokenizer: the model was "
+                       "compiled without a tokenizer (moec said why when it "
+                       "compiled the model): pass token ids with "
                        "--prompt-ids"},
       {"-m " + dir + "/nope.moeb --prompt-ids 1",
        dir + "/nope.moeb: cannot open: No such file or directory"},
