@@ -4,6 +4,7 @@
 
 #include <cassert>
 #include <cstdlib>
+#include <cstring>
 
 namespace moec::cache {
 
@@ -21,6 +22,10 @@ ExpertCache::ExpertCache(uint64_t capacityBytes, uint32_t alignment,
   // Allocated once, aligned for O_DIRECT reads straight into the slots.
   arena.reset(static_cast<uint8_t *>(
       std::aligned_alloc(alignment, capacity ? capacity : alignment)));
+  // Touched now: the budget is real memory from the start, and reads into
+  // the slots do not stop to fault pages in.
+  if (arena)
+    std::memset(arena.get(), 0, capacity ? capacity : alignment);
   if (capacity)
     freeRanges[0] = capacity;
 }

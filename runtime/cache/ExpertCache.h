@@ -65,6 +65,8 @@ public:
   void release(uint32_t layer, uint32_t expert);
 
   bool contains(uint32_t layer, uint32_t expert) const;
+  /// The arena's first byte: slots are offsets from it.
+  uint8_t *getArena() const { return arena.get(); }
   uint64_t getCapacity() const { return capacity; }
   uint64_t getUsedBytes() const { return used; }
   const CacheStats &getStats() const { return stats; }

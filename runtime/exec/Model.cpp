@@ -4,8 +4,13 @@
 
 #include "runtime/bundle/Bundle.h"
 #include "runtime/exec/ThreadPool.h"
+#include "runtime/stream/ExpertStreamer.h"
 
 #include <algorithm>
+#include <chrono>
+#include <functional>
+#include <set>
+#include <unordered_map>
 #include <atomic>
 #include <cctype>
 #include <cerrno>
@@ -41,12 +46,31 @@ struct moec_rt_context_t {
   int64_t batchPosition = 0;
   uint32_t sequence = 0;
   bool recordRouting = false;
+  /// Streaming (null streamer: every expert resident at expertOffsets).
+  moec::stream::ExpertStreamer *streamer = nullptr;
+  moec::cache::ExpertCache *cache = nullptr;
+  const uint8_t *arena = nullptr;
+  std::string bundlePath;
+  bool prefetch = false;
+  /// The experts of the layer being computed that are ready, by offset.
+  int32_t readyLayer = -1;
+  std::unordered_map<uint32_t, int64_t> ready;
+  /// Per layer: the experts the last call used, the prediction made for
+  /// this call and which of the predicted experts had to be read.
+  std::vector<std::vector<uint32_t>> lastUsed, predicted;
+  std::vector<std::vector<std::pair<uint32_t, uint64_t>>> prefetchReads;
   std::vector<moec::exec::RoutingRecord> routingRecords;
   std::vector<int32_t> routingIds;
   /// The first breach of the ABI's contract seen in the running call; the
   /// code cannot be stopped mid-call, so the call fails when it returns.
   std::atomic<bool> failed{false};
   std::string error;
+
+  /// The bundle's extent of (layer, expert), for prefetch accounting.
+  std::function<const moec_bundle_expert *(uint32_t, uint32_t)>
+      bundleExperts;
+  void streamLayer(int32_t layer, const int32_t *ids, int64_t count);
+  int64_t streamedOffset(int32_t layer, int32_t expert);
 
   void fail(std::string message) {
     bool expected = false;
@@ -79,6 +103,85 @@ struct moec_rt_context_t {
   }
 };
 
+// Streaming, called on thread 0 from the callbacks below.
+void moec_rt_context_t::streamLayer(int32_t layer, const int32_t *ids,
+                                    int64_t count) {
+  if (failed.load())
+    return;
+  std::set<uint32_t> wanted;
+  for (int64_t i = 0; i < count; ++i)
+    if (ids[i] >= 0 && uint32_t(ids[i]) < expertsPerLayer)
+      wanted.insert(uint32_t(ids[i]));
+  std::vector<uint32_t> experts(wanted.begin(), wanted.end());
+  size_t l = size_t(layer);
+  // How good the prediction made for this layer was.
+  if (!predicted[l].empty()) {
+    stats.predicted += predicted[l].size();
+    stats.usedAfterPrediction += experts.size();
+    for (uint32_t e : predicted[l])
+      stats.predictedUsed += wanted.count(e);
+    for (auto [e, bytes] : prefetchReads[l])
+      if (!wanted.count(e))
+        stats.wastedPrefetchBytes += bytes;
+    predicted[l].clear();
+    prefetchReads[l].clear();
+  }
+  std::vector<moec::stream::ReadyExpert> now;
+  std::string why;
+  ready.clear();
+  readyLayer = layer;
+  if (!streamer->request(uint32_t(layer), experts, now, why)) {
+    fail(bundlePath + ": layer " + std::to_string(layer) + ": " + why);
+    return;
+  }
+  for (const moec::stream::ReadyExpert &r : now)
+    ready[r.expert] = int64_t(r.data - arena);
+  // Predict the next layer: the experts it used last call (routing is
+  // sticky between neighbouring tokens), read while this layer computes.
+  if (prefetch && l + 1 < layers && !lastUsed[l + 1].empty()) {
+    predicted[l + 1] = lastUsed[l + 1];
+    for (uint32_t e : predicted[l + 1])
+      if (!cache->contains(uint32_t(l + 1), e)) {
+        const moec_bundle_expert *entry = nullptr;
+        std::string ignored;
+        // No room (everything in use) only means no prefetch.
+        if (streamer->prefetch(uint32_t(l + 1), {e}, ignored) &&
+            cache->contains(uint32_t(l + 1), e) &&
+            (entry = bundleExperts ? bundleExperts(uint32_t(l + 1), e)
+                                   : nullptr))
+          prefetchReads[l + 1].push_back({e, entry->size});
+      }
+  }
+  lastUsed[l] = std::move(experts);
+}
+
+int64_t moec_rt_context_t::streamedOffset(int32_t layer, int32_t expert) {
+  if (failed.load())
+    return 0; // in bounds; the call fails when it returns
+  if (layer != readyLayer) {
+    fail("compiled code acquired layer " + std::to_string(layer) +
+         " expert " + std::to_string(expert) + " before routing that layer");
+    return 0;
+  }
+  auto it = ready.find(uint32_t(expert));
+  std::string why;
+  while (it == ready.end()) {
+    moec::stream::ReadyExpert r;
+    if (!streamer->next(r, why)) {
+      fail(bundlePath + ": " +
+           (why.empty() ? "layer " + std::to_string(layer) + " expert " +
+                              std::to_string(expert) +
+                              " was acquired but not routed to"
+                        : why));
+      return 0;
+    }
+    if (r.layer == uint32_t(layer))
+      ready[r.expert] = int64_t(r.data - arena);
+    it = ready.find(uint32_t(expert));
+  }
+  return it->second;
+}
+
 extern "C" void moec_rt_barrier(moec_rt_context_t *ctx) {
   ctx->pool->barrier();
 }
@@ -89,13 +192,14 @@ extern "C" int64_t moec_rt_expert_acquire(moec_rt_context_t *ctx, int32_t layer,
   if (!ctx->onThreadZero("moec_rt_expert_acquire") ||
       !ctx->findExpert("moec_rt_expert_acquire", layer, expert, index))
     return 0; // in bounds, so that the call can run to its end and fail
-  // Every expert is resident (all-resident plan): a lookup. Streaming will
-  // look the expert up in the cache here and block on its read.
   ++ctx->inUse[index];
   ++ctx->outstanding;
   ++ctx->stats.expertAcquires;
   ++ctx->stats.acquiresPerExpert[index];
-  return ctx->expertOffsets[index];
+  // All resident: a lookup. Streaming: the expert's slot in the cache,
+  // waiting for its read when it is still in flight.
+  return ctx->streamer ? ctx->streamedOffset(layer, expert)
+                       : ctx->expertOffsets[index];
 }
 
 extern "C" void moec_rt_routing(moec_rt_context_t *ctx, int32_t layer,
@@ -116,10 +220,12 @@ extern "C" void moec_rt_routing(moec_rt_context_t *ctx, int32_t layer,
               " tokens, top-" + std::to_string(topK) + ")");
     return;
   }
-  if (!ctx->recordRouting)
-    return;
   const int32_t *ids =
       reinterpret_cast<const int32_t *>(ctx->scratch + idsOffset);
+  if (ctx->streamer)
+    ctx->streamLayer(layer, ids, tokens * topK);
+  if (!ctx->recordRouting)
+    return;
   for (int64_t t = 0; t < tokens; ++t) {
     ctx->routingRecords.push_back(
         {ctx->sequence, int32_t(ctx->batchPosition + t), layer});
@@ -143,6 +249,8 @@ extern "C" void moec_rt_expert_release(moec_rt_context_t *ctx, int32_t layer,
   --ctx->inUse[index];
   --ctx->outstanding;
   ++ctx->stats.expertReleases;
+  if (ctx->streamer)
+    ctx->streamer->release(uint32_t(layer), uint32_t(expert));
 }
 
 namespace moec::exec {
@@ -357,13 +465,30 @@ Model::Model() : context(new moec_rt_context_t) {}
 Model::~Model() {
   // The pool first: its threads must be gone before the buffers are.
   pool.reset();
+  streamer.reset();
+  ioEngine.reset(); // waits for reads in flight before their buffers go
   if (fd >= 0)
     ::close(fd);
+  if (streamFd >= 0)
+    ::close(streamFd);
 }
 
 unsigned Model::getThreadCount() const { return pool->size(); }
 
-ModelStats Model::getStats() const { return context->stats; }
+ModelStats Model::getStats() const {
+  ModelStats s = context->stats;
+  if (expertCache) {
+    const cache::CacheStats &c = expertCache->getStats();
+    s.cacheHits = c.hits;
+    s.cacheMisses = c.misses;
+    s.evictions = c.evictions;
+    const stream::StreamStats &r = streamer->getStats();
+    s.reads = r.reads;
+    s.bytesRead = r.bytesRead;
+    s.stallSeconds = r.stallSeconds;
+  }
+  return s;
+}
 
 std::unique_ptr<Model> Model::open(const ModelCode &code,
                                    const ModelOptions &options,
@@ -435,9 +560,51 @@ std::unique_ptr<Model> Model::open(const ModelCode &code,
   m->context->model = m.get();
   m->context->pool = m->pool.get();
 
-  if (!m->resident.allocate(m->bundle->getHeader().resident_size,
-                            "resident weights", error) ||
-      !m->loadResident(error) || !m->loadExperts(error) ||
+  // What stays in memory: every expert, or a cache of what the budget
+  // leaves after the resident weights, KV cache and scratch buffer.
+  const moec_bundle_header &h = m->bundle->getHeader();
+  uint64_t fixed = h.resident_size + uint64_t(info[MOEC_INFO_SCRATCH_BYTES]) +
+                   uint64_t(info[MOEC_INFO_KV_BYTES]);
+  uint64_t allExperts = 0, largest = 0;
+  uint64_t alignment = std::max<uint64_t>(h.io_block, 64);
+  for (const moec_bundle_expert &e : m->bundle->getExperts()) {
+    allExperts += alignUp(e.size, alignment);
+    largest = std::max(largest, alignUp(e.size, alignment));
+  }
+  uint64_t cacheBytes = allExperts;
+  std::string planRaw, raw;
+  if (JsonScanner(m->bundle->getMetadata()).findTopLevel("plan", planRaw) ==
+          JsonScanner::Found::Yes &&
+      JsonScanner(planRaw).findTopLevel("all_experts_resident", raw) ==
+          JsonScanner::Found::Yes &&
+      raw == "false" &&
+      JsonScanner(planRaw).findTopLevel("expert_cache_bytes", raw) ==
+          JsonScanner::Found::Yes) {
+    int64_t planned;
+    if (parseInteger(raw, planned) && planned >= 0)
+      cacheBytes = uint64_t(planned);
+  }
+  if (options.memoryBudget) {
+    int64_t k = info[MOEC_INFO_EXPERTS_USED];
+    uint64_t minimum = fixed + uint64_t(std::max<int64_t>(k, 1)) * largest;
+    if (options.memoryBudget < minimum) {
+      error = "memory budget: " + std::to_string(options.memoryBudget) +
+              " bytes is too small for this model; it needs at least " +
+              std::to_string(minimum) + " bytes (" +
+              std::to_string(h.resident_size) + " resident weights + " +
+              std::to_string(info[MOEC_INFO_KV_BYTES]) + " KV cache + " +
+              std::to_string(info[MOEC_INFO_SCRATCH_BYTES]) + " scratch + " +
+              std::to_string(k) + " experts of " + std::to_string(largest) +
+              " bytes)";
+      return nullptr;
+    }
+    cacheBytes = options.memoryBudget - fixed;
+  }
+  bool streaming = cacheBytes < allExperts;
+  if (!m->resident.allocate(h.resident_size, "resident weights", error) ||
+      !m->loadResident(error) ||
+      !(streaming ? m->startStreaming(cacheBytes, error)
+                  : m->loadExperts(error)) ||
       !m->scratch.allocate(uint64_t(info[MOEC_INFO_SCRATCH_BYTES]),
                            "scratch buffer", error) ||
       !m->kv.allocate(uint64_t(info[MOEC_INFO_KV_BYTES]), "KV cache", error))
@@ -607,6 +774,103 @@ bool Model::loadResident(std::string &error) {
       });
 }
 
+bool Model::startStreaming(uint64_t cacheBytes, std::string &error) {
+  const moec_bundle_header &h = bundle->getHeader();
+  uint64_t alignment = std::max<uint64_t>(h.io_block, 64);
+  uint64_t largest = 0;
+  for (const moec_bundle_expert &e : bundle->getExperts())
+    largest = std::max(largest, alignUp(e.size, alignment));
+  int64_t k = std::max<int64_t>(code.info[MOEC_INFO_EXPERTS_USED], 1);
+  int64_t perLayer = code.info[MOEC_INFO_EXPERT_COUNT];
+  if (cacheBytes < uint64_t(k) * largest) {
+    error = options.bundlePath + ": an expert cache of " +
+            std::to_string(cacheBytes) + " bytes cannot hold the " +
+            std::to_string(k) + " experts of " + std::to_string(largest) +
+            " bytes one token needs";
+    return false;
+  }
+  // As many tokens per forward call as leave every routed expert in the
+  // cache at once (all of a layer's experts fit: any batch).
+  uint64_t slots = cacheBytes / largest;
+  streamBatch = slots >= uint64_t(perLayer)
+                    ? maxBatch
+                    : std::max<int64_t>(1, int64_t(slots) / k);
+  streamBatch = std::min(streamBatch, maxBatch);
+
+  bool direct = false;
+  streamFd = io::openForStreaming(options.bundlePath, true, direct);
+  if (streamFd < 0) {
+    error = options.bundlePath + ": cannot open: " + std::strerror(errno);
+    return false;
+  }
+  ioEngine = io::IoEngine::create(options.ioEngine, 64, error);
+  if (!ioEngine)
+    return false;
+  expertCache = std::make_unique<cache::ExpertCache>(
+      cacheBytes, uint32_t(alignment), options.evictionPolicy);
+  if (!expertCache->getArena()) {
+    error = "cannot allocate the expert cache (" + std::to_string(cacheBytes) +
+            " bytes)";
+    return false;
+  }
+  streamer = std::make_unique<stream::ExpertStreamer>(*bundle, streamFd,
+                                                      *expertCache, *ioEngine);
+  moec_rt_context_t &c = *context;
+  c.streamer = streamer.get();
+  c.cache = expertCache.get();
+  c.arena = expertCache->getArena();
+  c.bundlePath = options.bundlePath;
+  c.prefetch = options.prefetch;
+  c.lastUsed.assign(c.layers, {});
+  c.predicted.assign(c.layers, {});
+  c.prefetchReads.assign(c.layers, {});
+  const bundle::Bundle *b = bundle.get();
+  c.bundleExperts = [b](uint32_t layer, uint32_t expert) {
+    return b->findExpert(layer, expert);
+  };
+  c.stats.streaming = true;
+  c.stats.cacheBytes = expertCache->getCapacity();
+  c.stats.ioEngine = ioEngine->getName();
+  if (!direct)
+    c.stats.ioEngine += " (buffered: the file system refused O_DIRECT)";
+
+  // The plan's pinned experts (the hottest, from calibration) are read now
+  // and never evicted.
+  std::string planRaw, raw;
+  if (JsonScanner(bundle->getMetadata()).findTopLevel("plan", planRaw) ==
+          JsonScanner::Found::Yes &&
+      JsonScanner(planRaw).findTopLevel("pinned", raw) ==
+          JsonScanner::Found::Yes) {
+    std::vector<int64_t> numbers;
+    for (size_t i = 0; i < raw.size();) {
+      if (std::isdigit(static_cast<unsigned char>(raw[i]))) {
+        size_t j = i;
+        while (j < raw.size() && std::isdigit(static_cast<unsigned char>(raw[j])))
+          ++j;
+        numbers.push_back(std::strtoll(raw.substr(i, j - i).c_str(), nullptr, 10));
+        i = j;
+      } else {
+        ++i;
+      }
+    }
+    for (size_t i = 0; i + 1 < numbers.size(); i += 2) {
+      uint32_t layer = uint32_t(numbers[i]), expert = uint32_t(numbers[i + 1]);
+      std::vector<stream::ReadyExpert> ready;
+      stream::ReadyExpert r;
+      if (!streamer->request(layer, {expert}, ready, error) ||
+          (ready.empty() && !streamer->next(r, error))) {
+        error = options.bundlePath + ": pinning layer " +
+                std::to_string(layer) + " expert " + std::to_string(expert) +
+                ": " + error;
+        return false;
+      }
+      expertCache->pin(layer, expert, true);
+      streamer->release(layer, expert);
+    }
+  }
+  return true;
+}
+
 bool Model::loadExperts(std::string &error) {
   const moec_bundle_header &h = bundle->getHeader();
   const std::vector<moec_bundle_expert> &entries = bundle->getExperts();
@@ -642,6 +906,11 @@ bool Model::loadExperts(std::string &error) {
 
 bool Model::eval(const int32_t *tokens, int64_t n, float *allLogits,
                  std::string &error) {
+  if (!broken.empty()) {
+    error = "an earlier call failed reading experts (" + broken +
+            "): reopen the model";
+    return false;
+  }
   if (n < 0) {
     error = "a negative token count (" + std::to_string(n) + ")";
     return false;
@@ -668,7 +937,7 @@ bool Model::eval(const int32_t *tokens, int64_t n, float *allLogits,
       return false;
     }
   for (int64_t done = 0; done < n;) {
-    int64_t batch = std::min(maxBatch, n - done);
+    int64_t batch = std::min(streamer ? streamBatch : maxBatch, n - done);
     float *logits = allLogits ? allLogits + done * vocab : lastLogits.data();
     if (!forward(tokens + done, batch, logits, allLogits != nullptr, error))
       return false;
@@ -694,7 +963,9 @@ bool Model::forward(const int32_t *tokens, int64_t n, float *logits,
   moec_buffer_t positionBuffer = buffer(batchPositions.data(), n);
   moec_buffer_t logitBuffer = buffer(logits, allLogits ? n * vocab : vocab);
   moec_buffer_t residentBuffer = buffer(resident.data(), resident.size());
-  moec_buffer_t expertBuffer = buffer(experts.data(), experts.size());
+  moec_buffer_t expertBuffer =
+      expertCache ? buffer(expertCache->getArena(), expertCache->getCapacity())
+                  : buffer(experts.data(), experts.size());
   moec_buffer_t scratchBuffer = buffer(scratch.data(), scratch.size());
   moec_buffer_t kvBuffer = buffer(kv.data(), kv.size());
   moec_rt_context_t *ctx = context.get();
@@ -704,11 +975,15 @@ bool Model::forward(const int32_t *tokens, int64_t n, float *logits,
   ctx->sequence = sequence;
   auto forwardFn = code.forward;
   int64_t all = allLogits ? 1 : 0;
+  auto started = std::chrono::steady_clock::now();
   pool->run([&](unsigned thread, unsigned threads) {
     forwardFn(ctx, thread, threads, n, all, &tokenBuffer, &positionBuffer,
               &logitBuffer, &residentBuffer, &expertBuffer, &scratchBuffer,
               &kvBuffer);
   });
+  ctx->stats.forwardSeconds += std::chrono::duration<double>(
+                                   std::chrono::steady_clock::now() - started)
+                                   .count();
   ++ctx->stats.forwardCalls;
   if (!ctx->failed.load() && ctx->outstanding != 0) {
     for (size_t i = 0; i < ctx->inUse.size(); ++i)
@@ -722,7 +997,11 @@ bool Model::forward(const int32_t *tokens, int64_t n, float *logits,
   }
   if (ctx->failed.load()) {
     error = ctx->error;
-    // Ready for the next call; the context keeps what completed before.
+    // A failed read leaves reads and cache slots mid-way: the model stays
+    // failed. Other failures leave it ready for the next call; the context
+    // keeps what completed before.
+    if (streamer)
+      broken = error;
     ctx->error.clear();
     ctx->failed.store(false);
     std::fill(ctx->inUse.begin(), ctx->inUse.end(), 0);

@@ -21,6 +21,8 @@
 #define MOEC_RUNTIME_EXEC_MODEL_H
 
 #include "runtime/abi/moec_abi.h"
+#include "runtime/cache/ExpertCache.h"
+#include "runtime/io/IoEngine.h"
 
 #include <cstdint>
 #include <memory>
@@ -30,6 +32,9 @@
 namespace moec::bundle {
 class Bundle;
 } // namespace moec::bundle
+namespace moec::stream {
+class ExpertStreamer;
+} // namespace moec::stream
 
 namespace moec::exec {
 
@@ -50,6 +55,15 @@ ModelCode linkedModelCode();
 
 struct ModelOptions {
   std::string bundlePath;
+  /// Bytes of memory for weights, KV cache and buffers; 0: the plan's
+  /// budget (the bundle's). Below what every expert needs, experts stream
+  /// from the bundle through an expert cache of what is left.
+  uint64_t memoryBudget = 0;
+  cache::EvictionPolicy evictionPolicy = cache::EvictionPolicy::LRU;
+  io::EngineKind ioEngine = io::EngineKind::Auto;
+  /// While a layer computes, read the experts the next layer is predicted
+  /// to need (the ones it used for the previous tokens).
+  bool prefetch = true;
   /// Compute threads; 0: ThreadPool::defaultThreadCount().
   unsigned threads = 0;
   /// The pool's spin budget (ThreadPool's spinNanos; < 0 chooses).
@@ -58,6 +72,17 @@ struct ModelOptions {
 
 /// What the runtime counted while running the code.
 struct ModelStats {
+  /// Streaming (all zero when every expert is resident).
+  bool streaming = false;
+  uint64_t cacheBytes = 0, cacheHits = 0, cacheMisses = 0, evictions = 0;
+  uint64_t reads = 0, bytesRead = 0;
+  double stallSeconds = 0, forwardSeconds = 0;
+  /// Prefetch: experts predicted, predicted and then used, used by a layer
+  /// (over layers that had a prediction), and bytes read for predictions
+  /// that were not used.
+  uint64_t predicted = 0, predictedUsed = 0, usedAfterPrediction = 0,
+           wastedPrefetchBytes = 0;
+  std::string ioEngine;
   uint64_t forwardCalls = 0;
   uint64_t tokens = 0;
   uint64_t expertAcquires = 0;
@@ -140,6 +165,8 @@ private:
   bool checkBundle(std::string &error);
   bool loadResident(std::string &error);
   bool loadExperts(std::string &error);
+  /// Sets up the expert cache, I/O engine and streamer for `cacheBytes`.
+  bool startStreaming(uint64_t cacheBytes, std::string &error);
   /// Reads [offset, offset + size) of the bundle (thread-safe).
   bool readAt(uint64_t offset, uint8_t *out, uint64_t size, std::string &error);
   /// One call of the compiled forward function on every thread.
@@ -158,6 +185,16 @@ private:
   std::unique_ptr<bundle::Bundle> bundle;
   /// The bundle, opened again for the bulk reads of the weights.
   int fd = -1;
+  /// Streaming: the bundle opened for O_DIRECT reads, the cache, engine
+  /// and streamer; the most tokens one forward call may take so that their
+  /// experts fit the cache at once.
+  int streamFd = -1;
+  std::unique_ptr<cache::ExpertCache> expertCache;
+  std::unique_ptr<io::IoEngine> ioEngine;
+  std::unique_ptr<stream::ExpertStreamer> streamer;
+  int64_t streamBatch = 0;
+  /// Set when streaming failed mid-call: later calls fail with it.
+  std::string broken;
 };
 
 } // namespace moec::exec

@@ -74,13 +74,25 @@ moec_model *moec_model_open(const moec_model_options *opts, char *error,
                     std::to_string(moec::exec::ThreadPool::kMaxThreads) +
                     ", 0 for the default)",
                 error, error_size);
-  if (opts->io_mode != 0)
+  if (opts->io_mode < 0 || opts->io_mode > 2)
     return fail("io_mode: " + std::to_string(opts->io_mode) +
-                    " is not supported (reserved: 0)",
+                    " is out of range (0 auto, 1 io_uring, 2 pread)",
+                error, error_size);
+  if (opts->cache_policy < 0 || opts->cache_policy > 1)
+    return fail("cache_policy: " + std::to_string(opts->cache_policy) +
+                    " is out of range (0 LRU, 1 LFU)",
                 error, error_size);
   moec::exec::ModelOptions options;
   options.bundlePath = opts->bundle_path;
   options.threads = static_cast<unsigned>(opts->threads);
+  options.memoryBudget = opts->memory_budget;
+  options.evictionPolicy = opts->cache_policy == 1
+                               ? moec::cache::EvictionPolicy::LFU
+                               : moec::cache::EvictionPolicy::LRU;
+  options.ioEngine = opts->io_mode == 1   ? moec::io::EngineKind::IoUring
+                     : opts->io_mode == 2 ? moec::io::EngineKind::PreadPool
+                                          : moec::io::EngineKind::Auto;
+  options.prefetch = opts->no_prefetch == 0;
   std::string message;
   std::unique_ptr<Model> model =
       Model::open(moec::exec::linkedModelCode(), options, message);
@@ -217,10 +229,40 @@ int moec_model_write_stats(moec_model *m, const char *path,
           ", \"weight_bytes\": " + std::to_string(model.getWeightBytes()) +
           "},\n";
   moec::exec::ModelStats stats = model.getStats();
-  json += "  \"experts\": {\"plan\": \"all-resident\", \"acquires\": " +
-          std::to_string(stats.expertAcquires) +
+  json += "  \"experts\": {\"plan\": \"" +
+          std::string(stats.streaming ? "streaming" : "all-resident") +
+          "\", \"acquires\": " + std::to_string(stats.expertAcquires) +
           ", \"forward_calls\": " + std::to_string(stats.forwardCalls) +
-          ", \"tokens\": " + std::to_string(stats.tokens) + "},\n";
+          ", \"tokens\": " + std::to_string(stats.tokens) +
+          ", \"forward_seconds\": " + num(stats.forwardSeconds);
+  if (stats.streaming) {
+    auto ratio = [&](uint64_t a, uint64_t b) {
+      return b ? num(double(a) / double(b)) : std::string("null");
+    };
+    json += ",\n    \"cache_bytes\": " + std::to_string(stats.cacheBytes) +
+            ", \"io_engine\": \"" + stats.ioEngine + "\"" +
+            ",\n    \"hits\": " + std::to_string(stats.cacheHits) +
+            ", \"misses\": " + std::to_string(stats.cacheMisses) +
+            ", \"hit_rate\": " +
+            ratio(stats.cacheHits, stats.cacheHits + stats.cacheMisses) +
+            ", \"evictions\": " + std::to_string(stats.evictions) +
+            ",\n    \"reads\": " + std::to_string(stats.reads) +
+            ", \"bytes_read\": " + std::to_string(stats.bytesRead) +
+            ", \"stall_seconds\": " + num(stats.stallSeconds) +
+            ", \"read_bytes_per_forward_second\": " +
+            (stats.forwardSeconds > 0
+                 ? num(double(stats.bytesRead) / stats.forwardSeconds)
+                 : std::string("null")) +
+            ",\n    \"prefetch\": {\"predicted\": " +
+            std::to_string(stats.predicted) +
+            ", \"predicted_used\": " + std::to_string(stats.predictedUsed) +
+            ", \"precision\": " + ratio(stats.predictedUsed, stats.predicted) +
+            ", \"recall\": " +
+            ratio(stats.predictedUsed, stats.usedAfterPrediction) +
+            ", \"wasted_bytes\": " +
+            std::to_string(stats.wastedPrefetchBytes) + "}";
+  }
+  json += "},\n";
   struct rusage usage {};
   getrusage(RUSAGE_SELF, &usage);
   json += "  \"memory\": {\"peak_rss_bytes\": " +

@@ -54,8 +54,19 @@ typedef struct moec_model_options {
   /* Compute threads, the calling thread included; 0: the CPUs this process
    * may run on, at most 64. At most 512. */
   int threads;
-  /* Reserved for how experts are read from storage; must be 0. */
+  /* How experts are read from storage when they stream: 0 io_uring where
+   * the kernel has it, else a pool of pread threads; 1 io_uring only; 2 the
+   * pread pool. */
   int io_mode;
+  /* Bytes of memory for weights, KV cache and buffers; 0: the budget the
+   * model was compiled for. Below what every expert needs, experts stream
+   * from the bundle through a cache of what is left. */
+  uint64_t memory_budget;
+  /* The expert cache's eviction: 0 least recently used, 1 least
+   * frequently used (aged). */
+  int cache_policy;
+  /* 1: do not read the experts predicted for the next layer early. */
+  int no_prefetch;
 } moec_model_options;
 
 /* Opens the model: checks that this code and the bundle come from one

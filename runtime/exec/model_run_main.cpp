@@ -73,8 +73,17 @@ const char *const kUsage =
     "  --ignore-eos           do not stop at the end-of-text token\n"
     "  -t, --threads N        compute threads (default: the CPUs available,\n"
     "                         at most 64)\n"
-    "  --memory-budget SIZE   fail unless the model fits SIZE bytes (K, M, G\n"
-    "                         suffixes)\n"
+    "  --memory-budget SIZE   memory for weights, KV cache and buffers (K, M,\n"
+    "                         G suffixes; default: the compiled plan's); below\n"
+    "                         what all experts need, experts stream from the\n"
+    "                         bundle through a cache of what is left\n"
+    "  --cache-policy P       the expert cache's eviction: lru (default), lfu\n"
+    "  --io ENGINE            expert reads: auto (default), uring, pread\n"
+    "  --no-prefetch          do not read the next layer's predicted experts\n"
+    "                         early\n"
+    "  --stats FILE           write statistics as JSON: routing (counts,\n"
+    "                         popularity, reuse, trace), expert cache and\n"
+    "                         reads, prefetch precision/recall, timings\n"
     "  --logits-out FILE      with --prompt-ids: write the float32 logits\n"
     "                         after every token evaluated\n"
     "  -h, --help             this text\n";
@@ -229,6 +238,8 @@ struct Options {
        ignoreEos = false, haveSeed = false;
   long long predict = 128, threads = 0, window = 512;
   uint64_t memoryBudget = 0;
+  int cachePolicy = 0, ioMode = 0;
+  bool noPrefetch = false;
   moec_sampler_params sampling = moec_sampler_default_params();
 };
 
@@ -328,6 +339,29 @@ Options parseOptions(int argc, char **argv) {
       o.perplexity = true;
     } else if (arg == "--memory-budget") {
       o.memoryBudget = parseSize(arg, takeValue());
+      if (o.memoryBudget == 0)
+        die(arg + ": must be more than 0");
+    } else if (arg == "--cache-policy") {
+      std::string v = takeValue();
+      if (v == "lru")
+        o.cachePolicy = 0;
+      else if (v == "lfu")
+        o.cachePolicy = 1;
+      else
+        die(arg + ": '" + v + "' is not a policy (lru, lfu)");
+    } else if (arg == "--io") {
+      std::string v = takeValue();
+      if (v == "auto")
+        o.ioMode = 0;
+      else if (v == "uring")
+        o.ioMode = 1;
+      else if (v == "pread")
+        o.ioMode = 2;
+      else
+        die(arg + ": '" + v + "' is not an I/O engine (auto, uring, pread)");
+    } else if (arg == "--no-prefetch") {
+      flagOnly();
+      o.noPrefetch = true;
     } else if (arg == "--logits-out") {
       o.logitsPath = takeValue();
       if (o.logitsPath.empty())
@@ -723,27 +757,17 @@ int main(int argc, char **argv) {
   moec_model_options options = {};
   options.bundle_path = o.bundle.c_str();
   options.threads = int(o.threads);
+  options.memory_budget = o.memoryBudget;
+  options.cache_policy = o.cachePolicy;
+  options.io_mode = o.ioMode;
+  options.no_prefetch = o.noPrefetch;
   char error[1024];
   moec_model *model = moec_model_open(&options, error, sizeof(error));
   if (!model)
-    die(error);
+    die(o.memoryBudget && std::strncmp(error, "memory budget", 13) == 0
+            ? "--memory-budget: " + std::string(error + 15)
+            : std::string(error));
   double loadMs = millisecondsSince(loadStart);
-  if (o.memoryBudget) {
-    // Every expert is resident in this runtime: the weights must fit.
-    FILE *f = std::fopen(o.bundle.c_str(), "rb");
-    long long size = 0;
-    if (f) {
-      std::fseek(f, 0, SEEK_END);
-      size = std::ftell(f);
-      std::fclose(f);
-    }
-    if (uint64_t(size) > o.memoryBudget)
-      die("--memory-budget: this runtime keeps every expert in memory (the "
-          "streaming runtime is not built yet): the model needs " +
-          std::to_string(size) + " bytes of weights, more than " +
-          std::to_string(o.memoryBudget));
-  }
-
   if (!o.statsPath.empty())
     moec_model_record_routing(model, 1);
   o.mode = o.haveIds ? "ids" : o.perplexity ? "perplexity" : o.chat ? "chat"

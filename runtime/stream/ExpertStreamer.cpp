@@ -87,6 +87,8 @@ bool ExpertStreamer::complete(const io::Completion &c,
     return true;
   InFlight f = it->second;
   inFlight.erase(it);
+  if (f.wanted)
+    --wantedOutstanding; // handed out below, or failed
   uint32_t layer = uint32_t(c.tag >> 32), expert = uint32_t(c.tag);
   if (c.error) {
     error = "reading layer " + std::to_string(layer) + " expert " +
@@ -112,7 +114,10 @@ bool ExpertStreamer::next(ReadyExpert &out, std::string &error) {
   auto start = std::chrono::steady_clock::now();
   while (finished.empty() && wantedOutstanding > 0) {
     std::vector<io::Completion> done;
-    engine.poll(done, /*block=*/true);
+    if (engine.poll(done, /*block=*/true) == 0 && engine.getPending() == 0) {
+      error = "internal error: waiting for an expert that no read brings";
+      return false;
+    }
     for (const io::Completion &c : done)
       if (!complete(c, finished, error))
         return false;
@@ -124,7 +129,6 @@ bool ExpertStreamer::next(ReadyExpert &out, std::string &error) {
     return false;
   out = finished.back();
   finished.pop_back();
-  --wantedOutstanding;
   return true;
 }
 

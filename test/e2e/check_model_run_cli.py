@@ -256,6 +256,114 @@ def case_stats_routing_matches_the_reference(args):
           f"layer {r['repeat_probability']}")
 
 
+# ------------------------------------------------------------ streaming
+
+def bundle_extents(path):
+    """(offset, size) of every expert extent (runtime/abi/moec_bundle.h)."""
+    import struct
+    with open(path, "rb") as f:
+        head = f.read(112)
+        (tables, metadata, strings, tensors, experts) = (
+            struct.unpack_from("<Q", head, 32)[0],
+            struct.unpack_from("<Q", head, 40)[0],
+            struct.unpack_from("<Q", head, 48)[0],
+            struct.unpack_from("<I", head, 56)[0],
+            struct.unpack_from("<I", head, 60)[0])
+        f.seek(tables + metadata + strings + tensors * 80)
+        table = f.read(experts * 104)
+    return [struct.unpack_from("<QQ", table, i * 104 + 8) for i in range(experts)]
+
+
+def run_logits(args, budget, extra, bundle=None):
+    logits = os.path.join(args.workdir, "logits.bin")
+    stats = os.path.join(args.workdir, "stream-stats.json")
+    ids = tokenize(args, open(EXCERPT, encoding="utf-8").read()[:300])
+    cmd = [model_run(args), "--prompt-ids", ",".join(map(str, ids)), "-n", "24",
+           "-t", "2", "--logits-out", logits, "--stats", stats] + extra
+    if budget:
+        cmd += ["--memory-budget", budget]
+    if bundle:
+        cmd += ["-m", bundle]
+    out = run(cmd)
+    if out.returncode != 0:
+        return None, None, out
+    import json
+    return open(logits, "rb").read(), json.load(open(stats)), out
+
+
+def case_streaming_gives_the_resident_logits(args):
+    # Experts streamed through a cache smaller than the experts give the
+    # same logits, bit for bit, as all experts resident: every policy and
+    # I/O engine, with and without prefetch; caches of 7 experts (one token
+    # per forward call), 15 (three) and 36 of the 96 (whole batches).
+    want, resident, out = run_logits(args, None, [])
+    expect(want is not None, out.stderr.decode())
+    expect(resident["experts"]["plan"] == "all-resident", f"{resident['experts']}")
+    for budget in ["13M", "16M", "24M"]:
+        for extra in [["--cache-policy", "lru", "--io", "uring"],
+                      ["--cache-policy", "lfu", "--io", "pread"],
+                      ["--no-prefetch", "--io", "auto"]]:
+            got, stats, out = run_logits(args, budget, extra)
+            expect(got is not None, f"{budget} {extra}: {out.stderr.decode()}")
+            e = stats["experts"]
+            expect(e["plan"] == "streaming" and e["misses"] > 0 and
+                   e["evictions"] > 0 and e["bytes_read"] > 0,
+                   f"{budget} {extra}: {e}")
+            expect(got == want, f"{budget} {extra}: logits differ from the "
+                   "all-resident run")
+            print(f"{budget} {' '.join(extra)}: hit rate {e['hit_rate']}, "
+                  f"{e['reads']} reads, {e['evictions']} evictions, "
+                  f"prefetch {e['prefetch']}")
+
+
+def broken_copy(args, name, damage):
+    src = os.path.join(args.workdir, "plain", "model.moeb")
+    dst = os.path.join(args.workdir, name)
+    shutil.copyfile(src, dst)
+    damage(dst)
+    return dst
+
+
+def case_streaming_names_a_corrupt_extent(args):
+    def flip_every_extent(path):
+        with open(path, "r+b") as f:
+            for offset, size in bundle_extents(path):
+                f.seek(offset + size // 2)
+                b = f.read(1)
+                f.seek(offset + size // 2)
+                f.write(bytes([b[0] ^ 0x40]))
+    bad = broken_copy(args, "corrupt.moeb", flip_every_extent)
+    # Streaming meets it when it reads an expert.
+    _, _, out = run_logits(args, "13M", [], bad)
+    err = out.stderr.decode()
+    expect(out.returncode == 1 and re.fullmatch(
+        r"model-run: error: .*corrupt\.moeb: offset [0-9]+: extent of layer "
+        r"[0-9]+ expert [0-9]+: checksum mismatch\n", err), f"{err!r}")
+    # All resident: opening reads (and checks) every extent.
+    _, _, out = run_logits(args, None, [], bad)
+    err = out.stderr.decode()
+    expect(out.returncode == 1 and "checksum mismatch" in err and
+           err.count("\n") == 1, f"{err!r}")
+
+
+def case_streaming_names_a_truncated_bundle(args):
+    def cut(path):
+        os.truncate(path, os.path.getsize(path) - 4096)
+    bad = broken_copy(args, "truncated.moeb", cut)
+    _, _, out = run_logits(args, "13M", [], bad)
+    err = out.stderr.decode()
+    expect(out.returncode == 1 and "truncated or corrupt" in err and
+           err.count("\n") == 1, f"{err!r}")
+
+
+def case_streaming_budget_below_the_minimum(args):
+    _, _, out = run_logits(args, "8M", [])
+    err = out.stderr.decode()
+    expect(out.returncode == 1 and re.fullmatch(
+        r"model-run: error: --memory-budget: 8388608 bytes is too small for "
+        r"this model; it needs at least [0-9]+ bytes \(.*\)\n", err), f"{err!r}")
+
+
 # Every bad flag: exit code 1 and one line naming it.
 BAD = {
     "unknown-option": (["-p", "x", "--frobnicate"], "unknown option '--frobnicate'"),
@@ -279,7 +387,11 @@ BAD = {
     "no-prompt": ([], "no prompt: give -p TEXT"),
     "flag-with-value": (["-p", "x", "--ignore-eos=1"], "--ignore-eos: takes no value"),
     "memory-budget-too-small": (["-p", "x", "--memory-budget", "1M"],
-                                "--memory-budget: this runtime keeps every expert"),
+                                "--memory-budget: 1048576 bytes is too small"),
+    "cache-policy-unknown": (["-p", "x", "--cache-policy", "fifo"],
+                             "--cache-policy: 'fifo' is not a policy (lru, lfu)"),
+    "io-unknown": (["-p", "x", "--io", "aio"],
+                   "--io: 'aio' is not an I/O engine (auto, uring, pread)"),
     "memory-budget-not-a-size": (["-p", "x", "--memory-budget", "12X"],
                                  "--memory-budget: '12X' is not a size"),
     "chat-without-template": (["-cnv"], "-cnv: the model has no chat template"),
