@@ -131,7 +131,10 @@ void moec_rt_barrier(moec_rt_context_t *ctx);
 
 /* Defined by the runtime, called by thread 0 only: makes the extent of
  * (layer, expert) available in the experts buffer until released and returns
- * its byte offset there. Blocks while the extent is read from storage. */
+ * its byte offset there. Blocks while the extent is read from storage.
+ * Since 0.3, a layer's experts are acquired after moec_rt_routing has
+ * reported that layer's routing in the same call (the runtime starts all
+ * of the layer's reads there). */
 int64_t moec_rt_expert_acquire(moec_rt_context_t *ctx, int32_t layer,
                                int32_t expert);
 

@@ -688,9 +688,15 @@ TEST_F(Exec, RefusesBadOptions) {
   EXPECT_FALSE(moec_model_open(&opts, message, sizeof(message)));
   EXPECT_STREQ(message, "bundle_path: not set");
   opts.bundle_path = bundlePath.c_str();
-  opts.io_mode = 1;
+  opts.io_mode = 3;
   EXPECT_FALSE(moec_model_open(&opts, message, sizeof(message)));
-  EXPECT_STREQ(message, "io_mode: 1 is not supported (reserved: 0)");
+  EXPECT_STREQ(message, "io_mode: 3 is out of range (0 auto, 1 io_uring, "
+                        "2 pread)");
+  opts.io_mode = 0;
+  opts.cache_policy = 2;
+  EXPECT_FALSE(moec_model_open(&opts, message, sizeof(message)));
+  EXPECT_STREQ(message, "cache_policy: 2 is out of range (0 LRU, 1 LFU)");
+  opts.cache_policy = 0;
   // A short buffer gets a truncated, terminated message.
   opts.io_mode = 0;
   opts.threads = -1;
