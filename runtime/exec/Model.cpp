@@ -546,6 +546,8 @@ std::unique_ptr<Model> Model::open(const ModelCode &code,
   m->vocab = info[MOEC_INFO_VOCAB_SIZE];
   m->contextLength = info[MOEC_INFO_CONTEXT_LENGTH];
   m->maxBatch = info[MOEC_INFO_MAX_BATCH];
+  if (options.maxBatch > 0)
+    m->maxBatch = std::min<int64_t>(m->maxBatch, options.maxBatch);
   m->bundle = bundle::Bundle::open(options.bundlePath, error);
   if (!m->bundle || !m->checkBundle(error))
     return nullptr;

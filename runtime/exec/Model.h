@@ -64,6 +64,9 @@ struct ModelOptions {
   /// While a layer computes, read the experts the next layer is predicted
   /// to need (the ones it used for the previous tokens).
   bool prefetch = true;
+  /// The most tokens per forward call; 0 (or more than compiled): the
+  /// compiled batch.
+  int64_t maxBatch = 0;
   /// Compute threads; 0: ThreadPool::defaultThreadCount().
   unsigned threads = 0;
   /// The pool's spin budget (ThreadPool's spinNanos; < 0 chooses).

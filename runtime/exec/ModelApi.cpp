@@ -93,6 +93,11 @@ moec_model *moec_model_open(const moec_model_options *opts, char *error,
                      : opts->io_mode == 2 ? moec::io::EngineKind::PreadPool
                                           : moec::io::EngineKind::Auto;
   options.prefetch = opts->no_prefetch == 0;
+  if (opts->max_batch < 0)
+    return fail("max_batch: " + std::to_string(opts->max_batch) +
+                    " is negative (0 for the compiled batch)",
+                error, error_size);
+  options.maxBatch = opts->max_batch;
   std::string message;
   std::unique_ptr<Model> model =
       Model::open(moec::exec::linkedModelCode(), options, message);

@@ -67,6 +67,9 @@ typedef struct moec_model_options {
   int cache_policy;
   /* 1: do not read the experts predicted for the next layer early. */
   int no_prefetch;
+  /* The most tokens one forward call takes (prompts are split into such
+   * batches); 0: what the code was compiled for. */
+  int max_batch;
 } moec_model_options;
 
 /* Opens the model: checks that this code and the bundle come from one

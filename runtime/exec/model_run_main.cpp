@@ -71,6 +71,8 @@ const char *const kUsage =
     "  --repeat-last-n N      (default 64)\n"
     "  -s, --seed N           sampling seed (default: random, printed)\n"
     "  --ignore-eos           do not stop at the end-of-text token\n"
+    "  -b, --batch-size N     most tokens per forward call (default: the\n"
+    "                         compiled batch)\n"
     "  -t, --threads N        compute threads (default: the CPUs available,\n"
     "                         at most 64)\n"
     "  --memory-budget SIZE   memory for weights, KV cache and buffers (K, M,\n"
@@ -238,7 +240,7 @@ struct Options {
        ignoreEos = false, haveSeed = false;
   long long predict = 128, threads = 0, window = 512;
   uint64_t memoryBudget = 0;
-  int cachePolicy = 0, ioMode = 0;
+  int cachePolicy = 0, ioMode = 0, batch = 0;
   bool noPrefetch = false;
   moec_sampler_params sampling = moec_sampler_default_params();
 };
@@ -302,6 +304,8 @@ Options parseOptions(int argc, char **argv) {
       o.predict = parseInt(arg, takeValue(), -1, INT32_MAX);
     } else if (arg == "-t" || arg == "--threads") {
       o.threads = parseInt(arg, takeValue(), 1, 512);
+    } else if (arg == "-b" || arg == "--batch-size") {
+      o.batch = int(parseInt(arg, takeValue(), 1, INT32_MAX));
     } else if (arg == "-c" || arg == "--ctx-size") {
       o.window = parseInt(arg, takeValue(), 4, INT32_MAX);
     } else if (arg == "--temp") {
@@ -761,6 +765,7 @@ int main(int argc, char **argv) {
   options.cache_policy = o.cachePolicy;
   options.io_mode = o.ioMode;
   options.no_prefetch = o.noPrefetch;
+  options.max_batch = o.batch;
   char error[1024];
   moec_model *model = moec_model_open(&options, error, sizeof(error));
   if (!model)

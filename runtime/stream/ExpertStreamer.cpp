@@ -30,6 +30,22 @@ bool ExpertStreamer::submit(uint32_t layer, uint32_t expert, bool wanted,
   // Whole I/O blocks: the file ends on one, and the slot is as large.
   uint64_t size = alignUp(e->size, bundle.getHeader().io_block);
   uint8_t *slot = cache.insert(layer, expert, size, error);
+  // Prefetches in flight hold their slots until read: a wanted expert
+  // waits for them to land (and become evictable) rather than fail.
+  while (!slot && wanted) {
+    bool prefetching = false;
+    for (const auto &[k, f] : inFlight)
+      prefetching |= !f.wanted;
+    if (!prefetching)
+      return false;
+    std::vector<io::Completion> done;
+    engine.poll(done, /*block=*/true);
+    for (const io::Completion &c : done)
+      if (!complete(c, finished, error))
+        return false;
+    error.clear();
+    slot = cache.insert(layer, expert, size, error);
+  }
   if (!slot)
     return false;
   cache.acquire(layer, expert); // not evictable while being read
@@ -46,6 +62,9 @@ bool ExpertStreamer::request(uint32_t layer,
                              const std::vector<uint32_t> &experts,
                              std::vector<ReadyExpert> &ready,
                              std::string &error) {
+  // Two passes: the cached and in-flight experts are taken (put in use)
+  // first, so that reading the missed ones cannot evict them.
+  std::vector<uint32_t> missed;
   for (uint32_t x : experts) {
     auto flying = inFlight.find(key(layer, x));
     if (flying != inFlight.end()) {
@@ -62,6 +81,9 @@ bool ExpertStreamer::request(uint32_t layer,
       ready.push_back({layer, x, data, bundle.findExpert(layer, x)});
       continue;
     }
+    missed.push_back(x);
+  }
+  for (uint32_t x : missed) {
     if (!submit(layer, x, /*wanted=*/true, error))
       return false;
     ++wantedOutstanding;

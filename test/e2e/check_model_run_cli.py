@@ -390,6 +390,7 @@ BAD = {
                                 "--memory-budget: 1048576 bytes is too small"),
     "cache-policy-unknown": (["-p", "x", "--cache-policy", "fifo"],
                              "--cache-policy: 'fifo' is not a policy (lru, lfu)"),
+    "batch-zero": (["-p", "x", "-b", "0"], "-b: 0 is out of range (1..2147483647)"),
     "io-unknown": (["-p", "x", "--io", "aio"],
                    "--io: 'aio' is not an I/O engine (auto, uring, pread)"),
     "memory-budget-not-a-size": (["-p", "x", "--memory-budget", "12X"],
