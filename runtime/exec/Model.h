@@ -160,6 +160,13 @@ public:
   /// The tokenizer's vocabulary the bundle carries (binary form; "" if
   /// none).
   const std::string &getVocabularyBytes() const;
+  /// Bytes the model's memory takes: resident weights, experts (all, or
+  /// the cache), scratch and KV cache.
+  uint64_t getBudgetBytes() const {
+    return resident.size() + (expertCache ? expertCache->getCapacity()
+                                          : experts.size()) +
+           scratch.size() + kv.size();
+  }
   /// Bytes of weights held in memory (resident tensors and experts).
   uint64_t getWeightBytes() const { return resident.size() + experts.size(); }
 

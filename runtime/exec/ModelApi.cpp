@@ -270,8 +270,26 @@ int moec_model_write_stats(moec_model *m, const char *path,
   json += "},\n";
   struct rusage usage {};
   getrusage(RUSAGE_SELF, &usage);
+  // What the process read from and wrote to storage (/proc/self/io:
+  // bytes that went to the block layer, so the page cache does not count).
+  uint64_t storageRead = 0, storageWritten = 0;
+  if (FILE *io = std::fopen("/proc/self/io", "r")) {
+    char line[128];
+    while (std::fgets(line, sizeof(line), io)) {
+      unsigned long long v;
+      if (std::sscanf(line, "read_bytes: %llu", &v) == 1)
+        storageRead = v;
+      else if (std::sscanf(line, "write_bytes: %llu", &v) == 1)
+        storageWritten = v;
+    }
+    std::fclose(io);
+  }
   json += "  \"memory\": {\"peak_rss_bytes\": " +
-          std::to_string(uint64_t(usage.ru_maxrss) * 1024) + "},\n";
+          std::to_string(uint64_t(usage.ru_maxrss) * 1024) +
+          ", \"budget_bytes\": " + std::to_string(model.getBudgetBytes()) +
+          ", \"storage_read_bytes\": " + std::to_string(storageRead) +
+          ", \"storage_written_bytes\": " + std::to_string(storageWritten) +
+          "},\n";
   json += "  \"routing\": {\n    \"tokens\": " +
           std::to_string(tokens.size()) + ",\n    \"counts\": [";
   for (int64_t l = 0; l < layers; ++l) {

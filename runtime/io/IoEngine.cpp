@@ -11,6 +11,9 @@
 #include <fcntl.h>
 #include <mutex>
 #include <thread>
+#include <cstdlib>
+#include <cerrno>
+#include <algorithm>
 #include <unistd.h>
 
 namespace moec::io {
@@ -210,10 +213,81 @@ private:
   std::deque<Op> backlog;
 };
 
+/// A test hook: MOEC_IO_FAULT=eio@N fails the N-th read (from 1) with EIO;
+/// short@N reads only the first half of it and reports success (what a
+/// device that loses data without saying so does; checksums catch it).
+class FaultInjector : public IoEngine {
+public:
+  FaultInjector(std::unique_ptr<IoEngine> inner, bool shortRead,
+                uint64_t which)
+      : inner(std::move(inner)), shortRead(shortRead), which(which) {
+    name = std::string(this->inner->getName()) + " with an injected fault";
+  }
+  const char *getName() const override { return name.c_str(); }
+  void submit(const std::vector<ReadRequest> &requests) override {
+    std::vector<ReadRequest> pass;
+    for (ReadRequest r : requests) {
+      if (++count == which) {
+        if (!shortRead) {
+          failed.push_back({r.tag, EIO});
+          continue;
+        }
+        r.size = std::max<uint64_t>(r.size / 2 / 4096 * 4096, 4096);
+      }
+      pass.push_back(r);
+    }
+    if (!pass.empty())
+      inner->submit(pass);
+  }
+  size_t poll(std::vector<Completion> &out, bool block) override {
+    if (!failed.empty()) {
+      out.insert(out.end(), failed.begin(), failed.end());
+      size_t n = failed.size();
+      failed.clear();
+      return n;
+    }
+    return inner->poll(out, block);
+  }
+  size_t getPending() const override {
+    return inner->getPending() + failed.size();
+  }
+
+private:
+  std::unique_ptr<IoEngine> inner;
+  bool shortRead;
+  uint64_t which, count = 0;
+  std::vector<Completion> failed;
+  std::string name;
+};
+
+std::unique_ptr<IoEngine> createEngine(EngineKind kind, unsigned depth,
+                                       std::string &error);
+
 } // namespace
 
 std::unique_ptr<IoEngine> IoEngine::create(EngineKind kind, unsigned depth,
                                            std::string &error) {
+  std::unique_ptr<IoEngine> engine = createEngine(kind, depth, error);
+  const char *fault = std::getenv("MOEC_IO_FAULT");
+  if (!engine || !fault || !*fault)
+    return engine;
+  std::string spec(fault);
+  size_t at = spec.find('@');
+  std::string what = spec.substr(0, at);
+  uint64_t which = at == std::string::npos
+                       ? 0
+                       : std::strtoull(spec.c_str() + at + 1, nullptr, 10);
+  if ((what != "eio" && what != "short") || which == 0) {
+    error = "MOEC_IO_FAULT: '" + spec + "' is not eio@N or short@N";
+    return nullptr;
+  }
+  return std::make_unique<FaultInjector>(std::move(engine), what == "short",
+                                         which);
+}
+
+namespace {
+std::unique_ptr<IoEngine> createEngine(EngineKind kind, unsigned depth,
+                                       std::string &error) {
   if (depth == 0)
     depth = 1;
   if (kind != EngineKind::PreadPool) {
@@ -228,5 +302,6 @@ std::unique_ptr<IoEngine> IoEngine::create(EngineKind kind, unsigned depth,
   unsigned threads = std::max(1u, std::min(depth, 8u));
   return std::make_unique<PreadPool>(threads);
 }
+} // namespace
 
 } // namespace moec::io
