@@ -105,10 +105,25 @@ ExpertCache::victim() {
       continue;
     }
     const Entry &b = best->second;
-    bool better = policy == EvictionPolicy::LRU
-                      ? e.lastUse < b.lastUse
-                      : (e.frequency < b.frequency ||
-                         (e.frequency == b.frequency && e.lastUse < b.lastUse));
+    // Layers away until the next visit: the current layer's other experts
+    // are needed by the next token only (layerCount - 1 away), the next
+    // layer's at once (0).
+    auto distance = [&](uint64_t key) -> uint32_t {
+      if (!layerCount)
+        return 0;
+      uint32_t layer = uint32_t(key >> 32) % layerCount;
+      return (layer + layerCount - currentLayer - 1) % layerCount;
+    };
+    bool better;
+    if (policy == EvictionPolicy::LRU) {
+      better = e.lastUse < b.lastUse;
+    } else {
+      uint32_t de = distance(it->first), db = distance(best->first);
+      better = de > db ||
+               (de == db && (e.frequency < b.frequency ||
+                             (e.frequency == b.frequency &&
+                              e.lastUse < b.lastUse)));
+    }
     if (better)
       best = it;
   }

@@ -8,9 +8,12 @@
 // contiguous range does:
 //
 // * LRU: least recently used first;
-// * LFU: least frequently used first, counts halved every `agingPeriod`
-//   lookups so that the cache follows a changing working set (ties: least
-//   recently used).
+// * LFU, layer-aware: a token visits the layers in order, so the experts of
+//   the layer visited last are needed again latest; among the experts of
+//   the layer whose next visit is farthest (given by setCurrentLayer), the
+//   least frequently used first, counts halved every `agingPeriod` lookups
+//   so that the cache follows a changing working set (ties: least recently
+//   used). Without a current layer, plain LFU.
 //
 // Pinned experts (the plan's hot ones) are never evicted. Plain C++, no
 // LLVM, not thread-safe (the runtime's scheduler serialises it).
@@ -57,6 +60,13 @@ public:
   uint8_t *insert(uint32_t layer, uint32_t expert, uint64_t size,
                   std::string &error);
 
+  /// The layer being computed, of `layers`: what the layer-aware policy
+  /// measures the next visit of each layer from.
+  void setCurrentLayer(uint32_t layer, uint32_t layers) {
+    currentLayer = layer;
+    layerCount = layers;
+  }
+
   /// Pinned experts are never evicted (the plan's resident hot experts).
   void pin(uint32_t layer, uint32_t expert, bool pinned);
   /// Experts in use (being computed with, or being read into) are not
@@ -98,6 +108,7 @@ private:
   std::map<uint64_t, uint64_t> freeRanges; // offset -> size
   std::unordered_map<uint64_t, Entry> entries;
   uint64_t used = 0, clock = 0, lookupsSinceAging = 0;
+  uint32_t currentLayer = 0, layerCount = 0;
   CacheStats stats;
 };
 

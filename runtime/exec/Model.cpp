@@ -817,6 +817,7 @@ bool Model::startStreaming(uint64_t cacheBytes, std::string &error) {
   }
   streamer = std::make_unique<stream::ExpertStreamer>(*bundle, streamFd,
                                                       *expertCache, *ioEngine);
+  streamer->setLayerCount(uint32_t(code.info[MOEC_INFO_LAYER_COUNT]));
   moec_rt_context_t &c = *context;
   c.streamer = streamer.get();
   c.cache = expertCache.get();

@@ -64,6 +64,8 @@ bool ExpertStreamer::request(uint32_t layer,
                              std::string &error) {
   // Two passes: the cached and in-flight experts are taken (put in use)
   // first, so that reading the missed ones cannot evict them.
+  if (layerCount)
+    cache.setCurrentLayer(layer, layerCount);
   std::vector<uint32_t> missed;
   for (uint32_t x : experts) {
     auto flying = inFlight.find(key(layer, x));

@@ -51,6 +51,10 @@ public:
   bool request(uint32_t layer, const std::vector<uint32_t> &experts,
                std::vector<ReadyExpert> &ready, std::string &error);
 
+  /// The model's layer count, for the cache's layer-aware eviction; 0:
+  /// unknown.
+  void setLayerCount(uint32_t layers) { layerCount = layers; }
+
   /// Waits for the next missed expert of the last `request`; false when none
   /// is outstanding (then `error` is empty) or a read or checksum failed.
   bool next(ReadyExpert &out, std::string &error);
@@ -85,6 +89,7 @@ private:
   std::map<uint64_t, InFlight> inFlight; // key: layer << 32 | expert
   std::vector<ReadyExpert> finished;
   size_t wantedOutstanding = 0;
+  uint32_t layerCount = 0;
   StreamStats stats;
 };
 

@@ -54,6 +54,37 @@ TEST(ExpertCache, LfuEvictsTheLeastFrequentlyUsed) {
   EXPECT_TRUE(c.contains(0, 0) && c.contains(0, 1) && c.contains(0, 3));
 }
 
+TEST(ExpertCache, LfuEvictsFromTheLayerNeededLatest) {
+  // Three layers, visited 0, 1, 2, 0, ... While layer 1 computes (its
+  // experts for this token in use), layer 2 is needed now, layer 0 by the
+  // next token and layer 1's other experts after that: those go first,
+  // then layer 0's, least used first; layer 2's last.
+  std::string error;
+  ExpertCache c(5 * kBlock, kBlock, EvictionPolicy::LFU, 1000);
+  ASSERT_TRUE(c.insert(0, 7, kBlock, error));
+  ASSERT_TRUE(c.insert(0, 8, kBlock, error));
+  ASSERT_TRUE(c.insert(2, 1, kBlock, error));
+  ASSERT_TRUE(c.insert(1, 3, kBlock, error));
+  ASSERT_TRUE(c.insert(1, 2, kBlock, error));
+  for (int i = 0; i < 5; ++i)
+    c.lookup(0, 7);
+  c.lookup(0, 8);
+  for (int i = 0; i < 9; ++i)
+    c.lookup(1, 3);
+  c.setCurrentLayer(1, 3);
+  c.acquire(1, 2); // this token's expert of layer 1
+  ASSERT_TRUE(c.insert(1, 4, kBlock, error));
+  c.acquire(1, 4);
+  EXPECT_FALSE(c.contains(1, 3)); // popular, but needed latest
+  ASSERT_TRUE(c.insert(1, 5, kBlock, error));
+  c.acquire(1, 5);
+  EXPECT_FALSE(c.contains(0, 8)); // then layer 0, the least used
+  EXPECT_TRUE(c.contains(0, 7) && c.contains(2, 1));
+  ASSERT_TRUE(c.insert(1, 6, kBlock, error));
+  EXPECT_FALSE(c.contains(0, 7));
+  EXPECT_TRUE(c.contains(2, 1)); // needed now: kept
+}
+
 TEST(ExpertCache, LfuAgingForgetsOldPopularity) {
   ExpertCache c(2 * kBlock, kBlock, EvictionPolicy::LFU, /*agingPeriod=*/4);
   put(c, 0);
