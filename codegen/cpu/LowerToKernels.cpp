@@ -325,6 +325,9 @@ private:
   LogicalResult lowerRope(moe::RopeOp op);
   LogicalResult lowerAttention(moe::AttentionOp op);
   LogicalResult lowerRoute(moe::RouteOp op);
+  LogicalResult predictNextLayer(moe::RouteOp op, int64_t layer);
+  /// The layer of the expert bank `op`'s ids are dispatched to.
+  std::optional<int64_t> layerOfRoute(moe::RouteOp op);
   LogicalResult lowerDispatch(moe::DispatchOp op);
   LogicalResult lowerExpertFfn(moe::ExpertFfnOp op);
   LogicalResult lowerCombine(moe::CombineOp op);
@@ -339,7 +342,8 @@ private:
 
   DictionaryAttr modelAttr, layoutAttr, tensors;
   DenseMap<StringRef, DictionaryAttr> banks; // symbol -> layout entry
-  func::FuncOp forward, schedule, barrierFn, acquireFn, releaseFn, routingFn;
+  func::FuncOp forward, schedule, barrierFn, acquireFn, releaseFn, routingFn,
+      predictFn;
   Value logitsResult;
   DenseSet<Operation *> fusedAway;
 
@@ -398,6 +402,10 @@ LogicalResult ScheduleBuilder::run() {
   routingFn = declare("moec_rt_routing",
                       {ptr, b.getI32Type(), b.getI64Type(), b.getI64Type(),
                        b.getI64Type(), b.getI64Type()},
+                      {});
+  predictFn = declare("moec_rt_predict",
+                      {ptr, b.getI32Type(), b.getI64Type(), b.getI64Type(),
+                       b.getI64Type()},
                       {});
 
   // The schedule.
@@ -784,13 +792,7 @@ LogicalResult ScheduleBuilder::lowerRoute(moe::RouteOp op) {
 
   // Thread 0 tells the runtime where each token goes (moec_rt_routing),
   // naming the layer of the expert bank the ids are dispatched to.
-  std::optional<int64_t> layer;
-  for (Operation *user : op.getIds().getUsers())
-    if (auto dispatch = dyn_cast<moe::DispatchOp>(user))
-      for (Operation *consumer : dispatch.getOffsets().getUsers())
-        if (auto ffn = dyn_cast<moe::ExpertFfnOp>(consumer))
-          if (DictionaryAttr entry = banks.lookup(ffn.getExperts()))
-            layer = entry.getAs<IntegerAttr>("layer").getInt();
+  std::optional<int64_t> layer = layerOfRoute(op);
   if (!layer)
     return op.emitOpError("routes to no expert bank of moe.layout");
   access({ids, weights}, {});
@@ -804,6 +806,78 @@ LogicalResult ScheduleBuilder::lowerRoute(moe::RouteOp op) {
                          ValueRange{ctxArg, l, i64(tokenCount), kv,
                                     i64(idx(ids.offset * 4)),
                                     i64(idx(weights.offset * 4))});
+  });
+  return predictNextLayer(op, *layer);
+}
+
+std::optional<int64_t> ScheduleBuilder::layerOfRoute(moe::RouteOp op) {
+  for (Operation *user : op.getIds().getUsers())
+    if (auto dispatch = dyn_cast<moe::DispatchOp>(user))
+      for (Operation *consumer : dispatch.getOffsets().getUsers())
+        if (auto ffn = dyn_cast<moe::ExpertFfnOp>(consumer))
+          if (DictionaryAttr entry = banks.lookup(ffn.getExperts()))
+            return entry.getAs<IntegerAttr>("layer").getInt();
+  return std::nullopt;
+}
+
+/// Pre-gating: the next MoE layer's router applied to this layer's router
+/// input predicts which experts the next layer will want (the hidden state
+/// changes little from one layer to the next), reported to the runtime
+/// (moec_rt_predict) so that it reads them while this layer computes. The
+/// prediction never changes results: only what is read early.
+LogicalResult ScheduleBuilder::predictNextLayer(moe::RouteOp op,
+                                                int64_t /*layer*/) {
+  auto here = op.getLogits().getDefiningOp<qnt::MatmulOp>();
+  if (!here)
+    return success();
+  moe::RouteOp next;
+  for (Operation *o = op->getNextNode(); o && !next; o = o->getNextNode())
+    next = dyn_cast<moe::RouteOp>(o);
+  std::optional<int64_t> nextLayer = next ? layerOfRoute(next) : std::nullopt;
+  if (!next || next.getK() <= 0 || !nextLayer)
+    return success();
+  auto router = next.getLogits().getDefiningOp<qnt::MatmulOp>();
+  if (!router || router.getBias())
+    return success();
+  auto weight = residentOfValue(router, router.getWeights());
+  auto x = bufferOf(here, here.getInput());
+  if (failed(weight) || failed(x))
+    return failure();
+  auto wShape = weightShape(router.getWeights().getType());
+  int64_t experts = wShape.front(), k = next.getK();
+  MatmulSpec spec;
+  spec.format = weight->format;
+  spec.n = experts;
+  spec.k = wShape.back();
+  if (spec.k != cast<ShapedType>(here.getInput().getType()).getShape().back() ||
+      useInt8(spec.format, spec.k) ||
+      failed(checkBlocks(router, spec.format, spec.k)))
+    return success(); // no prediction rather than a wrong one
+  Buffer logits = temporary(options.maxBatch * experts);
+  access({*x}, {logits});
+  call(lib.matmul(spec), {residentArg, idx(weight->offset), scratchF32,
+                          off(*x), scratchF32, off(logits), tokenCount,
+                          threadIdx, threadCount});
+  Buffer ids = temporary(options.maxBatch * k);
+  Buffer weights = temporary(options.maxBatch * k);
+  Buffer probs = temporary(options.maxBatch * experts);
+  access({logits}, {ids, weights, probs});
+  call(lib.route({experts, k, next.getNormalize()}),
+       {scratchF32, off(logits), scratchI32, off(ids), scratchF32,
+        off(weights), scratchF32, off(probs), tokenCount, threadIdx,
+        threadCount});
+  access({ids}, {});
+  onThread0([&] {
+    Value l = arith::ConstantIntOp::create(b, loc, *nextLayer, 32);
+    Value kv = arith::ConstantIntOp::create(b, loc, k, 64);
+    func::CallOp::create(
+        b, loc, predictFn,
+        ValueRange{ctxArg, l,
+                   arith::IndexCastOp::create(b, loc, b.getI64Type(),
+                                              tokenCount),
+                   kv,
+                   arith::IndexCastOp::create(b, loc, b.getI64Type(),
+                                              idx(ids.offset * 4))});
   });
   return success();
 }

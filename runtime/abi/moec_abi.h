@@ -25,7 +25,7 @@ extern "C" {
 #endif
 
 #define MOEC_ABI_VERSION_MAJOR 0
-#define MOEC_ABI_VERSION_MINOR 3
+#define MOEC_ABI_VERSION_MINOR 4
 
 /* The version of the ABI an artifact was compiled against, as the compiler
  * embeds it. */
@@ -153,6 +153,14 @@ void moec_rt_expert_release(moec_rt_context_t *ctx, int32_t layer,
 void moec_rt_routing(moec_rt_context_t *ctx, int32_t layer, int64_t n_tokens,
                      int64_t top_k, int64_t ids_offset,
                      int64_t weights_offset);
+
+/* Defined by the runtime (since 0.4), called by thread 0 only, after a
+ * layer's routing report: a prediction of the experts MoE layer `layer`
+ * (a later one) will route the n_tokens tokens to, top_k per token (i32,
+ * token-major) at byte offset ids_offset of the scratch buffer. The
+ * runtime may read them early; it must not change results. */
+void moec_rt_predict(moec_rt_context_t *ctx, int32_t layer, int64_t n_tokens,
+                     int64_t top_k, int64_t ids_offset);
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -70,6 +70,10 @@ struct moec_rt_context_t {
   std::function<const moec_bundle_expert *(uint32_t, uint32_t)>
       bundleExperts;
   void streamLayer(int32_t layer, const int32_t *ids, int64_t count);
+  void prefetchPredicted(int32_t layer, const int32_t *ids, int64_t count);
+  /// The compiled code predicts layers (moec_rt_predict, ABI 0.4): the
+  /// history-based prediction is not used.
+  bool codePredicts = false;
   int64_t streamedOffset(int32_t layer, int32_t expert);
 
   void fail(std::string message) {
@@ -138,7 +142,8 @@ void moec_rt_context_t::streamLayer(int32_t layer, const int32_t *ids,
     ready[r.expert] = int64_t(r.data - arena);
   // Predict the next layer: the experts it used last call (routing is
   // sticky between neighbouring tokens), read while this layer computes.
-  if (prefetch && l + 1 < layers && !lastUsed[l + 1].empty()) {
+  if (prefetch && !codePredicts && l + 1 < layers &&
+      !lastUsed[l + 1].empty()) {
     predicted[l + 1] = lastUsed[l + 1];
     for (uint32_t e : predicted[l + 1])
       if (!cache->contains(uint32_t(l + 1), e)) {
@@ -153,6 +158,31 @@ void moec_rt_context_t::streamLayer(int32_t layer, const int32_t *ids,
       }
   }
   lastUsed[l] = std::move(experts);
+}
+
+void moec_rt_context_t::prefetchPredicted(int32_t layer, const int32_t *ids,
+                                          int64_t count) {
+  codePredicts = true;
+  if (failed.load() || !prefetch)
+    return;
+  std::set<uint32_t> wanted;
+  for (int64_t i = 0; i < count; ++i)
+    if (ids[i] >= 0 && uint32_t(ids[i]) < expertsPerLayer)
+      wanted.insert(uint32_t(ids[i]));
+  size_t l = size_t(layer);
+  predicted[l].assign(wanted.begin(), wanted.end());
+  prefetchReads[l].clear();
+  for (uint32_t e : predicted[l])
+    if (!cache->contains(uint32_t(layer), e)) {
+      std::string ignored;
+      const moec_bundle_expert *entry = nullptr;
+      // No room (everything in use) only means no prefetch.
+      if (streamer->prefetch(uint32_t(layer), {e}, ignored) &&
+          cache->contains(uint32_t(layer), e) &&
+          (entry = bundleExperts ? bundleExperts(uint32_t(layer), e)
+                                 : nullptr))
+        prefetchReads[l].push_back({e, entry->size});
+    }
 }
 
 int64_t moec_rt_context_t::streamedOffset(int32_t layer, int32_t expert) {
@@ -232,6 +262,26 @@ extern "C" void moec_rt_routing(moec_rt_context_t *ctx, int32_t layer,
     ctx->routingIds.insert(ctx->routingIds.end(), ids + t * topK,
                            ids + (t + 1) * topK);
   }
+}
+
+extern "C" void moec_rt_predict(moec_rt_context_t *ctx, int32_t layer,
+                                int64_t tokens, int64_t topK,
+                                int64_t idsOffset) {
+  if (!ctx->onThreadZero("moec_rt_predict"))
+    return;
+  uint64_t bytes = uint64_t(tokens) * uint64_t(topK) * 4;
+  if (layer < 0 || uint32_t(layer) >= ctx->layers || tokens < 0 ||
+      topK <= 0 || topK > int64_t(ctx->expertsPerLayer) || idsOffset < 0 ||
+      uint64_t(idsOffset) > ctx->scratchBytes ||
+      bytes > ctx->scratchBytes - uint64_t(idsOffset)) {
+    ctx->fail("compiled code reported a prediction outside its buffers "
+              "(layer " + std::to_string(layer) + ")");
+    return;
+  }
+  if (ctx->streamer)
+    ctx->prefetchPredicted(
+        layer, reinterpret_cast<const int32_t *>(ctx->scratch + idsOffset),
+        tokens * topK);
 }
 
 extern "C" void moec_rt_expert_release(moec_rt_context_t *ctx, int32_t layer,
