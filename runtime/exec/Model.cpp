@@ -71,6 +71,14 @@ struct moec_rt_context_t {
       bundleExperts;
   void streamLayer(int32_t layer, const int32_t *ids, int64_t count);
   void prefetchPredicted(int32_t layer, const int32_t *ids, int64_t count);
+  /// Starts reading `experts` of `layer` that are not cached, recording
+  /// them as that layer's prediction.
+  void prefetchExperts(uint32_t layer, std::vector<uint32_t> experts);
+  /// Whether [offset, offset + bytes) lies inside the scratch buffer.
+  bool inScratch(int64_t offset, uint64_t bytes) const {
+    return offset >= 0 && uint64_t(offset) <= scratchBytes &&
+           bytes <= scratchBytes - uint64_t(offset);
+  }
   /// The compiled code predicts layers (moec_rt_predict, ABI 0.4): the
   /// history-based prediction is not used.
   bool codePredicts = false;
@@ -143,20 +151,8 @@ void moec_rt_context_t::streamLayer(int32_t layer, const int32_t *ids,
   // Predict the next layer: the experts it used last call (routing is
   // sticky between neighbouring tokens), read while this layer computes.
   if (prefetch && !codePredicts && l + 1 < layers &&
-      !lastUsed[l + 1].empty()) {
-    predicted[l + 1] = lastUsed[l + 1];
-    for (uint32_t e : predicted[l + 1])
-      if (!cache->contains(uint32_t(l + 1), e)) {
-        const moec_bundle_expert *entry = nullptr;
-        std::string ignored;
-        // No room (everything in use) only means no prefetch.
-        if (streamer->prefetch(uint32_t(l + 1), {e}, ignored) &&
-            cache->contains(uint32_t(l + 1), e) &&
-            (entry = bundleExperts ? bundleExperts(uint32_t(l + 1), e)
-                                   : nullptr))
-          prefetchReads[l + 1].push_back({e, entry->size});
-      }
-  }
+      !lastUsed[l + 1].empty())
+    prefetchExperts(uint32_t(l + 1), lastUsed[l + 1]);
   lastUsed[l] = std::move(experts);
 }
 
@@ -169,18 +165,23 @@ void moec_rt_context_t::prefetchPredicted(int32_t layer, const int32_t *ids,
   for (int64_t i = 0; i < count; ++i)
     if (ids[i] >= 0 && uint32_t(ids[i]) < expertsPerLayer)
       wanted.insert(uint32_t(ids[i]));
-  size_t l = size_t(layer);
-  predicted[l].assign(wanted.begin(), wanted.end());
+  prefetchExperts(uint32_t(layer),
+                  std::vector<uint32_t>(wanted.begin(), wanted.end()));
+}
+
+void moec_rt_context_t::prefetchExperts(uint32_t layer,
+                                        std::vector<uint32_t> experts) {
+  size_t l = layer;
+  predicted[l] = std::move(experts);
   prefetchReads[l].clear();
   for (uint32_t e : predicted[l])
-    if (!cache->contains(uint32_t(layer), e)) {
+    if (!cache->contains(layer, e)) {
       std::string ignored;
       const moec_bundle_expert *entry = nullptr;
       // No room (everything in use) only means no prefetch.
-      if (streamer->prefetch(uint32_t(layer), {e}, ignored) &&
-          cache->contains(uint32_t(layer), e) &&
-          (entry = bundleExperts ? bundleExperts(uint32_t(layer), e)
-                                 : nullptr))
+      if (streamer->prefetch(layer, {e}, ignored) &&
+          cache->contains(layer, e) &&
+          (entry = bundleExperts ? bundleExperts(layer, e) : nullptr))
         prefetchReads[l].push_back({e, entry->size});
     }
 }
@@ -238,13 +239,10 @@ extern "C" void moec_rt_routing(moec_rt_context_t *ctx, int32_t layer,
   if (!ctx->onThreadZero("moec_rt_routing"))
     return;
   uint64_t bytes = uint64_t(tokens) * uint64_t(topK) * 4;
-  auto inside = [&](int64_t offset) {
-    return offset >= 0 && uint64_t(offset) <= ctx->scratchBytes &&
-           bytes <= ctx->scratchBytes - uint64_t(offset);
-  };
   if (layer < 0 || uint32_t(layer) >= ctx->layers || tokens < 0 ||
       topK <= 0 || topK > int64_t(ctx->expertsPerLayer) ||
-      !inside(idsOffset) || !inside(weightsOffset)) {
+      !ctx->inScratch(idsOffset, bytes) ||
+      !ctx->inScratch(weightsOffset, bytes)) {
     ctx->fail("compiled code reported routing outside its buffers (layer " +
               std::to_string(layer) + ", " + std::to_string(tokens) +
               " tokens, top-" + std::to_string(topK) + ")");
@@ -271,9 +269,8 @@ extern "C" void moec_rt_predict(moec_rt_context_t *ctx, int32_t layer,
     return;
   uint64_t bytes = uint64_t(tokens) * uint64_t(topK) * 4;
   if (layer < 0 || uint32_t(layer) >= ctx->layers || tokens < 0 ||
-      topK <= 0 || topK > int64_t(ctx->expertsPerLayer) || idsOffset < 0 ||
-      uint64_t(idsOffset) > ctx->scratchBytes ||
-      bytes > ctx->scratchBytes - uint64_t(idsOffset)) {
+      topK <= 0 || topK > int64_t(ctx->expertsPerLayer) ||
+      !ctx->inScratch(idsOffset, bytes)) {
     ctx->fail("compiled code reported a prediction outside its buffers "
               "(layer " + std::to_string(layer) + ")");
     return;

@@ -195,6 +195,17 @@ size_t contraction(const PieceCursor &p, size_t pos, bool fold) {
   return 0;
 }
 
+/// Both splitters' last alternatives at `pos`, where `spaces` white-space
+/// code points start: '\s+(?!\S)' (all but the last, when more follows),
+/// '\s+', or one code point nothing matched.
+void splitSpaces(PieceCursor &p, size_t &pos, size_t spaces) {
+  if (spaces > 1 && p.cpt(pos + spaces) != PieceCursor::kOutOfRange)
+    pos += spaces - 1;
+  else
+    pos += spaces > 0 ? spaces : 1;
+  p.add(pos);
+}
+
 /// GPT-2's pattern (kGpt2, with a final \s+) as llama.cpp's code runs it.
 void splitGpt2(const std::vector<uint32_t> &cpts, size_t begin, size_t end,
                Pieces &out) {
@@ -224,17 +235,7 @@ void splitGpt2(const std::vector<uint32_t> &cpts, size_t begin, size_t end,
     size_t spaces = 0;
     while (p.flags(pos + spaces).space)
       ++spaces;
-    if (spaces > 1 && p.cpt(pos + spaces) != PieceCursor::kOutOfRange) {
-      pos += spaces - 1; // '\s+(?!\S)'
-      p.add(pos);
-      continue;
-    }
-    if (spaces > 0) { // '\s+'
-      pos += spaces;
-      p.add(pos);
-      continue;
-    }
-    p.add(++pos);
+    splitSpaces(p, pos, spaces);
   }
 }
 
@@ -293,17 +294,7 @@ void splitLlama3(const std::vector<uint32_t> &cpts, size_t begin, size_t end,
       p.add(pos);
       continue;
     }
-    if (spaces > 1 && p.cpt(pos + spaces) != PieceCursor::kOutOfRange) {
-      pos += spaces - 1; // '\s+(?!\S)'
-      p.add(pos);
-      continue;
-    }
-    if (spaces > 0) { // '\s+'
-      pos += spaces;
-      p.add(pos);
-      continue;
-    }
-    p.add(++pos);
+    splitSpaces(p, pos, spaces);
   }
 }
 

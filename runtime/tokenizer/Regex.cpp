@@ -320,44 +320,46 @@ private:
     }
   }
 
+  /// One character of a class, or an escape (which may stand for a class).
+  bool parseClassAtom(std::vector<SymbolRange> &out) {
+    if (peek() != '\\') {
+      out.push_back({text[pos], text[pos]});
+      ++pos;
+      return true;
+    }
+    ++pos;
+    return parseEscape(out);
+  }
+
   int parseClass() {
     bool negate = peek() == '^';
     if (negate)
       ++pos;
     std::vector<SymbolRange> ranges;
     // ECMAScript: ']' always closes ("[]" is the empty class).
+    auto single = [](const std::vector<SymbolRange> &item) {
+      return item.size() == 1 && item[0].first == item[0].second;
+    };
     while (!atEnd() && peek() != ']') {
       // One item: a class escape, or a character possibly starting a range.
-      uint32_t lo;
-      if (peek() == '\\') {
-        ++pos;
-        std::vector<SymbolRange> item;
-        if (!parseEscape(item))
-          return -1;
-        if (item.size() != 1 || item[0].first != item[0].second) {
-          ranges.insert(ranges.end(), item.begin(), item.end());
-          continue;
-        }
-        lo = item[0].first;
-      } else {
-        lo = text[pos++];
+      std::vector<SymbolRange> item;
+      if (!parseClassAtom(item))
+        return -1;
+      if (!single(item)) {
+        ranges.insert(ranges.end(), item.begin(), item.end());
+        continue;
       }
-      uint32_t hi = lo;
+      uint32_t lo = item[0].first, hi = lo;
       if (peek() == '-' && peek(1) != ']' && pos + 1 < text.size()) {
         ++pos;
-        if (peek() == '\\') {
-          ++pos;
-          std::vector<SymbolRange> item;
-          if (!parseEscape(item))
-            return -1;
-          if (item.size() != 1 || item[0].first != item[0].second) {
-            fail("a class escape cannot end a range");
-            return -1;
-          }
-          hi = item[0].first;
-        } else {
-          hi = text[pos++];
+        std::vector<SymbolRange> end;
+        if (!parseClassAtom(end))
+          return -1;
+        if (!single(end)) {
+          fail("a class escape cannot end a range");
+          return -1;
         }
+        hi = end[0].first;
         if (hi < lo) {
           fail("range out of order in a class");
           return -1;
