@@ -51,6 +51,7 @@ struct PhaseName {
   const char *name;
 };
 constexpr PhaseName kPhases[] = {{Phase::Input, "input"},
+                                 {Phase::Compress, "compress"},
                                  {Phase::Plan, "plan"},
                                  {Phase::Codegen, "codegen"},
                                  {Phase::LLVM, "llvm"},
@@ -116,11 +117,17 @@ Compilation::Compilation(CompileOptions options)
                        mlir::LLVM::LLVMDialect>();
 }
 
-Compilation::~Compilation() = default;
+Compilation::~Compilation() {
+  if (!scratchFile.empty()) {
+    store.reset();
+    sys::fs::remove(scratchFile);
+  }
+}
 
 Error Compilation::runUntil(Phase last) {
   using Step = Error (Compilation::*)();
-  const Step steps[] = {&Compilation::runInput, &Compilation::runPlan,
+  const Step steps[] = {&Compilation::runInput, &Compilation::runCompress,
+                        &Compilation::runPlan,
                         &Compilation::runCodegen, &Compilation::runLLVM};
   int target = std::min(int(last), int(Phase::LLVM));
   for (int p = done + 1; p <= target; ++p) {
@@ -141,6 +148,10 @@ Error Compilation::runInput() {
   store = std::move(*s);
   for (const std::string &f : store->getFiles())
     inputs.insert(f);
+  return importStore();
+}
+
+Error Compilation::importStore() {
   DiagnosticCollector diagnostics(*context);
   Expected<mlir::OwningOpRef<mlir::ModuleOp>> m =
       importer::importModel(*context, *store, options.contextLength);
@@ -148,6 +159,59 @@ Error Compilation::runInput() {
     return m.takeError();
   module = std::move(*m);
   return Error::success();
+}
+
+Error Compilation::runCompress() {
+  if (!options.compress)
+    return Error::success();
+  auto say = [&](const Twine &what) {
+    if (options.progress)
+      errs() << "moec: " << what << "\n";
+  };
+  Expected<compress::CompressionPlan> plan =
+      compress::planCompression(*store, *options.compress);
+  if (!plan)
+    return plan.takeError();
+  for (const std::string &w : plan->warnings)
+    WithColor::warning(errs(), "moec") << w << "\n";
+  std::string path = options.compressedPath;
+  if (path.empty()) {
+    SmallString<256> model;
+    std::error_code ec =
+        options.scratchDirectory.empty()
+            ? sys::fs::createTemporaryFile("moec-compressed", "gguf", model)
+            : sys::fs::createUniqueFile(options.scratchDirectory +
+                                            "/moec-compressed-%%%%%%.gguf",
+                                        model);
+    if (ec)
+      return makeError("compress: cannot create a temporary file: " +
+                       ec.message());
+    path = scratchFile = model.str().str();
+  }
+  say("compressing " + Twine(store->getTensors().size()) + " tensors into " +
+      path);
+  for (const std::string &line : plan->summary())
+    say("  " + line);
+  bool terminal = options.progress && sys::Process::StandardErrIsDisplayed();
+  auto progress = [&](uint64_t doneBytes, uint64_t total) {
+    if (terminal)
+      errs() << format("\rmoec: compress %3.0f%%   ",
+                       100.0 * double(doneBytes) / double(total ? total : 1));
+  };
+  if (Error e = compress::writeCompressedGguf(*store, *plan, *options.compress,
+                                              path, progress))
+    return e;
+  if (terminal)
+    errs() << "\r";
+  // The rest of the pipeline reads the compressed model as any other.
+  module = nullptr;
+  store.reset();
+  Expected<std::unique_ptr<model::WeightStore>> s =
+      model::WeightStore::open(path);
+  if (!s)
+    return s.takeError();
+  store = std::move(*s);
+  return importStore();
 }
 
 Error Compilation::runPlan() {
@@ -264,6 +328,7 @@ Error Compilation::verifyContract(Phase after) {
   };
   switch (after) {
   case Phase::Input:
+  case Phase::Compress:
     if (!m.lookupSymbol<mlir::func::FuncOp>("forward"))
       return broken("the module has no @forward");
     return Error::success();

@@ -3,6 +3,8 @@
 // One MLIR module flows through named phases (design contract, "Pipeline"):
 //
 //   input    the model imported into moe + qnt + upstream IR
+//   compress the weights re-encoded into the chosen formats (a GGUF file
+//            the rest of the pipeline reads) and the model imported again
 //   plan     + moe.plan (what stays resident) and moe.layout (where every
 //            weight lies in the bundle, which compiled code addresses)
 //   codegen  kernels (scf + vector on memrefs) and the forward schedule
@@ -11,7 +13,7 @@
 //
 // Each phase ends by verifying the contract of the next, so that a broken
 // phase fails where it broke rather than as a confusing error later.
-// Compression (quantizing under a size budget) and a separate fusion phase
+// The size-budget allocator of compression and a separate fusion phase
 // arrive with their issues; codegen fuses what this backend fuses.
 //
 //===----------------------------------------------------------------------===//
@@ -19,6 +21,7 @@
 #ifndef MOEC_COMPILER_DRIVER_COMPILER_H
 #define MOEC_COMPILER_DRIVER_COMPILER_H
 
+#include "compiler/compress/Compress.h"
 #include "compiler/emit/BundleWriter.h"
 #include "compiler/model/WeightStore.h"
 #include "compiler/plan/Plan.h"
@@ -37,11 +40,11 @@
 
 namespace moec::driver {
 
-enum class Phase { Input, Plan, Codegen, LLVM, Emit };
+enum class Phase { Input, Compress, Plan, Codegen, LLVM, Emit };
 
 std::optional<Phase> parsePhase(llvm::StringRef name);
 llvm::StringRef getPhaseName(Phase phase);
-/// "input, plan, codegen, llvm, emit".
+/// "input, compress, plan, codegen, llvm, emit".
 std::string phaseNames();
 
 struct CompileOptions {
@@ -59,6 +62,12 @@ struct CompileOptions {
   std::string calibrationPath;
   /// Progress lines on standard error (a terminal) or none.
   bool progress = false;
+  /// Formats to re-encode the weights into; std::nullopt: as they are.
+  std::optional<compress::CompressOptions> compress;
+  /// Where the compress phase writes its GGUF; empty: a temporary file in
+  /// `scratchDirectory` (the system's when empty), removed at the end.
+  std::string compressedPath;
+  std::string scratchDirectory;
 };
 
 /// A model on its way through the pipeline.
@@ -82,6 +91,8 @@ public:
 
 private:
   llvm::Error runInput();
+  llvm::Error runCompress();
+  llvm::Error importStore();
   llvm::Error runPlan();
   llvm::Error runCodegen();
   llvm::Error runLLVM();
@@ -95,6 +106,8 @@ private:
   std::optional<emit::BundleLayout> layout;
   std::optional<plan::RoutingCounts> calibration;
   std::set<std::string> inputs;
+  /// The compress phase's temporary GGUF, removed with the compilation.
+  std::string scratchFile;
   int done = -1; // the last phase run
 };
 

@@ -1,6 +1,7 @@
 //===- ModelConfig.cpp - MoE model families and hyper-parameters ----------===//
 
 #include "compiler/model/ModelConfig.h"
+#include "compiler/gguf/GgufWriter.h"
 
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/raw_ostream.h"
@@ -509,4 +510,36 @@ Expected<ModelConfig> moec::model::readHfConfig(const json::Object &json,
   if (Error e = c.validate(source))
     return std::move(e);
   return c;
+}
+
+void moec::model::writeGgufConfig(const ModelConfig &c, StringRef name,
+                                  gguf::GgufWriter &writer) {
+  std::string p = c.family->ggufArch.str() + ".";
+  auto u32 = [&](StringRef key, int64_t v) {
+    writer.setMetadata(p + key.str(),
+                       gguf::WriteValue::u32(static_cast<uint32_t>(v)));
+  };
+  writer.setMetadata("general.architecture",
+                     gguf::WriteValue::str(c.family->ggufArch.str()));
+  writer.setMetadata("general.name", gguf::WriteValue::str(name.str()));
+  u32("context_length", c.contextLength);
+  u32("embedding_length", c.hiddenSize);
+  u32("block_count", c.numLayers);
+  u32("feed_forward_length", c.expertFfnSize);
+  u32("expert_feed_forward_length", c.expertFfnSize);
+  if (c.family->sharedExpert)
+    u32("expert_shared_feed_forward_length", c.sharedExpertFfnSize);
+  u32("attention.head_count", c.numHeads);
+  u32("attention.head_count_kv", c.numKvHeads);
+  u32("attention.key_length", c.headDim);
+  u32("attention.value_length", c.headDim);
+  u32("expert_count", c.numExperts);
+  u32("expert_used_count", c.numExpertsUsed);
+  u32("vocab_size", c.vocabSize);
+  writer.setMetadata(p + "attention.layer_norm_rms_epsilon",
+                     gguf::WriteValue::f32(static_cast<float>(c.rmsNormEps)));
+  writer.setMetadata(p + "rope.freq_base",
+                     gguf::WriteValue::f32(static_cast<float>(c.ropeTheta)));
+  writer.setMetadata(p + "expert_weights_norm",
+                     gguf::WriteValue::boolean(c.normTopK));
 }

@@ -22,6 +22,10 @@
 #include <string>
 #include <vector>
 
+namespace moec::gguf {
+class GgufWriter;
+}
+
 namespace moec::model {
 
 enum class Family { Qwen3Moe, Qwen2Moe, Mixtral, Olmoe };
@@ -125,6 +129,11 @@ struct ModelConfig {
 /// Reads a model's configuration from GGUF metadata and checks it against the
 /// shapes of its tensors (messages name the file and the key or tensor).
 llvm::Expected<ModelConfig> readGgufConfig(const gguf::GgufFile &file);
+
+/// The inverse of readGgufConfig: sets general.architecture, general.name
+/// and the family's hyper-parameter keys on `writer`.
+void writeGgufConfig(const ModelConfig &config, llvm::StringRef name,
+                     gguf::GgufWriter &writer);
 
 /// A tensor of a model in its role, with the name GGUF gives it.
 struct TensorRole {

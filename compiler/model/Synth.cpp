@@ -301,35 +301,9 @@ Error moec::model::writeSynthGguf(const SynthOptions &o, StringRef path,
   if (Error e = c.validate("moec synth"))
     return e;
 
-  std::string p = c.family->ggufArch.str() + ".";
-  auto u32 = [&](StringRef key, int64_t v) {
-    writer.setMetadata(p + key.str(), gguf::WriteValue::u32(static_cast<uint32_t>(v)));
-  };
-  writer.setMetadata("general.architecture",
-                     gguf::WriteValue::str(c.family->ggufArch.str()));
-  writer.setMetadata("general.name",
-                     gguf::WriteValue::str("moec synth " + c.family->name.str() +
-                                           " seed " + std::to_string(o.seed)));
-  u32("context_length", c.contextLength);
-  u32("embedding_length", c.hiddenSize);
-  u32("block_count", c.numLayers);
-  u32("feed_forward_length", c.expertFfnSize);
-  u32("expert_feed_forward_length", c.expertFfnSize);
-  if (c.family->sharedExpert)
-    u32("expert_shared_feed_forward_length", c.sharedExpertFfnSize);
-  u32("attention.head_count", c.numHeads);
-  u32("attention.head_count_kv", c.numKvHeads);
-  u32("attention.key_length", c.headDim);
-  u32("attention.value_length", c.headDim);
-  u32("expert_count", c.numExperts);
-  u32("expert_used_count", c.numExpertsUsed);
-  u32("vocab_size", c.vocabSize);
-  writer.setMetadata(p + "attention.layer_norm_rms_epsilon",
-                     gguf::WriteValue::f32(static_cast<float>(c.rmsNormEps)));
-  writer.setMetadata(p + "rope.freq_base",
-                     gguf::WriteValue::f32(static_cast<float>(c.ropeTheta)));
-  writer.setMetadata(p + "expert_weights_norm",
-                     gguf::WriteValue::boolean(c.normTopK));
+  writeGgufConfig(c, "moec synth " + c.family->name.str() + " seed " +
+                         std::to_string(o.seed),
+                  writer);
   if (vocabulary)
     for (const gguf::KeyValue &kv : vocabulary->getMetadata())
       if (kv.key.starts_with("tokenizer."))

@@ -42,6 +42,10 @@ def main():
     p.add_argument("--family", required=True,
                    help="the family to synthesize, or the name of --model's")
     p.add_argument("--model", help="compile this GGUF instead of a synthesized one")
+    p.add_argument("--compressed-reference", action="store_true",
+                   help="run the reference on the GGUF that --compile-args' "
+                        "compression flags make (moec --emit=gguf), not on "
+                        "the source model")
     p.add_argument("--synth-args", default="",
                    help="extra moec synth arguments, space-separated")
     p.add_argument("--target", default="host")
@@ -92,7 +96,13 @@ def main():
 
     ref_path = os.path.join(a.workdir, "reference.f32")
     sequence = prompt + generated[:-1]
-    run([a.reference, model, "--tokens", ",".join(map(str, sequence)), "-o",
+    reference_model = model
+    if a.compressed_reference:
+        reference_model = os.path.join(a.workdir, "compressed.gguf")
+        run([a.moec, model, "--quiet", "--emit=gguf", "-o", reference_model] +
+            [f for f in a.compile_args.split()
+             if not f.startswith("--activations")])
+    run([a.reference, reference_model, "--tokens", ",".join(map(str, sequence)), "-o",
          ref_path])
     ref = np.fromfile(ref_path, dtype=np.float32).reshape(rows, vocab)
 

@@ -11,6 +11,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "compiler/compress/Compress.h"
 #include "compiler/driver/Compiler.h"
 #include "compiler/gguf/GgufFile.h"
 #include "compiler/import/Importer.h"
@@ -232,6 +233,56 @@ cl::opt<bool> compileQuiet("quiet", cl::desc("No progress messages"),
 cl::opt<bool> listTargets("list-targets",
                           cl::desc("Describe the targets and exit"),
                           cl::sub(cl::SubCommand::getTopLevel()));
+cl::OptionCategory compressCategory(
+    "moec compression options (the compress phase)");
+cl::opt<std::string> compressAll(
+    "quantize",
+    cl::desc("Format of every matrix (experts, attention, shared experts, "
+             "embedding, output): q8_0, q6_k, q4_k, ..."),
+    cl::value_desc("format"), cl::sub(cl::SubCommand::getTopLevel()),
+    cl::cat(compressCategory));
+cl::opt<std::string> compressExperts(
+    "quantize-experts", cl::desc("Format of the routed experts"),
+    cl::value_desc("format"), cl::sub(cl::SubCommand::getTopLevel()),
+    cl::cat(compressCategory));
+cl::opt<std::string> compressDense(
+    "quantize-attention",
+    cl::desc("Format of the attention and shared-expert projections"),
+    cl::value_desc("format"), cl::sub(cl::SubCommand::getTopLevel()),
+    cl::cat(compressCategory));
+cl::opt<std::string> compressEmbedding(
+    "quantize-embedding", cl::desc("Format of the token embedding"),
+    cl::value_desc("format"), cl::sub(cl::SubCommand::getTopLevel()),
+    cl::cat(compressCategory));
+cl::opt<std::string> compressOutput(
+    "quantize-output", cl::desc("Format of the output projection"),
+    cl::value_desc("format"), cl::sub(cl::SubCommand::getTopLevel()),
+    cl::cat(compressCategory));
+cl::opt<std::string> compressFormatsFrom(
+    "formats-from",
+    cl::desc("Give each tensor the type it has in this GGUF (a llama.cpp "
+             "preset of the same model, say); over the --quantize flags"),
+    cl::value_desc("file.gguf"), cl::sub(cl::SubCommand::getTopLevel()),
+    cl::cat(compressCategory));
+cl::opt<std::string> compressRounding(
+    "rounding", cl::init("nearest"),
+    cl::desc("How values are rounded: nearest or importance"),
+    cl::sub(cl::SubCommand::getTopLevel()), cl::cat(compressCategory));
+cl::opt<bool> compressAllowRequantize(
+    "allow-requantize",
+    cl::desc("Re-quantize tensors that are already quantized in another "
+             "format"),
+    cl::sub(cl::SubCommand::getTopLevel()), cl::cat(compressCategory));
+cl::opt<unsigned> compressThreads(
+    "compress-threads", cl::init(0),
+    cl::desc("Compression threads (default: all cores)"),
+    cl::sub(cl::SubCommand::getTopLevel()), cl::cat(compressCategory));
+cl::opt<std::string> compileEmit(
+    "emit", cl::init("bundle"),
+    cl::desc("What -o gets: bundle (a directory: model.moeb, libmodel.a, "
+             "model.h, model-run) or gguf (the compressed model as one GGUF "
+             "file for llama.cpp)"),
+    cl::sub(cl::SubCommand::getTopLevel()));
 cl::opt<std::string> compileOutput("o", cl::desc("Output"),
                                    cl::value_desc("path"),
                                    cl::sub(cl::SubCommand::getTopLevel()));
@@ -713,7 +764,85 @@ int runCompile() {
                 compileActivations + "'");
   options.progress = !compileQuiet;
 
+  // Compression.
+  if (compileEmit != "bundle" && compileEmit != "gguf")
+    return fail("--emit: expected bundle or gguf, got '" + compileEmit + "'");
+  bool emitGguf = compileEmit == "gguf";
+  compress::CompressOptions compression;
+  bool compressing = emitGguf;
+  auto formatFlag = [&](cl::opt<std::string> &flag,
+                        std::optional<gguf::GgmlType> &into) -> bool {
+    if (flag.empty())
+      return true;
+    std::optional<gguf::GgmlType> type = gguf::parseGgmlTypeName(flag);
+    if (!type || !gguf::getGgmlTypeInfo(*type).computeSupported) {
+      fail("--" + flag.ArgStr + ": unknown format '" + flag +
+           "' (supported: " + gguf::computeSupportedGgmlTypeNames() + ")");
+      return false;
+    }
+    into = *type;
+    compressing = true;
+    return true;
+  };
+  std::optional<gguf::GgmlType> all;
+  if (!formatFlag(compressAll, all))
+    return 1;
+  compression.expertsType = compression.denseType = compression.embeddingType =
+      compression.outputType = all;
+  if (!formatFlag(compressExperts, compression.expertsType) ||
+      !formatFlag(compressDense, compression.denseType) ||
+      !formatFlag(compressEmbedding, compression.embeddingType) ||
+      !formatFlag(compressOutput, compression.outputType))
+    return 1;
+  if (!compressFormatsFrom.empty()) {
+    Expected<std::unique_ptr<gguf::GgufFile>> preset =
+        gguf::GgufFile::open(compressFormatsFrom);
+    if (!preset)
+      return fail("--formats-from: " + toString(preset.takeError()));
+    for (const gguf::TensorInfo &t : (*preset)->getTensors())
+      compression.tensorTypes[t.name] = t.type.type;
+    compressing = true;
+  }
+  std::optional<compress::Rounding> rounding =
+      compress::parseRounding(compressRounding);
+  if (!rounding)
+    return fail("--rounding: expected nearest or importance, got '" +
+                compressRounding + "'");
+  compression.rounding = *rounding;
+  compression.allowRequantize = compressAllowRequantize;
+  compression.threads = compressThreads;
+  if (compressing)
+    options.compress = compression;
+  if (emitGguf) {
+    if (*phase != driver::Phase::Emit)
+      return fail("--emit=gguf writes the compressed model; it does not "
+                  "combine with --compile-to");
+    if (compileOutput.empty())
+      return fail("-o: the output file (.gguf) is required");
+    options.compressedPath = compileOutput;
+  } else if (!compileOutput.empty() && *phase == driver::Phase::Emit) {
+    // The compressed model's temporary GGUF goes beside the output, on the
+    // disk that holds the bundle, not in a RAM-backed /tmp.
+    SmallString<256> parent(compileOutput);
+    sys::fs::make_absolute(parent);
+    sys::path::remove_filename(parent);
+    options.scratchDirectory = parent.str().str();
+  }
+
   driver::Compilation compilation(std::move(options));
+  if (emitGguf) {
+    if (Error e = compilation.runUntil(driver::Phase::Compress))
+      return fail(std::move(e));
+    if (!compileDepfile.empty())
+      if (Error e = writeFileAtomically(compileDepfile, [&](raw_ostream &os) {
+            os << compileOutput << ":";
+            for (const std::string &input : compilation.getInputs())
+              os << " \\\n  " << input;
+            os << "\n";
+          }))
+        return fail(std::move(e));
+    return 0;
+  }
   if (*phase != driver::Phase::Emit) {
     if (Error e = compilation.runUntil(*phase))
       return fail(std::move(e));
@@ -750,7 +879,7 @@ int runCompile() {
 
 int main(int argc, char **argv) {
   InitLLVM init(argc, argv);
-  cl::HideUnrelatedOptions({&synthCategory});
+  cl::HideUnrelatedOptions({&synthCategory, &compressCategory});
   cl::ParseCommandLineOptions(
       argc, argv,
       "moec: compile Mixture-of-Experts models for small devices\n\n"
@@ -758,7 +887,8 @@ int main(int argc, char **argv) {
       "  moec synth --family=F [--preset=tiny|bench] [sizes] [types] -o FILE\n"
       "  moec tokenize --model FILE.gguf [--bos] < text\n"
       "  moec bundle MODEL [--target=T] [--memory-budget=SIZE] -o model.moeb\n"
-      "  moec MODEL [--target=T] -o OUT_DIR\n"
+      "  moec MODEL [--target=T] [--quantize=FORMAT ...] -o OUT_DIR\n"
+      "  moec MODEL --quantize=FORMAT ... --emit=gguf -o FILE.gguf\n"
       "  moec MODEL --compile-to=PHASE [-o FILE]\n");
   if (inspectCommand)
     return runInspect();

@@ -26,24 +26,37 @@ using ::testing::HasSubstr;
 
 namespace {
 
-std::string writeBundle() {
+/// A bundle in its own directory under /var/tmp (where O_DIRECT works;
+/// /tmp may be tmpfs), removed with the object.
+struct TempBundle {
+  SmallString<128> dir;
+  std::string path;
+  ~TempBundle() {
+    if (!dir.empty())
+      sys::fs::remove_directories(dir);
+  }
+};
+
+void writeBundle(TempBundle &b) {
   model::SynthOptions o;
   model::applyPreset("tiny", *model::lookupFamilyByName("qwen3moe"), o);
   o.expertsType = gguf::GgmlType::Q4_0;
-  SmallString<128> dir;
+  SmallString<128> &dir = b.dir;
   EXPECT_FALSE(sys::fs::createUniqueDirectory("/var/tmp/moec-stream", dir));
   std::string gguf = (dir + "/m.gguf").str(), out = (dir + "/m.moeb").str();
+  b.path = out;
   EXPECT_FALSE(errorToBool(model::writeSynthGguf(o, gguf)));
   auto store = model::WeightStore::open(gguf);
   EXPECT_TRUE(bool(store));
   EXPECT_FALSE(errorToBool(emit::writeBundle(**store, out, {4096})));
-  return out;
 }
 
 class Streaming : public ::testing::TestWithParam<io::EngineKind> {};
 
 TEST_P(Streaming, MissesHitsPrefetchesAndEviction) {
-  std::string path = writeBundle(), error;
+  TempBundle temp;
+  writeBundle(temp);
+  std::string path = temp.path, error;
   auto bundle = bundle::Bundle::open(path, error);
   ASSERT_TRUE(bundle) << error;
   bool direct = false;
@@ -110,7 +123,9 @@ TEST_P(Streaming, MissesHitsPrefetchesAndEviction) {
 }
 
 TEST_P(Streaming, CorruptExtentIsReportedByOffset) {
-  std::string path = writeBundle(), error;
+  TempBundle temp;
+  writeBundle(temp);
+  std::string path = temp.path, error;
   auto bundle = bundle::Bundle::open(path, error);
   ASSERT_TRUE(bundle) << error;
   const moec_bundle_expert *e = bundle->findExpert(1, 6);

@@ -1,0 +1,404 @@
+//===- Compress.cpp - The compress phase: weights into chosen formats -----===//
+
+#include "compiler/compress/Compress.h"
+#include "compiler/gguf/GgufFile.h"
+#include "compiler/gguf/GgufWriter.h"
+#include "compiler/quant/Dequantize.h"
+#include "compiler/quant/Quantize.h"
+
+#include "llvm/ADT/StringExtras.h"
+#include "llvm/Support/Format.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <algorithm>
+#include <map>
+#include <cstring>
+#include <thread>
+
+using namespace llvm;
+using namespace moec;
+using namespace moec::compress;
+using gguf::GgmlType;
+using model::StoredTensor;
+using model::TensorRole;
+
+std::optional<Rounding> moec::compress::parseRounding(StringRef name) {
+  if (name == "nearest")
+    return Rounding::Nearest;
+  if (name == "importance")
+    return Rounding::Importance;
+  return std::nullopt;
+}
+
+TensorClass moec::compress::classify(const StoredTensor &t) {
+  if (!t.role || t.dims.size() < 2)
+    return TensorClass::Kept;
+  switch (t.role->kind) {
+  case TensorRole::TokenEmbedding:
+    return TensorClass::Embedding;
+  case TensorRole::Output:
+    return TensorClass::Output;
+  case TensorRole::ExpertGate:
+  case TensorRole::ExpertUp:
+  case TensorRole::ExpertDown:
+    return TensorClass::Experts;
+  case TensorRole::AttnQ:
+  case TensorRole::AttnK:
+  case TensorRole::AttnV:
+  case TensorRole::AttnOutput:
+  case TensorRole::SharedGate:
+  case TensorRole::SharedUp:
+  case TensorRole::SharedDown:
+    return TensorClass::Dense;
+  default:
+    // Norms, biases, the router and the shared expert's input gate: small,
+    // and the router decides which experts run at all.
+    return TensorClass::Kept;
+  }
+}
+
+double moec::compress::bitsPerWeight(GgmlType type) {
+  gguf::GgmlTypeInfo info = gguf::getGgmlTypeInfo(type);
+  return 8.0 * info.blockBytes / info.blockSize;
+}
+
+namespace {
+
+bool isFloat(GgmlType t) {
+  return t == GgmlType::F32 || t == GgmlType::F16 || t == GgmlType::BF16;
+}
+
+/// Whether rows of `type` can be written: floats, or a quantizer exists.
+bool isWritable(GgmlType t) {
+  return t == GgmlType::F32 || quant::canQuantize(t);
+}
+
+/// llama.cpp's fallback when a row does not divide into k-quant blocks: a
+/// 32-element format of at least the bits (it uses IQ4_NL for Q2_K and
+/// Q3_K, which moec does not compute with; Q4_0 has the same size).
+std::optional<GgmlType> fallbackFor(GgmlType t) {
+  switch (t) {
+  case GgmlType::Q2_K:
+  case GgmlType::Q3_K:
+    return GgmlType::Q4_0;
+  case GgmlType::Q4_K:
+    return GgmlType::Q5_0;
+  case GgmlType::Q5_K:
+    return GgmlType::Q5_1;
+  case GgmlType::Q6_K:
+    return GgmlType::Q8_0;
+  default:
+    return std::nullopt;
+  }
+}
+
+uint64_t bytesOf(GgmlType type, ArrayRef<int64_t> dims) {
+  gguf::GgmlTypeInfo info = gguf::getGgmlTypeInfo(type);
+  uint64_t elements = 1;
+  for (int64_t d : dims)
+    elements *= d;
+  return elements / info.blockSize * info.blockBytes;
+}
+
+/// Copies bytes [offset, offset + size) of a stored tensor, across its
+/// extents (a checkpoint stores each expert apart), to `out`.
+void copyStored(const model::WeightStore &store, const StoredTensor &t,
+                uint64_t offset, uint64_t size, uint8_t *out) {
+  for (const StoredTensor::Extent &e : t.extents) {
+    if (size == 0)
+      return;
+    if (offset >= e.size) {
+      offset -= e.size;
+      continue;
+    }
+    uint64_t n = std::min(size, e.size - offset);
+    std::memcpy(out, store.getExtentData(e).data() + offset, n);
+    out += n;
+    size -= n;
+    offset = 0;
+  }
+}
+
+StringRef className(TensorClass c) {
+  switch (c) {
+  case TensorClass::Experts:
+    return "experts";
+  case TensorClass::Dense:
+    return "attention/shared";
+  case TensorClass::Embedding:
+    return "embedding";
+  case TensorClass::Output:
+    return "output";
+  case TensorClass::Kept:
+    return "kept";
+  }
+  return "";
+}
+
+} // namespace
+
+uint64_t CompressionPlan::totalBytes() const {
+  uint64_t sum = 0;
+  for (const TensorChoice &c : tensors)
+    sum += c.numBytes;
+  return sum;
+}
+
+uint64_t CompressionPlan::expertBytes() const {
+  uint64_t sum = 0;
+  for (const TensorChoice &c : tensors)
+    if (classify(*c.tensor) == TensorClass::Experts)
+      sum += c.numBytes;
+  return sum;
+}
+
+int64_t CompressionPlan::expertElements() const {
+  int64_t sum = 0;
+  for (const TensorChoice &c : tensors)
+    if (classify(*c.tensor) == TensorClass::Experts) {
+      int64_t n = 1;
+      for (int64_t d : c.tensor->dims)
+        n *= d;
+      sum += n;
+    }
+  return sum;
+}
+
+std::vector<std::string> CompressionPlan::summary() const {
+  struct Sums {
+    uint64_t bytes = 0, sourceBytes = 0;
+    int64_t elements = 0;
+    std::map<std::string, int> types;
+  };
+  std::map<TensorClass, Sums> sums;
+  for (const TensorChoice &c : tensors) {
+    Sums &s = sums[classify(*c.tensor)];
+    s.bytes += c.numBytes;
+    s.sourceBytes += c.tensor->numBytes;
+    int64_t n = 1;
+    for (int64_t d : c.tensor->dims)
+      n *= d;
+    s.elements += n;
+    ++s.types[gguf::getGgmlTypeInfo(c.type).name.str()];
+  }
+  std::vector<std::string> lines;
+  for (const auto &[cls, s] : sums) {
+    std::string line;
+    raw_string_ostream os(line);
+    os << className(cls) << ": " << s.sourceBytes << " -> " << s.bytes
+       << " bytes, " << format("%.3f", 8.0 * s.bytes / s.elements)
+       << " bits per weight (";
+    bool first = true;
+    for (const auto &[name, count] : s.types) {
+      os << (first ? "" : ", ") << count << " " << name;
+      first = false;
+    }
+    os << ")";
+    lines.push_back(line);
+  }
+  return lines;
+}
+
+bool CompressionPlan::changesAnything() const {
+  for (const TensorChoice &c : tensors)
+    if (c.action != TensorChoice::Copy)
+      return true;
+  return false;
+}
+
+Expected<CompressionPlan>
+moec::compress::planCompression(const model::WeightStore &store,
+                                const CompressOptions &options) {
+  for (const auto &entry : options.tensorTypes)
+    if (!store.find(entry.getKey()))
+      return createStringError("per-tensor formats name '" +
+                               entry.getKey().str() +
+                               "', which the model does not have");
+
+  if (options.rounding == Rounding::Importance)
+    return createStringError(
+        "--rounding=importance: the importance-weighted quantizers are not "
+        "built yet (round to nearest works)");
+  CompressionPlan plan;
+  for (const StoredTensor &t : store.getTensors()) {
+    TensorClass cls = classify(t);
+    std::optional<GgmlType> wanted;
+    switch (cls) {
+    case TensorClass::Experts:
+      wanted = options.expertsType;
+      break;
+    case TensorClass::Dense:
+      wanted = options.denseType;
+      break;
+    case TensorClass::Embedding:
+      wanted = options.embeddingType;
+      break;
+    case TensorClass::Output:
+      wanted = options.outputType;
+      break;
+    case TensorClass::Kept:
+      break;
+    }
+    auto named = options.tensorTypes.find(t.name);
+    if (named != options.tensorTypes.end()) {
+      // A preset may quantize what the classes keep (llama.cpp quantizes
+      // no norm, but a file may say so): only matrices are re-encoded.
+      if (cls == TensorClass::Kept && named->second != t.type &&
+          !isFloat(named->second))
+        return createStringError(
+            "tensor '" + t.name + "' is kept in " +
+            gguf::getGgmlTypeInfo(t.type).name.str() +
+            " (norms, biases and the router are not quantized), but the "
+            "per-tensor formats ask for " +
+            gguf::getGgmlTypeInfo(named->second).name.str());
+      wanted = named->second;
+    }
+
+    TensorChoice choice{&t, t.type, TensorChoice::Copy, t.numBytes};
+    if (!wanted || *wanted == t.type) {
+      plan.tensors.push_back(choice);
+      continue;
+    }
+    GgmlType type = *wanted;
+    gguf::GgmlTypeInfo info = gguf::getGgmlTypeInfo(type);
+    if (!info.computeSupported || !isWritable(type))
+      return createStringError("tensor '" + t.name + "': moec cannot write " +
+                               info.name.str());
+    if (t.dims[0] % info.blockSize != 0) {
+      std::optional<GgmlType> fallback = fallbackFor(type);
+      if (!fallback ||
+          t.dims[0] % gguf::getGgmlTypeInfo(*fallback).blockSize != 0)
+        return createStringError(
+            "tensor '" + t.name + "': rows of " + Twine(t.dims[0]).str() +
+            " elements do not divide into " + info.name.str() + " blocks of " +
+            Twine(info.blockSize).str());
+      plan.warnings.push_back(
+          "tensor '" + t.name + "': rows of " + Twine(t.dims[0]).str() +
+          " elements do not divide into " + info.name.str() + " blocks of " +
+          Twine(info.blockSize).str() + "; using " +
+          gguf::getGgmlTypeInfo(*fallback).name.str());
+      type = *fallback;
+      if (type == t.type) {
+        plan.tensors.push_back(choice);
+        continue;
+      }
+    }
+    if (!isFloat(t.type)) {
+      if (!quant::canDequantize(t.type))
+        return createStringError("tensor '" + t.name + "' is " +
+                                 gguf::getGgmlTypeInfo(t.type).name.str() +
+                                 ", which moec cannot read");
+      // Widening loses nothing; anything else rounds rounded values again.
+      if (!isFloat(type)) {
+        if (!options.allowRequantize)
+          return createStringError(
+              "tensor '" + t.name + "' is already " +
+              gguf::getGgmlTypeInfo(t.type).name.str() +
+              "; re-quantizing it to " + gguf::getGgmlTypeInfo(type).name.str() +
+              " compounds two roundings: pass --allow-requantize to do it "
+              "anyway, or compress the F16/BF16/F32 model");
+        plan.warnings.push_back(
+            "re-quantizing '" + t.name + "' from " +
+            gguf::getGgmlTypeInfo(t.type).name.str() + " to " +
+            gguf::getGgmlTypeInfo(type).name.str() +
+            " (two roundings: quality below compressing the original)");
+      }
+    }
+    choice.type = type;
+    choice.action = TensorChoice::Convert;
+    choice.numBytes = bytesOf(type, t.dims);
+    plan.tensors.push_back(choice);
+  }
+  return plan;
+}
+
+namespace {
+
+/// Re-encodes `choice`'s tensor into `out`, rows split across threads.
+void convertTensor(const model::WeightStore &store, const TensorChoice &choice,
+                   const CompressOptions &options, MutableArrayRef<uint8_t> out) {
+  const StoredTensor &t = *choice.tensor;
+  int64_t rowElements = t.dims[0];
+  int64_t rows = 1;
+  for (size_t i = 1; i < t.dims.size(); ++i)
+    rows *= t.dims[i];
+  gguf::GgmlTypeInfo from = gguf::getGgmlTypeInfo(t.type);
+  gguf::GgmlTypeInfo to = gguf::getGgmlTypeInfo(choice.type);
+  uint64_t fromRowBytes = rowElements / from.blockSize * from.blockBytes;
+  uint64_t toRowBytes = rowElements / to.blockSize * to.blockBytes;
+
+  unsigned threads = options.threads ? options.threads
+                                     : std::max(1u, std::thread::hardware_concurrency());
+  threads = static_cast<unsigned>(
+      std::min<int64_t>(threads, std::max<int64_t>(1, rows / 16)));
+  auto work = [&](int64_t begin, int64_t end) {
+    std::vector<uint8_t> raw(fromRowBytes);
+    std::vector<float> values(rowElements);
+    for (int64_t r = begin; r < end; ++r) {
+      copyStored(store, t, r * fromRowBytes, fromRowBytes, raw.data());
+      quant::dequantizeRow(t.type, raw.data(), values.data(), rowElements);
+      uint8_t *dst = out.data() + r * toRowBytes;
+      if (choice.type == GgmlType::F32)
+        std::memcpy(dst, values.data(), toRowBytes);
+      else
+        quant::quantizeRow(choice.type, values.data(), dst, rowElements);
+    }
+  };
+  if (threads <= 1) {
+    work(0, rows);
+    return;
+  }
+  std::vector<std::thread> pool;
+  int64_t per = (rows + threads - 1) / threads;
+  for (unsigned i = 0; i < threads; ++i) {
+    int64_t begin = i * per, end = std::min(rows, begin + per);
+    if (begin < end)
+      pool.emplace_back(work, begin, end);
+  }
+  for (std::thread &th : pool)
+    th.join();
+}
+
+} // namespace
+
+Error moec::compress::writeCompressedGguf(
+    const model::WeightStore &store, const CompressionPlan &plan,
+    const CompressOptions &options, StringRef path,
+    std::function<void(uint64_t, uint64_t)> progress) {
+  gguf::GgufWriter writer;
+  if (const gguf::GgufFile *source = store.getGguf()) {
+    for (const gguf::KeyValue &kv : source->getMetadata()) {
+      // llama.cpp guesses the file type from the tensors when the key is
+      // absent; the source's would misname a mix.
+      if (kv.key == "general.file_type")
+        continue;
+      writer.setMetadata(kv.key, gguf::WriteValue::copyOf(kv.value));
+    }
+  } else {
+    model::writeGgufConfig(store.getConfig(),
+                           "moec compress of " + store.getFiles().front(),
+                           writer);
+  }
+  bool quantized = false;
+  for (const TensorChoice &c : plan.tensors)
+    quantized |= !isFloat(c.type);
+  if (quantized)
+    writer.setMetadata("general.quantization_version",
+                       gguf::WriteValue::u32(2));
+
+  for (const TensorChoice &c : plan.tensors) {
+    const StoredTensor &t = *c.tensor;
+    gguf::GgufWriter::TensorDataFn fill;
+    if (c.action == TensorChoice::Copy)
+      fill = [&store, &t](MutableArrayRef<uint8_t> out) {
+        copyStored(store, t, 0, out.size(), out.data());
+      };
+    else
+      fill = [&store, c, &options](MutableArrayRef<uint8_t> out) {
+        convertTensor(store, c, options, out);
+      };
+    if (Error e = writer.addTensor(t.name, t.dims, c.type, std::move(fill)))
+      return e;
+  }
+  return writer.write(path, std::move(progress));
+}
