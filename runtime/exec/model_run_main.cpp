@@ -12,7 +12,13 @@
 //       token ids in, the generated ids out on one line (tests, scripts);
 //   model-run --perplexity -f FILE [-c N]
 //       llama.cpp's perplexity protocol: non-overlapping windows of N
-//       tokens, BOS first, the second half of each window scored.
+//       tokens, BOS first, the second half of each window scored;
+//   model-run --perplexity -f FILE [-c N] --kl-divergence-base BASE
+//                          [--kl-divergence]
+//       as llama-perplexity: also writes the scored positions'
+//       log-probabilities to BASE, or (--kl-divergence) reads them and
+//       compares this model with the one that wrote them (KL divergence,
+//       same top token, ln(PPL ratio), delta p).
 //
 // Errors are one line naming the flag or file, exit code 1. The model,
 // tokenizer and sampler are used through the C interface (model.h) only:
@@ -24,6 +30,7 @@
 #include "runtime/tokenizer/ChatTemplate.h"
 #include "runtime/tokenizer/Tokenizer.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <climits>
@@ -33,9 +40,11 @@
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <memory>
 #include <random>
 #include <sstream>
 #include <string>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <vector>
 
@@ -58,7 +67,14 @@ const char *const kUsage =
     "  -cnv, --conversation   interactive chat in the model's chat format\n"
     "  --perplexity           score the text of -f (llama.cpp's protocol)\n"
     "  -c, --ctx-size N       --perplexity window (default 512, at most the\n"
-    "                         model's context)\n"
+    "                         model's context; with --kl-divergence: BASE's)\n"
+    "  --kl-divergence-base FILE\n"
+    "                         with --perplexity: write the base model's\n"
+    "                         log-probabilities at every scored position to\n"
+    "                         FILE (float32, vocabulary x positions)\n"
+    "  --kl-divergence        read --kl-divergence-base instead, and compare\n"
+    "                         this model with the base: KL divergence, same\n"
+    "                         top token, ln(PPL(Q)/PPL(base)), delta p\n"
     "  --temp T               temperature (default 0.8; 0: greedy)\n"
     "  --top-k N              keep the N most likely tokens (default 40; 0: "
     "all)\n"
@@ -184,23 +200,27 @@ void printTiming(const char *label, double ms, long long n, const char *unit) {
                ms > 0 ? 1e3 * double(n) / ms : 0.0);
 }
 
-/// --logits-out, written under a temporary name and renamed when complete:
-/// a failed run leaves no half-written file behind.
-class LogitsFile {
+/// A file a flag names (--logits-out, --kl-divergence-base), written under
+/// a temporary name and renamed when complete: a failed run leaves no
+/// half-written file behind.
+class OutputFile {
 public:
-  void open(const std::string &target) {
+  void open(const std::string &flagName, const std::string &target) {
+    flag = flagName;
     path = target;
     temporary = target + ".tmp" + std::to_string(::getpid());
     file = std::fopen(temporary.c_str(), "wb");
     if (!file)
-      die("--logits-out: cannot write " + temporary + ": " +
-          std::strerror(errno));
+      die(flag + ": cannot write " + temporary + ": " + std::strerror(errno));
   }
   bool isOpen() const { return file != nullptr; }
   void write(const float *rows, int64_t count) {
+    writeBytes(rows, size_t(count) * sizeof(float));
+  }
+  void writeBytes(const void *data, size_t bytes) {
     static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
-                  "--logits-out writes the host's floats as little-endian");
-    if (std::fwrite(rows, sizeof(float), size_t(count), file) != size_t(count))
+                  "output files hold the host's numbers as little-endian");
+    if (std::fwrite(data, 1, bytes, file) != bytes)
       fail("cannot write " + temporary + ": " + std::strerror(errno));
   }
   void commit() {
@@ -227,17 +247,19 @@ public:
 private:
   [[noreturn]] void fail(const std::string &message) {
     discard();
-    die("--logits-out: " + message);
+    die(flag + ": " + message);
   }
-  std::string path, temporary;
+  std::string flag, path, temporary;
   FILE *file = nullptr;
 };
 
 struct Options {
-  std::string bundle, logitsPath, prompt, promptFlag, statsPath, mode;
+  std::string bundle, logitsPath, prompt, promptFlag, statsPath, mode,
+      klBasePath;
   std::vector<int32_t> promptIds;
   bool havePrompt = false, haveIds = false, chat = false, perplexity = false,
-       ignoreEos = false, haveSeed = false;
+       ignoreEos = false, haveSeed = false, haveWindow = false,
+       klDivergence = false;
   long long predict = 128, threads = 0, window = 512;
   uint64_t memoryBudget = 0;
   int cachePolicy = 0, ioMode = 0, batch = 0;
@@ -308,6 +330,7 @@ Options parseOptions(int argc, char **argv) {
       o.batch = int(parseInt(arg, takeValue(), 1, INT32_MAX));
     } else if (arg == "-c" || arg == "--ctx-size") {
       o.window = parseInt(arg, takeValue(), 4, INT32_MAX);
+      o.haveWindow = true;
     } else if (arg == "--temp") {
       o.sampling.temperature = parseFloat(arg, takeValue(), 0, 100);
     } else if (arg == "--top-k") {
@@ -341,6 +364,13 @@ Options parseOptions(int argc, char **argv) {
     } else if (arg == "--perplexity") {
       flagOnly();
       o.perplexity = true;
+    } else if (arg == "--kl-divergence-base") {
+      o.klBasePath = takeValue();
+      if (o.klBasePath.empty())
+        die(arg + ": needs a value");
+    } else if (arg == "--kl-divergence") {
+      flagOnly();
+      o.klDivergence = true;
     } else if (arg == "--memory-budget") {
       o.memoryBudget = parseSize(arg, takeValue());
       if (o.memoryBudget == 0)
@@ -387,6 +417,14 @@ Options parseOptions(int argc, char **argv) {
     die("--perplexity: needs the text to score (-f FILE)");
   if (o.perplexity && o.chat)
     die("--perplexity: not with -cnv");
+  if (o.klDivergence && o.klBasePath.empty())
+    die("--kl-divergence: needs --kl-divergence-base FILE (the base "
+        "model's log-probabilities, written by a run without "
+        "--kl-divergence)");
+  if (!o.klBasePath.empty() && !o.perplexity)
+    die(std::string(o.klDivergence ? "--kl-divergence"
+                                   : "--kl-divergence-base") +
+        ": needs --perplexity -f FILE");
   if (!o.havePrompt && !o.haveIds && !o.chat)
     die("no prompt: give -p TEXT, -f FILE, --prompt-ids LIST or -cnv "
         "(model-run --help)");
@@ -494,7 +532,9 @@ public:
         options.mode.c_str(), promptTokens, generated, loadMs, promptMs, evalMs,
         promptMs > 0 ? 1e3 * double(promptTokens) / promptMs : 0.0,
         evalMs > 0 ? 1e3 * double(decodes) / evalMs : 0.0, promptMs);
-    if (moec_model_write_stats(model, options.statsPath.c_str(), extra) != 0)
+    std::string members = statsMembers + extra;
+    if (moec_model_write_stats(model, options.statsPath.c_str(),
+                               members.c_str()) != 0)
       die("--stats: " + std::string(moec_model_error(model)));
   }
 
@@ -516,6 +556,8 @@ public:
   const int64_t vocab, context;
   double promptMs = 0, evalMs = 0;
   long long promptTokens = 0, decodes = 0, generated = 0;
+  /// JSON members a mode adds to --stats (each followed by ", ").
+  std::string statsMembers;
 };
 
 int runIds(Session &s, const Options &o, double loadMs) {
@@ -539,9 +581,9 @@ int runIds(Session &s, const Options &o, double loadMs) {
         " generated tokens do not fit the model's context of " +
         std::to_string(s.context));
 
-  LogitsFile logits;
+  OutputFile logits;
   if (!o.logitsPath.empty())
-    logits.open(o.logitsPath);
+    logits.open("--logits-out", o.logitsPath);
   auto check = [&](int rc) {
     if (rc != 0) {
       std::string message = moec_model_error(model);
@@ -691,23 +733,420 @@ int runChat(Session &s, const Options &o, moec_sampler *sampler,
   return 0;
 }
 
+//===----------------------------------------------------------------------===//
+// --perplexity and its KL-divergence comparison
+//===----------------------------------------------------------------------===//
+
+/// The file `--kl-divergence-base` writes and `--kl-divergence` reads
+/// (version 1, little-endian; docs/text-and-chat.md):
+///
+///   offset     bytes  field
+///   0          8      magic "moec-kld"
+///   8          4      version, 1
+///   12         4      vocabulary size V
+///   16         4      window N (-c)
+///   20         4      windows W
+///   24         8      scored positions P = W * (N - 1 - N/2)
+///   32         8      tokens T = W * N
+///   40         4T     the evaluated text's token ids (int32) as tokenized;
+///                     each window's first is evaluated as BOS
+///   40 + 4T    4PV    per scored position, window by window, positions
+///                     N/2 .. N-2 (each predicting the next token): the V
+///                     float32 natural-log probabilities of the base model,
+///                     log-softmax computed in double and rounded
+///
+/// llama.cpp's file stores each row as uint16 steps over 16 nats (half the
+/// size); float32 keeps KL divergences below 1e-6 exact enough to compare.
+struct KlBaseHeader {
+  char magic[8];
+  uint32_t version;
+  uint32_t vocab;
+  uint32_t window;
+  uint32_t windows;
+  uint64_t positions;
+  uint64_t tokens;
+};
+static_assert(sizeof(KlBaseHeader) == 40, "the KL base header is 40 bytes");
+constexpr char kKlBaseMagic[8] = {'m', 'o', 'e', 'c', '-', 'k', 'l', 'd'};
+constexpr uint32_t kKlBaseVersion = 1;
+
+/// Positions a window of `n` scores: N/2 .. N-2 (llama.cpp's).
+int64_t scoredPerWindow(int64_t n) { return n - 1 - n / 2; }
+
+/// --kl-divergence: BASE opened, its header checked for itself (magic,
+/// version, consistency, file size); the caller checks it against the run.
+class KlBaseReader {
+public:
+  explicit KlBaseReader(const std::string &path) : path(path) {
+    file = std::fopen(path.c_str(), "rb");
+    if (!file)
+      fail(std::string("cannot read: ") + std::strerror(errno));
+    size_t got = std::fread(&header, 1, sizeof(header), file);
+    if (got < sizeof(header.magic) ||
+        std::memcmp(header.magic, kKlBaseMagic, sizeof(kKlBaseMagic)) != 0)
+      fail("not a KL-divergence base file (no \"moec-kld\" magic; write one "
+           "with --perplexity --kl-divergence-base and no --kl-divergence)");
+    if (got < sizeof(header))
+      fail("truncated: " + std::to_string(got) + " bytes, shorter than its " +
+           std::to_string(sizeof(header)) + "-byte header");
+    if (header.version != kKlBaseVersion)
+      fail("format version " + std::to_string(header.version) +
+           "; this model-run reads version " + std::to_string(kKlBaseVersion));
+    if (header.vocab == 0 || header.window < 4 || header.windows == 0 ||
+        header.tokens != uint64_t(header.windows) * header.window ||
+        header.positions !=
+            uint64_t(header.windows) * uint64_t(scoredPerWindow(header.window)))
+      fail("corrupt header (vocabulary " + std::to_string(header.vocab) +
+           ", window " + std::to_string(header.window) + ", windows " +
+           std::to_string(header.windows) + ", positions " +
+           std::to_string(header.positions) + ", tokens " +
+           std::to_string(header.tokens) + ")");
+    unsigned __int128 want =
+        (unsigned __int128)sizeof(header) +
+        (unsigned __int128)header.tokens * 4 +
+        (unsigned __int128)header.positions * header.vocab * 4;
+    struct stat st;
+    if (::fstat(::fileno(file), &st) != 0)
+      fail(std::string("cannot read: ") + std::strerror(errno));
+    unsigned __int128 have = (unsigned __int128)st.st_size;
+    if (have != want)
+      fail(std::string(have < want ? "truncated"
+                                   : "longer than its header says") +
+           ": " + std::to_string(uint64_t(st.st_size)) +
+           " bytes, its header says " + std::to_string(uint64_t(want)));
+    tokens.resize(size_t(header.tokens));
+    read(tokens.data(), tokens.size() * sizeof(int32_t));
+  }
+  ~KlBaseReader() { std::fclose(file); }
+
+  void read(void *data, size_t bytes) {
+    if (std::fread(data, 1, bytes, file) != bytes)
+      fail(std::string("cannot read: ") +
+           (std::ferror(file) ? std::strerror(errno) : "truncated"));
+  }
+
+  [[noreturn]] void fail(const std::string &message) {
+    die("--kl-divergence-base: " + path + ": " + message);
+  }
+
+  KlBaseHeader header = {};
+  std::vector<int32_t> tokens;
+
+private:
+  std::string path;
+  FILE *file = nullptr;
+};
+
+/// llama.cpp's mean and its standard error (none below 11 values).
+std::pair<double, double> meanAndUncertainty(double sum, double sum2,
+                                             int64_t count) {
+  if (count < 1)
+    return {0.0, 0.0};
+  double f = sum / double(count);
+  double df = sum2 / double(count) - f * f;
+  df = df > 0 && count > 10 ? std::sqrt(df / double(count - 1)) : 0.0;
+  return {f, df};
+}
+
+/// Linear interpolation between the sorted values around fraction * (n-1)
+/// (llama.cpp's and numpy's default).
+double percentile(const std::vector<double> &sorted, double fraction) {
+  if (fraction <= 0)
+    return sorted.front();
+  if (fraction >= 1)
+    return sorted.back();
+  double p = fraction * double(sorted.size() - 1);
+  size_t ip = size_t(p);
+  p -= double(ip);
+  return (1 - p) * sorted[ip] + p * sorted[std::min(ip + 1, sorted.size() - 1)];
+}
+
+/// Index of the largest value, the lowest one on ties.
+int64_t argmax(const float *row, int64_t n) {
+  int64_t best = 0;
+  for (int64_t v = 1; v < n; ++v)
+    if (row[v] > row[best])
+      best = v;
+  return best;
+}
+
+/// The sums llama.cpp's KL-divergence statistics come from, over the
+/// scored positions, and the per-position KL divergence and delta p.
+struct KlStats {
+  double sumNll = 0, sumNll2 = 0, sumNllBase = 0, sumNllBase2 = 0,
+         sumNllNllBase = 0, sumDiff = 0, sumDiff2 = 0, sumKld = 0, sumKld2 = 0,
+         sumDp = 0, sumDp2 = 0, sumDp4 = 0;
+  int64_t sameTop = 0, count = 0;
+  std::vector<double> kld, dp;
+
+  /// One position: `base` and `q` are float32 log-probabilities, the
+  /// base's (from BASE) and this model's, rounded the same way, so that
+  /// one model against itself gives exactly 0.
+  void add(const float *base, const float *q, int64_t vocab, int32_t target) {
+    double kl = 0;
+    for (int64_t v = 0; v < vocab; ++v) {
+      double b = base[v];
+      kl += std::exp(b) * (b - double(q[v]));
+    }
+    double nll = -double(q[target]), nllBase = -double(base[target]);
+    sumNll += nll;
+    sumNll2 += nll * nll;
+    sumNllBase += nllBase;
+    sumNllBase2 += nllBase * nllBase;
+    sumNllNllBase += nll * nllBase;
+    sumDiff += nll - nllBase;
+    sumDiff2 += (nll - nllBase) * (nll - nllBase);
+    sumKld += kl;
+    sumKld2 += kl * kl;
+    double d = std::exp(-nll) - std::exp(-nllBase);
+    sumDp += d;
+    sumDp2 += d * d;
+    sumDp4 += d * d * d * d;
+    if (argmax(base, vocab) == argmax(q, vocab))
+      ++sameTop;
+    ++count;
+    kld.push_back(kl);
+    dp.push_back(d);
+  }
+
+  std::pair<double, double> logPpl() const {
+    return meanAndUncertainty(sumNll, sumNll2, count);
+  }
+  std::pair<double, double> logPplBase() const {
+    return meanAndUncertainty(sumNllBase, sumNllBase2, count);
+  }
+  double logPplCovariance() const {
+    if (count < 10)
+      return 0.0;
+    double c = sumNllNllBase / double(count) -
+               (sumNll / double(count)) * (sumNllBase / double(count));
+    return c / double(count - 1);
+  }
+  /// ln(PPL(Q)/PPL(base)); its uncertainty is llama.cpp's (from the
+  /// variances and the covariance), computed from the differences so that
+  /// equal models give exactly 0.
+  std::pair<double, double> logPplRatio() const {
+    return {logPpl().first - logPplBase().first,
+            meanAndUncertainty(sumDiff, sumDiff2, count).second};
+  }
+  std::pair<double, double> kl() const {
+    return meanAndUncertainty(sumKld, sumKld2, count);
+  }
+  std::pair<double, double> deltaP() const {
+    return meanAndUncertainty(sumDp, sumDp2, count);
+  }
+  std::pair<double, double> deltaPRms() const {
+    auto mse = meanAndUncertainty(sumDp2, sumDp4, count);
+    double rms = std::sqrt(mse.first);
+    return {rms, rms > 0 ? 0.5 / rms * mse.second : 0.0};
+  }
+  std::pair<double, double> sameTopP() const {
+    double p = count ? double(sameTop) / double(count) : 0.0;
+    return {p, count > 1 ? std::sqrt(p * (1 - p) / double(count - 1)) : 0.0};
+  }
+
+  /// The row llama-perplexity --kl-divergence prints after each window.
+  void printWindow(int64_t window) const {
+    auto q = logPpl();
+    double ppl = std::exp(q.first);
+    auto ratio = logPplRatio(), k = kl(), rms = deltaPRms(), top = sameTopP();
+    std::printf("%6lld    %9.4f ± %9.4f    %10.5f ± %10.5f    %10.5f ± "
+                "%10.5f    %6.3f ± %6.3f %%    %6.3f ± %6.3f %%\n",
+                (long long)window, ppl, ppl * q.second, ratio.first,
+                ratio.second, k.first, k.second, 100 * rms.first,
+                100 * rms.second, 100 * top.first, 100 * top.second);
+  }
+
+  /// llama.cpp's summary, then one line for scripts. Sorts kld and dp.
+  void printSummary(std::string &statsMembers) {
+    std::sort(kld.begin(), kld.end());
+    std::sort(dp.begin(), dp.end());
+    auto q = logPpl(), b = logPplBase();
+    double ppl = std::exp(q.first), pplBase = std::exp(b.first);
+    double pplUnc = ppl * q.second, pplBaseUnc = pplBase * b.second;
+    double cov = logPplCovariance();
+    auto ratio = logPplRatio();
+    std::printf("\n====== Perplexity statistics ======\n");
+    std::printf("Mean PPL(Q)                   : %10.6f ± %10.6f\n", ppl,
+                pplUnc);
+    std::printf("Mean PPL(base)                : %10.6f ± %10.6f\n", pplBase,
+                pplBaseUnc);
+    if (q.second > 0 && b.second > 0)
+      std::printf("Cor(ln(PPL(Q)), ln(PPL(base))): %6.2f%%\n",
+                  100.0 * cov / (q.second * b.second));
+    std::printf("Mean ln(PPL(Q)/PPL(base))     : %10.6f ± %10.6f\n",
+                ratio.first, ratio.second);
+    double pplRatio = std::exp(ratio.first);
+    std::printf("Mean PPL(Q)/PPL(base)         : %10.6f ± %10.6f\n", pplRatio,
+                pplRatio * ratio.second);
+    double diffVar =
+        pplUnc * pplUnc + pplBaseUnc * pplBaseUnc - 2.0 * ppl * pplBase * cov;
+    std::printf("Mean PPL(Q)-PPL(base)         : %10.6f ± %10.6f\n",
+                ppl - pplBase, diffVar > 0 ? std::sqrt(diffVar) : 0.0);
+
+    auto k = kl();
+    std::printf("\n====== KL divergence statistics ======\n");
+    std::printf("Mean    KLD: %10.6f ± %10.6f\n", k.first, k.second);
+    std::printf("Maximum KLD: %10.6f\n", kld.back());
+    const struct {
+      const char *label;
+      double fraction;
+    } kldRows[] = {{"99.9%", 0.999}, {"99.0%", 0.99}, {"95.0%", 0.95},
+                   {"90.0%", 0.9},   {"Median", 0.5}, {"10.0%", 0.1},
+                   {" 5.0%", 0.05},  {" 1.0%", 0.01}, {" 0.1%", 0.001}};
+    for (const auto &row : kldRows)
+      std::printf("%-7s KLD: %10.6f\n", row.label,
+                  percentile(kld, row.fraction));
+    std::printf("Minimum KLD: %10.6f\n", kld.front());
+
+    auto d = deltaP();
+    std::printf("\n====== Token probability statistics ======\n");
+    std::printf("Mean    Δp: %6.3f ± %5.3f %%\n", 100 * d.first,
+                100 * d.second);
+    std::printf("Maximum Δp: %6.3f%%\n", 100 * dp.back());
+    const struct {
+      const char *label;
+      double fraction;
+    } dpRows[] = {{"99.9%", 0.999}, {"99.0%", 0.99}, {"95.0%", 0.95},
+                  {"90.0%", 0.9},   {"75.0%", 0.75}, {"Median", 0.5},
+                  {"25.0%", 0.25},  {"10.0%", 0.1},  {" 5.0%", 0.05},
+                  {" 1.0%", 0.01},  {" 0.1%", 0.001}};
+    for (const auto &row : dpRows)
+      std::printf("%-7s Δp: %6.3f%%\n", row.label,
+                  100 * percentile(dp, row.fraction));
+    std::printf("Minimum Δp: %6.3f%%\n", 100 * dp.front());
+    auto rms = deltaPRms();
+    std::printf("RMS Δp    : %6.3f ± %5.3f %%\n", 100 * rms.first,
+                100 * rms.second);
+    auto top = sameTopP();
+    std::printf("Same top p: %6.3f ± %5.3f %%\n", 100 * top.first,
+                100 * top.second);
+
+    // One line for scripts: plain numbers (fractions, not percent), key=value.
+    char line[1024];
+    std::snprintf(
+        line, sizeof(line),
+        "mean=%.10g mean-unc=%.10g median=%.10g p99=%.10g p99.9=%.10g "
+        "max=%.10g same-top1=%.10g same-top1-unc=%.10g ln-ppl-ratio=%.10g "
+        "ln-ppl-ratio-unc=%.10g mean-dp=%.10g mean-dp-unc=%.10g "
+        "ppl=%.10g ppl-base=%.10g positions=%lld",
+        k.first, k.second, percentile(kld, 0.5), percentile(kld, 0.99),
+        percentile(kld, 0.999), kld.back(), top.first, top.second, ratio.first,
+        ratio.second, d.first, d.second, ppl, pplBase, (long long)count);
+    std::printf("\nkl-divergence: %s\n", line);
+
+    char json[1024];
+    std::snprintf(
+        json, sizeof(json),
+        "\"kl_divergence\": {\"mean\": %.10g, \"mean_unc\": %.10g, "
+        "\"median\": %.10g, \"p99\": %.10g, \"p99_9\": %.10g, \"max\": %.10g, "
+        "\"same_top1\": %.10g, \"same_top1_unc\": %.10g, "
+        "\"ln_ppl_ratio\": %.10g, \"ln_ppl_ratio_unc\": %.10g, "
+        "\"mean_dp\": %.10g, \"mean_dp_unc\": %.10g, \"ppl\": %.10g, "
+        "\"ppl_base\": %.10g, \"positions\": %lld}, ",
+        k.first, k.second, percentile(kld, 0.5), percentile(kld, 0.99),
+        percentile(kld, 0.999), kld.back(), top.first, top.second, ratio.first,
+        ratio.second, d.first, d.second, ppl, pplBase, (long long)count);
+    statsMembers += json;
+  }
+};
+
 int runPerplexity(Session &s, const Options &o, double loadMs) {
-  if (o.window > s.context)
-    die("-c: " + std::to_string(o.window) +
-        " is more than the model's context of " + std::to_string(s.context));
+  const bool compare = o.klDivergence,
+             writeBase = !o.klBasePath.empty() && !o.klDivergence;
+  std::unique_ptr<KlBaseReader> base;
+  int64_t n = o.window;
+  if (compare) {
+    base = std::make_unique<KlBaseReader>(o.klBasePath);
+    const KlBaseHeader &h = base->header;
+    if (int64_t(h.vocab) != s.vocab)
+      base->fail("written by a model with a vocabulary of " +
+                 std::to_string(h.vocab) + " tokens; this model has " +
+                 std::to_string(s.vocab));
+    if (o.haveWindow && int64_t(h.window) != o.window)
+      base->fail("written with -c " + std::to_string(h.window) +
+                 "; this run has -c " + std::to_string(o.window) +
+                 " (leave -c out to take BASE's)");
+    n = h.window;
+  }
+  if (n > s.context)
+    die("-c: " + std::to_string(n) + " is more than the model's context of " +
+        std::to_string(s.context));
   std::vector<int32_t> tokens = s.tokenize(o.prompt, true, false);
-  int64_t n = o.window, chunks = int64_t(tokens.size()) / n;
+  int64_t chunks = int64_t(tokens.size()) / n;
   if (chunks == 0)
     die("--perplexity: the text has " + std::to_string(tokens.size()) +
-        " tokens, fewer than one window of " + std::to_string(n) +
-        " (-c)");
+        " tokens, fewer than one window of " + std::to_string(n) + " (-c)");
+  if (compare) {
+    const KlBaseHeader &h = base->header;
+    if (int64_t(h.windows) != chunks)
+      base->fail("written for a different text: " + std::to_string(h.windows) +
+                 " windows of " + std::to_string(n) + " there, " +
+                 std::to_string(chunks) +
+                 " here (give the -f FILE it was written with)");
+    for (size_t i = 0; i < base->tokens.size(); ++i)
+      if (base->tokens[i] != tokens[i])
+        base->fail("written for a different text: token " + std::to_string(i) +
+                   " is " + std::to_string(base->tokens[i]) + " there, " +
+                   std::to_string(tokens[i]) +
+                   " here (give the -f FILE it was written with)");
+  }
   std::vector<int32_t> bosProbe = s.tokenize("", true, false);
+  const int64_t first = n / 2, scored = scoredPerWindow(n);
+
+  OutputFile baseOut;
+  auto check = [&](int rc) {
+    if (rc != 0) {
+      std::string message = moec_model_error(s.model);
+      baseOut.discard();
+      die(message);
+    }
+  };
+  // Opened before anything is printed: an unwritable BASE is one line.
+  if (writeBase)
+    baseOut.open("--kl-divergence-base", o.klBasePath);
   std::fprintf(stderr,
                "model-run: perplexity: %zu tokens, %lld windows of %lld, "
                "second half scored\n",
                tokens.size(), (long long)chunks, (long long)n);
+  if (writeBase) {
+    KlBaseHeader h = {};
+    std::memcpy(h.magic, kKlBaseMagic, sizeof(h.magic));
+    h.version = kKlBaseVersion;
+    h.vocab = uint32_t(s.vocab);
+    h.window = uint32_t(n);
+    h.windows = uint32_t(chunks);
+    h.positions = uint64_t(chunks) * uint64_t(scored);
+    h.tokens = uint64_t(chunks) * uint64_t(n);
+    if (int64_t(h.windows) != chunks || int64_t(h.window) != n) {
+      baseOut.discard();
+      die("--kl-divergence-base: " + std::to_string(chunks) + " windows of " +
+          std::to_string(n) + " do not fit the file format");
+    }
+    double bytes = double(sizeof(h)) + 4.0 * double(h.tokens) +
+                   4.0 * double(h.positions) * double(s.vocab);
+    std::fprintf(stderr,
+                 "model-run: writing the log-probabilities of %llu positions "
+                 "to %s (%.1f MiB)\n",
+                 (unsigned long long)h.positions, o.klBasePath.c_str(),
+                 bytes / (1024.0 * 1024.0));
+    baseOut.writeBytes(&h, sizeof(h));
+    baseOut.writeBytes(tokens.data(), size_t(h.tokens) * sizeof(int32_t));
+  }
+  if (compare)
+    std::printf("window             PPL               ln(PPL(Q)/PPL(base))   "
+                "       KL divergence               Δp RMS             Same "
+                "top p\n");
+
   std::vector<float> logits(size_t(n) * size_t(s.vocab));
-  int64_t first = n / 2;
+  // This window's scored rows of float32 log-probabilities: written to
+  // BASE, or read from it; and this model's row when comparing.
+  std::vector<float> rows, row;
+  if (writeBase || compare)
+    rows.resize(size_t(scored) * size_t(s.vocab));
+  if (compare)
+    row.resize(size_t(s.vocab));
+  KlStats stats;
   double nll = 0;
   int64_t count = 0;
   auto start = std::chrono::steady_clock::now();
@@ -717,26 +1156,54 @@ int runPerplexity(Session &s, const Options &o, double loadMs) {
     if (!bosProbe.empty())
       window[0] = bosProbe.front();
     moec_model_reset(s.model);
-    s.check(moec_model_eval_all(s.model, window.data(), n, logits.data()));
+    check(moec_model_eval_all(s.model, window.data(), n, logits.data()));
+    if (compare)
+      base->read(rows.data(), rows.size() * sizeof(float));
     for (int64_t j = first; j < n - 1; ++j) {
-      const float *row = logits.data() + size_t(j) * size_t(s.vocab);
-      float max = row[0];
+      const float *logit = logits.data() + size_t(j) * size_t(s.vocab);
+      float max = logit[0];
       for (int64_t v = 1; v < s.vocab; ++v)
-        max = std::max(max, row[v]);
+        max = std::max(max, logit[v]);
       double sum = 0;
       for (int64_t v = 0; v < s.vocab; ++v)
-        sum += std::exp(double(row[v]) - max);
+        sum += std::exp(double(logit[v]) - max);
       int32_t target = tokens[size_t(c * n + j + 1)];
-      nll += std::log(sum) + max - double(row[target]);
+      nll += std::log(sum) + max - double(logit[target]);
       ++count;
+      if (!writeBase && !compare)
+        continue;
+      // log-softmax in double, rounded to float32 (BASE's precision).
+      double logSum = double(max) + std::log(sum);
+      float *baseRow = rows.data() + size_t(j - first) * size_t(s.vocab);
+      float *out = compare ? row.data() : baseRow;
+      for (int64_t v = 0; v < s.vocab; ++v)
+        out[v] = float(double(logit[v]) - logSum);
+      if (compare)
+        stats.add(baseRow, out, s.vocab, target);
     }
-    std::printf("[%lld]%.4f,", (long long)(c + 1), std::exp(nll / count));
+    if (writeBase)
+      baseOut.write(rows.data(), int64_t(rows.size()));
+    if (compare) {
+      stats.printWindow(c + 1);
+    } else {
+      std::printf("[%lld]%.4f,", (long long)(c + 1), std::exp(nll / count));
+    }
     std::fflush(stdout);
   }
+  baseOut.commit();
   s.promptMs = millisecondsSince(start);
   s.promptTokens = chunks * n;
-  std::printf("\nFinal estimate: PPL = %.4f (%lld predictions)\n",
-              std::exp(nll / double(count)), (long long)count);
+  double ppl = std::exp(nll / double(count));
+  std::printf("%sFinal estimate: PPL = %.4f (%lld predictions)\n",
+              compare ? "" : "\n", ppl, (long long)count);
+  char json[256];
+  std::snprintf(json, sizeof(json),
+                "\"perplexity\": {\"ppl\": %.10g, \"predictions\": %lld, "
+                "\"window\": %lld, \"windows\": %lld}, ",
+                ppl, (long long)count, (long long)n, (long long)chunks);
+  s.statsMembers += json;
+  if (compare)
+    stats.printSummary(s.statsMembers);
   std::fflush(stdout);
   s.printTimings(loadMs);
   return 0;

@@ -204,6 +204,256 @@ def case_perplexity_matches_the_reference(args):
     expect(abs(got / want - 1) < 1e-3, f"PPL {got} vs reference {want}")
 
 
+# ------------------------------------------------------------ KL divergence
+
+KL_WINDOW = 64
+
+
+def perplexity(args, extra, which="plain", text=EXCERPT):
+    return run([model_run(args, which), "--perplexity", "-f", text, "-t", "2"]
+               + extra)
+
+
+def write_kl_base(args, name, which="plain"):
+    """BASE (--kl-divergence-base) of `which` on the excerpt, -c 64."""
+    path = os.path.join(args.workdir, name)
+    out = perplexity(args, ["-c", str(KL_WINDOW), "--kl-divergence-base", path],
+                     which)
+    expect(out.returncode == 0, out.stderr.decode())
+    return path, out
+
+
+def read_kl_base(path):
+    """The header, token ids and float32 rows of a BASE file."""
+    import struct
+    import numpy as np
+    data = open(path, "rb").read()
+    magic, version, vocab, window, windows, positions, count = \
+        struct.unpack_from("<8sIIIIQQ", data, 0)
+    tokens = np.frombuffer(data, "<i4", count, 40)
+    rows = np.frombuffer(data, "<f4", offset=40 + 4 * count)
+    return (dict(magic=magic, version=version, vocab=vocab, window=window,
+                 windows=windows, positions=positions, tokens=count,
+                 bytes=len(data)),
+            tokens.tolist(), rows.reshape(positions, vocab))
+
+
+def kl_line(stdout):
+    """The `kl-divergence: key=value ...` line, as numbers."""
+    m = re.search(r"^kl-divergence: (.*)$", stdout.decode(), re.M)
+    expect(m, f"no kl-divergence line in {stdout.decode()!r}")
+    return {k: float(v) for k, v in (kv.split("=") for kv in m.group(1).split())}
+
+
+def final_ppl(stdout):
+    m = re.search(r"^Final estimate: PPL = ([0-9.]+) \(([0-9]+) predictions\)$",
+                  stdout.decode(), re.M)
+    expect(m, f"no PPL line in {stdout.decode()!r}")
+    return m.group(1), int(m.group(2))
+
+
+def case_kl_divergence_of_a_model_with_itself_is_zero(args):
+    # Writing BASE changes nothing of the perplexity run; the header says
+    # what was evaluated; the same model read against it differs nowhere.
+    plain = perplexity(args, ["-c", str(KL_WINDOW)])
+    expect(plain.returncode == 0, plain.stderr.decode())
+    base, out = write_kl_base(args, "kl-self.kld")
+    expect(out.stdout == plain.stdout,
+           f"\n with BASE {out.stdout!r}\n without   {plain.stdout!r}")
+    tokens = tokenize(args, open(EXCERPT, encoding="utf-8").read())
+    head, ids, rows = read_kl_base(base)
+    windows = len(tokens) // KL_WINDOW
+    scored = windows * (KL_WINDOW - 1 - KL_WINDOW // 2)
+    want = dict(magic=b"moec-kld", version=1, vocab=8000, window=KL_WINDOW,
+                windows=windows, positions=scored, tokens=windows * KL_WINDOW,
+                bytes=40 + 4 * windows * KL_WINDOW + 4 * scored * 8000)
+    expect(head == want, f"header {head}, want {want}")
+    expect(ids == tokens[:windows * KL_WINDOW], "token ids")
+    # -c left out: BASE's.
+    stats = os.path.join(args.workdir, "kl-self-stats.json")
+    out = perplexity(args, ["--kl-divergence-base", base, "--kl-divergence",
+                            "--stats", stats])
+    expect(out.returncode == 0, out.stderr.decode())
+    kl = kl_line(out.stdout)
+    for key in ["mean", "mean-unc", "median", "p99", "p99.9", "max",
+                "ln-ppl-ratio", "ln-ppl-ratio-unc", "mean-dp", "mean-dp-unc"]:
+        expect(kl[key] == 0, f"{key}={kl[key]}, want 0")
+    expect(kl["same-top1"] == 1 and kl["positions"] == scored, f"{kl}")
+    expect(final_ppl(out.stdout) == final_ppl(plain.stdout),
+           f"PPL {final_ppl(out.stdout)}, plain {final_ppl(plain.stdout)}")
+    ppl = float(final_ppl(plain.stdout)[0])
+    expect(kl["ppl"] == kl["ppl-base"] and abs(kl["ppl"] / ppl - 1) < 1e-6,
+           f"ppl {kl['ppl']} ppl-base {kl['ppl-base']}, plain {ppl}")
+    import json
+    d = json.load(open(stats))
+    expect(d["kl_divergence"]["mean"] == 0 and
+           d["kl_divergence"]["same_top1"] == 1 and
+           d["perplexity"]["predictions"] == scored, f"{d['kl_divergence']}")
+    print(out.stdout.decode().split("\n")[-2])
+
+
+def log_softmax32(logits):
+    """model-run's rows: log-softmax in double, rounded to float32."""
+    import numpy as np
+    x = logits.astype(np.float64)
+    peak = logits.max(axis=1).astype(np.float64)
+    lse = peak + np.log(np.exp(x - peak[:, None]).sum(axis=1))
+    return (x - lse[:, None]).astype(np.float32)
+
+
+def window_logits(args, which, window):
+    import numpy as np
+    path = os.path.join(args.workdir, f"kl-logits-{os.path.basename(which)}.bin")
+    out = run([model_run(args, which), "--prompt-ids", ",".join(map(str, window)),
+               "-n", "1", "-t", "2", "--logits-out", path])
+    expect(out.returncode == 0, out.stderr.decode())
+    return np.fromfile(path, "<f4").reshape(len(window), -1)
+
+
+def case_kl_divergence_matches_numpy(args):
+    # The example model against itself with 4-bit experts (q4_0): every
+    # figure model-run prints, recomputed in numpy from both models' logits
+    # (--logits-out on each window), within 1e-6.
+    import numpy as np
+    quant = os.path.join(args.workdir, "kl-q4_0")
+    out = run([args.moec, MODEL, "--target=host", "--quantize-experts=q4_0",
+               "-o", quant, "--quiet"])
+    expect(out.returncode == 0, out.stderr.decode())
+    base, _ = write_kl_base(args, "kl-q4_0.kld")
+    stats = os.path.join(args.workdir, "kl-q4_0-stats.json")
+    out = perplexity(args, ["-c", str(KL_WINDOW), "--kl-divergence-base", base,
+                            "--kl-divergence", "--stats", stats], quant)
+    expect(out.returncode == 0, out.stderr.decode())
+    got = kl_line(out.stdout)
+    alone = perplexity(args, ["-c", str(KL_WINDOW)], quant)
+    expect(alone.returncode == 0, alone.stderr.decode())
+    expect(final_ppl(out.stdout) == final_ppl(alone.stdout),
+           f"PPL {final_ppl(out.stdout)}, alone {final_ppl(alone.stdout)}")
+
+    _, _, base_rows = read_kl_base(base)
+    tokens = tokenize(args, open(EXCERPT, encoding="utf-8").read())
+    n, first = KL_WINDOW, KL_WINDOW // 2
+    b_rows, q_rows, targets = [], [], []
+    for c in range(len(tokens) // n):
+        window = tokens[c * n:(c + 1) * n]
+        window[0] = tokens[0]  # BOS
+        for rows, which in [(b_rows, "plain"), (q_rows, quant)]:
+            logits = window_logits(args, which, window)
+            rows.append(log_softmax32(logits[first:n - 1]))
+        targets += tokens[c * n + first + 1:(c + 1) * n]
+    b32, q32 = np.concatenate(b_rows), np.concatenate(q_rows)
+    # BASE holds the base model's rows (to an ulp of summation order).
+    err = np.abs(base_rows.astype(np.float64) - b32).max()
+    expect(err <= 4e-6, f"BASE rows differ from numpy's by {err}")
+    b, q = base_rows.astype(np.float64), q32.astype(np.float64)
+    kld = (np.exp(b) * (b - q)).sum(axis=1)
+    at = np.arange(len(targets))
+    nll, nll_base = -q[at, targets], -b[at, targets]
+    dp = np.exp(-nll) - np.exp(-nll_base)
+    same = float((b.argmax(axis=1) == q.argmax(axis=1)).mean())
+    count = len(kld)
+
+    def unc(v):  # llama.cpp's standard error of the mean
+        return math.sqrt(max(0.0, (v * v).mean() - v.mean() ** 2) / (count - 1))
+    want = {"mean": kld.mean(), "median": np.median(kld),
+            "p99": np.percentile(kld, 99), "p99.9": np.percentile(kld, 99.9),
+            "max": kld.max(), "same-top1": same,
+            "ln-ppl-ratio": nll.mean() - nll_base.mean(),
+            "mean-dp": dp.mean(), "ppl": math.exp(nll.mean()),
+            "ppl-base": math.exp(nll_base.mean()), "positions": count,
+            "mean-unc": unc(kld), "mean-dp-unc": unc(dp),
+            "ln-ppl-ratio-unc": unc(nll - nll_base),
+            "same-top1-unc": math.sqrt(same * (1 - same) / (count - 1))}
+    for key, value in want.items():
+        expect(abs(got[key] - value) <= 1e-6 * abs(value) + 1e-12,
+               f"{key}={got[key]!r}, numpy {value!r}")
+    expect(got["mean"] > 1e-5, f"q4_0 experts should differ from f16: {got}")
+    import json
+    d = json.load(open(stats))["kl_divergence"]
+    for key in ["mean", "p99", "p99.9", "same-top1", "ln-ppl-ratio"]:
+        expect(d[key.replace("-", "_").replace(".", "_")] == got[key],
+               f"--stats {key}")
+    print(out.stdout.decode().split("\n")[-2])
+
+
+# BASE files refused, each one line: (what is done to a good BASE, the
+# run's other flags and text, the message).
+def _cut(size):
+    return lambda path: os.truncate(path, size(os.path.getsize(path)))
+
+
+def _patch(offset, data):
+    def patch(path):
+        with open(path, "r+b") as f:
+            f.seek(offset)
+            f.write(data)
+    return patch
+
+
+def _other_vocabulary(path):
+    # A consistent file of a 7999-token vocabulary.
+    import struct
+    head, ids, rows = read_kl_base(path)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<8sIIIIQQ", b"moec-kld", 1, 7999, head["window"],
+                            head["windows"], head["positions"], head["tokens"]))
+        f.write(struct.pack(f"<{len(ids)}i", *ids))
+        f.write(rows[:, :7999].tobytes())
+
+
+def _text_file(args, name, transform):
+    path = os.path.join(args.workdir, name)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(transform(open(EXCERPT, encoding="utf-8").read()))
+    return path
+
+
+KL_BAD = {
+    "truncated": (_cut(lambda n: n - 4), lambda a: ([], EXCERPT),
+                  "truncated: 7938084 bytes, its header says 7938088"),
+    "truncated-header": (_cut(lambda n: 20), lambda a: ([], EXCERPT),
+                         "truncated: 20 bytes, shorter than its 40-byte header"),
+    "longer": (lambda p: open(p, "ab").write(b"\0" * 8), lambda a: ([], EXCERPT),
+               "longer than its header says: 7938096 bytes, its header says "
+               "7938088"),
+    "wrong-magic": (_patch(0, b"moec-kle"), lambda a: ([], EXCERPT),
+                    "not a KL-divergence base file"),
+    "other-version": (_patch(8, b"\x02"), lambda a: ([], EXCERPT),
+                      "format version 2; this model-run reads version 1"),
+    "other-vocabulary": (_other_vocabulary, lambda a: ([], EXCERPT),
+                         "written by a model with a vocabulary of 7999 tokens; "
+                         "this model has 8000"),
+    "other-window": (lambda p: None, lambda a: (["-c", "32"], EXCERPT),
+                     "written with -c 64; this run has -c 32"),
+    "other-text": (lambda p: None,
+                   lambda a: ([], _text_file(
+                       a, "kl-other.txt",
+                       lambda t: t[:100].replace("e", "a") + t[100:])),
+                   "written for a different text: token "),
+    "longer-text": (lambda p: None,
+                    lambda a: ([], _text_file(a, "kl-twice.txt",
+                                              lambda t: t + t)),
+                    "written for a different text: 8 windows of 64 there, 16 "
+                    "here"),
+}
+
+
+def kl_bad_case(args, name, damage, flags, message):
+    base, _ = write_kl_base(args, f"kl-bad-{name}.kld")
+    damage(base)
+    extra, text = flags(args)
+    out = perplexity(args, ["--kl-divergence-base", base, "--kl-divergence"] +
+                     extra, text=text)
+    err = out.stderr.decode()
+    expect(out.returncode == 1, f"exit code {out.returncode}, stderr {err!r}")
+    lines = [l for l in err.split("\n") if l]
+    expect(len(lines) == 1, f"expected one line, got {err!r}")
+    want = f"model-run: error: --kl-divergence-base: {base}: "
+    expect(lines[0].startswith(want) and message in lines[0],
+           f"expected {want!r}...{message!r}, got {lines[0]!r}")
+    print(lines[0])
+
+
 def case_stats_routing_matches_the_reference(args):
     # --stats records where every token went; on the same tokens the
     # reference executor routes alike (except within rounding of a tie).
@@ -410,6 +660,26 @@ BAD = {
                      "--prompt-ids: give the prompt as text"),
     "prompt-beyond-context": (["-p", "word " * 600, "-n", "1"],
                               "does not fit the model's context of 512"),
+    "kl-divergence-needs-base": (["--perplexity", "-f", EXCERPT, "--kl-divergence"],
+                                 "--kl-divergence: needs --kl-divergence-base FILE"),
+    "kl-divergence-base-needs-perplexity": (
+        ["-p", "x", "--kl-divergence-base", "b.kld"],
+        "--kl-divergence-base: needs --perplexity -f FILE"),
+    "kl-divergence-needs-perplexity": (
+        ["-p", "x", "--kl-divergence-base", "b.kld", "--kl-divergence"],
+        "--kl-divergence: needs --perplexity -f FILE"),
+    "kl-divergence-base-unreadable": (
+        ["--perplexity", "-f", EXCERPT, "--kl-divergence-base",
+         "/nonexistent/b.kld", "--kl-divergence"],
+        "--kl-divergence-base: /nonexistent/b.kld: cannot read: No such file"),
+    "kl-divergence-base-not-a-base": (
+        ["--perplexity", "-f", EXCERPT, "--kl-divergence-base", EXCERPT,
+         "--kl-divergence"],
+        "python-docs-heldout-excerpt.txt: not a KL-divergence base file"),
+    "kl-divergence-base-unwritable": (
+        ["--perplexity", "-f", EXCERPT, "-c", "64", "--kl-divergence-base",
+         "/nonexistent/b.kld"],
+        "--kl-divergence-base: cannot write /nonexistent/b.kld.tmp"),
 }
 
 
@@ -429,6 +699,10 @@ CASES = {name[len("case_"):].replace("_", "-"): fn
 for _name, (_flags, _message) in BAD.items():
     CASES["bad-flag." + _name] = (lambda f, m: lambda a: bad_case(a, f, m))(
         _flags, _message)
+for _name, (_damage, _flags, _message) in KL_BAD.items():
+    CASES["bad-kl-base." + _name] = (
+        lambda n, d, f, m: lambda a: kl_bad_case(a, n, d, f, m))(
+            _name, _damage, _flags, _message)
 
 
 def setup(args):
