@@ -343,7 +343,50 @@ private:
   DictionaryAttr modelAttr, layoutAttr, tensors;
   DenseMap<StringRef, DictionaryAttr> banks; // symbol -> layout entry
   func::FuncOp forward, schedule, barrierFn, acquireFn, releaseFn, routingFn,
-      predictFn;
+      predictFn, observeInputFn, observeExpertsFn;
+  llvm::StringMap<LLVM::GlobalOp> siteNames;
+
+  /// A pointer to a NUL-terminated constant holding `name`, one global per
+  /// name.
+  Value siteName(StringRef name) {
+    LLVM::GlobalOp &global = siteNames[name];
+    if (!global) {
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPointToEnd(module.getBody());
+      std::string text = name.str();
+      text.push_back('\0');
+      auto type = LLVM::LLVMArrayType::get(b.getI8Type(), text.size());
+      global = LLVM::GlobalOp::create(
+          b, loc, type, /*isConstant=*/true, LLVM::Linkage::Private,
+          ("moec_site_" + Twine(siteNames.size())).str(),
+          b.getStringAttr(text));
+    }
+    return LLVM::AddressOfOp::create(b, loc, global);
+  }
+  /// Instrumented code: thread 0 reports `x` (rows x cols f32) as the input
+  /// of weight `name`; `expertOffsets` (i32) groups the rows by expert.
+  void observeInput(StringRef name, const Buffer &x, Value rows, int64_t cols,
+                    const Buffer *expertOffsets = nullptr) {
+    if (!options.instrument)
+      return;
+    SmallVector<Buffer> reads = {x};
+    if (expertOffsets)
+      reads.push_back(*expertOffsets);
+    access(reads, {});
+    onThread0([&] {
+      auto i64 = [&](Value v) {
+        return arith::IndexCastOp::create(b, loc, b.getI64Type(), v);
+      };
+      Value offsets = expertOffsets
+                          ? Value(i64(idx(expertOffsets->offset * 4)))
+                          : Value(arith::ConstantIntOp::create(b, loc, -1, 64));
+      func::CallOp::create(
+          b, loc, observeInputFn,
+          ValueRange{ctxArg, siteName(name), i64(rows),
+                     arith::ConstantIntOp::create(b, loc, cols, 64),
+                     i64(idx(x.offset * 4)), offsets});
+    });
+  }
   Value logitsResult;
   DenseSet<Operation *> fusedAway;
 
@@ -407,6 +450,19 @@ LogicalResult ScheduleBuilder::run() {
                       {ptr, b.getI32Type(), b.getI64Type(), b.getI64Type(),
                        b.getI64Type()},
                       {});
+  if (options.instrument) {
+    if (options.int8Activations)
+      return module.emitError("instrumented code needs f32 activations");
+    observeInputFn = declare("moec_rt_observe_input",
+                             {ptr, ptr, b.getI64Type(), b.getI64Type(),
+                              b.getI64Type(), b.getI64Type()},
+                             {});
+    observeExpertsFn = declare("moec_rt_observe_experts",
+                               {ptr, b.getI32Type(), b.getI64Type(),
+                                b.getI64Type(), b.getI64Type(), b.getI64Type(),
+                                b.getI64Type()},
+                               {});
+  }
 
   // The schedule.
   auto bytes = MemRefType::get({ShapedType::kDynamic}, b.getI8Type());
@@ -662,6 +718,10 @@ LogicalResult ScheduleBuilder::lowerMatmul(qnt::MatmulOp op) {
     spec.bias = true;
     biasArgs = {residentArg, idx(bw->offset)};
   }
+
+  if (!int8)
+    observeInput(op.getWeights().getDefiningOp<qnt::WeightOp>().getName(), *x,
+                 tokenCount, spec.k);
 
   // The activations the kernel reads: f32, or their 8-bit form.
   Buffer xIn = *x;
@@ -975,6 +1035,9 @@ LogicalResult ScheduleBuilder::lowerExpertFfn(moe::ExpertFfnOp op) {
     xMem = scratchArg;
     xOff = idx(xIn.offset * 4);
   }
+  observeInput(bank.getGate().getName(), *rows, routedRows, hidden,
+               &*offsets);
+  observeInput(bank.getUp().getName(), *rows, routedRows, hidden, &*offsets);
   Buffer h = temporary(maxRows * ffn);
   access({xIn, *offsets, extents}, {h});
   call(lib.expertMatmul(gateUp, experts, part("gate"), part("up")),
@@ -989,12 +1052,41 @@ LogicalResult ScheduleBuilder::lowerExpertFfn(moe::ExpertFfnOp op) {
     hMem = scratchArg;
     hOff = idx(hIn.offset * 4);
   }
+  if (!down.int8Activations)
+    observeInput(bank.getDown().getName(), h, routedRows, ffn, &*offsets);
   Buffer out = allocate(op.getResult(), maxRows * hidden);
   access({hIn, *offsets, extents}, {out});
   call(lib.expertMatmul(down, experts, part("down"), 0),
        {expertsArg, scratchI64, idx(extents.offset / 2), scratchI32,
         off(*offsets), hMem, hOff, scratchF32, off(out), threadIdx,
         threadCount});
+  if (options.instrument) {
+    // The outputs by (token, choice): dispatch's inverse map.
+    auto dispatch = op.getRows().getDefiningOp<moe::DispatchOp>();
+    if (!dispatch)
+      return op.emitOpError("instrumented code needs the rows of a "
+                            "moe.dispatch");
+    auto slots = bufferOf(op, dispatch.getSlots());
+    if (failed(slots))
+      return failure();
+    int64_t k = cast<ShapedType>(dispatch.getIds().getType()).getShape().back();
+    Buffer inverse{Scratch, slots->offset + options.maxBatch * k,
+                   options.maxBatch * k};
+    access({out, inverse}, {});
+    onThread0([&] {
+      auto i64 = [&](Value v) {
+        return arith::IndexCastOp::create(b, loc, b.getI64Type(), v);
+      };
+      auto c64 = [&](int64_t v) {
+        return arith::ConstantIntOp::create(b, loc, v, 64);
+      };
+      func::CallOp::create(
+          b, loc, observeExpertsFn,
+          ValueRange{ctxArg, arith::ConstantIntOp::create(b, loc, layer, 32),
+                     i64(tokenCount), c64(k), c64(hidden),
+                     i64(idx(out.offset * 4)), i64(idx(inverse.offset * 4))});
+    });
+  }
 
   // Every thread is done with the extents: thread 0 gives them back.
   barrier();
@@ -1070,6 +1162,8 @@ LogicalResult ScheduleBuilder::lowerSharedExpert(moe::SharedExpertOp op) {
     xMem = scratchArg;
     xOff = idx(xIn.offset * 4);
   }
+  observeInput(op.getGate().getName(), *x, tokenCount, hidden);
+  observeInput(op.getUp().getName(), *x, tokenCount, hidden);
   Buffer h = temporary(options.maxBatch * ffn);
   access({xIn}, {h});
   call(lib.matmul(gateUp),
@@ -1083,6 +1177,8 @@ LogicalResult ScheduleBuilder::lowerSharedExpert(moe::SharedExpertOp op) {
     hMem = scratchArg;
     hOff = idx(hIn.offset * 4);
   }
+  if (!down.int8Activations)
+    observeInput(op.getDown().getName(), h, tokenCount, ffn);
   Buffer out = allocate(op.getResult(), options.maxBatch * hidden);
   access({hIn}, {out});
   call(lib.matmul(down),

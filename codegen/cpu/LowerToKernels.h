@@ -41,6 +41,10 @@ struct CpuLoweringOptions {
   /// integer form (every quantized format), with these dot products.
   bool int8Activations = false;
   IntegerDot integerDot = IntegerDot::Generic;
+  /// Report every projection's f32 input and the routed experts' outputs
+  /// to the runtime (moec_rt_observe_input/_experts, ABI 0.5): calibration.
+  /// Needs f32 activations.
+  bool instrument = false;
 };
 
 mlir::LogicalResult lowerToKernels(mlir::ModuleOp module,

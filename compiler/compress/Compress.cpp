@@ -1,9 +1,11 @@
 //===- Compress.cpp - The compress phase: weights into chosen formats -----===//
 
 #include "compiler/compress/Compress.h"
+#include "compiler/compress/CalibrationFile.h"
 #include "compiler/gguf/GgufFile.h"
 #include "compiler/gguf/GgufWriter.h"
 #include "compiler/quant/Dequantize.h"
+#include "compiler/quant/ImportanceQuantize.h"
 #include "compiler/quant/Quantize.h"
 
 #include "llvm/ADT/StringExtras.h"
@@ -98,25 +100,6 @@ uint64_t bytesOf(GgmlType type, ArrayRef<int64_t> dims) {
   for (int64_t d : dims)
     elements *= d;
   return elements / info.blockSize * info.blockBytes;
-}
-
-/// Copies bytes [offset, offset + size) of a stored tensor, across its
-/// extents (a checkpoint stores each expert apart), to `out`.
-void copyStored(const model::WeightStore &store, const StoredTensor &t,
-                uint64_t offset, uint64_t size, uint8_t *out) {
-  for (const StoredTensor::Extent &e : t.extents) {
-    if (size == 0)
-      return;
-    if (offset >= e.size) {
-      offset -= e.size;
-      continue;
-    }
-    uint64_t n = std::min(size, e.size - offset);
-    std::memcpy(out, store.getExtentData(e).data() + offset, n);
-    out += n;
-    size -= n;
-    offset = 0;
-  }
 }
 
 StringRef className(TensorClass c) {
@@ -215,10 +198,6 @@ moec::compress::planCompression(const model::WeightStore &store,
                                entry.getKey().str() +
                                "', which the model does not have");
 
-  if (options.rounding == Rounding::Importance)
-    return createStringError(
-        "--rounding=importance: the importance-weighted quantizers are not "
-        "built yet (round to nearest works)");
   CompressionPlan plan;
   for (const StoredTensor &t : store.getTensors()) {
     TensorClass cls = classify(t);
@@ -283,6 +262,15 @@ moec::compress::planCompression(const model::WeightStore &store,
         continue;
       }
     }
+    if (options.rounding == Rounding::Importance && options.calibration)
+      if (const CalibrationFile::TensorStats *stats =
+              options.calibration->find(t.name))
+        if (stats->columns != t.dims[0])
+          return createStringError(
+              options.calibration->getPath() + ": tensor '" + t.name +
+              "' has " + Twine(stats->columns).str() +
+              " columns of statistics, the model's rows " +
+              Twine(t.dims[0]).str() + " elements: another model's file?");
     if (!isFloat(t.type)) {
       if (!quant::canDequantize(t.type))
         return createStringError("tensor '" + t.name + "' is " +
@@ -331,15 +319,36 @@ void convertTensor(const model::WeightStore &store, const TensorChoice &choice,
                                      : std::max(1u, std::thread::hardware_concurrency());
   threads = static_cast<unsigned>(
       std::min<int64_t>(threads, std::max<int64_t>(1, rows / 16)));
+  // Importance per row: the calibration's statistics of the row's matrix
+  // (an expert of a stacked bank: dims[2] experts of dims[1] rows each).
+  const CalibrationFile::TensorStats *stats =
+      options.rounding == Rounding::Importance && options.calibration
+          ? options.calibration->find(t.name)
+          : nullptr;
+  int64_t rowsPerMatrix =
+      stats && stats->experts > 1 ? rows / stats->experts : rows;
+  auto importanceOf = [&](int64_t row) -> const float * {
+    if (!stats)
+      return nullptr;
+    int64_t e = row / rowsPerMatrix;
+    if (e >= int64_t(stats->experts) ||
+        stats->rows[size_t(e)] < options.minCalibrationRows)
+      return nullptr;
+    return stats->meanSquares + e * stats->columns;
+  };
+  quant::QuantFormat format = quant::QuantFormat::ggml(choice.type);
   auto work = [&](int64_t begin, int64_t end) {
     std::vector<uint8_t> raw(fromRowBytes);
     std::vector<float> values(rowElements);
     for (int64_t r = begin; r < end; ++r) {
-      copyStored(store, t, r * fromRowBytes, fromRowBytes, raw.data());
+      store.copyBytes(t, r * fromRowBytes, fromRowBytes, raw.data());
       quant::dequantizeRow(t.type, raw.data(), values.data(), rowElements);
       uint8_t *dst = out.data() + r * toRowBytes;
       if (choice.type == GgmlType::F32)
         std::memcpy(dst, values.data(), toRowBytes);
+      else if (options.rounding == Rounding::Importance && !isFloat(choice.type))
+        quant::quantizeRowImportance(format, values.data(), dst, rowElements,
+                                     importanceOf(r));
       else
         quant::quantizeRow(choice.type, values.data(), dst, rowElements);
     }
@@ -391,7 +400,7 @@ Error moec::compress::writeCompressedGguf(
     gguf::GgufWriter::TensorDataFn fill;
     if (c.action == TensorChoice::Copy)
       fill = [&store, &t](MutableArrayRef<uint8_t> out) {
-        copyStored(store, t, 0, out.size(), out.data());
+        store.copyBytes(t, 0, out.size(), out.data());
       };
     else
       fill = [&store, c, &options](MutableArrayRef<uint8_t> out) {

@@ -32,6 +32,8 @@
 
 namespace moec::compress {
 
+class CalibrationFile;
+
 /// How quantized values are chosen.
 enum class Rounding {
   /// Round to nearest with the format's reference scales.
@@ -56,6 +58,12 @@ struct CompressOptions {
   /// over the class formats.
   llvm::StringMap<gguf::GgmlType> tensorTypes;
   Rounding rounding = Rounding::Nearest;
+  /// Per-column importance for Rounding::Importance (moec calibrate); null:
+  /// uniform importance (plain squared error).
+  const CalibrationFile *calibration = nullptr;
+  /// Experts that calibration routed fewer tokens to than this get uniform
+  /// importance: a handful of rows is noise, not a statistic.
+  uint64_t minCalibrationRows = 16;
   /// Re-quantize tensors that are already quantized in another type.
   bool allowRequantize = false;
   /// Worker threads (0: all cores).

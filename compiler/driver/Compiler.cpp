@@ -4,6 +4,7 @@
 
 #include "codegen/cpu/EmitObject.h"
 #include "codegen/cpu/LowerToKernels.h"
+#include "compiler/compress/CalibrationFile.h"
 #include "compiler/import/Importer.h"
 #include "compiler/import/Vocabulary.h"
 #include "compiler/support/FileUtil.h"
@@ -118,10 +119,24 @@ Compilation::Compilation(CompileOptions options)
 }
 
 Compilation::~Compilation() {
-  if (!scratchFile.empty()) {
-    store.reset();
-    sys::fs::remove(scratchFile);
-  }
+  store.reset();
+  for (const std::string &f : scratchFiles)
+    sys::fs::remove(f);
+}
+
+Expected<std::string> Compilation::makeScratchFile(StringRef stem) {
+  SmallString<256> path;
+  std::error_code ec =
+      options.scratchDirectory.empty()
+          ? sys::fs::createTemporaryFile(stem, "gguf", path)
+          : sys::fs::createUniqueFile(options.scratchDirectory + "/" + stem +
+                                          "-%%%%%%.gguf",
+                                      path);
+  if (ec)
+    return makeError("compress: cannot create a temporary file: " +
+                     ec.message());
+  scratchFiles.push_back(path.str().str());
+  return path.str().str();
 }
 
 Error Compilation::runUntil(Phase last) {
@@ -168,37 +183,96 @@ Error Compilation::runCompress() {
     if (options.progress)
       errs() << "moec: " << what << "\n";
   };
-  Expected<compress::CompressionPlan> plan =
-      compress::planCompression(*store, *options.compress);
-  if (!plan)
-    return plan.takeError();
-  for (const std::string &w : plan->warnings)
-    WithColor::warning(errs(), "moec") << w << "\n";
-  std::string path = options.compressedPath;
-  if (path.empty()) {
-    SmallString<256> model;
-    std::error_code ec =
-        options.scratchDirectory.empty()
-            ? sys::fs::createTemporaryFile("moec-compressed", "gguf", model)
-            : sys::fs::createUniqueFile(options.scratchDirectory +
-                                            "/moec-compressed-%%%%%%.gguf",
-                                        model);
-    if (ec)
-      return makeError("compress: cannot create a temporary file: " +
-                       ec.message());
-    path = scratchFile = model.str().str();
-  }
-  say("compressing " + Twine(store->getTensors().size()) + " tensors into " +
-      path);
-  for (const std::string &line : plan->summary())
-    say("  " + line);
+  compress::CompressOptions compressOptions = *options.compress;
   bool terminal = options.progress && sys::Process::StandardErrIsDisplayed();
   auto progress = [&](uint64_t doneBytes, uint64_t total) {
     if (terminal)
       errs() << format("\rmoec: compress %3.0f%%   ",
                        100.0 * double(doneBytes) / double(total ? total : 1));
   };
-  if (Error e = compress::writeCompressedGguf(*store, *plan, *options.compress,
+  json::Object pruning;
+  if (options.prune) {
+    if (!compressOptions.calibration)
+      return makeError("--prune-experts: needs a calib.dat from moec "
+                       "calibrate (--calibration) to score the experts");
+    Expected<compress::PruneChoice> choice = compress::choosePrunedExperts(
+        store->getConfig(), *compressOptions.calibration, *options.prune);
+    if (!choice)
+      return choice.takeError();
+    say("pruning " + Twine(int(options.prune->fraction * 100 + 0.5)) +
+        "% of the routed experts by " +
+        compress::getPruneScoringName(options.prune->scoring) + " score");
+    for (const std::string &line : choice->log)
+      say("  " + line);
+    Expected<std::string> pruned = makeScratchFile("moec-pruned");
+    if (!pruned)
+      return pruned.takeError();
+    if (Error e = compress::writePrunedGguf(*store, *choice, *pruned, progress))
+      return e;
+    if (terminal)
+      errs() << "\r";
+    store.reset();
+    Expected<std::unique_ptr<model::WeightStore>> s =
+        model::WeightStore::open(*pruned);
+    if (!s)
+      return s.takeError();
+    store = std::move(*s);
+    // The statistics follow the experts to their new numbers.
+    prunedCalibration = compressOptions.calibration->withExperts(choice->kept);
+    compressOptions.calibration = prunedCalibration.get();
+    json::Array kept;
+    for (const std::vector<uint32_t> &k : choice->kept)
+      kept.push_back(json::Array(k));
+    pruning = json::Object{
+        {"fraction", options.prune->fraction},
+        {"scoring", compress::getPruneScoringName(options.prune->scoring)},
+        {"kept_experts", std::move(kept)}};
+  }
+  json::Object record{
+      {"rounding", compressOptions.rounding == compress::Rounding::Importance
+                       ? "importance"
+                       : "nearest"},
+      {"calibration", compressOptions.calibration
+                          ? json::Value(compressOptions.calibration->getPath())
+                          : json::Value(nullptr)}};
+  if (options.allocation) {
+    say("allocating formats under the budget (measuring each tensor in " +
+        Twine(options.allocation->menu.size()) + " formats)");
+    Expected<compress::Allocation> allocation = compress::allocateFormats(
+        *store, compressOptions, *options.allocation);
+    if (!allocation)
+      return allocation.takeError();
+    for (const auto &entry : allocation->types)
+      compressOptions.tensorTypes[entry.getKey()] = entry.getValue();
+    for (const std::string &line : allocation->log)
+      say("  " + line);
+    record["budget_bytes"] = allocation->budgetBytes;
+    record["allocated_bytes"] = allocation->allocatedBytes;
+    record["predicted_error"] = allocation->predictedError;
+    record["gap_bound"] = allocation->gapBound;
+  }
+  Expected<compress::CompressionPlan> plan =
+      compress::planCompression(*store, compressOptions);
+  if (!plan)
+    return plan.takeError();
+  record["weight_bytes"] = plan->totalBytes();
+  if (!pruning.empty())
+    record["pruning"] = std::move(pruning);
+  compression = json::Value(std::move(record));
+  for (const std::string &w : plan->warnings)
+    WithColor::warning(errs(), "moec") << w << "\n";
+  std::string path = options.compressedPath;
+  if (path.empty()) {
+    Expected<std::string> scratch = makeScratchFile("moec-compressed");
+    if (!scratch)
+      return scratch.takeError();
+    path = *scratch;
+  }
+  say("compressing " + Twine(store->getTensors().size()) + " tensors into " +
+      path);
+  for (const std::string &line : plan->summary())
+    say("  " + line);
+  if (Error e = compress::writeCompressedGguf(*store, *plan, compressOptions,
                                               path, progress))
     return e;
   if (terminal)
@@ -219,7 +293,15 @@ Error Compilation::runPlan() {
   planOptions.contextLength = options.contextLength;
   planOptions.budgetBytes = options.memoryBudget;
   planOptions.batchTokens = options.maxBatch;
-  if (!options.calibrationPath.empty()) {
+  if (prunedCalibration) {
+    // Pruning renumbered the experts: the counts follow them.
+    plan::RoutingCounts counts;
+    for (const auto &layer : prunedCalibration->getLayers())
+      counts.counts.push_back(layer.tokens);
+    calibration = std::move(counts);
+    planOptions.calibration = &*calibration;
+    inputs.insert(options.calibrationPath);
+  } else if (!options.calibrationPath.empty()) {
     Expected<plan::RoutingCounts> c =
         plan::readRoutingCounts(options.calibrationPath, store->getConfig());
     if (!c)
@@ -295,6 +377,14 @@ Error Compilation::runCodegen() {
   lowering.integerDot =
       x86Avx2 ? codegen::IntegerDot::X86Avx2 : codegen::IntegerDot::Generic;
   lowering.int8Activations = options.int8Activations.value_or(x86Avx2);
+  if (options.instrument) {
+    if (options.int8Activations.value_or(false))
+      return makeError("codegen: instrumented code (calibration) observes f32 "
+                       "activations; it does not combine with "
+                       "--activations=int8");
+    lowering.int8Activations = false;
+    lowering.instrument = true;
+  }
   DiagnosticCollector diagnostics(*context);
   if (mlir::failed(codegen::lowerToKernels(*module, lowering)))
     return diagnostics.takeError("codegen");
@@ -569,6 +659,7 @@ Error Compilation::emit(StringRef outDir) {
   emit::BundleOptions bundleOptions;
   bundleOptions.ioBlock = options.target.ioBlockBytes;
   bundleOptions.plan = thePlan->toJson();
+  bundleOptions.compression = compression;
   std::string vocabularyNote;
   bundleOptions.vocabulary =
       importer::getBundleVocabulary(*store, vocabularyNote);

@@ -21,7 +21,9 @@
 #ifndef MOEC_COMPILER_DRIVER_COMPILER_H
 #define MOEC_COMPILER_DRIVER_COMPILER_H
 
+#include "compiler/compress/Allocate.h"
 #include "compiler/compress/Compress.h"
+#include "compiler/compress/Prune.h"
 #include "compiler/emit/BundleWriter.h"
 #include "compiler/model/WeightStore.h"
 #include "compiler/plan/Plan.h"
@@ -60,10 +62,19 @@ struct CompileOptions {
   /// Memory budget for the plan (0: the target's memory).
   uint64_t memoryBudget = 0;
   std::string calibrationPath;
+  /// Generated code reports each projection's input and the experts'
+  /// outputs to the runtime (calibration; f32 activations).
+  bool instrument = false;
   /// Progress lines on standard error (a terminal) or none.
   bool progress = false;
   /// Formats to re-encode the weights into; std::nullopt: as they are.
   std::optional<compress::CompressOptions> compress;
+  /// Formats chosen under a size budget (with `compress`); the class
+  /// flags of `compress` fix what they name.
+  std::optional<compress::AllocationOptions> allocation;
+  /// Routed experts removed before quantization (needs a calib.dat in
+  /// `compress`).
+  std::optional<compress::PruneOptions> prune;
   /// Where the compress phase writes its GGUF; empty: a temporary file in
   /// `scratchDirectory` (the system's when empty), removed at the end.
   std::string compressedPath;
@@ -106,8 +117,14 @@ private:
   std::optional<emit::BundleLayout> layout;
   std::optional<plan::RoutingCounts> calibration;
   std::set<std::string> inputs;
-  /// The compress phase's temporary GGUF, removed with the compilation.
-  std::string scratchFile;
+  /// What the compress phase did, for the bundle's metadata.
+  llvm::json::Value compression = nullptr;
+  /// The compress phase's temporary GGUFs, removed with the compilation.
+  std::vector<std::string> scratchFiles;
+  /// The calibration renumbered to the experts pruning kept.
+  std::unique_ptr<compress::CalibrationFile> prunedCalibration;
+  /// A temporary file in the scratch directory.
+  llvm::Expected<std::string> makeScratchFile(llvm::StringRef stem);
   int done = -1; // the last phase run
 };
 

@@ -18,29 +18,6 @@ using namespace moec::emit;
 using model::StoredTensor;
 using model::TensorRole;
 
-namespace {
-
-/// Copies bytes [offset, offset + size) of a stored tensor, across its
-/// extents, to `out`.
-void copyStored(const model::WeightStore &store, const StoredTensor &t,
-                uint64_t offset, uint64_t size, uint8_t *out) {
-  for (const StoredTensor::Extent &e : t.extents) {
-    if (size == 0)
-      return;
-    if (offset >= e.size) {
-      offset -= e.size;
-      continue;
-    }
-    uint64_t n = std::min(size, e.size - offset);
-    std::memcpy(out, store.getExtentData(e).data() + offset, n);
-    out += n;
-    size -= n;
-    offset = 0;
-  }
-}
-
-} // namespace
-
 const BundleLayout::Resident *
 BundleLayout::findResident(StringRef name) const {
   for (const Resident &r : resident)
@@ -140,6 +117,8 @@ Error moec::emit::writeBundle(const model::WeightStore &store, StringRef path,
   json::Object metadataObject{{"model", std::move(model)},
                               {"plan", std::move(plan)},
                               {"layout_hash", layout.hash}};
+  if (options.compression.kind() != json::Value::Null)
+    metadataObject["compression"] = options.compression;
   std::string metadata;
   raw_string_ostream(metadata) << json::Value(std::move(metadataObject));
 
@@ -210,7 +189,7 @@ Error moec::emit::writeBundle(const model::WeightStore &store, StringRef path,
   std::vector<uint8_t> buffer;
   for (size_t i = 0; i < tensors.size(); ++i) {
     buffer.resize(tensors[i].size);
-    copyStored(store, *layout.resident[i].tensor, 0, buffer.size(),
+    store.copyBytes(*layout.resident[i].tensor, 0, buffer.size(),
                buffer.data());
     tensors[i].checksum = XXH3_64bits(buffer.data(), buffer.size());
   }
@@ -218,7 +197,7 @@ Error moec::emit::writeBundle(const model::WeightStore &store, StringRef path,
     buffer.assign(experts[i].size, 0);
     const moec_bundle_expert &e = experts[i];
     for (const BundleLayout::ExpertPart &p : layout.expertParts[e.layer])
-      copyStored(store, *p.tensor, e.expert * p.size, p.size,
+      store.copyBytes(*p.tensor, e.expert * p.size, p.size,
                  buffer.data() + p.offset);
   };
   for (size_t i = 0; i < experts.size(); ++i) {
@@ -246,7 +225,7 @@ Error moec::emit::writeBundle(const model::WeightStore &store, StringRef path,
     for (size_t i = 0; i < tensors.size(); ++i) {
       padTo(tensors[i].offset);
       buffer.resize(tensors[i].size);
-      copyStored(store, *layout.resident[i].tensor, 0, buffer.size(),
+      store.copyBytes(*layout.resident[i].tensor, 0, buffer.size(),
                  buffer.data());
       os.write(reinterpret_cast<const char *>(buffer.data()), buffer.size());
       written += buffer.size();

@@ -60,6 +60,9 @@ struct BundleOptions {
   /// The tokenizer's vocabulary (tokenizer::Vocabulary::serialize), or ""
   /// when the model carries none.
   std::string vocabulary = {};
+  /// What the compress phase did (formats, budget, predicted error), or
+  /// null when it did not run.
+  llvm::json::Value compression = nullptr;
 };
 
 /// Writes `store` as a bundle to `path` (atomically). `progress` gets bytes

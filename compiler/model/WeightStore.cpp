@@ -2,6 +2,9 @@
 
 #include "compiler/model/WeightStore.h"
 
+#include <algorithm>
+#include <cstring>
+
 #include "compiler/gguf/GgufFile.h"
 #include "compiler/safetensors/SafetensorsFile.h"
 #include "compiler/support/FileUtil.h"
@@ -43,6 +46,23 @@ uint64_t WeightStore::getTotalBytes() const {
 const StoredTensor *WeightStore::find(StringRef name) const {
   auto it = index.find(name);
   return it == index.end() ? nullptr : &tensors[it->second];
+}
+
+void WeightStore::copyBytes(const StoredTensor &t, uint64_t offset,
+                            uint64_t size, uint8_t *out) const {
+  for (const StoredTensor::Extent &e : t.extents) {
+    if (size == 0)
+      return;
+    if (offset >= e.size) {
+      offset -= e.size;
+      continue;
+    }
+    uint64_t n = std::min(size, e.size - offset);
+    std::memcpy(out, getExtentData(e).data() + offset, n);
+    out += n;
+    size -= n;
+    offset = 0;
+  }
 }
 
 ArrayRef<uint8_t>

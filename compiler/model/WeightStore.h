@@ -75,6 +75,10 @@ public:
   const StoredTensor *find(llvm::StringRef name) const;
   /// The bytes of one extent, inside the file mapping.
   llvm::ArrayRef<uint8_t> getExtentData(const StoredTensor::Extent &e) const;
+  /// Copies bytes [offset, offset + size) of `t`, across its extents, to
+  /// `out` (the range must lie inside the tensor).
+  void copyBytes(const StoredTensor &t, uint64_t offset, uint64_t size,
+                 uint8_t *out) const;
   /// The GGUF file, for GGUF models (metadata such as the tokenizer).
   const gguf::GgufFile *getGguf() const { return ggufFile.get(); }
 

@@ -1,6 +1,7 @@
 //===- Plan.cpp - What stays in memory under a budget ---------------------===//
 
 #include "compiler/plan/Plan.h"
+#include "compiler/compress/CalibrationFile.h"
 
 #include "compiler/support/FileUtil.h"
 #include "compiler/support/Json.h"
@@ -54,7 +55,17 @@ moec::plan::readRoutingCounts(StringRef path, const model::ModelConfig &c) {
   auto fail = [&](const Twine &message) {
     return createStringError(inconvertibleErrorCode(), path + ": " + message);
   };
-  Expected<json::Value> json = parseUntrustedJson((*buffer)->getBuffer(), 8);
+  // A calib.dat (moec calibrate) carries the same routing object in its
+  // JSON header as a --stats file.
+  StringRef text = (*buffer)->getBuffer();
+  if (compress::CalibrationFile::hasMagic(text)) {
+    Expected<StringRef> header =
+        compress::CalibrationFile::headerJson(text, path);
+    if (!header)
+      return header.takeError();
+    text = *header;
+  }
+  Expected<json::Value> json = parseUntrustedJson(text, 8);
   if (!json)
     return fail("invalid JSON: " + toString(json.takeError()));
   const json::Object *root = json->getAsObject();

@@ -16,8 +16,8 @@
 // somewhat less accurate (the gguf package has no k-quant quantizer to
 // compare with). The statement above covers only the formats it lists.
 // Inputs must be finite and small enough that the scales fit an f16.
-// The importance-weighted and GPTQ quantizers come with the compression
-// issue.
+// The importance-weighted quantizers of every format are in
+// ImportanceQuantize.h, GPTQ in Gptq.h.
 //
 //===----------------------------------------------------------------------===//
 

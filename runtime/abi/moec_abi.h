@@ -25,7 +25,7 @@ extern "C" {
 #endif
 
 #define MOEC_ABI_VERSION_MAJOR 0
-#define MOEC_ABI_VERSION_MINOR 4
+#define MOEC_ABI_VERSION_MINOR 5
 
 /* The version of the ABI an artifact was compiled against, as the compiler
  * embeds it. */
@@ -161,6 +161,27 @@ void moec_rt_routing(moec_rt_context_t *ctx, int32_t layer, int64_t n_tokens,
  * runtime may read them early; it must not change results. */
 void moec_rt_predict(moec_rt_context_t *ctx, int32_t layer, int64_t n_tokens,
                      int64_t top_k, int64_t ids_offset);
+
+/* Defined by the runtime (since 0.5), called by thread 0 only and only by
+ * code compiled with instrumentation (what `moec calibrate` builds): the
+ * f32 input of a projection, `rows` rows of `cols` at byte offset
+ * data_offset of the scratch buffer. `tensor` is the weight's name
+ * (NUL-terminated, static). For a bank of routed experts,
+ * expert_offsets_offset >= 0 is the byte offset of i32 offsets[experts + 1]
+ * in the scratch buffer: expert e's rows are [offsets[e], offsets[e + 1]);
+ * otherwise it is -1. Must not change results. */
+void moec_rt_observe_input(moec_rt_context_t *ctx, const char *tensor,
+                           int64_t rows, int64_t cols, int64_t data_offset,
+                           int64_t expert_offsets_offset);
+
+/* Defined by the runtime (since 0.5), instrumented code only, thread 0:
+ * the routed experts' outputs of MoE layer `layer` (before the weighted
+ * combine), rows of `cols` f32 at data_offset; pair p (token p / top_k,
+ * choice p % top_k of the layer's moec_rt_routing report) has its output in
+ * row inverse[p], i32 at byte offset inverse_offset. */
+void moec_rt_observe_experts(moec_rt_context_t *ctx, int32_t layer,
+                             int64_t n_tokens, int64_t top_k, int64_t cols,
+                             int64_t data_offset, int64_t inverse_offset);
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -3,6 +3,7 @@
 #include "runtime/exec/Model.h"
 
 #include "runtime/bundle/Bundle.h"
+#include "runtime/exec/Calibration.h"
 #include "runtime/exec/ThreadPool.h"
 #include "runtime/stream/ExpertStreamer.h"
 
@@ -61,6 +62,10 @@ struct moec_rt_context_t {
   std::vector<std::vector<std::pair<uint32_t, uint64_t>>> prefetchReads;
   std::vector<moec::exec::RoutingRecord> routingRecords;
   std::vector<int32_t> routingIds;
+  /// Calibration (instrumented code, ABI 0.5): what the observations add
+  /// up to, and whether any arrived.
+  std::unique_ptr<moec::exec::CalibrationRecorder> calibration;
+  bool observed = false;
   /// The first breach of the ABI's contract seen in the running call; the
   /// code cannot be stopped mid-call, so the call fails when it returns.
   std::atomic<bool> failed{false};
@@ -252,6 +257,11 @@ extern "C" void moec_rt_routing(moec_rt_context_t *ctx, int32_t layer,
       reinterpret_cast<const int32_t *>(ctx->scratch + idsOffset);
   if (ctx->streamer)
     ctx->streamLayer(layer, ids, tokens * topK);
+  if (ctx->calibration)
+    ctx->calibration->recordRouting(
+        layer, ids,
+        reinterpret_cast<const float *>(ctx->scratch + weightsOffset), tokens,
+        topK);
   if (!ctx->recordRouting)
     return;
   for (int64_t t = 0; t < tokens; ++t) {
@@ -279,6 +289,70 @@ extern "C" void moec_rt_predict(moec_rt_context_t *ctx, int32_t layer,
     ctx->prefetchPredicted(
         layer, reinterpret_cast<const int32_t *>(ctx->scratch + idsOffset),
         tokens * topK);
+}
+
+extern "C" void moec_rt_observe_input(moec_rt_context_t *ctx,
+                                      const char *tensor, int64_t rows,
+                                      int64_t cols, int64_t dataOffset,
+                                      int64_t expertOffsetsOffset) {
+  if (!ctx->onThreadZero("moec_rt_observe_input"))
+    return;
+  ctx->observed = true;
+  if (!ctx->calibration)
+    return;
+  uint64_t experts = ctx->expertsPerLayer;
+  bool byExpert = expertOffsetsOffset >= 0;
+  if (!tensor || rows < 0 || cols <= 0 ||
+      !ctx->inScratch(dataOffset, uint64_t(rows) * uint64_t(cols) * 4) ||
+      (byExpert && !ctx->inScratch(expertOffsetsOffset, (experts + 1) * 4))) {
+    ctx->fail("compiled code reported a projection input outside its "
+              "buffers");
+    return;
+  }
+  const int32_t *offsets =
+      byExpert ? reinterpret_cast<const int32_t *>(ctx->scratch +
+                                                   expertOffsetsOffset)
+               : nullptr;
+  if (offsets) {
+    for (uint64_t e = 0; e < experts; ++e)
+      if (offsets[e] < 0 || offsets[e] > offsets[e + 1] ||
+          offsets[e + 1] > rows) {
+        ctx->fail(std::string("compiled code reported expert rows of ") +
+                  tensor + " that are not ordered within its " +
+                  std::to_string(rows) + " rows");
+        return;
+      }
+  }
+  std::string error;
+  if (!ctx->calibration->observeInput(
+          tensor, reinterpret_cast<const float *>(ctx->scratch + dataOffset),
+          rows, cols, offsets, error))
+    ctx->fail(error);
+}
+
+extern "C" void moec_rt_observe_experts(moec_rt_context_t *ctx, int32_t layer,
+                                        int64_t tokens, int64_t topK,
+                                        int64_t cols, int64_t dataOffset,
+                                        int64_t inverseOffset) {
+  if (!ctx->onThreadZero("moec_rt_observe_experts"))
+    return;
+  ctx->observed = true;
+  if (!ctx->calibration)
+    return;
+  uint64_t pairs = uint64_t(tokens) * uint64_t(topK);
+  if (layer < 0 || uint32_t(layer) >= ctx->layers || tokens < 0 ||
+      topK <= 0 || cols <= 0 || !ctx->inScratch(inverseOffset, pairs * 4) ||
+      !ctx->inScratch(dataOffset, pairs * uint64_t(cols) * 4)) {
+    ctx->fail("compiled code reported expert outputs outside its buffers");
+    return;
+  }
+  std::string error;
+  if (!ctx->calibration->observeExperts(
+          layer, tokens, topK, cols,
+          reinterpret_cast<const float *>(ctx->scratch + dataOffset),
+          reinterpret_cast<const int32_t *>(ctx->scratch + inverseOffset),
+          int64_t(pairs), error))
+    ctx->fail(error);
 }
 
 extern "C" void moec_rt_expert_release(moec_rt_context_t *ctx, int32_t layer,
@@ -1025,6 +1099,8 @@ bool Model::forward(const int32_t *tokens, int64_t n, float *logits,
   ctx->sequence = sequence;
   auto forwardFn = code.forward;
   int64_t all = allLogits ? 1 : 0;
+  if (ctx->calibration)
+    ctx->calibration->addTokens(n);
   auto started = std::chrono::steady_clock::now();
   pool->run([&](unsigned thread, unsigned threads) {
     forwardFn(ctx, thread, threads, n, all, &tokenBuffer, &positionBuffer,
@@ -1068,6 +1144,25 @@ void Model::reset() {
   ++sequence;
   kv.zero();
   std::fill(lastLogits.begin(), lastLogits.end(), 0.0f);
+}
+
+void Model::startCalibration() {
+  context->calibration = std::make_unique<CalibrationRecorder>(
+      context->layers, context->expertsPerLayer);
+}
+
+bool Model::writeCalibration(const std::string &path, std::string &error) {
+  if (!context->calibration) {
+    error = "calibration was not started";
+    return false;
+  }
+  if (!context->observed) {
+    error = "the model's code reported no projection inputs: it was not "
+            "compiled with instrumentation (moec calibrate builds a model "
+            "that is)";
+    return false;
+  }
+  return context->calibration->write(path, error);
 }
 
 void Model::setRecordRouting(bool on) {

@@ -152,6 +152,12 @@ public:
   int64_t getPosition() const { return position; }
   unsigned getThreadCount() const;
   ModelStats getStats() const;
+  /// Calibration: from now on, instrumented code's observations (every
+  /// projection's input, the experts' outputs) are accumulated.
+  void startCalibration();
+  /// Writes what was accumulated as calib.dat (exec/Calibration.h). False
+  /// with `error`, also when the code is not instrumented.
+  bool writeCalibration(const std::string &path, std::string &error);
   /// Records every token's experts from now on (off: forgets them).
   void setRecordRouting(bool on);
   /// The records, and top-k expert ids per record, in order.

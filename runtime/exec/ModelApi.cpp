@@ -165,6 +165,21 @@ void moec_model_record_routing(moec_model *m, int on) {
     m->model->setRecordRouting(on != 0);
 }
 
+void moec_model_start_calibration(moec_model *m) {
+  if (m)
+    m->model->startCalibration();
+}
+
+int moec_model_write_calibration(moec_model *m, const char *path) {
+  if (!m)
+    return -1;
+  if (!path || !*path) {
+    m->error = "no path to write the calibration to";
+    return -1;
+  }
+  return m->model->writeCalibration(path, m->error) ? 0 : -1;
+}
+
 int moec_model_write_stats(moec_model *m, const char *path,
                            const char *extra_members) {
   if (!m)

@@ -138,6 +138,17 @@ void moec_model_record_routing(moec_model *m, int on);
 int moec_model_write_stats(moec_model *m, const char *path,
                            const char *extra_members);
 
+/* Calibration, for models compiled with instrumentation (what `moec
+ * calibrate` builds): from now on, every projection's input and the routed
+ * experts' outputs are accumulated. */
+void moec_model_start_calibration(moec_model *m);
+
+/* Writes the accumulated statistics to `path` (atomically) as calib.dat
+ * (per-column mean squared inputs, routing counts, per-expert router-weight
+ * mass and REAP sums; docs/compression.md). 0, or -1 with
+ * moec_model_error() saying why (also when the code is not instrumented). */
+int moec_model_write_calibration(moec_model *m, const char *path);
+
 /* ---- Tokenizer --------------------------------------------------------- */
 
 /* 1 when the bundle carries a tokenizer the runtime can run (from the

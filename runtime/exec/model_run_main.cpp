@@ -102,6 +102,10 @@ const char *const kUsage =
     "  --stats FILE           write statistics as JSON: routing (counts,\n"
     "                         popularity, reuse, trace), expert cache and\n"
     "                         reads, prefetch precision/recall, timings\n"
+    "  --chunks N             --perplexity: score at most N windows\n"
+    "  --calibration-out FILE write calibration statistics (calib.dat) of\n"
+    "                         the run; needs a model compiled with\n"
+    "                         instrumentation (what moec calibrate does)\n"
     "  --logits-out FILE      with --prompt-ids: write the float32 logits\n"
     "                         after every token evaluated\n"
     "  -h, --help             this text\n";
@@ -255,12 +259,12 @@ private:
 
 struct Options {
   std::string bundle, logitsPath, prompt, promptFlag, statsPath, mode,
-      klBasePath;
+      klBasePath, calibrationPath;
   std::vector<int32_t> promptIds;
   bool havePrompt = false, haveIds = false, chat = false, perplexity = false,
        ignoreEos = false, haveSeed = false, haveWindow = false,
        klDivergence = false;
-  long long predict = 128, threads = 0, window = 512;
+  long long predict = 128, threads = 0, window = 512, maxChunks = 0;
   uint64_t memoryBudget = 0;
   int cachePolicy = 0, ioMode = 0, batch = 0;
   bool noPrefetch = false;
@@ -404,6 +408,18 @@ Options parseOptions(int argc, char **argv) {
       o.statsPath = takeValue();
       if (o.statsPath.empty())
         die(arg + ": needs a value");
+    } else if (arg == "--calibration-out") {
+      o.calibrationPath = takeValue();
+      if (o.calibrationPath.empty())
+        die(arg + ": needs a value");
+    } else if (arg == "--chunks") {
+      std::string v = takeValue();
+      char *end = nullptr;
+      errno = 0;
+      long long n = std::strtoll(v.c_str(), &end, 10);
+      if (v.empty() || *end || errno || n < 1)
+        die(arg + ": '" + v + "' is not a positive number of windows");
+      o.maxChunks = n;
     } else {
       die("unknown option '" + std::string(argv[i]) +
           "' (model-run --help lists them)");
@@ -417,6 +433,8 @@ Options parseOptions(int argc, char **argv) {
     die("--perplexity: needs the text to score (-f FILE)");
   if (o.perplexity && o.chat)
     die("--perplexity: not with -cnv");
+  if (o.maxChunks && !o.perplexity)
+    die("--chunks: needs --perplexity");
   if (o.klDivergence && o.klBasePath.empty())
     die("--kl-divergence: needs --kl-divergence-base FILE (the base "
         "model's log-probabilities, written by a run without "
@@ -540,6 +558,13 @@ public:
 
   void printTimings(double loadMs) {
     writeStats(loadMs);
+    if (!options.calibrationPath.empty()) {
+      if (moec_model_write_calibration(model,
+                                       options.calibrationPath.c_str()) != 0)
+        die("--calibration-out: " + std::string(moec_model_error(model)));
+      std::fprintf(stderr, "model-run: wrote the calibration to %s\n",
+                   options.calibrationPath.c_str());
+    }
     std::fprintf(stderr, "\nmodel-run: %16s = %10.2f ms\n", "load time",
                  loadMs);
     printTiming("prompt eval time", promptMs, promptTokens, "tokens");
@@ -1074,6 +1099,8 @@ int runPerplexity(Session &s, const Options &o, double loadMs) {
         std::to_string(s.context));
   std::vector<int32_t> tokens = s.tokenize(o.prompt, true, false);
   int64_t chunks = int64_t(tokens.size()) / n;
+  if (o.maxChunks)
+    chunks = std::min<int64_t>(chunks, o.maxChunks);
   if (chunks == 0)
     die("--perplexity: the text has " + std::to_string(tokens.size()) +
         " tokens, fewer than one window of " + std::to_string(n) + " (-c)");
@@ -1242,6 +1269,8 @@ int main(int argc, char **argv) {
   double loadMs = millisecondsSince(loadStart);
   if (!o.statsPath.empty())
     moec_model_record_routing(model, 1);
+  if (!o.calibrationPath.empty())
+    moec_model_start_calibration(model);
   o.mode = o.haveIds ? "ids" : o.perplexity ? "perplexity" : o.chat ? "chat"
                                                                    : "text";
   Session session(model, o);

@@ -1,18 +1,25 @@
 //===- ReferenceMain.cpp - Run the reference executor on a model ----------===//
 //
-//   moec-reference MODEL --tokens=1,2,3 [-o logits.f32] [--routing-out=F]
+//   moec-reference MODEL --tokens=1,2,3[;4,5,...] [-o logits.f32]
+//                  [--routing-out=F] [--calibration-out=F]
 //
 // Prefills the tokens and writes the logits of every position, [T][V]
 // little-endian f32, to -o, or prints them one position per line. For
 // comparing with other implementations (check_against_transformers.py).
 // --routing-out writes where each position went in each MoE layer, one
-// line "position layer margin expert expert ...".
+// line "position layer margin expert expert ...". --calibration-out writes
+// what an instrumented compiled model's calibration writes (calib.dat,
+// runtime/exec/Calibration.h) for the same tokens: the oracle of
+// `moec calibrate`.
 //
 //===----------------------------------------------------------------------===//
 
 #include "test/reference/ReferenceModel.h"
 
 #include "compiler/model/WeightStore.h"
+#include "runtime/exec/Calibration.h"
+
+#include <map>
 
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/CommandLine.h"
@@ -35,19 +42,87 @@ static cl::opt<std::string>
                 cl::desc("Write each position's experts per layer here"),
                 cl::value_desc("file"));
 
+static cl::opt<std::string> calibrationPath(
+    "calibration-out",
+    cl::desc("Write the calibration statistics of the run here (calib.dat)"),
+    cl::value_desc("file"));
+
+namespace {
+
+/// Feeds the reference's observations, one token at a time, to the
+/// runtime's recorder.
+class Recorder : public reference::ReferenceObserver {
+public:
+  Recorder(const model::ModelConfig &c)
+      : recorder(uint32_t(c.numLayers), uint32_t(c.numExperts)),
+        expertCount(uint32_t(c.numExperts)) {}
+  void input(StringRef tensor, int expert, ArrayRef<float> x) override {
+    // The recorder identifies tensors by the address of their name.
+    const char *name = names.try_emplace(tensor.str()).first->first.c_str();
+    std::vector<int32_t> offsets;
+    if (expert >= 0)
+      for (uint32_t e = 0; e <= expertCount; ++e)
+        offsets.push_back(e > uint32_t(expert) ? 1 : 0);
+    std::string error;
+    if (!recorder.observeInput(name, x.data(), 1, int64_t(x.size()),
+                               expert >= 0 ? offsets.data() : nullptr, error))
+      fail(error);
+  }
+  void experts(int layer, const reference::ops::Routing &r,
+               ArrayRef<std::vector<float>> outputs) override {
+    std::vector<int32_t> ids(r.experts.begin(), r.experts.end()), inverse;
+    std::vector<float> weights(r.weights.begin(), r.weights.end()), rows;
+    for (size_t j = 0; j < outputs.size(); ++j) {
+      inverse.push_back(int32_t(j));
+      rows.insert(rows.end(), outputs[j].begin(), outputs[j].end());
+    }
+    int64_t k = int64_t(ids.size());
+    recorder.recordRouting(layer, ids.data(), weights.data(), 1, k);
+    std::string error;
+    if (!outputs.empty() &&
+        !recorder.observeExperts(layer, 1, k, int64_t(outputs[0].size()),
+                                 rows.data(), inverse.data(), k, error))
+      fail(error);
+  }
+  void tokens(int64_t count) override { recorder.addTokens(count); }
+
+  exec::CalibrationRecorder recorder;
+
+private:
+  [[noreturn]] void fail(const std::string &error) {
+    errs() << "moec-reference: calibration: " << error << "\n";
+    std::exit(1);
+  }
+  uint32_t expertCount;
+  std::map<std::string, int> names;
+};
+
+} // namespace
+
 int main(int argc, char **argv) {
   cl::ParseCommandLineOptions(argc, argv, "moec reference executor\n");
+  // Sequences separated by ';' run one after another, each from an empty
+  // context (perplexity windows); their logits are concatenated.
+  std::vector<std::vector<int32_t>> sequences;
   std::vector<int32_t> tokens;
-  SmallVector<StringRef> parts;
-  StringRef(tokenList).split(parts, ',', -1, /*KeepEmpty=*/false);
-  for (StringRef part : parts) {
-    int32_t token;
-    if (part.trim().getAsInteger(10, token)) {
-      errs() << "moec-reference: --tokens: '" << part
-             << "' is not an integer\n";
-      return 1;
+  SmallVector<StringRef> seqParts;
+  StringRef(tokenList).split(seqParts, ';', -1, /*KeepEmpty=*/false);
+  for (StringRef seq : seqParts) {
+    SmallVector<StringRef> parts;
+    seq.split(parts, ',', -1, /*KeepEmpty=*/false);
+    std::vector<int32_t> one;
+    for (StringRef part : parts) {
+      int32_t token;
+      if (part.trim().getAsInteger(10, token)) {
+        errs() << "moec-reference: --tokens: '" << part
+               << "' is not an integer\n";
+        return 1;
+      }
+      one.push_back(token);
+      tokens.push_back(token);
     }
-    tokens.push_back(token);
+    if (!one.empty())
+      sequences.push_back(std::move(one));
   }
   if (tokens.empty()) {
     errs() << "moec-reference: --tokens is empty\n";
@@ -67,7 +142,26 @@ int main(int argc, char **argv) {
       return 1;
     }
   reference::ReferenceModel model(**store);
-  std::vector<float> logits = model.prefill(tokens);
+  std::unique_ptr<Recorder> recorder;
+  if (!calibrationPath.empty()) {
+    recorder = std::make_unique<Recorder>((*store)->getConfig());
+    model.setObserver(recorder.get());
+  }
+  std::vector<float> logits;
+  for (size_t i = 0; i < sequences.size(); ++i) {
+    // --routing-out describes the last sequence only.
+    if (i)
+      model.reset();
+    std::vector<float> part = model.prefill(sequences[i]);
+    logits.insert(logits.end(), part.begin(), part.end());
+  }
+  if (recorder) {
+    std::string error;
+    if (!recorder->recorder.write(calibrationPath, error)) {
+      errs() << "moec-reference: " << error << "\n";
+      return 1;
+    }
+  }
 
   if (!routingPath.empty()) {
     std::error_code ec;

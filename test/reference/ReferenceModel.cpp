@@ -60,10 +60,22 @@ ReferenceModel::ReferenceModel(const model::WeightStore &store)
       fail("tensor '" + t.name + "' has no role");
     std::vector<float> &slot = weights[t.role->layer + 1][t.role->kind];
     slot = dequantize(store, t);
+    if (names.size() <= size_t(t.role->layer + 1))
+      names.resize(t.role->layer + 2);
+    names[t.role->layer + 1][t.role->kind] = t.name;
     byName[t.name] = &slot;
   }
   keys.resize(config.numLayers);
   values.resize(config.numLayers);
+}
+
+void ReferenceModel::observe(int layer, Kind kind, ArrayRef<float> x,
+                             int expert) const {
+  if (!observer)
+    return;
+  auto it = names[layer + 1].find(kind);
+  if (it != names[layer + 1].end())
+    observer->input(it->second, expert, x);
 }
 
 bool ReferenceModel::hasWeight(int layer, Kind kind) const {
@@ -123,6 +135,8 @@ std::vector<float> ReferenceModel::prefill(ArrayRef<int32_t> tokens) {
     std::copy_n(embedding.begin() + tokens[t] * h, h, x.begin() + t * h);
   }
 
+  if (observer)
+    observer->tokens(count);
   routing.resize(start + count, std::vector<ops::Routing>(config.numLayers));
   // Layer by layer over all positions (decode is the case count == 1).
   for (int layer = 0; layer < config.numLayers; ++layer)
@@ -138,6 +152,8 @@ std::vector<float> ReferenceModel::prefill(ArrayRef<int32_t> tokens) {
   for (int64_t t = 0; t < count; ++t) {
     ArrayRef<float> row = ArrayRef<float>(x).slice(t * h, h);
     ops::rmsNorm(row, norm, config.rmsNormEps, normed);
+    observe(-1, hasWeight(-1, Kind::Output) ? Kind::Output : Kind::TokenEmbedding,
+            normed);
     ops::matVec(output, normed, MutableArrayRef<float>(logits).slice(t * v, v));
   }
   return logits;
@@ -161,6 +177,9 @@ void ReferenceModel::runLayer(int layer, std::vector<float> &x, int64_t start) {
         MutableArrayRef<float>(q).slice(t * qSize, qSize);
     ops::rmsNorm(ArrayRef<float>(x).slice(t * h, h),
                  weight(layer, Kind::AttnNorm), eps, normed);
+    observe(layer, Kind::AttnQ, normed);
+    observe(layer, Kind::AttnK, normed);
+    observe(layer, Kind::AttnV, normed);
     // Q, K and V biases (qwen2moe) are part of the projection's f64 sum.
     ops::matVec(weight(layer, Kind::AttnQ), normed, qt,
                 weightOrNone(layer, Kind::AttnQBias));
@@ -212,6 +231,7 @@ void ReferenceModel::runLayer(int layer, std::vector<float> &x, int64_t start) {
         attn[head * d + i] = static_cast<float>(sum);
       }
     }
+    observe(layer, Kind::AttnOutput, attn);
     ops::matVec(weight(layer, Kind::AttnOutput), attn, projected);
     for (int64_t i = 0; i < h; ++i)
       x[t * h + i] =
@@ -231,12 +251,16 @@ void ReferenceModel::runLayer(int layer, std::vector<float> &x, int64_t start) {
 std::vector<float> ReferenceModel::swiglu(ArrayRef<float> gate,
                                           ArrayRef<float> up,
                                           ArrayRef<float> down, int64_t ffn,
-                                          ArrayRef<float> x) {
+                                          ArrayRef<float> x,
+                                          function_ref<void(ArrayRef<float>)>
+                                              observeDownInput) {
   std::vector<float> g(ffn), u(ffn), a(ffn), out(x.size());
   ops::matVec(gate, x, g);
   ops::matVec(up, x, u);
   for (int64_t i = 0; i < ffn; ++i)
     a[i] = static_cast<float>(ops::silu(g[i]) * static_cast<double>(u[i]));
+  if (observeDownInput)
+    observeDownInput(a);
   ops::matVec(down, a, out);
   return out;
 }
@@ -246,6 +270,7 @@ std::vector<float> ReferenceModel::moe(int layer, ArrayRef<float> x,
   const int64_t h = config.hiddenSize, e = config.numExperts,
                 ffn = config.expertFfnSize;
   std::vector<float> routerLogits(e);
+  observe(layer, Kind::Router, x);
   ops::matVec(weight(layer, Kind::Router), x, routerLogits);
   r = ops::route(routerLogits, config.numExpertsUsed, config.normTopK);
 
@@ -255,19 +280,35 @@ std::vector<float> ReferenceModel::moe(int layer, ArrayRef<float> x,
                   ups = weight(layer, Kind::ExpertUp),
                   downs = weight(layer, Kind::ExpertDown);
   std::vector<double> sum(h, 0.0);
+  std::vector<std::vector<float>> outputs;
   for (size_t j = 0; j < r.experts.size(); ++j) {
     int64_t id = r.experts[j];
-    std::vector<float> y = swiglu(gates.slice(id * ffn * h, ffn * h),
-                                  ups.slice(id * ffn * h, ffn * h),
-                                  downs.slice(id * h * ffn, h * ffn), ffn, x);
+    observe(layer, Kind::ExpertGate, x, int(id));
+    observe(layer, Kind::ExpertUp, x, int(id));
+    std::vector<float> y =
+        swiglu(gates.slice(id * ffn * h, ffn * h),
+               ups.slice(id * ffn * h, ffn * h),
+               downs.slice(id * h * ffn, h * ffn), ffn, x,
+               [&](ArrayRef<float> a) {
+                 observe(layer, Kind::ExpertDown, a, int(id));
+               });
     for (int64_t i = 0; i < h; ++i)
       sum[i] += r.weights[j] * y[i];
+    if (observer)
+      outputs.push_back(std::move(y));
   }
+  if (observer)
+    observer->experts(layer, r, outputs);
 
   if (config.family->sharedExpert) {
+    observe(layer, Kind::SharedGate, x);
+    observe(layer, Kind::SharedUp, x);
     std::vector<float> y =
         swiglu(weight(layer, Kind::SharedGate), weight(layer, Kind::SharedUp),
-               weight(layer, Kind::SharedDown), config.sharedExpertFfnSize, x);
+               weight(layer, Kind::SharedDown), config.sharedExpertFfnSize, x,
+               [&](ArrayRef<float> a) {
+                 observe(layer, Kind::SharedDown, a);
+               });
     double g = 1.0;
     if (config.family->sharedExpertGate)
       g = ops::sigmoid(ops::dot(weight(layer, Kind::SharedInputGate), x));

@@ -16,6 +16,7 @@
 #include "test/reference/ReferenceOps.h"
 
 #include "llvm/ADT/ArrayRef.h"
+#include "llvm/ADT/STLFunctionalExtras.h"
 #include "llvm/ADT/StringMap.h"
 #include "llvm/ADT/StringRef.h"
 
@@ -29,6 +30,23 @@ class WeightStore;
 }
 
 namespace moec::reference {
+
+/// What calibration sees (runtime/exec/Calibration.h): every projection's
+/// input and each routed expert's output, one token at a time.
+class ReferenceObserver {
+public:
+  virtual ~ReferenceObserver() = default;
+  /// `x` is the input of weight `tensor` (routed experts: of expert
+  /// `expert`'s slice; -1 for other weights).
+  virtual void input(llvm::StringRef tensor, int expert,
+                     llvm::ArrayRef<float> x) = 0;
+  /// A token's routing in MoE layer `layer` and its experts' outputs, one
+  /// per routed expert, in the routing's order.
+  virtual void experts(int layer, const ops::Routing &routing,
+                       llvm::ArrayRef<std::vector<float>> outputs) = 0;
+  /// A forward call of `count` tokens begins.
+  virtual void tokens(int64_t count) = 0;
+};
 
 class ReferenceModel {
 public:
@@ -64,6 +82,9 @@ public:
   /// to build models with known behaviour.
   llvm::MutableArrayRef<float> getWeight(llvm::StringRef name);
 
+  /// Reports to `observer` (null: none) from the next call on.
+  void setObserver(ReferenceObserver *o) { observer = o; }
+
 private:
   using Kind = model::TensorRole::Kind;
   /// A layer's tensor of role `kind` (-1: the model-wide tensors).
@@ -82,7 +103,9 @@ private:
   static std::vector<float> swiglu(llvm::ArrayRef<float> gate,
                                    llvm::ArrayRef<float> up,
                                    llvm::ArrayRef<float> down, int64_t ffn,
-                                   llvm::ArrayRef<float> x);
+                                   llvm::ArrayRef<float> x,
+                                   llvm::function_ref<void(llvm::ArrayRef<float>)>
+                                       observeDownInput = {});
 
   model::ModelConfig config;
   /// Dequantized tensors, per layer (-1 at index 0: model-wide) and role.
@@ -95,6 +118,12 @@ private:
   /// [position][layer].
   std::vector<std::vector<ops::Routing>> routing;
   int64_t numPositions = 0;
+  ReferenceObserver *observer = nullptr;
+  /// Names of the tensors by layer (-1 at index 0) and role.
+  std::vector<std::map<Kind, std::string>> names;
+  /// Tells the observer `x` is the input of the layer's tensor of `kind`.
+  void observe(int layer, Kind kind, llvm::ArrayRef<float> x,
+               int expert = -1) const;
 };
 
 } // namespace moec::reference

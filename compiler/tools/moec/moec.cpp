@@ -11,6 +11,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "compiler/compress/CalibrationFile.h"
 #include "compiler/compress/Compress.h"
 #include "compiler/driver/Compiler.h"
 #include "compiler/gguf/GgufFile.h"
@@ -33,13 +34,16 @@
 #include "llvm/Support/Format.h"
 #include "llvm/Support/InitLLVM.h"
 #include "llvm/Support/JSON.h"
+#include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/Process.h"
+#include "llvm/Support/Program.h"
 #include "llvm/Support/WithColor.h"
 #include "llvm/Support/raw_ostream.h"
 
 #include <chrono>
 #include <map>
+#include <set>
 
 using namespace llvm;
 using namespace moec;
@@ -58,7 +62,41 @@ cl::SubCommand bundleCommand(
 cl::SubCommand tokenizeCommand("tokenize",
                                "Print the token ids of standard input's text");
 
+cl::SubCommand calibrateCommand(
+    "calibrate",
+    "Run the model on text and collect what compression weighs errors by "
+    "(calib.dat: per-column mean squared inputs, routing, expert scores)");
+
 cl::OptionCategory synthCategory("moec synth options");
+
+// calibrate
+cl::opt<std::string> calibrateInput(cl::Positional, cl::Required,
+                                    cl::desc("<model>"),
+                                    cl::sub(calibrateCommand));
+cl::opt<std::string> calibrateText("f", cl::Required,
+                                   cl::desc("Calibration text (UTF-8)"),
+                                   cl::value_desc("file"),
+                                   cl::sub(calibrateCommand));
+cl::opt<std::string> calibrateOutput("o", cl::Required,
+                                     cl::desc("Output (calib.dat)"),
+                                     cl::value_desc("file"),
+                                     cl::sub(calibrateCommand));
+cl::opt<int64_t> calibrateContext(
+    "c", cl::init(512),
+    cl::desc("Tokens per window (llama.cpp's imatrix -c; default 512)"),
+    cl::sub(calibrateCommand));
+cl::opt<int64_t> calibrateChunks(
+    "chunks", cl::init(0),
+    cl::desc("Evaluate at most this many windows (default: all the text)"),
+    cl::sub(calibrateCommand));
+cl::opt<unsigned> calibrateThreads("t", cl::init(0),
+                                   cl::desc("Threads (default: all cores)"),
+                                   cl::sub(calibrateCommand));
+cl::opt<std::string> calibrateBudget(
+    "memory-budget",
+    cl::desc("Memory the instrumented model may use: experts stream from "
+             "storage beyond it (e.g. 4G)"),
+    cl::value_desc("size"), cl::sub(calibrateCommand));
 
 // inspect
 cl::opt<std::string> inspectInput(cl::Positional, cl::Required,
@@ -217,7 +255,9 @@ cl::opt<std::string> compileBudget(
     "memory-budget", cl::desc("Memory the plan may use (e.g. 6G)"),
     cl::sub(cl::SubCommand::getTopLevel()));
 cl::opt<std::string> compileCalibration(
-    "calibration", cl::desc("Routing statistics (model-run --stats JSON)"),
+    "calibration",
+    cl::desc("calib.dat from moec calibrate (column importance, routing), or "
+             "routing statistics (model-run --stats JSON)"),
     cl::sub(cl::SubCommand::getTopLevel()));
 cl::opt<std::string> compileDepfile(
     "MF", cl::desc("Write a Makefile depfile naming every input read"),
@@ -227,6 +267,12 @@ cl::opt<std::string> compileActivations(
     cl::desc("Activations of quantized matmuls: f32, int8 (8-bit, integer "
              "dot products) or auto (int8 where the target has fast integer "
              "dot products)"),
+    cl::sub(cl::SubCommand::getTopLevel()));
+cl::opt<bool> compileInstrument(
+    "instrument",
+    cl::desc("Generated code reports every projection's input and the routed "
+             "experts' outputs to the runtime (what moec calibrate compiles; "
+             "f32 activations)"),
     cl::sub(cl::SubCommand::getTopLevel()));
 cl::opt<bool> compileQuiet("quiet", cl::desc("No progress messages"),
                            cl::sub(cl::SubCommand::getTopLevel()));
@@ -276,6 +322,32 @@ cl::opt<bool> compressAllowRequantize(
 cl::opt<unsigned> compressThreads(
     "compress-threads", cl::init(0),
     cl::desc("Compression threads (default: all cores)"),
+    cl::sub(cl::SubCommand::getTopLevel()), cl::cat(compressCategory));
+cl::opt<std::string> compressSizeBudget(
+    "size-budget",
+    cl::desc("Choose each tensor's format from --formats so that all weights "
+             "take at most SIZE bytes (e.g. 2.5G), least predicted error "
+             "first; class flags (--quantize-attention ...) fix theirs"),
+    cl::value_desc("size"), cl::sub(cl::SubCommand::getTopLevel()),
+    cl::cat(compressCategory));
+cl::opt<double> compressBitsPerWeight(
+    "bits-per-weight", cl::init(0),
+    cl::desc("Choose the routed experts' formats from --formats for this "
+             "many bits per expert weight on average"),
+    cl::sub(cl::SubCommand::getTopLevel()), cl::cat(compressCategory));
+cl::opt<std::string> compressMenu(
+    "formats", cl::init("q2_k,q3_k,q4_k,q5_k,q6_k,q8_0"),
+    cl::desc("The formats --size-budget and --bits-per-weight choose from"),
+    cl::sub(cl::SubCommand::getTopLevel()), cl::cat(compressCategory));
+cl::opt<double> compressPrune(
+    "prune-experts", cl::init(0),
+    cl::desc("Remove this share of every layer's routed experts, the least "
+             "useful by --prune-scoring (needs --calibration=calib.dat)"),
+    cl::sub(cl::SubCommand::getTopLevel()), cl::cat(compressCategory));
+cl::opt<std::string> compressPruneScoring(
+    "prune-scoring", cl::init("reap"),
+    cl::desc("How experts are scored for pruning: reap (router weight x "
+             "output norm) or frequency (tokens routed)"),
     cl::sub(cl::SubCommand::getTopLevel()), cl::cat(compressCategory));
 cl::opt<std::string> compileEmit(
     "emit", cl::init("bundle"),
@@ -480,6 +552,70 @@ int runBundle() {
   return 0;
 }
 
+/// The weights' formats: bytes of all weight tensors (what --size-budget
+/// counts), then the routed experts' formats: a histogram, bits per weight
+/// per layer, and per expert where a layer mixes formats.
+void describeWeights(const bundle::Bundle &b) {
+  auto elementsOf = [](uint32_t type, uint64_t bytes) -> uint64_t {
+    std::optional<gguf::GgmlTypeInfo> info = gguf::lookupGgmlType(type);
+    return info ? bytes / uint64_t(info->blockBytes) * uint64_t(info->blockSize)
+                : 0;
+  };
+  auto typeName = [](uint32_t type) -> std::string {
+    std::optional<gguf::GgmlTypeInfo> info = gguf::lookupGgmlType(type);
+    return info ? info->name.str() : "type " + std::to_string(type);
+  };
+  uint64_t weightBytes = 0, expertBytes = 0, expertElements = 0;
+  for (const moec_bundle_tensor &t : b.getTensors())
+    weightBytes += t.size;
+  std::map<std::string, std::pair<uint64_t, uint64_t>> histogram; // parts, bytes
+  std::map<uint32_t, std::pair<uint64_t, uint64_t>> perLayer; // bytes, elements
+  std::map<uint32_t, std::set<std::string>> layerFormats;
+  for (const moec_bundle_expert &e : b.getExperts()) {
+    std::string formats;
+    for (int p = 0; p < 3; ++p) {
+      weightBytes += e.part_size[p];
+      expertBytes += e.part_size[p];
+      uint64_t n = elementsOf(e.type[p], e.part_size[p]);
+      expertElements += n;
+      perLayer[e.layer].first += e.part_size[p];
+      perLayer[e.layer].second += n;
+      auto &h = histogram[typeName(e.type[p])];
+      ++h.first;
+      h.second += e.part_size[p];
+      formats += (p ? "/" : "") + typeName(e.type[p]);
+    }
+    layerFormats[e.layer].insert(formats);
+  }
+  outs() << "weights: " << weightBytes << " bytes (" << humanBytes(weightBytes)
+         << "); routed experts " << expertBytes << " bytes, "
+         << format("%.3f", expertElements ? 8.0 * double(expertBytes) /
+                                                double(expertElements)
+                                          : 0.0)
+         << " bits per weight\n";
+  outs() << "expert formats:";
+  for (const auto &[name, h] : histogram)
+    outs() << " " << name << " x" << h.first << " (" << humanBytes(h.second)
+           << ")";
+  outs() << "\n";
+  for (const auto &[layer, sums] : perLayer) {
+    outs() << format("  layer %-3u %6.3f bits  ", layer,
+                     sums.second ? 8.0 * double(sums.first) / double(sums.second)
+                                 : 0.0);
+    const std::set<std::string> &f = layerFormats[layer];
+    if (f.size() == 1) {
+      outs() << "gate/up/down " << *f.begin() << "\n";
+      continue;
+    }
+    outs() << "mixed:";
+    for (const moec_bundle_expert &e : b.getExperts())
+      if (e.layer == layer)
+        outs() << " " << e.expert << "=" << typeName(e.type[0]) << "/"
+               << typeName(e.type[1]) << "/" << typeName(e.type[2]);
+    outs() << "\n";
+  }
+}
+
 int inspectBundle(StringRef path) {
   std::string error;
   std::unique_ptr<bundle::Bundle> b = bundle::Bundle::open(path.str(), error);
@@ -510,6 +646,11 @@ int inspectBundle(StringRef path) {
   }
   outs() << "expert extents: " << b->getExperts().size() << ", "
          << humanBytes(extentBytes) << ", largest " << largest << " bytes\n";
+  if (meta)
+    if (const json::Object *o = meta->getAsObject())
+      if (const json::Value *c = o->get("compression"))
+        outs() << "compression " << *c << "\n";
+  describeWeights(*b);
   if (b->getVocabulary().empty()) {
     outs() << "tokenizer: none (model-run takes token ids only)\n";
   } else {
@@ -694,6 +835,83 @@ int runSynth() {
 }
 
 //===----------------------------------------------------------------------===//
+// calibrate
+//===----------------------------------------------------------------------===//
+
+/// Compiles the model with instrumentation into a scratch directory beside
+/// the output and runs it over the text (model-run's perplexity windows),
+/// which writes calib.dat.
+int runCalibrate() {
+  if (calibrateContext < 8)
+    return fail("-c must be at least 8, got " +
+                Twine(static_cast<int64_t>(calibrateContext)));
+  if (calibrateChunks < 0)
+    return fail("--chunks must not be negative");
+  if (!sys::fs::exists(calibrateText))
+    return fail("-f: cannot read " + calibrateText);
+  SmallString<256> parent(calibrateOutput);
+  sys::fs::make_absolute(parent);
+  sys::path::remove_filename(parent);
+  SmallString<256> scratch;
+  if (std::error_code ec = sys::fs::createUniqueDirectory(
+          parent + "/moec-calibrate", scratch))
+    return fail("cannot create a scratch directory in " + parent + ": " +
+                ec.message());
+  struct RemoveScratch {
+    SmallString<256> &dir;
+    ~RemoveScratch() { sys::fs::remove_directories(dir); }
+  } removeScratch{scratch};
+
+  driver::CompileOptions options;
+  options.modelPath = calibrateInput;
+  Expected<targets::TargetDescription> host = targets::lookupTarget("host");
+  if (!host)
+    return fail(host.takeError());
+  options.target = *host;
+  options.contextLength = calibrateContext;
+  options.instrument = true;
+  options.int8Activations = false;
+  options.progress = true;
+  if (!calibrateBudget.empty()) {
+    Expected<uint64_t> budget = plan::parseSize(calibrateBudget);
+    if (!budget)
+      return fail("--memory-budget: " + toString(budget.takeError()));
+    options.memoryBudget = *budget;
+  }
+  SmallString<256> out(scratch);
+  sys::path::append(out, "out");
+  {
+    driver::Compilation compilation(std::move(options));
+    errs() << "moec calibrate: compiling " << calibrateInput
+           << " with instrumentation\n";
+    if (Error e = compilation.emit(out))
+      return fail(std::move(e));
+  }
+  SmallString<256> runner(out);
+  sys::path::append(runner, "model-run");
+  std::vector<std::string> args = {
+      runner.str().str(), "--perplexity", "-f", calibrateText, "-c",
+      std::to_string(calibrateContext), "--calibration-out", calibrateOutput};
+  if (calibrateThreads)
+    args.insert(args.end(), {"-t", std::to_string(calibrateThreads)});
+  if (calibrateChunks)
+    args.insert(args.end(), {"--chunks", std::to_string(calibrateChunks)});
+  if (!calibrateBudget.empty())
+    args.insert(args.end(), {"--memory-budget", calibrateBudget});
+  std::vector<StringRef> argRefs(args.begin(), args.end());
+  errs() << "moec calibrate: running it on " << calibrateText << "\n";
+  std::string message;
+  int rc = sys::ExecuteAndWait(runner, argRefs, std::nullopt, {}, 0, 0,
+                               &message);
+  if (rc != 0)
+    return fail("the instrumented model failed" +
+                (message.empty() ? "" : ": " + message) +
+                " (its messages are above)");
+  errs() << "moec calibrate: wrote " << calibrateOutput << "\n";
+  return 0;
+}
+
+//===----------------------------------------------------------------------===//
 // compile
 //===----------------------------------------------------------------------===//
 
@@ -763,6 +981,7 @@ int runCompile() {
     return fail("--activations: expected f32, int8 or auto, got '" +
                 compileActivations + "'");
   options.progress = !compileQuiet;
+  options.instrument = compileInstrument;
 
   // Compression.
   if (compileEmit != "bundle" && compileEmit != "gguf")
@@ -809,8 +1028,73 @@ int runCompile() {
     return fail("--rounding: expected nearest or importance, got '" +
                 compressRounding + "'");
   compression.rounding = *rounding;
+  // The importance of each column: a calib.dat (moec calibrate) given to
+  // --calibration; a --stats file carries routing only.
+  std::unique_ptr<compress::CalibrationFile> calibrationFile;
+  if (!compileCalibration.empty()) {
+    auto head = MemoryBuffer::getFileSlice(compileCalibration, 8, 0);
+    if (head && compress::CalibrationFile::hasMagic((*head)->getBuffer())) {
+      Expected<std::unique_ptr<compress::CalibrationFile>> c =
+          compress::CalibrationFile::read(compileCalibration);
+      if (!c)
+        return fail("--calibration: " + toString(c.takeError()));
+      calibrationFile = std::move(*c);
+      compression.calibration = calibrationFile.get();
+    } else if (emitGguf) {
+      return fail("--calibration: " + compileCalibration +
+                  " is not a calib.dat (moec calibrate); routing statistics "
+                  "alone do not change --emit=gguf");
+    }
+  }
+  if (compression.rounding == compress::Rounding::Importance &&
+      !compression.calibration && !compileQuiet)
+    WithColor::note(errs(), "moec")
+        << "--rounding=importance without a calib.dat (--calibration): "
+           "every column weighs the same\n";
   compression.allowRequantize = compressAllowRequantize;
   compression.threads = compressThreads;
+  if (!compressSizeBudget.empty() || compressBitsPerWeight != 0) {
+    if (!compressSizeBudget.empty() && compressBitsPerWeight != 0)
+      return fail("--size-budget and --bits-per-weight: give one budget");
+    compress::AllocationOptions allocation;
+    if (!compressSizeBudget.empty()) {
+      Expected<uint64_t> size = plan::parseSize(compressSizeBudget);
+      if (!size)
+        return fail("--size-budget: " + toString(size.takeError()));
+      allocation.sizeBudget = *size;
+    } else {
+      if (!(compressBitsPerWeight > 0 && compressBitsPerWeight <= 32))
+        return fail("--bits-per-weight must be in (0, 32], got " +
+                    std::to_string(double(compressBitsPerWeight)));
+      allocation.bitsPerWeight = compressBitsPerWeight;
+    }
+    SmallVector<StringRef> names;
+    StringRef(compressMenu).split(names, ',', -1, false);
+    for (StringRef name : names) {
+      std::optional<gguf::GgmlType> type = gguf::parseGgmlTypeName(name.trim());
+      if (!type || !gguf::getGgmlTypeInfo(*type).computeSupported)
+        return fail("--formats: unknown format '" + name + "' (supported: " +
+                    gguf::computeSupportedGgmlTypeNames() + ")");
+      allocation.menu.push_back(*type);
+    }
+    options.allocation = allocation;
+    compressing = true;
+  }
+  if (compressPrune != 0) {
+    std::optional<compress::PruneScoring> scoring =
+        compress::parsePruneScoring(compressPruneScoring);
+    if (!scoring)
+      return fail("--prune-scoring: expected reap or frequency, got '" +
+                  compressPruneScoring + "'");
+    if (!(compressPrune > 0 && compressPrune < 1))
+      return fail("--prune-experts must be in (0, 1), got " +
+                  std::to_string(double(compressPrune)));
+    if (!compression.calibration)
+      return fail("--prune-experts: needs --calibration=calib.dat (moec "
+                  "calibrate) to score the experts");
+    options.prune = compress::PruneOptions{compressPrune, *scoring};
+    compressing = true;
+  }
   if (compressing)
     options.compress = compression;
   if (emitGguf) {
@@ -886,6 +1170,7 @@ int main(int argc, char **argv) {
       "  moec inspect MODEL\n"
       "  moec synth --family=F [--preset=tiny|bench] [sizes] [types] -o FILE\n"
       "  moec tokenize --model FILE.gguf [--bos] < text\n"
+      "  moec calibrate MODEL -f TEXT -o calib.dat [-c N]\n"
       "  moec bundle MODEL [--target=T] [--memory-budget=SIZE] -o model.moeb\n"
       "  moec MODEL [--target=T] [--quantize=FORMAT ...] -o OUT_DIR\n"
       "  moec MODEL --quantize=FORMAT ... --emit=gguf -o FILE.gguf\n"
@@ -894,6 +1179,8 @@ int main(int argc, char **argv) {
     return runInspect();
   if (synthCommand)
     return runSynth();
+  if (calibrateCommand)
+    return runCalibrate();
   if (tokenizeCommand)
     return runTokenize();
   if (bundleCommand)

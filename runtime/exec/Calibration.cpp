@@ -1,0 +1,193 @@
+//===- Calibration.cpp - Statistics of an instrumented model's run --------===//
+
+#include "runtime/exec/Calibration.h"
+
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <unistd.h>
+
+using namespace moec::exec;
+
+bool CalibrationRecorder::observeInput(const char *tensor, const float *x,
+                                       int64_t rows, int64_t cols,
+                                       const int32_t *expertOffsets,
+                                       std::string &error) {
+  uint32_t experts = expertOffsets ? expertsPerLayer : 1;
+  auto [it, inserted] = index.try_emplace(tensor, tensors.size());
+  if (inserted) {
+    TensorStats t;
+    t.name = tensor;
+    t.experts = experts;
+    t.cols = cols;
+    t.sumSquares.assign(size_t(experts) * size_t(cols), 0.0);
+    t.rows.assign(experts, 0);
+    tensors.push_back(std::move(t));
+  }
+  TensorStats &t = tensors[it->second];
+  if (t.cols != cols || t.experts != experts) {
+    error = "instrumented code reported " + t.name + " with " +
+            std::to_string(cols) + " columns" +
+            (expertOffsets ? " by expert" : "") + ", earlier with " +
+            std::to_string(t.cols);
+    return false;
+  }
+  for (uint32_t e = 0; e < experts; ++e) {
+    int64_t begin = expertOffsets ? expertOffsets[e] : 0;
+    int64_t end = expertOffsets ? expertOffsets[e + 1] : rows;
+    double *sums = t.sumSquares.data() + size_t(e) * size_t(cols);
+    for (int64_t r = begin; r < end; ++r) {
+      const float *row = x + r * cols;
+      for (int64_t c = 0; c < cols; ++c)
+        sums[c] += double(row[c]) * double(row[c]);
+    }
+    t.rows[e] += uint64_t(end - begin);
+  }
+  return true;
+}
+
+void CalibrationRecorder::recordRouting(int32_t layer, const int32_t *ids,
+                                        const float *weights, int64_t n,
+                                        int64_t k) {
+  size_t l = size_t(layer);
+  lastIds[l].assign(ids, ids + n * k);
+  lastWeights[l].assign(weights, weights + n * k);
+  for (int64_t p = 0; p < n * k; ++p) {
+    if (ids[p] < 0 || uint32_t(ids[p]) >= expertsPerLayer)
+      continue; // the runtime's routing check reports it
+    ++tokens[l][size_t(ids[p])];
+    mass[l][size_t(ids[p])] += weights[p];
+  }
+}
+
+bool CalibrationRecorder::observeExperts(int32_t layer, int64_t n, int64_t k,
+                                         int64_t cols, const float *out,
+                                         const int32_t *inverse,
+                                         int64_t outRows, std::string &error) {
+  size_t l = size_t(layer);
+  if (lastIds[l].size() != size_t(n * k)) {
+    error = "instrumented code reported layer " + std::to_string(layer) +
+            "'s expert outputs for " + std::to_string(n) +
+            " tokens, but its routing for " +
+            std::to_string(lastIds[l].size() / size_t(k ? k : 1));
+    return false;
+  }
+  for (int64_t p = 0; p < n * k; ++p) {
+    int32_t e = lastIds[l][size_t(p)], row = inverse[p];
+    if (e < 0 || uint32_t(e) >= expertsPerLayer)
+      continue;
+    if (row < 0 || row >= outRows) {
+      error = "instrumented code reported an expert output row " +
+              std::to_string(row) + " outside its " + std::to_string(outRows);
+      return false;
+    }
+    const float *y = out + int64_t(row) * cols;
+    double norm = 0;
+    for (int64_t c = 0; c < cols; ++c)
+      norm += double(y[c]) * double(y[c]);
+    reap[l][size_t(e)] += double(lastWeights[l][size_t(p)]) * std::sqrt(norm);
+  }
+  return true;
+}
+
+namespace {
+
+std::string number(double v) {
+  if (!std::isfinite(v))
+    return "null";
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.9g", v);
+  return buf;
+}
+
+std::string quoted(const std::string &s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\')
+      out += '\\';
+    if (static_cast<unsigned char>(c) < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "\\u%04x", c);
+      out += buf;
+      continue;
+    }
+    out += c;
+  }
+  return out + "\"";
+}
+
+} // namespace
+
+bool CalibrationRecorder::write(const std::string &path,
+                                std::string &error) const {
+  std::string json = "{\"format\": \"moec-calibration\", \"version\": 1, "
+                     "\"tokens\": " +
+                     std::to_string(evaluated) + ",\n";
+  json += " \"routing\": {\"tokens\": " + std::to_string(evaluated) +
+          ", \"counts\": [";
+  for (uint32_t l = 0; l < layers; ++l) {
+    json += l ? ",\n   [" : "\n   [";
+    for (uint32_t e = 0; e < expertsPerLayer; ++e)
+      json += (e ? ", " : "") + std::to_string(tokens[l][e]);
+    json += "]";
+  }
+  json += "]},\n \"experts\": [";
+  for (uint32_t l = 0; l < layers; ++l) {
+    json += std::string(l ? ",\n  " : "\n  ") + "{\"layer\": " +
+            std::to_string(l) + ", \"tokens\": [";
+    for (uint32_t e = 0; e < expertsPerLayer; ++e)
+      json += (e ? ", " : "") + std::to_string(tokens[l][e]);
+    json += "], \"weight_mass\": [";
+    for (uint32_t e = 0; e < expertsPerLayer; ++e)
+      json += (e ? ", " : "") + number(mass[l][e]);
+    json += "], \"reap\": [";
+    for (uint32_t e = 0; e < expertsPerLayer; ++e)
+      json += (e ? ", " : "") + number(reap[l][e]);
+    json += "]}";
+  }
+  json += "],\n \"tensors\": [";
+  uint64_t offset = 0;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const TensorStats &t = tensors[i];
+    json += std::string(i ? ",\n  " : "\n  ") + "{\"name\": " +
+            quoted(t.name) + ", \"experts\": " + std::to_string(t.experts) +
+            ", \"columns\": " + std::to_string(t.cols) + ", \"rows\": [";
+    for (uint32_t e = 0; e < t.experts; ++e)
+      json += (e ? ", " : "") + std::to_string(t.rows[e]);
+    json += "], \"offset\": " + std::to_string(offset) + "}";
+    offset += uint64_t(t.experts) * uint64_t(t.cols) * 4;
+  }
+  json += "]}\n";
+
+  std::string bytes = "MOECCAL1";
+  uint64_t size = json.size();
+  for (int i = 0; i < 8; ++i)
+    bytes.push_back(char((size >> (8 * i)) & 0xff));
+  bytes += json;
+  bytes.resize((bytes.size() + 7) / 8 * 8, '\0');
+  for (const TensorStats &t : tensors)
+    for (uint32_t e = 0; e < t.experts; ++e)
+      for (int64_t c = 0; c < t.cols; ++c) {
+        double sum = t.sumSquares[size_t(e) * size_t(t.cols) + size_t(c)];
+        float mean = t.rows[e] ? float(sum / double(t.rows[e])) : 0.0f;
+        char raw[4];
+        std::memcpy(raw, &mean, 4);
+        bytes.append(raw, 4);
+      }
+
+  std::string temporary = path + ".tmp" + std::to_string(::getpid());
+  FILE *f = std::fopen(temporary.c_str(), "wb");
+  if (!f) {
+    error = "cannot write " + temporary + ": " + std::strerror(errno);
+    return false;
+  }
+  bool ok = std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size();
+  ok = (std::fclose(f) == 0) && ok;
+  if (!ok || std::rename(temporary.c_str(), path.c_str()) != 0) {
+    error = "cannot write " + path + ": " + std::strerror(errno);
+    std::remove(temporary.c_str());
+    return false;
+  }
+  return true;
+}
