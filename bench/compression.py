@@ -139,6 +139,12 @@ def main():
         b.evaluate(f"uniform {fmt} importance", "uniform", a.model,
                    [f"--quantize={fmt}"] + importance)
 
+    for fmt in ("int4_g32", "int3_g32", "int2_g32_asym"):
+        b.evaluate(f"own {fmt} nearest", "own", a.model,
+                   [f"--quantize={fmt}"])
+        b.evaluate(f"own {fmt} importance", "own", a.model,
+                   [f"--quantize={fmt}"] + importance)
+
     presets = {}
     if a.llama_python:
         script = (

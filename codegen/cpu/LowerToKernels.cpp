@@ -8,6 +8,7 @@
 #include "dialects/qnt/IR/QntDialect.h"
 #include "dialects/qnt/IR/QntOps.h"
 #include "runtime/abi/moec_abi.h"
+#include "runtime/abi/moec_bundle.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -157,8 +158,10 @@ private:
     }
     int64_t type = cast<IntegerAttr>(entry[1]).getInt();
     auto format = WeightFormat::fromGgmlTypeId(type);
-    // -1: a format of our own, which the IR type describes.
-    if (!format && type == -1)
+    // -1 or an own format's id (moec_bundle.h): a format of our own, which
+    // the IR type describes.
+    if (!format && (type == -1 || (uint64_t(type) & ~uint64_t(0x1ffff)) ==
+                                      MOEC_BUNDLE_OWN_TYPE_BASE))
       format = WeightFormat();
     if (!format) {
       user->emitOpError("weight '")

@@ -132,7 +132,7 @@ std::vector<double> measureErrors(const model::WeightStore &store,
                  raw.data());
       quant::dequantizeRow(t.type, raw.data(), values.data(), cols);
       for (size_t f = 0; f < menu.size(); ++f) {
-        quant::QuantFormat format = quant::QuantFormat::ggml(menu[f]);
+        quant::QuantFormat format = quant::QuantFormat::fromType(menu[f]);
         blocks.resize(format.rowBytes(cols));
         if (options.rounding == Rounding::Importance)
           quant::quantizeRowImportance(format, values.data(), blocks.data(),
@@ -147,6 +147,7 @@ std::vector<double> measureErrors(const model::WeightStore &store,
       errors[f] += weightOf[m] * sums[f] * double(rowsPerMatrix) /
                    double(sampled);
   }
+  store.releaseBytes(t, 0, t.numBytes);
   return errors;
 }
 
@@ -187,6 +188,11 @@ moec::compress::allocateFormats(const model::WeightStore &store,
   if ((allocation.sizeBudget != 0) == (allocation.bitsPerWeight != 0))
     return createStringError(
         "give one budget: a size for all weights or bits per expert weight");
+  for (GgmlType type : allocation.menu)
+    if (options.forLlamaCpp && gguf::getOwnGroupType(type))
+      return createStringError(
+          "the format menu holds " + gguf::getGgmlTypeInfo(type).name.str() +
+          ", moec's own format, which llama.cpp cannot read (--emit=gguf)");
   for (GgmlType type : allocation.menu)
     if (!quant::canQuantize(type) || type == GgmlType::F16 ||
         type == GgmlType::BF16)

@@ -240,6 +240,11 @@ moec::compress::planCompression(const model::WeightStore &store,
     }
     GgmlType type = *wanted;
     gguf::GgmlTypeInfo info = gguf::getGgmlTypeInfo(type);
+    if (options.forLlamaCpp && gguf::getOwnGroupType(type))
+      return createStringError(
+          "tensor '" + t.name + "': " + info.name.str() +
+          " is moec's own format, which llama.cpp cannot read: --emit=gguf "
+          "needs GGUF formats (compile the model to use it)");
     if (!info.computeSupported || !isWritable(type))
       return createStringError("tensor '" + t.name + "': moec cannot write " +
                                info.name.str());
@@ -336,7 +341,7 @@ void convertTensor(const model::WeightStore &store, const TensorChoice &choice,
       return nullptr;
     return stats->meanSquares + e * stats->columns;
   };
-  quant::QuantFormat format = quant::QuantFormat::ggml(choice.type);
+  quant::QuantFormat format = quant::QuantFormat::fromType(choice.type);
   auto work = [&](int64_t begin, int64_t end) {
     std::vector<uint8_t> raw(fromRowBytes);
     std::vector<float> values(rowElements);
@@ -355,17 +360,19 @@ void convertTensor(const model::WeightStore &store, const TensorChoice &choice,
   };
   if (threads <= 1) {
     work(0, rows);
-    return;
+  } else {
+    std::vector<std::thread> pool;
+    int64_t per = (rows + threads - 1) / threads;
+    for (unsigned i = 0; i < threads; ++i) {
+      int64_t begin = i * per, end = std::min(rows, begin + per);
+      if (begin < end)
+        pool.emplace_back(work, begin, end);
+    }
+    for (std::thread &th : pool)
+      th.join();
   }
-  std::vector<std::thread> pool;
-  int64_t per = (rows + threads - 1) / threads;
-  for (unsigned i = 0; i < threads; ++i) {
-    int64_t begin = i * per, end = std::min(rows, begin + per);
-    if (begin < end)
-      pool.emplace_back(work, begin, end);
-  }
-  for (std::thread &th : pool)
-    th.join();
+  // Done with the source tensor: its pages leave (models beyond memory).
+  store.releaseBytes(t, 0, t.numBytes);
 }
 
 } // namespace
@@ -401,6 +408,7 @@ Error moec::compress::writeCompressedGguf(
     if (c.action == TensorChoice::Copy)
       fill = [&store, &t](MutableArrayRef<uint8_t> out) {
         store.copyBytes(t, 0, out.size(), out.data());
+        store.releaseBytes(t, 0, out.size());
       };
     else
       fill = [&store, c, &options](MutableArrayRef<uint8_t> out) {

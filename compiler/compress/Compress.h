@@ -66,6 +66,9 @@ struct CompressOptions {
   uint64_t minCalibrationRows = 16;
   /// Re-quantize tensors that are already quantized in another type.
   bool allowRequantize = false;
+  /// The output is for llama.cpp (--emit=gguf): moec's own formats, which
+  /// no other GGUF reader knows, are refused.
+  bool forLlamaCpp = false;
   /// Worker threads (0: all cores).
   unsigned threads = 0;
 };

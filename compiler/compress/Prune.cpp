@@ -122,6 +122,7 @@ Error moec::compress::writePrunedGguf(
       if (Error e = writer.addTensor(
               t.name, t.dims, t.type, [&store, &t](MutableArrayRef<uint8_t> out) {
                 store.copyBytes(t, 0, out.size(), out.data());
+                store.releaseBytes(t, 0, out.size());
               }))
         return e;
       continue;
@@ -139,6 +140,7 @@ Error moec::compress::writePrunedGguf(
               for (size_t i = 0; i < keep.size(); ++i)
                 store.copyBytes(t, uint64_t(keep[i]) * slice, slice,
                                 out.data() + i * slice);
+              store.releaseBytes(t, 0, t.numBytes);
             }))
       return e;
   }

@@ -190,15 +190,20 @@ Error moec::emit::writeBundle(const model::WeightStore &store, StringRef path,
   for (size_t i = 0; i < tensors.size(); ++i) {
     buffer.resize(tensors[i].size);
     store.copyBytes(*layout.resident[i].tensor, 0, buffer.size(),
-               buffer.data());
+                    buffer.data());
+    store.releaseBytes(*layout.resident[i].tensor, 0, buffer.size());
     tensors[i].checksum = XXH3_64bits(buffer.data(), buffer.size());
   }
   auto fillExtent = [&](size_t i) {
     buffer.assign(experts[i].size, 0);
     const moec_bundle_expert &e = experts[i];
-    for (const BundleLayout::ExpertPart &p : layout.expertParts[e.layer])
+    // Pages read leave the process at once: a model larger than memory
+    // streams through.
+    for (const BundleLayout::ExpertPart &p : layout.expertParts[e.layer]) {
       store.copyBytes(*p.tensor, e.expert * p.size, p.size,
-                 buffer.data() + p.offset);
+                      buffer.data() + p.offset);
+      store.releaseBytes(*p.tensor, e.expert * p.size, p.size);
+    }
   };
   for (size_t i = 0; i < experts.size(); ++i) {
     fillExtent(i);
@@ -226,7 +231,8 @@ Error moec::emit::writeBundle(const model::WeightStore &store, StringRef path,
       padTo(tensors[i].offset);
       buffer.resize(tensors[i].size);
       store.copyBytes(*layout.resident[i].tensor, 0, buffer.size(),
-                 buffer.data());
+                      buffer.data());
+      store.releaseBytes(*layout.resident[i].tensor, 0, buffer.size());
       os.write(reinterpret_cast<const char *>(buffer.data()), buffer.size());
       written += buffer.size();
     }

@@ -1,9 +1,14 @@
 //===- GgmlType.cpp - ggml tensor type table ------------------------------===//
 
 #include "compiler/gguf/GgmlType.h"
+#include "runtime/abi/moec_bundle.h"
 
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/StringExtras.h"
+
+#include <map>
+#include <mutex>
+#include <string>
 
 using namespace moec::gguf;
 
@@ -53,7 +58,46 @@ const GgmlTypeInfo kTypes[] = {
 
 } // namespace
 
+std::optional<GgmlType>
+moec::gguf::makeOwnGroupType(OwnGroupType f) {
+  if ((f.bits != 2 && f.bits != 3 && f.bits != 4 && f.bits != 8) ||
+      f.group == 0 || f.group % 8 != 0 || f.group >= 4096)
+    return std::nullopt;
+  return GgmlType(MOEC_BUNDLE_OWN_TYPE(f.bits, f.group, f.asymmetric ? 1 : 0));
+}
+
+std::optional<OwnGroupType> moec::gguf::getOwnGroupType(GgmlType type) {
+  uint32_t id = static_cast<uint32_t>(type);
+  if ((id & ~0x1ffffu) != MOEC_BUNDLE_OWN_TYPE_BASE)
+    return std::nullopt;
+  OwnGroupType f{(id >> 12) & 0xf, id & 0xfff, ((id >> 16) & 1) != 0};
+  std::optional<GgmlType> canonical = makeOwnGroupType(f);
+  if (!canonical || *canonical != type)
+    return std::nullopt;
+  return f;
+}
+
+namespace {
+/// The name of an own type, kept for the process's life (GgmlTypeInfo holds
+/// a StringRef).
+llvm::StringRef ownTypeName(OwnGroupType f, uint32_t id) {
+  static std::mutex mutex;
+  static std::map<uint32_t, std::string> names;
+  std::lock_guard<std::mutex> lock(mutex);
+  std::string &name = names[id];
+  if (name.empty())
+    name = "INT" + std::to_string(f.bits) + "_G" + std::to_string(f.group) +
+           (f.asymmetric ? "_ASYM" : "");
+  return name;
+}
+} // namespace
+
 std::optional<GgmlTypeInfo> moec::gguf::lookupGgmlType(uint32_t id) {
+  if (std::optional<OwnGroupType> own = getOwnGroupType(GgmlType(id)))
+    return GgmlTypeInfo{GgmlType(id), ownTypeName(*own, id), own->group,
+                        int64_t(2 + (own->asymmetric ? 2 : 0) +
+                                own->group * own->bits / 8),
+                        true};
   for (const GgmlTypeInfo &info : kTypes)
     if (static_cast<uint32_t>(info.type) == id)
       return info;
@@ -71,7 +115,20 @@ std::optional<GgmlType> moec::gguf::parseGgmlTypeName(llvm::StringRef name) {
   for (const GgmlTypeInfo &info : kTypes)
     if (info.name.equals_insensitive(name))
       return info.type;
-  return std::nullopt;
+  // int4_g32, int3_g64_asym
+  std::string lower = name.lower();
+  llvm::StringRef rest(lower);
+  OwnGroupType f{0, 0, false};
+  if (!rest.consume_front("int") || rest.consumeInteger(10, f.bits) ||
+      !rest.consume_front("_g") || rest.consumeInteger(10, f.group))
+    return std::nullopt;
+  if (rest.consume_front("_asym"))
+    f.asymmetric = true;
+  else
+    rest.consume_front("_sym");
+  if (!rest.empty())
+    return std::nullopt;
+  return makeOwnGroupType(f);
 }
 
 std::string moec::gguf::computeSupportedGgmlTypeNames() {
@@ -83,5 +140,5 @@ std::string moec::gguf::computeSupportedGgmlTypeNames() {
       names += ", ";
     names += info.name.str();
   }
-  return names;
+  return names + ", INT2/INT3/INT4/INT8_G<group>[_ASYM] (moec's own)";
 }

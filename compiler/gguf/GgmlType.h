@@ -79,6 +79,21 @@ std::optional<GgmlType> parseGgmlTypeName(llvm::StringRef name);
 /// The names of all types moec computes with, comma-separated.
 std::string computeSupportedGgmlTypeNames();
 
+/// moec's own group-wise formats (compiler/quant/GroupFormats.h) as tensor
+/// types: ids above every ggml id (MOEC_BUNDLE_OWN_TYPE in
+/// runtime/abi/moec_bundle.h), named "INT4_G32", "INT3_G64_ASYM". Only moec
+/// reads them: they appear in the GGUF files moec writes for itself and in
+/// bundles, never in a GGUF for llama.cpp.
+struct OwnGroupType {
+  unsigned bits;  // 2, 3, 4 or 8
+  unsigned group; // a multiple of 8 below 4096
+  bool asymmetric;
+};
+/// The type of an own format, or nullopt for an invalid one.
+std::optional<GgmlType> makeOwnGroupType(OwnGroupType format);
+/// The own format a type is, or nullopt for a ggml type.
+std::optional<OwnGroupType> getOwnGroupType(GgmlType type);
+
 } // namespace moec::gguf
 
 #endif // MOEC_COMPILER_GGUF_GGMLTYPE_H

@@ -76,6 +76,14 @@ private:
     SmallVector<int64_t> shape(llvm::reverse(t.dims));
     if (std::optional<qnt::QuantFormat> format = quantFormatOf(t.type))
       return qnt::QuantizedTensorType::get(b.getContext(), shape, *format);
+    if (std::optional<gguf::OwnGroupType> own = gguf::getOwnGroupType(t.type)) {
+      qnt::QuantFormat format = own->bits == 2   ? qnt::QuantFormat::Int2
+                                : own->bits == 3 ? qnt::QuantFormat::Int3
+                                : own->bits == 4 ? qnt::QuantFormat::Int4
+                                                 : qnt::QuantFormat::Int8;
+      return qnt::QuantizedTensorType::get(b.getContext(), shape, format,
+                                           own->group, own->asymmetric, 1);
+    }
     Type element = t.type == gguf::GgmlType::F16    ? b.getF16Type()
                    : t.type == gguf::GgmlType::BF16 ? b.getBF16Type()
                                                     : b.getF32Type();

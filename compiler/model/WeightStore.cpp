@@ -2,9 +2,6 @@
 
 #include "compiler/model/WeightStore.h"
 
-#include <algorithm>
-#include <cstring>
-
 #include "compiler/gguf/GgufFile.h"
 #include "compiler/safetensors/SafetensorsFile.h"
 #include "compiler/support/FileUtil.h"
@@ -14,7 +11,11 @@
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
 
+#include <algorithm>
+#include <cstring>
 #include <map>
+#include <sys/mman.h>
+#include <unistd.h>
 
 using namespace llvm;
 using namespace moec;
@@ -60,6 +61,32 @@ void WeightStore::copyBytes(const StoredTensor &t, uint64_t offset,
     uint64_t n = std::min(size, e.size - offset);
     std::memcpy(out, getExtentData(e).data() + offset, n);
     out += n;
+    size -= n;
+    offset = 0;
+  }
+}
+
+void WeightStore::releaseBytes(const StoredTensor &t, uint64_t offset,
+                               uint64_t size) const {
+  static const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
+  for (const StoredTensor::Extent &e : t.extents) {
+    if (size == 0)
+      return;
+    if (offset >= e.size) {
+      offset -= e.size;
+      continue;
+    }
+    uint64_t n = std::min(size, e.size - offset);
+    // Whole pages inside the range only: a neighbour's bytes stay. PAGEOUT
+    // (not DONTNEED) loses nothing even where the file was read into
+    // anonymous memory rather than mapped.
+    uintptr_t begin = reinterpret_cast<uintptr_t>(getExtentData(e).data()) +
+                      offset;
+    uintptr_t end = begin + n;
+    begin = (begin + page - 1) / page * page;
+    end = end / page * page;
+    if (end > begin)
+      ::madvise(reinterpret_cast<void *>(begin), end - begin, MADV_PAGEOUT);
     size -= n;
     offset = 0;
   }

@@ -79,6 +79,13 @@ public:
   /// `out` (the range must lie inside the tensor).
   void copyBytes(const StoredTensor &t, uint64_t offset, uint64_t size,
                  uint8_t *out) const;
+  /// Hints that bytes [offset, offset + size) of `t` will not be read
+  /// again soon, so that their pages leave this process's memory: a pass
+  /// over a model larger than memory (compression, bundle writing) then
+  /// keeps its resident set to what it is working on. Reading them again
+  /// still works (from storage).
+  void releaseBytes(const StoredTensor &t, uint64_t offset,
+                    uint64_t size) const;
   /// The GGUF file, for GGUF models (metadata such as the tokenizer).
   const gguf::GgufFile *getGguf() const { return ggufFile.get(); }
 

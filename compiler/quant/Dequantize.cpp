@@ -9,6 +9,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "compiler/quant/Dequantize.h"
+#include "compiler/quant/GroupFormats.h"
 
 #include "llvm/ADT/bit.h"
 #include "llvm/Support/ErrorHandling.h"
@@ -253,6 +254,10 @@ void moec::quant::dequantizeRow(GgmlType type, const uint8_t *src, float *dst,
   gguf::GgmlTypeInfo info = gguf::getGgmlTypeInfo(type);
   assert(info.computeSupported && "no reference dequantizer for this type");
   assert(n % info.blockSize == 0 && "partial block");
+  if (std::optional<gguf::OwnGroupType> own = gguf::getOwnGroupType(type)) {
+    dequantizeGroupRow({own->bits, own->group, own->asymmetric}, src, dst, n);
+    return;
+  }
   using BlockFn = void (*)(const uint8_t *, float *);
   BlockFn fn = nullptr;
   switch (type) {

@@ -30,6 +30,13 @@ namespace moec::quant {
 class QuantFormat {
 public:
   /// A ggml type; valid when quantizeRow and dequantizeRow support it.
+  /// The format of a tensor type: a ggml type, or an own format's type
+  /// (gguf::getOwnGroupType).
+  static QuantFormat fromType(gguf::GgmlType type) {
+    if (std::optional<gguf::OwnGroupType> own = gguf::getOwnGroupType(type))
+      return ownGroup({own->bits, own->group, own->asymmetric});
+    return ggml(type);
+  }
   static QuantFormat ggml(gguf::GgmlType type) {
     QuantFormat f;
     f.isGroup = false;

@@ -9,6 +9,7 @@
 
 #include "compiler/quant/Quantize.h"
 #include "compiler/quant/Dequantize.h"
+#include "compiler/quant/GroupFormats.h"
 
 #include "llvm/ADT/bit.h"
 #include "llvm/Support/ErrorHandling.h"
@@ -401,6 +402,8 @@ void q6_K(const float *x, uint8_t *b) {
 } // namespace
 
 bool moec::quant::canQuantize(GgmlType type) {
+  if (gguf::getOwnGroupType(type))
+    return true;
   switch (type) {
   case GgmlType::F32:
   case GgmlType::F16:
@@ -428,6 +431,10 @@ void moec::quant::quantizeRow(GgmlType type, const float *src, uint8_t *dst,
                 "block layouts are little-endian");
   gguf::GgmlTypeInfo info = gguf::getGgmlTypeInfo(type);
   assert(canQuantize(type) && n % info.blockSize == 0);
+  if (std::optional<gguf::OwnGroupType> own = gguf::getOwnGroupType(type)) {
+    quantizeGroupRow({own->bits, own->group, own->asymmetric}, src, dst, n);
+    return;
+  }
   switch (type) {
   case GgmlType::F32:
     std::memcpy(dst, src, n * sizeof(float));

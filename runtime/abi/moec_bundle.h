@@ -19,8 +19,12 @@
  *                     whole-block (O_DIRECT) reads stay inside it
  *
  * Checksums are XXH3-64 (seed 0). header_checksum covers the header with
- * that field zero. Types are ggml type ids; `layout` 0 is GGUF's row-major
- * sequence of blocks (repacked layouts get other values).
+ * that field zero. Types are ggml type ids, or, for moec's own group-wise
+ * formats (int2/3/4/8 with an f16 scale, and min when asymmetric, per group
+ * of `group` elements), MOEC_BUNDLE_OWN_TYPE(bits, group, asymmetric): an
+ * id above every ggml id (the GGUF files moec writes for itself use the
+ * same ids). `layout` 0 is GGUF's row-major sequence of blocks (repacked
+ * layouts get other values).
  *===------------------------------------------------------------------===*/
 #ifndef MOEC_RUNTIME_ABI_MOEC_BUNDLE_H
 #define MOEC_RUNTIME_ABI_MOEC_BUNDLE_H
@@ -35,6 +39,13 @@ extern "C" {
 #define MOEC_BUNDLE_VERSION_MAJOR 1
 #define MOEC_BUNDLE_VERSION_MINOR 1
 #define MOEC_BUNDLE_TENSOR_ALIGNMENT 64
+
+/* Own group-wise formats: bits 2, 3, 4 or 8; group a multiple of 8 below
+ * 4096; asymmetric 0 or 1. */
+#define MOEC_BUNDLE_OWN_TYPE_BASE 0x100000u
+#define MOEC_BUNDLE_OWN_TYPE(bits, group, asymmetric)                       \
+  (MOEC_BUNDLE_OWN_TYPE_BASE | ((uint32_t)(asymmetric) << 16) |             \
+   ((uint32_t)(bits) << 12) | (uint32_t)(group))
 
 typedef struct moec_bundle_header {
   char magic[8];

@@ -44,8 +44,8 @@ def main():
     p.add_argument("--model", help="compile this GGUF instead of a synthesized one")
     p.add_argument("--compressed-reference", action="store_true",
                    help="run the reference on the GGUF that --compile-args' "
-                        "compression flags make (moec --emit=gguf), not on "
-                        "the source model")
+                        "compression flags make (moec --emit=moec-gguf), not "
+                        "on the source model")
     p.add_argument("--synth-args", default="",
                    help="extra moec synth arguments, space-separated")
     p.add_argument("--target", default="host")
@@ -99,7 +99,8 @@ def main():
     reference_model = model
     if a.compressed_reference:
         reference_model = os.path.join(a.workdir, "compressed.gguf")
-        run([a.moec, model, "--quiet", "--emit=gguf", "-o", reference_model] +
+        run([a.moec, model, "--quiet", "--emit=moec-gguf", "-o",
+             reference_model] +
             [f for f in a.compile_args.split()
              if not f.startswith("--activations")])
     run([a.reference, reference_model, "--tokens", ",".join(map(str, sequence)), "-o",

@@ -352,8 +352,9 @@ cl::opt<std::string> compressPruneScoring(
 cl::opt<std::string> compileEmit(
     "emit", cl::init("bundle"),
     cl::desc("What -o gets: bundle (a directory: model.moeb, libmodel.a, "
-             "model.h, model-run) or gguf (the compressed model as one GGUF "
-             "file for llama.cpp)"),
+             "model.h, model-run), gguf (the compressed model as one GGUF "
+             "file for llama.cpp) or moec-gguf (the same, allowed to hold "
+             "moec's own formats, which only moec reads)"),
     cl::sub(cl::SubCommand::getTopLevel()));
 cl::opt<std::string> compileOutput("o", cl::desc("Output"),
                                    cl::value_desc("path"),
@@ -984,9 +985,11 @@ int runCompile() {
   options.instrument = compileInstrument;
 
   // Compression.
-  if (compileEmit != "bundle" && compileEmit != "gguf")
-    return fail("--emit: expected bundle or gguf, got '" + compileEmit + "'");
-  bool emitGguf = compileEmit == "gguf";
+  if (compileEmit != "bundle" && compileEmit != "gguf" &&
+      compileEmit != "moec-gguf")
+    return fail("--emit: expected bundle, gguf or moec-gguf, got '" +
+                compileEmit + "'");
+  bool emitGguf = compileEmit != "bundle";
   compress::CompressOptions compression;
   bool compressing = emitGguf;
   auto formatFlag = [&](cl::opt<std::string> &flag,
@@ -1052,6 +1055,7 @@ int runCompile() {
         << "--rounding=importance without a calib.dat (--calibration): "
            "every column weighs the same\n";
   compression.allowRequantize = compressAllowRequantize;
+  compression.forLlamaCpp = compileEmit == "gguf";
   compression.threads = compressThreads;
   if (!compressSizeBudget.empty() || compressBitsPerWeight != 0) {
     if (!compressSizeBudget.empty() && compressBitsPerWeight != 0)
@@ -1099,8 +1103,8 @@ int runCompile() {
     options.compress = compression;
   if (emitGguf) {
     if (*phase != driver::Phase::Emit)
-      return fail("--emit=gguf writes the compressed model; it does not "
-                  "combine with --compile-to");
+      return fail("--emit=" + compileEmit + " writes the compressed model; "
+                  "it does not combine with --compile-to");
     if (compileOutput.empty())
       return fail("-o: the output file (.gguf) is required");
     options.compressedPath = compileOutput;

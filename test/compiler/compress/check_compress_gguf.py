@@ -173,7 +173,9 @@ def main():
         ([a.model, "--quantize=iq2_xxs", "--emit=gguf", "-o",
           os.path.join(a.workdir, "x.gguf")], "unknown format 'iq2_xxs'"),
         ([a.model, "--quantize=q4_k", "--emit=gguf"], "-o: the output file"),
-        ([a.model, "--emit=elf", "-o", "x"], "--emit: expected bundle or gguf"),
+        ([a.model, "--emit=elf", "-o", "x"], "--emit: expected bundle, gguf"),
+        ([a.model, "--quantize=int4_g32", "--emit=gguf", "-o",
+          os.path.join(a.workdir, "x.gguf")], "llama.cpp cannot read"),
         ([a.model, "--rounding=cubic", "--emit=gguf", "-o", "x"],
          "--rounding: expected"),
     ]:

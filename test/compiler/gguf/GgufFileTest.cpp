@@ -7,6 +7,7 @@
 
 #include "compiler/gguf/GgufFile.h"
 #include "compiler/gguf/GgufWriter.h"
+#include "runtime/abi/moec_bundle.h"
 
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/MemoryBuffer.h"
@@ -161,6 +162,44 @@ TEST(GgufWriter, RoundTripsEveryValueTypeAndTensors) {
   ASSERT_TRUE(b);
   EXPECT_EQ(b->offset % f.getAlignment(), 0u);
   EXPECT_EQ(f.getTensorData(*b)[19], 0xab);
+}
+
+// moec's own group-wise formats as tensor types: ids of moec_bundle.h,
+// names, sizes, and a GGUF round trip (moec's files only).
+TEST(GgmlType, OwnGroupTypes) {
+  std::optional<GgmlType> int4 = parseGgmlTypeName("int4_g32");
+  ASSERT_TRUE(int4);
+  EXPECT_EQ(uint32_t(*int4), MOEC_BUNDLE_OWN_TYPE(4, 32, 0));
+  EXPECT_EQ(parseGgmlTypeName("INT3_G64_ASYM"),
+            makeOwnGroupType({3, 64, true}));
+  EXPECT_EQ(parseGgmlTypeName("int8_g16_sym"), makeOwnGroupType({8, 16, false}));
+  for (const char *bad : {"int5_g32", "int4_g30", "int4_g4096", "int4",
+                          "int4_g32_asymx", "int4_g"})
+    EXPECT_FALSE(parseGgmlTypeName(bad)) << bad;
+  GgmlTypeInfo info = getGgmlTypeInfo(*parseGgmlTypeName("int3_g64_asym"));
+  EXPECT_EQ(info.name, "INT3_G64_ASYM");
+  EXPECT_EQ(info.blockSize, 64);
+  EXPECT_EQ(info.blockBytes, 2 + 2 + 64 * 3 / 8);
+  EXPECT_TRUE(info.computeSupported);
+  // Ids that look like own ones but are not canonical are no type at all.
+  EXPECT_FALSE(lookupGgmlType(MOEC_BUNDLE_OWN_TYPE(5, 32, 0)));
+  EXPECT_FALSE(lookupGgmlType(MOEC_BUNDLE_OWN_TYPE_BASE | (1u << 17) | 32));
+  EXPECT_FALSE(getOwnGroupType(GgmlType::Q4_K));
+
+  GgufWriter writer;
+  writer.setMetadata("general.architecture", WriteValue::str("qwen3moe"));
+  ASSERT_FALSE(errorToBool(writer.addTensor(
+      "w", {64, 2}, *int4, [](MutableArrayRef<uint8_t> out) {
+        EXPECT_EQ(out.size(), 2u * 2 * 18);
+        std::memset(out.data(), 0x11, out.size());
+      })));
+  std::string path = tempPath("own-types.gguf");
+  ASSERT_FALSE(errorToBool(writer.write(path)));
+  Expected<std::unique_ptr<GgufFile>> file = GgufFile::open(path);
+  ASSERT_TRUE(bool(file)) << toString(file.takeError());
+  ASSERT_EQ((*file)->getTensors().size(), 1u);
+  EXPECT_EQ((*file)->getTensors()[0].type.type, *int4);
+  EXPECT_EQ((*file)->getTensorData((*file)->getTensors()[0]).size(), 72u);
 }
 
 TEST(GgufWriter, LeavesNoFileBehindOnError) {
