@@ -136,7 +136,8 @@ std::vector<double> measureErrors(const model::WeightStore &store,
         blocks.resize(format.rowBytes(cols));
         if (options.rounding == Rounding::Importance)
           quant::quantizeRowImportance(format, values.data(), blocks.data(),
-                                       cols, importance);
+                                       cols, importance,
+                                       {/*magnitudeFactor=*/true});
         else
           quant::quantizeRow(menu[f], values.data(), blocks.data(), cols);
         sums[f] += quant::importanceWeightedError(

@@ -54,6 +54,11 @@ CalibrationFile::read(StringRef path) {
       root->getInteger("version") != 1)
     return fail("not a version 1 moec-calibration header");
   file->tokens = uint64_t(root->getInteger("tokens").value_or(0));
+  if (const json::Object *src = root->getObject("source")) {
+    file->source.text = src->getString("text").value_or("").str();
+    file->source.context = src->getInteger("context").value_or(0);
+    file->source.chunks = src->getInteger("chunks").value_or(0);
+  }
 
   uint64_t dataStart = (16 + header->size() + 7) / 8 * 8;
   if (dataStart > bytes.size())
@@ -170,4 +175,60 @@ std::unique_ptr<CalibrationFile> CalibrationFile::withExperts(
     copy->tensors[entry.getKey()] = std::move(s);
   }
   return copy;
+}
+
+Expected<std::unique_ptr<HessianFile>> HessianFile::read(StringRef path) {
+  Expected<std::unique_ptr<MemoryBuffer>> mapped = mapFile(path);
+  if (!mapped)
+    return mapped.takeError();
+  auto file = std::unique_ptr<HessianFile>(new HessianFile());
+  file->buffer = std::move(*mapped);
+  StringRef bytes = file->buffer->getBuffer();
+  auto fail = [&](const Twine &message) {
+    return createStringError(path + ": " + message);
+  };
+  if (!bytes.starts_with("MOECHES1") || bytes.size() < 16)
+    return fail("not a moec Hessian file");
+  uint64_t size = support::endian::read64le(bytes.data() + 8);
+  if (size > bytes.size() - 16)
+    return fail("truncated header");
+  Expected<json::Value> json = parseUntrustedJson(bytes.substr(16, size), 8);
+  if (!json)
+    return fail("invalid JSON header: " + toString(json.takeError()));
+  const json::Object *root = json->getAsObject();
+  const json::Array *tensors = root ? root->getArray("tensors") : nullptr;
+  if (!tensors || root->getString("format") != "moec-hessians")
+    return fail("not a moec-hessians header");
+  uint64_t dataStart = (16 + size + 7) / 8 * 8;
+  uint64_t dataSize = bytes.size() > dataStart ? bytes.size() - dataStart : 0;
+  for (const json::Value &v : *tensors) {
+    const json::Object *t = v.getAsObject();
+    std::optional<StringRef> name = t ? t->getString("name") : std::nullopt;
+    std::optional<int64_t> experts = t ? t->getInteger("experts") : std::nullopt,
+                           columns = t ? t->getInteger("columns") : std::nullopt,
+                           offset = t ? t->getInteger("offset") : std::nullopt;
+    const json::Array *rows = t ? t->getArray("rows") : nullptr;
+    if (!name || !experts || !columns || !offset || !rows || *experts < 1 ||
+        *experts > (1 << 16) || *columns < 1 || *columns > (1 << 16) ||
+        *offset < 0 || *offset % 8 || int64_t(rows->size()) != *experts)
+      return fail("malformed tensor entry");
+    uint64_t need = uint64_t(*experts) * uint64_t(*columns) *
+                    uint64_t(*columns) * 8;
+    if (uint64_t(*offset) > dataSize || need > dataSize - uint64_t(*offset))
+      return fail("tensor " + *name + "'s data lies outside the file");
+    Entry e;
+    e.experts = unsigned(*experts);
+    e.columns = *columns;
+    for (const json::Value &r : *rows)
+      e.rows.push_back(uint64_t(r.getAsInteger().value_or(0)));
+    e.data = reinterpret_cast<const double *>(bytes.data() + dataStart +
+                                              *offset);
+    file->entries[*name] = std::move(e);
+  }
+  return file;
+}
+
+const HessianFile::Entry *HessianFile::find(StringRef name) const {
+  auto it = entries.find(name);
+  return it == entries.end() ? nullptr : &it->second;
 }

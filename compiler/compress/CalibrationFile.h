@@ -58,14 +58,42 @@ public:
   uint64_t getTokens() const { return tokens; }
   llvm::StringRef getPath() const { return path; }
 
+  /// What was run to collect the statistics (calib.dat's "source"): the
+  /// text, window and windows; empty text when the file does not say.
+  struct Source {
+    std::string text;
+    int64_t context = 0, chunks = 0;
+  };
+  const Source &getSource() const { return source; }
+
 private:
   std::string path;
+  Source source;
   std::unique_ptr<llvm::MemoryBuffer> buffer;
   /// withExperts' copies of the statistics.
   std::vector<std::unique_ptr<float[]>> owned;
   llvm::StringMap<TensorStats> tensors;
   std::vector<LayerExperts> layers;
   uint64_t tokens = 0;
+};
+
+/// The Hessians X^T X of one layer's weight inputs (model-run
+/// --hessian-out, runtime/exec/Calibration.h): per weight and expert a
+/// [columns x columns] f64 matrix, weights that read one input sharing it.
+class HessianFile {
+public:
+  static llvm::Expected<std::unique_ptr<HessianFile>> read(llvm::StringRef path);
+  struct Entry {
+    unsigned experts = 1;
+    int64_t columns = 0;
+    std::vector<uint64_t> rows; // per expert
+    const double *data = nullptr; // [experts][columns][columns]
+  };
+  const Entry *find(llvm::StringRef name) const;
+
+private:
+  std::unique_ptr<llvm::MemoryBuffer> buffer;
+  llvm::StringMap<Entry> entries;
 };
 
 } // namespace moec::compress

@@ -5,6 +5,7 @@
 #include "compiler/gguf/GgufFile.h"
 #include "compiler/gguf/GgufWriter.h"
 #include "compiler/quant/Dequantize.h"
+#include "compiler/quant/Gptq.h"
 #include "compiler/quant/ImportanceQuantize.h"
 #include "compiler/quant/Quantize.h"
 
@@ -14,6 +15,7 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 #include <cstring>
 #include <thread>
 
@@ -24,11 +26,21 @@ using gguf::GgmlType;
 using model::StoredTensor;
 using model::TensorRole;
 
+/// The objective of the importance search: llama.cpp's, which also weighs
+/// each weight by its magnitude (w_i = imp_i sqrt(sigma^2 + x_i^2)). On the
+/// example model it keeps more than minimising sum imp_i (x_i - q_i)^2
+/// alone, which clips the large weights that matter: mean KL to F16 with
+/// int3_g64 experts 0.00098 against 0.00152 (round to nearest 0.00106);
+/// Q3_K experts 0.00065 against 0.00094 (nearest 0.00071).
+const quant::ImportanceOptions kSearchObjective{/*magnitudeFactor=*/true};
+
 std::optional<Rounding> moec::compress::parseRounding(StringRef name) {
   if (name == "nearest")
     return Rounding::Nearest;
   if (name == "importance")
     return Rounding::Importance;
+  if (name == "gptq")
+    return Rounding::Gptq;
   return std::nullopt;
 }
 
@@ -267,7 +279,7 @@ moec::compress::planCompression(const model::WeightStore &store,
         continue;
       }
     }
-    if (options.rounding == Rounding::Importance && options.calibration)
+    if (options.rounding != Rounding::Nearest && options.calibration)
       if (const CalibrationFile::TensorStats *stats =
               options.calibration->find(t.name))
         if (stats->columns != t.dims[0])
@@ -326,10 +338,10 @@ void convertTensor(const model::WeightStore &store, const TensorChoice &choice,
       std::min<int64_t>(threads, std::max<int64_t>(1, rows / 16)));
   // Importance per row: the calibration's statistics of the row's matrix
   // (an expert of a stacked bank: dims[2] experts of dims[1] rows each).
+  bool importance = options.rounding != Rounding::Nearest;
   const CalibrationFile::TensorStats *stats =
-      options.rounding == Rounding::Importance && options.calibration
-          ? options.calibration->find(t.name)
-          : nullptr;
+      importance && options.calibration ? options.calibration->find(t.name)
+                                        : nullptr;
   int64_t rowsPerMatrix =
       stats && stats->experts > 1 ? rows / stats->experts : rows;
   auto importanceOf = [&](int64_t row) -> const float * {
@@ -351,9 +363,9 @@ void convertTensor(const model::WeightStore &store, const TensorChoice &choice,
       uint8_t *dst = out.data() + r * toRowBytes;
       if (choice.type == GgmlType::F32)
         std::memcpy(dst, values.data(), toRowBytes);
-      else if (options.rounding == Rounding::Importance && !isFloat(choice.type))
+      else if (importance && !isFloat(choice.type))
         quant::quantizeRowImportance(format, values.data(), dst, rowElements,
-                                     importanceOf(r));
+                                     importanceOf(r), kSearchObjective);
       else
         quant::quantizeRow(choice.type, values.data(), dst, rowElements);
     }
@@ -410,6 +422,12 @@ Error moec::compress::writeCompressedGguf(
         store.copyBytes(t, 0, out.size(), out.data());
         store.releaseBytes(t, 0, out.size());
       };
+    else if (options.precomputed && options.precomputed->count(t.name))
+      fill = [&options, &t](MutableArrayRef<uint8_t> out) {
+        const std::vector<uint8_t> &bytes = options.precomputed->at(t.name);
+        assert(bytes.size() == out.size() && "precomputed tensor's size");
+        std::memcpy(out.data(), bytes.data(), out.size());
+      };
     else
       fill = [&store, c, &options](MutableArrayRef<uint8_t> out) {
         convertTensor(store, c, options, out);
@@ -418,4 +436,78 @@ Error moec::compress::writeCompressedGguf(
       return e;
   }
   return writer.write(path, std::move(progress));
+}
+
+std::vector<int> moec::compress::getGptqLayers(const CompressionPlan &plan) {
+  std::set<int> layers;
+  for (const TensorChoice &c : plan.tensors)
+    if (c.action == TensorChoice::Convert && gguf::getOwnGroupType(c.type) &&
+        c.tensor->role)
+      layers.insert(c.tensor->role->layer);
+  return std::vector<int>(layers.begin(), layers.end());
+}
+
+Error moec::compress::gptqQuantizeLayer(const model::WeightStore &store,
+                                        const CompressionPlan &plan,
+                                        const CompressOptions &options,
+                                        int layer, const HessianFile &hessians,
+                                        StringMap<std::vector<uint8_t>> &out) {
+  unsigned threads = options.threads ? options.threads
+                                     : std::max(1u, std::thread::hardware_concurrency());
+  for (const TensorChoice &c : plan.tensors) {
+    const StoredTensor &t = *c.tensor;
+    std::optional<gguf::OwnGroupType> own = gguf::getOwnGroupType(c.type);
+    if (c.action != TensorChoice::Convert || !own || !t.role ||
+        t.role->layer != layer)
+      continue;
+    const HessianFile::Entry *h = hessians.find(t.name);
+    int64_t cols = t.dims[0];
+    int64_t rows = 1;
+    for (size_t i = 1; i < t.dims.size(); ++i)
+      rows *= t.dims[i];
+    int64_t matrices = t.dims.size() == 3 ? t.dims[2] : 1;
+    int64_t rowsPerMatrix = rows / matrices;
+    if (!h || h->columns != cols || int64_t(h->experts) != matrices)
+      return createStringError("GPTQ: no Hessian of " + Twine(cols).str() +
+                               " columns for tensor '" + t.name +
+                               "' (the instrumented run did not observe it)");
+    quant::GroupFormat group{own->bits, own->group, own->asymmetric};
+    quant::QuantFormat format = quant::QuantFormat::ownGroup(group);
+    uint64_t rowBytes = uint64_t(format.rowBytes(cols));
+    gguf::GgmlTypeInfo from = gguf::getGgmlTypeInfo(t.type);
+    uint64_t fromRowBytes = cols / from.blockSize * from.blockBytes;
+    std::vector<uint8_t> &bytes = out[t.name];
+    bytes.assign(uint64_t(rows) * rowBytes, 0);
+    std::vector<uint8_t> raw(fromRowBytes);
+    std::vector<float> W(size_t(rowsPerMatrix) * size_t(cols));
+    for (int64_t m = 0; m < matrices; ++m) {
+      for (int64_t r = 0; r < rowsPerMatrix; ++r) {
+        store.copyBytes(t, uint64_t(m * rowsPerMatrix + r) * fromRowBytes,
+                        fromRowBytes, raw.data());
+        quant::dequantizeRow(t.type, raw.data(), W.data() + r * cols, cols);
+      }
+      uint8_t *dst = bytes.data() + uint64_t(m * rowsPerMatrix) * rowBytes;
+      unsigned e = h->experts > 1 ? unsigned(m) : 0;
+      if (h->rows[e] < options.minCalibrationRows) {
+        // Too few inputs for a Hessian: uniform importance.
+        for (int64_t r = 0; r < rowsPerMatrix; ++r)
+          quant::quantizeRowImportance(format, W.data() + r * cols,
+                                       dst + r * rowBytes, cols, nullptr,
+                                       kSearchObjective);
+        continue;
+      }
+      quant::GptqOptions gptq;
+      gptq.threads = threads;
+      std::string error;
+      if (!quant::gptqQuantize(group, W.data(), rowsPerMatrix, cols,
+                               h->data + size_t(e) * size_t(cols) * size_t(cols),
+                               gptq, dst, &error))
+        return createStringError("GPTQ of '" + t.name + "'" +
+                                 (matrices > 1 ? " expert " + Twine(m).str()
+                                               : std::string()) +
+                                 ": " + error);
+    }
+    store.releaseBytes(t, 0, t.numBytes);
+  }
+  return Error::success();
 }

@@ -23,6 +23,8 @@
 #include "compiler/model/WeightStore.h"
 
 #include "llvm/ADT/StringMap.h"
+
+#include <cstdint>
 #include "llvm/Support/Error.h"
 
 #include <functional>
@@ -33,6 +35,7 @@
 namespace moec::compress {
 
 class CalibrationFile;
+class HessianFile;
 
 /// How quantized values are chosen.
 enum class Rounding {
@@ -40,6 +43,9 @@ enum class Rounding {
   Nearest,
   /// Search scales (and mins) minimising the importance-weighted error.
   Importance,
+  /// GPTQ (error compensation under the inputs' Hessian) for moec's own
+  /// formats; the other formats are rounded as Importance.
+  Gptq,
 };
 
 std::optional<Rounding> parseRounding(llvm::StringRef name);
@@ -64,6 +70,8 @@ struct CompressOptions {
   /// Experts that calibration routed fewer tokens to than this get uniform
   /// importance: a handful of rows is noise, not a statistic.
   uint64_t minCalibrationRows = 16;
+  /// Tensors whose bytes were computed already (GPTQ, layer by layer).
+  const llvm::StringMap<std::vector<uint8_t>> *precomputed = nullptr;
   /// Re-quantize tensors that are already quantized in another type.
   bool allowRequantize = false;
   /// The output is for llama.cpp (--emit=gguf): moec's own formats, which
@@ -111,6 +119,20 @@ llvm::Error writeCompressedGguf(const model::WeightStore &store,
                                 llvm::StringRef path,
                                 std::function<void(uint64_t, uint64_t)>
                                     progress = {});
+
+/// The layers (-1: tensors outside the layers) holding tensors that GPTQ
+/// quantizes under `plan` (own formats, converted).
+std::vector<int> getGptqLayers(const CompressionPlan &plan);
+
+/// GPTQ of the plan's own-format tensors of `layer` under the Hessians of
+/// that layer's inputs: their blocks go into `out` by name. Experts that
+/// calibration saw fewer than minCalibrationRows times are rounded with
+/// uniform importance instead (their Hessian is no statistic).
+llvm::Error gptqQuantizeLayer(const model::WeightStore &store,
+                              const CompressionPlan &plan,
+                              const CompressOptions &options, int layer,
+                              const HessianFile &hessians,
+                              llvm::StringMap<std::vector<uint8_t>> &out);
 
 /// Bits per element of `type` (blocks' bytes x 8 / block elements).
 double bitsPerWeight(gguf::GgmlType type);

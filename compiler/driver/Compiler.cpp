@@ -191,6 +191,7 @@ Error Compilation::runCompress() {
                        100.0 * double(doneBytes) / double(total ? total : 1));
   };
   json::Object pruning;
+  std::string currentModel = options.modelPath;
   if (options.prune) {
     if (!compressOptions.calibration)
       return makeError("--prune-experts: needs a calib.dat from moec "
@@ -217,6 +218,7 @@ Error Compilation::runCompress() {
     if (!s)
       return s.takeError();
     store = std::move(*s);
+    currentModel = *pruned;
     // The statistics follow the experts to their new numbers.
     prunedCalibration = compressOptions.calibration->withExperts(choice->kept);
     compressOptions.calibration = prunedCalibration.get();
@@ -256,6 +258,13 @@ Error Compilation::runCompress() {
   if (!plan)
     return plan.takeError();
   record["weight_bytes"] = plan->totalBytes();
+  StringMap<std::vector<uint8_t>> gptqBytes;
+  if (compressOptions.rounding == compress::Rounding::Gptq) {
+    record["rounding"] = "gptq";
+    if (Error e = runGptq(currentModel, *plan, compressOptions, gptqBytes))
+      return e;
+    compressOptions.precomputed = &gptqBytes;
+  }
   if (!pruning.empty())
     record["pruning"] = std::move(pruning);
   compression = json::Value(std::move(record));
@@ -286,6 +295,108 @@ Error Compilation::runCompress() {
     return s.takeError();
   store = std::move(*s);
   return importStore();
+}
+
+Error Compilation::runGptq(StringRef modelPath,
+                           const compress::CompressionPlan &plan,
+                           const compress::CompressOptions &compressOptions,
+                           StringMap<std::vector<uint8_t>> &out) {
+  auto say = [&](const Twine &what) {
+    if (options.progress)
+      errs() << "moec: " << what << "\n";
+  };
+  std::vector<int> layers = compress::getGptqLayers(plan);
+  if (layers.empty()) {
+    say("GPTQ: no tensor is in moec's own formats; the others are rounded "
+        "by importance");
+    return Error::success();
+  }
+  const compress::CalibrationFile *calibration = compressOptions.calibration;
+  if (!calibration)
+    return makeError("--rounding=gptq: needs --calibration=calib.dat (moec "
+                     "calibrate): GPTQ runs its text again for the Hessians");
+  const compress::CalibrationFile::Source &source = calibration->getSource();
+  if (source.text.empty() || !sys::fs::exists(source.text))
+    return makeError("--rounding=gptq: " + calibration->getPath() +
+                     " does not name a readable calibration text (" +
+                     (source.text.empty() ? std::string("none")
+                                          : source.text) +
+                     "); calibrate again with moec calibrate");
+
+  // The model as it is before quantization, instrumented.
+  SmallString<256> dir;
+  std::error_code ec =
+      options.scratchDirectory.empty()
+          ? sys::fs::createUniqueDirectory("moec-gptq", dir)
+          : sys::fs::createUniqueDirectory(options.scratchDirectory +
+                                               "/moec-gptq",
+                                           dir);
+  if (ec)
+    return makeError("GPTQ: cannot create a scratch directory: " +
+                     ec.message());
+  struct RemoveDir {
+    SmallString<256> &dir;
+    ~RemoveDir() { sys::fs::remove_directories(dir); }
+  } removeDir{dir};
+  SmallString<256> out_dir(dir);
+  sys::path::append(out_dir, "out");
+  {
+    CompileOptions instrumented;
+    instrumented.modelPath = modelPath.str();
+    instrumented.target = options.target;
+    if (Expected<targets::TargetDescription> host =
+            targets::lookupTarget("host"))
+      instrumented.target = *host;
+    else
+      consumeError(host.takeError());
+    instrumented.contextLength = source.context;
+    instrumented.memoryBudget = options.memoryBudget;
+    instrumented.instrument = true;
+    instrumented.int8Activations = false;
+    say("GPTQ: compiling the model with instrumentation for " +
+        Twine(layers.size()) + " layers' Hessians");
+    Compilation c(std::move(instrumented));
+    if (Error e = c.emit(out_dir))
+      return e;
+  }
+  SmallString<256> runner(out_dir), hessianPath(dir), log(dir);
+  sys::path::append(runner, "model-run");
+  sys::path::append(hessianPath, "hessians.bin");
+  sys::path::append(log, "model-run.log");
+  for (int layer : layers) {
+    std::vector<std::string> args = {
+        runner.str().str(), "--perplexity", "-f", source.text, "-c",
+        std::to_string(source.context), "--hessian-layer",
+        std::to_string(layer), "--hessian-out", hessianPath.str().str()};
+    if (source.chunks)
+      args.insert(args.end(), {"--chunks", std::to_string(source.chunks)});
+    if (options.memoryBudget)
+      args.insert(args.end(),
+                  {"--memory-budget", std::to_string(options.memoryBudget)});
+    std::vector<StringRef> argRefs(args.begin(), args.end());
+    std::optional<StringRef> redirects[] = {std::nullopt, log.str(),
+                                            log.str()};
+    std::string message;
+    int rc = sys::ExecuteAndWait(runner, argRefs, std::nullopt, redirects, 0,
+                                 0, &message);
+    if (rc != 0) {
+      auto text = MemoryBuffer::getFile(log);
+      return makeError("GPTQ: the instrumented model failed on layer " +
+                       Twine(layer) + (message.empty() ? "" : ": " + message) +
+                       "\n" + (text ? (*text)->getBuffer() : ""));
+    }
+    Expected<std::unique_ptr<compress::HessianFile>> hessians =
+        compress::HessianFile::read(hessianPath);
+    if (!hessians)
+      return hessians.takeError();
+    if (Error e = compress::gptqQuantizeLayer(*store, plan, compressOptions,
+                                              layer, **hessians, out))
+      return e;
+    say("GPTQ: " + (layer < 0 ? Twine("the tensors outside the layers")
+                              : "layer " + Twine(layer)) +
+        " done");
+  }
+  return Error::success();
 }
 
 Error Compilation::runPlan() {

@@ -103,6 +103,12 @@ public:
 private:
   llvm::Error runInput();
   llvm::Error runCompress();
+  /// GPTQ: the instrumented model of `modelPath` run once per layer for its
+  /// Hessians, that layer's own-format tensors quantized into `out`.
+  llvm::Error runGptq(llvm::StringRef modelPath,
+                      const compress::CompressionPlan &plan,
+                      const compress::CompressOptions &compressOptions,
+                      llvm::StringMap<std::vector<uint8_t>> &out);
   llvm::Error importStore();
   llvm::Error runPlan();
   llvm::Error runCodegen();

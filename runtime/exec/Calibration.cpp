@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <unistd.h>
 
@@ -44,7 +45,90 @@ bool CalibrationRecorder::observeInput(const char *tensor, const float *x,
     }
     t.rows[e] += uint64_t(end - begin);
   }
+  if (hessianLayer != INT32_MIN)
+    accumulateHessian(tensor, x, rows, cols, expertOffsets, experts);
   return true;
+}
+
+namespace {
+/// The layer of a weight name: N of "blk.N.", -1 for others.
+int32_t layerOfName(const char *name) {
+  if (std::strncmp(name, "blk.", 4) != 0)
+    return -1;
+  char *end = nullptr;
+  long layer = std::strtol(name + 4, &end, 10);
+  return end && *end == '.' ? int32_t(layer) : -1;
+}
+} // namespace
+
+namespace {
+/// The weight whose input `name`'s is (q for k and v, gate for up): they
+/// share one Hessian. GGUF names.
+std::string inputGroupOf(const char *name) {
+  std::string s = name;
+  for (auto [from, to] : {std::pair<const char *, const char *>{".attn_k.", ".attn_q."},
+                          {".attn_v.", ".attn_q."},
+                          {".ffn_up_exps.", ".ffn_gate_exps."},
+                          {".ffn_up_shexp.", ".ffn_gate_shexp."}}) {
+    size_t at = s.find(from);
+    if (at != std::string::npos)
+      return s.replace(at, std::strlen(from), to);
+  }
+  return s;
+}
+} // namespace
+
+void CalibrationRecorder::accumulateHessian(const char *tensor, const float *x,
+                                            int64_t rows, int64_t cols,
+                                            const int32_t *expertOffsets,
+                                            uint32_t experts) {
+  if (layerOfName(tensor) != hessianLayer)
+    return;
+  // Weights that read one input (q, k, v; gate and up) share a Hessian,
+  // which the first of them observed adds to.
+  auto [it, inserted] = hessianIndex.try_emplace(tensor, 0);
+  if (inserted) {
+    std::string group = inputGroupOf(tensor);
+    auto owner = hessianGroups.find(group);
+    if (owner != hessianGroups.end() &&
+        hessians[owner->second.second].cols == cols &&
+        hessians[owner->second.second].experts == experts) {
+      it->second = owner->second.second;
+      hessianOf.push_back({tensor, it->second});
+      return;
+    }
+    Hessian h;
+    h.experts = experts;
+    h.cols = cols;
+    h.sums.assign(size_t(experts) * size_t(cols) * size_t(cols), 0.0);
+    h.rows.assign(experts, 0);
+    it->second = hessians.size();
+    hessians.push_back(std::move(h));
+    hessianOf.push_back({tensor, it->second});
+    hessianGroups[group] = {tensor, it->second};
+  } else {
+    auto owner = hessianGroups.find(inputGroupOf(tensor));
+    if (owner == hessianGroups.end() || owner->second.first != tensor)
+      return; // a sharer: the owner added this input
+  }
+  Hessian &h = hessians[it->second];
+  for (uint32_t e = 0; e < experts; ++e) {
+    int64_t begin = expertOffsets ? expertOffsets[e] : 0;
+    int64_t end = expertOffsets ? expertOffsets[e + 1] : rows;
+    double *H = h.sums.data() + size_t(e) * size_t(cols) * size_t(cols);
+    for (int64_t r = begin; r < end; ++r) {
+      const float *row = x + r * cols;
+      for (int64_t i = 0; i < cols; ++i) {
+        double xi = row[i];
+        if (xi == 0.0)
+          continue;
+        double *Hi = H + i * cols;
+        for (int64_t j = i; j < cols; ++j)
+          Hi[j] += xi * double(row[j]);
+      }
+    }
+    h.rows[e] += uint64_t(end - begin);
+  }
 }
 
 void CalibrationRecorder::recordRouting(int32_t layer, const int32_t *ids,
@@ -158,7 +242,10 @@ bool CalibrationRecorder::write(const std::string &path,
     json += "], \"offset\": " + std::to_string(offset) + "}";
     offset += uint64_t(t.experts) * uint64_t(t.cols) * 4;
   }
-  json += "]}\n";
+  json += "]";
+  if (!source.empty())
+    json += ",\n \"source\": " + source;
+  json += "}\n";
 
   std::string bytes = "MOECCAL1";
   uint64_t size = json.size();
@@ -183,6 +270,68 @@ bool CalibrationRecorder::write(const std::string &path,
     return false;
   }
   bool ok = std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size();
+  ok = (std::fclose(f) == 0) && ok;
+  if (!ok || std::rename(temporary.c_str(), path.c_str()) != 0) {
+    error = "cannot write " + path + ": " + std::strerror(errno);
+    std::remove(temporary.c_str());
+    return false;
+  }
+  return true;
+}
+
+bool CalibrationRecorder::writeHessians(const std::string &path,
+                                        std::string &error) const {
+  if (hessianLayer == INT32_MIN) {
+    error = "Hessians were not collected";
+    return false;
+  }
+  std::string json = "{\"format\": \"moec-hessians\", \"version\": 1, "
+                     "\"layer\": " +
+                     std::to_string(hessianLayer) + ", \"tensors\": [";
+  std::vector<uint64_t> offsets;
+  uint64_t offset = 0;
+  for (const Hessian &h : hessians) {
+    offsets.push_back(offset);
+    offset += uint64_t(h.experts) * uint64_t(h.cols) * uint64_t(h.cols) * 8;
+  }
+  for (size_t i = 0; i < hessianOf.size(); ++i) {
+    const Hessian &h = hessians[hessianOf[i].second];
+    json += std::string(i ? ",\n  " : "\n  ") + "{\"name\": " +
+            quoted(hessianOf[i].first) + ", \"experts\": " +
+            std::to_string(h.experts) + ", \"columns\": " +
+            std::to_string(h.cols) + ", \"rows\": [";
+    for (uint32_t e = 0; e < h.experts; ++e)
+      json += (e ? ", " : "") + std::to_string(h.rows[e]);
+    json += "], \"offset\": " + std::to_string(offsets[hessianOf[i].second]) +
+            "}";
+  }
+  json += "]}\n";
+  FILE *f = nullptr;
+  std::string temporary = path + ".tmp" + std::to_string(::getpid());
+  f = std::fopen(temporary.c_str(), "wb");
+  if (!f) {
+    error = "cannot write " + temporary + ": " + std::strerror(errno);
+    return false;
+  }
+  std::string head = "MOECHES1";
+  uint64_t size = json.size();
+  for (int i = 0; i < 8; ++i)
+    head.push_back(char((size >> (8 * i)) & 0xff));
+  head += json;
+  head.resize((head.size() + 7) / 8 * 8, '\0');
+  bool ok = std::fwrite(head.data(), 1, head.size(), f) == head.size();
+  // Full symmetric matrices, one row at a time.
+  std::vector<double> row;
+  for (const Hessian &h : hessians)
+    for (uint32_t e = 0; e < h.experts && ok; ++e) {
+      const double *H = h.sums.data() + size_t(e) * size_t(h.cols) * size_t(h.cols);
+      row.resize(size_t(h.cols));
+      for (int64_t i = 0; i < h.cols && ok; ++i) {
+        for (int64_t j = 0; j < h.cols; ++j)
+          row[size_t(j)] = j >= i ? H[i * h.cols + j] : H[j * h.cols + i];
+        ok = std::fwrite(row.data(), 8, row.size(), f) == row.size();
+      }
+    }
   ok = (std::fclose(f) == 0) && ok;
   if (!ok || std::rename(temporary.c_str(), path.c_str()) != 0) {
     error = "cannot write " + path + ": " + std::strerror(errno);

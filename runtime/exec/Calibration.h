@@ -27,6 +27,7 @@
 #ifndef MOEC_RUNTIME_EXEC_CALIBRATION_H
 #define MOEC_RUNTIME_EXEC_CALIBRATION_H
 
+#include <climits>
 #include <cstdint>
 #include <string>
 #include <unordered_map>
@@ -68,6 +69,19 @@ public:
   /// Writes calib.dat atomically. False with `error`.
   bool write(const std::string &path, std::string &error) const;
 
+  /// A JSON object written into calib.dat as "source" (what was run: the
+  /// text, window, windows), so that compression can run it again.
+  void setSource(std::string json) { source = std::move(json); }
+
+  /// GPTQ's Hessians: from now on, the inputs of the weights of layer
+  /// `layer` ("blk.<layer>."; -1: weights outside the layers) also add up
+  /// X^T X, per expert for routed experts. Weights that read one input
+  /// (q, k, v; gate and up, by their GGUF names) share one.
+  void collectHessians(int32_t layer) { hessianLayer = layer; }
+  /// Writes the Hessians (layout in docs/compression.md, "MOECHES1": a JSON
+  /// header as calib.dat's, then per tensor f64 [experts][cols][cols]).
+  bool writeHessians(const std::string &path, std::string &error) const;
+
 private:
   struct TensorStats {
     std::string name;
@@ -84,6 +98,26 @@ private:
   std::vector<std::vector<float>> lastWeights;
   std::vector<std::vector<uint64_t>> tokens;
   std::vector<std::vector<double>> mass, reap;
+  std::string source;
+
+  struct Hessian {
+    uint32_t experts = 1;
+    int64_t cols = 0;
+    std::vector<double> sums; // [experts][cols][cols], upper triangle
+    std::vector<uint64_t> rows;
+  };
+  int32_t hessianLayer = INT32_MIN;
+  std::vector<Hessian> hessians;
+  /// Tensor name -> its Hessian (shared between weights of one input).
+  std::vector<std::pair<std::string, size_t>> hessianOf;
+  std::unordered_map<const char *, size_t> hessianIndex;
+  /// Input group (calibration.cpp's inputGroupOf) -> the weight that adds
+  /// to its Hessian, and the Hessian.
+  std::unordered_map<std::string, std::pair<const char *, size_t>>
+      hessianGroups;
+  void accumulateHessian(const char *tensor, const float *x, int64_t rows,
+                         int64_t cols, const int32_t *expertOffsets,
+                         uint32_t experts);
 };
 
 } // namespace moec::exec

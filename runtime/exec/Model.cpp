@@ -1165,6 +1165,26 @@ bool Model::writeCalibration(const std::string &path, std::string &error) {
   return context->calibration->write(path, error);
 }
 
+void Model::setCalibrationSource(std::string json) {
+  if (context->calibration)
+    context->calibration->setSource(std::move(json));
+}
+
+void Model::collectHessians(int32_t layer) {
+  if (!context->calibration)
+    startCalibration();
+  context->calibration->collectHessians(layer);
+}
+
+bool Model::writeHessians(const std::string &path, std::string &error) {
+  if (!context->calibration || !context->observed) {
+    error = "the model's code reported no projection inputs: it was not "
+            "compiled with instrumentation";
+    return false;
+  }
+  return context->calibration->writeHessians(path, error);
+}
+
 void Model::setRecordRouting(bool on) {
   context->recordRouting = on;
   if (!on) {

@@ -158,6 +158,12 @@ public:
   /// Writes what was accumulated as calib.dat (exec/Calibration.h). False
   /// with `error`, also when the code is not instrumented.
   bool writeCalibration(const std::string &path, std::string &error);
+  /// What calib.dat records as its source (a JSON object).
+  void setCalibrationSource(std::string json);
+  /// GPTQ: also collect the Hessians of layer `layer`'s weights (-1: those
+  /// outside the layers); starts calibration when it is not.
+  void collectHessians(int32_t layer);
+  bool writeHessians(const std::string &path, std::string &error);
   /// Records every token's experts from now on (off: forgets them).
   void setRecordRouting(bool on);
   /// The records, and top-k expert ids per record, in order.

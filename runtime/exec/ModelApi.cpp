@@ -180,6 +180,26 @@ int moec_model_write_calibration(moec_model *m, const char *path) {
   return m->model->writeCalibration(path, m->error) ? 0 : -1;
 }
 
+void moec_model_set_calibration_source(moec_model *m, const char *json) {
+  if (m && json)
+    m->model->setCalibrationSource(json);
+}
+
+void moec_model_collect_hessians(moec_model *m, int layer) {
+  if (m)
+    m->model->collectHessians(layer);
+}
+
+int moec_model_write_hessians(moec_model *m, const char *path) {
+  if (!m)
+    return -1;
+  if (!path || !*path) {
+    m->error = "no path to write the Hessians to";
+    return -1;
+  }
+  return m->model->writeHessians(path, m->error) ? 0 : -1;
+}
+
 int moec_model_write_stats(moec_model *m, const char *path,
                            const char *extra_members) {
   if (!m)

@@ -149,6 +149,16 @@ void moec_model_start_calibration(moec_model *m);
  * moec_model_error() saying why (also when the code is not instrumented). */
 int moec_model_write_calibration(moec_model *m, const char *path);
 
+/* What the calibration file records as its source: a JSON object (the
+ * text, window, windows), so that compression can run it again. */
+void moec_model_set_calibration_source(moec_model *m, const char *json);
+
+/* GPTQ: from now on, also accumulate X^T X of the inputs of the weights of
+ * layer `layer` (-1: the weights outside the layers); starts calibration.
+ * moec_model_write_hessians writes them (docs/compression.md); 0 or -1. */
+void moec_model_collect_hessians(moec_model *m, int layer);
+int moec_model_write_hessians(moec_model *m, const char *path);
+
 /* ---- Tokenizer --------------------------------------------------------- */
 
 /* 1 when the bundle carries a tokenizer the runtime can run (from the

@@ -103,6 +103,9 @@ const char *const kUsage =
     "                         popularity, reuse, trace), expert cache and\n"
     "                         reads, prefetch precision/recall, timings\n"
     "  --chunks N             --perplexity: score at most N windows\n"
+    "  --hessian-layer N --hessian-out FILE\n"
+    "                         write GPTQ's X^T X of the inputs of layer N's\n"
+    "                         weights (-1: the others); instrumented models\n"
     "  --calibration-out FILE write calibration statistics (calib.dat) of\n"
     "                         the run; needs a model compiled with\n"
     "                         instrumentation (what moec calibrate does)\n"
@@ -259,12 +262,13 @@ private:
 
 struct Options {
   std::string bundle, logitsPath, prompt, promptFlag, statsPath, mode,
-      klBasePath, calibrationPath;
+      klBasePath, calibrationPath, hessianPath, promptPath;
   std::vector<int32_t> promptIds;
   bool havePrompt = false, haveIds = false, chat = false, perplexity = false,
        ignoreEos = false, haveSeed = false, haveWindow = false,
        klDivergence = false;
-  long long predict = 128, threads = 0, window = 512, maxChunks = 0;
+  long long predict = 128, threads = 0, window = 512, maxChunks = 0,
+            hessianLayer = -2;
   uint64_t memoryBudget = 0;
   int cachePolicy = 0, ioMode = 0, batch = 0;
   bool noPrefetch = false;
@@ -311,6 +315,7 @@ Options parseOptions(int argc, char **argv) {
         die(arg + ": the prompt is already given (" + o.promptFlag + ")");
       std::string path = takeValue();
       o.prompt = readFile(arg, path);
+      o.promptPath = path;
       o.havePrompt = true;
       o.promptFlag = arg;
     } else if (arg == "--prompt-ids") {
@@ -412,6 +417,18 @@ Options parseOptions(int argc, char **argv) {
       o.calibrationPath = takeValue();
       if (o.calibrationPath.empty())
         die(arg + ": needs a value");
+    } else if (arg == "--hessian-out") {
+      o.hessianPath = takeValue();
+      if (o.hessianPath.empty())
+        die(arg + ": needs a value");
+    } else if (arg == "--hessian-layer") {
+      std::string v = takeValue();
+      char *end = nullptr;
+      errno = 0;
+      long long n = std::strtoll(v.c_str(), &end, 10);
+      if (v.empty() || *end || errno || n < -1)
+        die(arg + ": '" + v + "' is not a layer (or -1)");
+      o.hessianLayer = n;
     } else if (arg == "--chunks") {
       std::string v = takeValue();
       char *end = nullptr;
@@ -435,6 +452,8 @@ Options parseOptions(int argc, char **argv) {
     die("--perplexity: not with -cnv");
   if (o.maxChunks && !o.perplexity)
     die("--chunks: needs --perplexity");
+  if (o.hessianPath.empty() != (o.hessianLayer == -2))
+    die("--hessian-out and --hessian-layer go together");
   if (o.klDivergence && o.klBasePath.empty())
     die("--kl-divergence: needs --kl-divergence-base FILE (the base "
         "model's log-probabilities, written by a run without "
@@ -558,6 +577,12 @@ public:
 
   void printTimings(double loadMs) {
     writeStats(loadMs);
+    if (!options.hessianPath.empty()) {
+      if (moec_model_write_hessians(model, options.hessianPath.c_str()) != 0)
+        die("--hessian-out: " + std::string(moec_model_error(model)));
+      std::fprintf(stderr, "model-run: wrote the Hessians of layer %lld to %s\n",
+                   options.hessianLayer, options.hessianPath.c_str());
+    }
     if (!options.calibrationPath.empty()) {
       if (moec_model_write_calibration(model,
                                        options.calibrationPath.c_str()) != 0)
@@ -1269,8 +1294,21 @@ int main(int argc, char **argv) {
   double loadMs = millisecondsSince(loadStart);
   if (!o.statsPath.empty())
     moec_model_record_routing(model, 1);
-  if (!o.calibrationPath.empty())
+  if (!o.calibrationPath.empty()) {
     moec_model_start_calibration(model);
+    // What was run, so that compression can run it again (GPTQ).
+    std::string source = "{\"text\": \"";
+    for (char ch : o.promptPath) {
+      if (ch == '"' || ch == '\\')
+        source += '\\';
+      source += ch;
+    }
+    source += "\", \"context\": " + std::to_string(o.window) +
+              ", \"chunks\": " + std::to_string(o.maxChunks) + "}";
+    moec_model_set_calibration_source(model, source.c_str());
+  }
+  if (!o.hessianPath.empty())
+    moec_model_collect_hessians(model, int(o.hessianLayer));
   o.mode = o.haveIds ? "ids" : o.perplexity ? "perplexity" : o.chat ? "chat"
                                                                    : "text";
   Session session(model, o);

@@ -59,6 +59,23 @@ def read_calibration(path):
     return header, tensors
 
 
+def read_hessians(path):
+    data = open(path, "rb").read()
+    if data[:8] != b"MOECHES1":
+        sys.exit(f"{path}: bad magic {data[:8]!r}")
+    (size,) = struct.unpack_from("<Q", data, 8)
+    header = json.loads(data[16:16 + size].decode())
+    start = (16 + size + 7) // 8 * 8
+    out = {}
+    for t in header["tensors"]:
+        n = t["experts"] * t["columns"] * t["columns"]
+        values = np.frombuffer(data, dtype="<f8", count=n,
+                               offset=start + t["offset"])
+        out[t["name"]] = (t["rows"], values.reshape(t["experts"], t["columns"],
+                                                    t["columns"]))
+    return out
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--moec", required=True)
@@ -134,7 +151,45 @@ def main():
           f"worst relative difference from the reference {worst:.3g} "
           f"(tolerance {a.tolerance:g})")
 
-    # The file in use: importance-weighted compression compiles.
+    # GPTQ's Hessians of layer 1: the compiled instrumented model (what
+    # --rounding=gptq runs) against the reference on the same windows.
+    out_dir = os.path.join(a.workdir, "instrumented")
+    run([a.moec, a.model, "--instrument", "--quiet", "-o", out_dir])
+    got_h = os.path.join(a.workdir, "hessians.bin")
+    ref_h = os.path.join(a.workdir, "hessians-reference.bin")
+    run([os.path.join(out_dir, "model-run"), "--perplexity", "-f", a.text,
+         "-c", str(a.context), "--chunks", str(a.chunks), "-t", "2",
+         "--hessian-layer", "1", "--hessian-out", got_h])
+    run([a.reference, a.model, "--tokens", ";".join(windows),
+         "--hessian-layer", "1", "--hessian-out", ref_h, "-o", os.devnull])
+    gh, rh = read_hessians(got_h), read_hessians(ref_h)
+    if set(gh) != set(rh) or not gh:
+        failures.append(f"Hessians of {sorted(gh)} vs reference {sorted(rh)}")
+    worst_h = 0.0
+    for name in sorted(set(gh) & set(rh)):
+        (grows, g), (rrows, r) = gh[name], rh[name]
+        if grows != rrows:
+            failures.append(f"{name}: Hessian rows {grows} vs {rrows}")
+            continue
+        err = float(np.abs(g - r).max()) / max(float(np.abs(r).max()), 1e-30)
+        worst_h = max(worst_h, err)
+        if not err <= a.tolerance:
+            failures.append(f"{name}: Hessians differ by {err:.3g}")
+        # The diagonal over the rows is calib.dat's mean square.
+        rows, ms = got[name]
+        for e, n in enumerate(grows):
+            if n and not np.allclose(np.diag(g[e]) / n, ms[e], rtol=1e-5,
+                                     atol=1e-12):
+                failures.append(f"{name} expert {e}: diag(H)/rows is not "
+                                f"calib.dat's mean square")
+                break
+    print(f"Hessians of layer 1: {len(gh)} weights, worst relative "
+          f"difference from the reference {worst_h:.3g}")
+
+    # The file in use: importance-weighted compression compiles, GPTQ too.
+    run([a.moec, a.model, "--quantize-experts=int3_g64", "--rounding=gptq",
+         f"--calibration={calib}", "--quiet", "--emit=moec-gguf", "-o",
+         os.path.join(a.workdir, "gptq.gguf")])
     out = os.path.join(a.workdir, "q3k.gguf")
     r = run([a.moec, a.model, "--quantize=q3_k", "--rounding=importance",
              f"--calibration={calib}", "--quiet", "--emit=gguf", "-o", out])

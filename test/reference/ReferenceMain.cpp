@@ -47,6 +47,14 @@ static cl::opt<std::string> calibrationPath(
     cl::desc("Write the calibration statistics of the run here (calib.dat)"),
     cl::value_desc("file"));
 
+static cl::opt<int> hessianLayer(
+    "hessian-layer", cl::init(-2),
+    cl::desc("With --hessian-out: the layer whose weights' input Hessians "
+             "(X^T X) are written (-1: the weights outside the layers)"));
+static cl::opt<std::string> hessianPath(
+    "hessian-out", cl::desc("Write GPTQ's Hessians of --hessian-layer here"),
+    cl::value_desc("file"));
+
 namespace {
 
 /// Feeds the reference's observations, one token at a time, to the
@@ -143,9 +151,11 @@ int main(int argc, char **argv) {
     }
   reference::ReferenceModel model(**store);
   std::unique_ptr<Recorder> recorder;
-  if (!calibrationPath.empty()) {
+  if (!calibrationPath.empty() || !hessianPath.empty()) {
     recorder = std::make_unique<Recorder>((*store)->getConfig());
     model.setObserver(recorder.get());
+    if (!hessianPath.empty())
+      recorder->recorder.collectHessians(hessianLayer);
   }
   std::vector<float> logits;
   for (size_t i = 0; i < sequences.size(); ++i) {
@@ -155,7 +165,14 @@ int main(int argc, char **argv) {
     std::vector<float> part = model.prefill(sequences[i]);
     logits.insert(logits.end(), part.begin(), part.end());
   }
-  if (recorder) {
+  if (recorder && !hessianPath.empty()) {
+    std::string error;
+    if (!recorder->recorder.writeHessians(hessianPath, error)) {
+      errs() << "moec-reference: " << error << "\n";
+      return 1;
+    }
+  }
+  if (recorder && !calibrationPath.empty()) {
     std::string error;
     if (!recorder->recorder.write(calibrationPath, error)) {
       errs() << "moec-reference: " << error << "\n";

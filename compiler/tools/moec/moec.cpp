@@ -312,7 +312,8 @@ cl::opt<std::string> compressFormatsFrom(
     cl::cat(compressCategory));
 cl::opt<std::string> compressRounding(
     "rounding", cl::init("nearest"),
-    cl::desc("How values are rounded: nearest or importance"),
+    cl::desc("How values are rounded: nearest, importance or gptq (moec's "
+             "own formats; the others by importance)"),
     cl::sub(cl::SubCommand::getTopLevel()), cl::cat(compressCategory));
 cl::opt<bool> compressAllowRequantize(
     "allow-requantize",
@@ -890,8 +891,12 @@ int runCalibrate() {
   }
   SmallString<256> runner(out);
   sys::path::append(runner, "model-run");
+  // The text by its absolute path: calib.dat records it, for GPTQ to run it
+  // again from wherever the compiler runs.
+  SmallString<256> text(calibrateText);
+  sys::fs::make_absolute(text);
   std::vector<std::string> args = {
-      runner.str().str(), "--perplexity", "-f", calibrateText, "-c",
+      runner.str().str(), "--perplexity", "-f", text.str().str(), "-c",
       std::to_string(calibrateContext), "--calibration-out", calibrateOutput};
   if (calibrateThreads)
     args.insert(args.end(), {"-t", std::to_string(calibrateThreads)});
@@ -1028,7 +1033,7 @@ int runCompile() {
   std::optional<compress::Rounding> rounding =
       compress::parseRounding(compressRounding);
   if (!rounding)
-    return fail("--rounding: expected nearest or importance, got '" +
+    return fail("--rounding: expected nearest, importance or gptq, got '" +
                 compressRounding + "'");
   compression.rounding = *rounding;
   // The importance of each column: a calib.dat (moec calibrate) given to
@@ -1049,7 +1054,7 @@ int runCompile() {
                   "alone do not change --emit=gguf");
     }
   }
-  if (compression.rounding == compress::Rounding::Importance &&
+  if (compression.rounding != compress::Rounding::Nearest &&
       !compression.calibration && !compileQuiet)
     WithColor::note(errs(), "moec")
         << "--rounding=importance without a calib.dat (--calibration): "
