@@ -10,7 +10,7 @@ and same-top-1.
 Rows:
   * uniform formats (every matrix) rounded to nearest and importance-
     weighted with a calib.dat from the calibration text (never the
-    evaluation text);
+    evaluation text); moec's own int4/int3/int2 also with GPTQ;
   * llama.cpp's presets made from the same F16 GGUF by llama_model_quantize
     through llama-cpp-python (no importance matrix: that binding cannot pass
     one), compiled by moec;
@@ -65,7 +65,7 @@ class Bench:
         return args
 
     def compile(self, name, model, flags):
-        out = os.path.join(self.a.workdir, name)
+        out = os.path.join(self.a.workdir, re.sub(r"[^A-Za-z0-9_.]+", "-", name))
         t = time.time()
         run([self.a.moec, model, "--quiet", "--activations=f32", "-o", out] +
             flags)
@@ -144,6 +144,9 @@ def main():
                    [f"--quantize={fmt}"])
         b.evaluate(f"own {fmt} importance", "own", a.model,
                    [f"--quantize={fmt}"] + importance)
+        b.evaluate(f"own {fmt} gptq", "own", a.model,
+                   [f"--quantize={fmt}", "--rounding=gptq",
+                    f"--calibration={calib}"])
 
     presets = {}
     if a.llama_python:
