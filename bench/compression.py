@@ -133,21 +133,6 @@ def main():
          str(a.threads)])
     importance = ["--rounding=importance", f"--calibration={calib}"]
 
-    for fmt in UNIFORM:
-        b.evaluate(f"uniform {fmt} nearest", "uniform", a.model,
-                   [f"--quantize={fmt}"])
-        b.evaluate(f"uniform {fmt} importance", "uniform", a.model,
-                   [f"--quantize={fmt}"] + importance)
-
-    for fmt in ("int4_g32", "int3_g32", "int2_g32_asym"):
-        b.evaluate(f"own {fmt} nearest", "own", a.model,
-                   [f"--quantize={fmt}"])
-        b.evaluate(f"own {fmt} importance", "own", a.model,
-                   [f"--quantize={fmt}"] + importance)
-        b.evaluate(f"own {fmt} gptq", "own", a.model,
-                   [f"--quantize={fmt}", "--rounding=gptq",
-                    f"--calibration={calib}"])
-
     presets = {}
     if a.llama_python:
         script = (
@@ -172,6 +157,15 @@ def main():
                    [f"--bits-per-weight={bits}", "--quantize-attention=q6_k",
                     "--quantize-embedding=q6_k", "--quantize-output=q6_k"] +
                    importance)
+    for fmt in ("int4_g32", "int3_g32", "int2_g32_asym"):
+        b.evaluate(f"own {fmt} nearest", "own", a.model,
+                   [f"--quantize={fmt}"])
+        b.evaluate(f"own {fmt} importance", "own", a.model,
+                   [f"--quantize={fmt}"] + importance)
+        b.evaluate(f"own {fmt} gptq", "own", a.model,
+                   [f"--quantize={fmt}", "--rounding=gptq",
+                    f"--calibration={calib}"])
+
     for scoring in ("reap", "frequency"):
         prune = [f"--prune-experts=0.25", f"--prune-scoring={scoring}",
                  f"--calibration={calib}"]
@@ -179,6 +173,12 @@ def main():
         b.evaluate(f"prune 25% {scoring}, then q4_k", "prune", a.model,
                    prune + ["--quantize=q4_k", "--rounding=importance"],
                    "prune then quantize, calibration renumbered (not re-run)")
+
+    for fmt in UNIFORM:
+        b.evaluate(f"uniform {fmt} nearest", "uniform", a.model,
+                   [f"--quantize={fmt}"])
+        b.evaluate(f"uniform {fmt} importance", "uniform", a.model,
+                   [f"--quantize={fmt}"] + importance)
 
     print()
     print("| model | weight bytes | bits/expert weight | PPL | mean KL | "
