@@ -117,6 +117,8 @@ def main():
     p.add_argument("--calibration-chunks", type=int, default=64)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", help="write the rows here")
+    p.add_argument("--groups", default="presets,bits,own,prune,uniform",
+                   help="which rows to run (comma-separated; F16 always)")
     a = p.parse_args()
     os.makedirs(a.workdir, exist_ok=True)
     b = Bench(a)
@@ -134,7 +136,8 @@ def main():
     importance = ["--rounding=importance", f"--calibration={calib}"]
 
     presets = {}
-    if a.llama_python:
+    groups = set(a.groups.split(","))
+    if a.llama_python and "presets" in groups:
         script = (
             "import ctypes, sys, llama_cpp\n"
             "p = llama_cpp.llama_model_quantize_default_params()\n"
@@ -152,12 +155,15 @@ def main():
             b.evaluate(f"moec mix at {name} bytes", "budget", a.model,
                        [f"--size-budget={row['weight_bytes']}"] + importance,
                        "per-tensor allocation = the --emit=gguf allocation")
-    for bits in ("3.0", "2.5"):
+    # Below Q2_K's 2.625 bits only moec's own int2 formats reach.
+    for bits in ("3.0", "2.5") if "bits" in groups else ():
         b.evaluate(f"moec mix {bits} bits/expert weight", "budget", a.model,
                    [f"--bits-per-weight={bits}", "--quantize-attention=q6_k",
-                    "--quantize-embedding=q6_k", "--quantize-output=q6_k"] +
-                   importance)
-    for fmt in ("int4_g32", "int3_g32", "int2_g32_asym"):
+                    "--quantize-embedding=q6_k", "--quantize-output=q6_k",
+                    "--formats=int2_g64,int3_g64,q2_k,q3_k,q4_k,q5_k,q6_k,"
+                    "q8_0"] + importance)
+    for fmt in ("int4_g32", "int3_g32", "int2_g32_asym") if "own" in groups \
+            else ():
         b.evaluate(f"own {fmt} nearest", "own", a.model,
                    [f"--quantize={fmt}"])
         b.evaluate(f"own {fmt} importance", "own", a.model,
@@ -166,7 +172,7 @@ def main():
                    [f"--quantize={fmt}", "--rounding=gptq",
                     f"--calibration={calib}"])
 
-    for scoring in ("reap", "frequency"):
+    for scoring in ("reap", "frequency") if "prune" in groups else ():
         prune = [f"--prune-experts=0.25", f"--prune-scoring={scoring}",
                  f"--calibration={calib}"]
         b.evaluate(f"prune 25% {scoring}", "prune", a.model, prune)
@@ -174,7 +180,7 @@ def main():
                    prune + ["--quantize=q4_k", "--rounding=importance"],
                    "prune then quantize, calibration renumbered (not re-run)")
 
-    for fmt in UNIFORM:
+    for fmt in UNIFORM if "uniform" in groups else ():
         b.evaluate(f"uniform {fmt} nearest", "uniform", a.model,
                    [f"--quantize={fmt}"])
         b.evaluate(f"uniform {fmt} importance", "uniform", a.model,
