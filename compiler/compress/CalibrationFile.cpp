@@ -135,6 +135,7 @@ std::unique_ptr<CalibrationFile> CalibrationFile::withExperts(
     const std::vector<std::vector<uint32_t>> &kept) const {
   auto copy = std::unique_ptr<CalibrationFile>(new CalibrationFile());
   copy->path = path;
+  copy->source = source;
   copy->tokens = tokens;
   for (size_t l = 0; l < layers.size(); ++l) {
     LayerExperts layer;

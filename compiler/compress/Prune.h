@@ -24,6 +24,7 @@
 #define MOEC_COMPILER_COMPRESS_PRUNE_H
 
 #include "compiler/compress/CalibrationFile.h"
+#include "compiler/compress/Order.h"
 #include "compiler/model/WeightStore.h"
 
 #include "llvm/Support/Error.h"
@@ -44,6 +45,11 @@ struct PruneOptions {
   /// Share of each layer's routed experts to remove, in [0, 1).
   double fraction = 0;
   PruneScoring scoring = PruneScoring::Reap;
+  /// With quantization: which step goes first (compress/Order.h).
+  PruneOrder order = PruneOrder::Auto;
+  /// Auto: perplexity windows at the end of the calibration text that no
+  /// calibration sees, on which both orders are measured.
+  int64_t orderEvalChunks = 4;
 };
 
 struct PruneChoice {
