@@ -8,6 +8,7 @@
 #include "compiler/import/Importer.h"
 #include "compiler/import/Vocabulary.h"
 #include "compiler/support/FileUtil.h"
+#include "runtime/tokenizer/Tokenizer.h"
 #include "dialects/moe/IR/MoeDialect.h"
 #include "dialects/moe/IR/MoeOps.h"
 #include "dialects/qnt/IR/QntDialect.h"
@@ -36,6 +37,8 @@
 #include "llvm/Support/raw_ostream.h"
 #include "llvm/TargetParser/Host.h"
 #include "llvm/TargetParser/Triple.h"
+
+#include <chrono>
 
 using namespace llvm;
 using namespace moec;
@@ -176,72 +179,236 @@ Error Compilation::importStore() {
   return Error::success();
 }
 
+//===----------------------------------------------------------------------===//
+// compress
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+/// A directory removed with this object.
+struct ScratchDirectory {
+  std::string path;
+  ~ScratchDirectory() {
+    if (!path.empty())
+      sys::fs::remove_directories(path);
+  }
+};
+
+/// Runs `args` (the program first) with its output into `log`; an error
+/// with the log's text when it fails.
+Error runLogged(ArrayRef<std::string> args, StringRef log, const Twine &what) {
+  std::vector<StringRef> argRefs(args.begin(), args.end());
+  std::optional<StringRef> redirects[] = {std::nullopt, log, log};
+  std::string message;
+  int rc = sys::ExecuteAndWait(args.front(), argRefs, std::nullopt, redirects,
+                               0, 0, &message);
+  if (rc == 0)
+    return Error::success();
+  auto text = MemoryBuffer::getFile(log);
+  return makeError(what + " failed" + (message.empty() ? "" : ": " + message) +
+                   "\n" + (text ? (*text)->getBuffer() : "") +
+                   "command: " + join(args, " "));
+}
+
+/// Renames `from` to `to`, copying where they are on different disks.
+Error moveFile(StringRef from, StringRef to) {
+  if (!sys::fs::rename(from, to))
+    return Error::success();
+  std::string temp = (to + ".moec-tmp").str();
+  if (std::error_code ec = sys::fs::copy_file(from, temp))
+    return makeError("cannot copy " + from + " to " + temp + ": " +
+                     ec.message());
+  if (std::error_code ec = sys::fs::rename(temp, to))
+    return makeError("cannot rename " + temp + " to " + to + ": " +
+                     ec.message());
+  sys::fs::remove(from);
+  return Error::success();
+}
+
+Error writeText(StringRef path, StringRef text) {
+  std::error_code ec;
+  raw_fd_ostream os(path, ec);
+  if (!ec)
+    os << text;
+  if (ec || (os.close(), os.has_error()))
+    return makeError("cannot write " + path + ": " +
+                     (ec ? ec : os.error()).message());
+  return Error::success();
+}
+
+std::string printed(const char *spec, double value) {
+  std::string s;
+  raw_string_ostream(s) << format(spec, value);
+  return s;
+}
+
+double secondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() -
+                                       start)
+      .count();
+}
+
+json::Array keptJson(const compress::PruneChoice &choice) {
+  json::Array kept;
+  for (const std::vector<uint32_t> &k : choice.kept)
+    kept.push_back(json::Array(k));
+  return kept;
+}
+
+uint64_t weightBytes(const model::WeightStore &store) {
+  uint64_t bytes = 0;
+  for (const model::StoredTensor &t : store.getTensors())
+    bytes += t.numBytes;
+  return bytes;
+}
+
+} // namespace
+
+struct Compilation::Compressed {
+  /// The compression record (the bundle's "compression").
+  json::Object record;
+  /// Routing statistics numbered as the compressed model's experts (for
+  /// the plan), when it was pruned.
+  std::unique_ptr<compress::CalibrationFile> routing;
+  double seconds = 0;
+};
+
+void Compilation::say(const Twine &what) const {
+  if (options.progress)
+    errs() << "moec: " << what << "\n";
+}
+
+std::function<void(uint64_t, uint64_t)>
+Compilation::progressBar(StringRef what) {
+  if (!options.progress || !sys::Process::StandardErrIsDisplayed())
+    return {};
+  return [what = what.str()](uint64_t doneBytes, uint64_t total) {
+    errs() << format("\rmoec: %s %3.0f%%   ", what.c_str(),
+                     100.0 * double(doneBytes) / double(total ? total : 1));
+  };
+}
+
+void Compilation::endProgressBar() {
+  if (options.progress && sys::Process::StandardErrIsDisplayed())
+    errs() << "\r";
+}
+
+Expected<std::string> Compilation::makeScratchDirectory(StringRef stem) {
+  SmallString<256> dir;
+  std::error_code ec =
+      options.scratchDirectory.empty()
+          ? sys::fs::createUniqueDirectory(stem, dir)
+          : sys::fs::createUniqueDirectory(options.scratchDirectory + "/" + stem,
+                                           dir);
+  if (ec)
+    return makeError("compress: cannot create a scratch directory: " +
+                     ec.message());
+  sys::fs::make_absolute(dir);
+  return dir.str().str();
+}
+
 Error Compilation::runCompress() {
   if (!options.compress)
     return Error::success();
-  auto say = [&](const Twine &what) {
-    if (options.progress)
-      errs() << "moec: " << what << "\n";
-  };
   compress::CompressOptions compressOptions = *options.compress;
-  bool terminal = options.progress && sys::Process::StandardErrIsDisplayed();
-  auto progress = [&](uint64_t doneBytes, uint64_t total) {
-    if (terminal)
-      errs() << format("\rmoec: compress %3.0f%%   ",
-                       100.0 * double(doneBytes) / double(total ? total : 1));
-  };
-  json::Object pruning;
-  std::string currentModel = options.modelPath;
-  if (options.prune) {
-    if (!compressOptions.calibration)
+  std::string path = options.compressedPath;
+  if (path.empty()) {
+    Expected<std::string> scratch = makeScratchFile("moec-compressed");
+    if (!scratch)
+      return scratch.takeError();
+    path = *scratch;
+  }
+  std::optional<Compressed> result;
+  if (!options.prune) {
+    result.emplace();
+    if (Error e = quantizeStep(*store, options.modelPath, compressOptions, path,
+                               result->record))
+      return e;
+  } else {
+    const compress::CalibrationFile *calibration = compressOptions.calibration;
+    if (!calibration)
       return makeError("--prune-experts: needs a calib.dat from moec "
                        "calibrate (--calibration) to score the experts");
-    Expected<compress::PruneChoice> choice = compress::choosePrunedExperts(
-        store->getConfig(), *compressOptions.calibration, *options.prune);
-    if (!choice)
-      return choice.takeError();
-    say("pruning " + Twine(int(options.prune->fraction * 100 + 0.5)) +
-        "% of the routed experts by " +
-        compress::getPruneScoringName(options.prune->scoring) + " score");
-    for (const std::string &line : choice->log)
-      say("  " + line);
-    Expected<std::string> pruned = makeScratchFile("moec-pruned");
-    if (!pruned)
-      return pruned.takeError();
-    if (Error e = compress::writePrunedGguf(*store, *choice, *pruned, progress))
-      return e;
-    if (terminal)
-      errs() << "\r";
-    store.reset();
-    Expected<std::unique_ptr<model::WeightStore>> s =
-        model::WeightStore::open(*pruned);
-    if (!s)
-      return s.takeError();
-    store = std::move(*s);
-    currentModel = *pruned;
-    // The statistics follow the experts to their new numbers.
-    prunedCalibration = compressOptions.calibration->withExperts(choice->kept);
-    compressOptions.calibration = prunedCalibration.get();
-    json::Array kept;
-    for (const std::vector<uint32_t> &k : choice->kept)
-      kept.push_back(json::Array(k));
-    pruning = json::Object{
-        {"fraction", options.prune->fraction},
-        {"scoring", compress::getPruneScoringName(options.prune->scoring)},
-        {"kept_experts", std::move(kept)}};
+    // Whether anything is quantized at all: if not, the order is moot.
+    bool quantizes = options.allocation.has_value();
+    if (!quantizes) {
+      Expected<compress::CompressionPlan> plan =
+          compress::planCompression(*store, compressOptions);
+      if (!plan)
+        return plan.takeError();
+      quantizes = plan->changesAnything();
+    }
+    // The quantization weighs errors by statistics (importance, Hessians,
+    // the allocator's predicted errors): after pruning they are measured
+    // again, on the pruned model.
+    bool usesStatistics = options.allocation ||
+                          compressOptions.rounding != compress::Rounding::Nearest;
+    compress::PruneOrder order = options.prune->order;
+    const compress::CalibrationFile::Source &source = calibration->getSource();
+    if (quantizes && order != compress::PruneOrder::Auto &&
+        (usesStatistics || order == compress::PruneOrder::QuantizeFirst) &&
+        (source.text.empty() || !sys::fs::exists(source.text)))
+      return makeError("--prune-order=" + compress::getPruneOrderName(order) +
+                       ": the second step is calibrated again on " +
+                       calibration->getPath() + "'s text, which it does not "
+                       "name or is not readable (" +
+                       (source.text.empty() ? std::string("none")
+                                            : source.text) +
+                       "); calibrate again with moec calibrate");
+    Expected<std::string> scratch = makeScratchDirectory("moec-compress");
+    if (!scratch)
+      return scratch.takeError();
+    ScratchDirectory removeScratch{*scratch};
+    Expected<Compressed> built =
+        !quantizes
+            ? pruneThenQuantize(*calibration, std::nullopt, path, *scratch)
+        : order == compress::PruneOrder::Auto ? searchOrder(path)
+        : order == compress::PruneOrder::PruneFirst
+            ? pruneThenQuantize(*calibration,
+                                usesStatistics
+                                    ? std::optional(source)
+                                    : std::nullopt,
+                                path, *scratch)
+            : quantizeThenPrune(*calibration, source, path, *scratch);
+    if (!built)
+      return built.takeError();
+    result.emplace(std::move(*built));
+    if (quantizes && order != compress::PruneOrder::Auto)
+      result->record["order"] =
+          json::Object{{"chosen", compress::getPruneOrderKey(order)},
+                       {"searched", false}};
+    prunedCalibration = std::move(result->routing);
   }
-  json::Object record{
-      {"rounding", compressOptions.rounding == compress::Rounding::Importance
-                       ? "importance"
-                       : "nearest"},
-      {"calibration", compressOptions.calibration
-                          ? json::Value(compressOptions.calibration->getPath())
-                          : json::Value(nullptr)}};
+  result->record["rounding"] =
+      compressOptions.rounding == compress::Rounding::Gptq ? "gptq"
+      : compressOptions.rounding == compress::Rounding::Importance
+          ? "importance"
+          : "nearest";
+  result->record["calibration"] =
+      compressOptions.calibration
+          ? json::Value(compressOptions.calibration->getPath())
+          : json::Value(nullptr);
+  compression = json::Value(std::move(result->record));
+  // The rest of the pipeline reads the compressed model as any other.
+  module = nullptr;
+  store.reset();
+  Expected<std::unique_ptr<model::WeightStore>> s =
+      model::WeightStore::open(path);
+  if (!s)
+    return s.takeError();
+  store = std::move(*s);
+  return importStore();
+}
+
+Error Compilation::quantizeStep(const model::WeightStore &source,
+                                StringRef sourcePath,
+                                compress::CompressOptions compressOptions,
+                                StringRef path, json::Object &record) {
   if (options.allocation) {
     say("allocating formats under the budget (measuring each tensor in " +
         Twine(options.allocation->menu.size()) + " formats)");
     Expected<compress::Allocation> allocation = compress::allocateFormats(
-        *store, compressOptions, *options.allocation);
+        source, compressOptions, *options.allocation);
     if (!allocation)
       return allocation.takeError();
     for (const auto &entry : allocation->types)
@@ -254,57 +421,394 @@ Error Compilation::runCompress() {
     record["gap_bound"] = allocation->gapBound;
   }
   Expected<compress::CompressionPlan> plan =
-      compress::planCompression(*store, compressOptions);
+      compress::planCompression(source, compressOptions);
   if (!plan)
     return plan.takeError();
   record["weight_bytes"] = plan->totalBytes();
   StringMap<std::vector<uint8_t>> gptqBytes;
   if (compressOptions.rounding == compress::Rounding::Gptq) {
-    record["rounding"] = "gptq";
-    if (Error e = runGptq(currentModel, *plan, compressOptions, gptqBytes))
+    if (Error e =
+            runGptq(source, sourcePath, *plan, compressOptions, gptqBytes))
       return e;
     compressOptions.precomputed = &gptqBytes;
   }
-  if (!pruning.empty())
-    record["pruning"] = std::move(pruning);
-  compression = json::Value(std::move(record));
   for (const std::string &w : plan->warnings)
     WithColor::warning(errs(), "moec") << w << "\n";
-  std::string path = options.compressedPath;
-  if (path.empty()) {
-    Expected<std::string> scratch = makeScratchFile("moec-compressed");
-    if (!scratch)
-      return scratch.takeError();
-    path = *scratch;
-  }
-  say("compressing " + Twine(store->getTensors().size()) + " tensors into " +
+  say("compressing " + Twine(source.getTensors().size()) + " tensors into " +
       path);
   for (const std::string &line : plan->summary())
     say("  " + line);
-  if (Error e = compress::writeCompressedGguf(*store, *plan, compressOptions,
-                                              path, progress))
+  if (Error e = compress::writeCompressedGguf(source, *plan, compressOptions,
+                                              path, progressBar("compress")))
     return e;
-  if (terminal)
-    errs() << "\r";
-  // The rest of the pipeline reads the compressed model as any other.
-  module = nullptr;
-  store.reset();
-  Expected<std::unique_ptr<model::WeightStore>> s =
-      model::WeightStore::open(path);
-  if (!s)
-    return s.takeError();
-  store = std::move(*s);
-  return importStore();
+  endProgressBar();
+  return Error::success();
 }
 
-Error Compilation::runGptq(StringRef modelPath,
+Expected<compress::PruneChoice>
+Compilation::pruneStep(const model::WeightStore &source,
+                       const compress::CalibrationFile &calibration,
+                       StringRef path) {
+  Expected<compress::PruneChoice> choice = compress::choosePrunedExperts(
+      source.getConfig(), calibration, *options.prune);
+  if (!choice)
+    return choice.takeError();
+  say("pruning " + Twine(int(options.prune->fraction * 100 + 0.5)) +
+      "% of the routed experts by " +
+      compress::getPruneScoringName(options.prune->scoring) + " score");
+  for (const std::string &line : choice->log)
+    say("  " + line);
+  if (Error e = compress::writePrunedGguf(source, *choice, path,
+                                          progressBar("prune")))
+    return std::move(e);
+  endProgressBar();
+  return choice;
+}
+
+Expected<Compilation::Compressed> Compilation::pruneThenQuantize(
+    const compress::CalibrationFile &calibration,
+    const std::optional<compress::CalibrationFile::Source> &recalibrate,
+    StringRef path, StringRef scratch) {
+  auto start = std::chrono::steady_clock::now();
+  SmallString<256> pruned(scratch);
+  sys::path::append(pruned, "pruned.gguf");
+  Expected<compress::PruneChoice> choice =
+      pruneStep(*store, calibration, pruned);
+  if (!choice)
+    return choice.takeError();
+  Compressed result;
+  {
+    Expected<std::unique_ptr<model::WeightStore>> prunedStore =
+        model::WeightStore::open(pruned);
+    if (!prunedStore)
+      return prunedStore.takeError();
+    if (recalibrate) {
+      say("calibrating the pruned model");
+      Expected<std::unique_ptr<compress::CalibrationFile>> again =
+          calibrate(pruned, *recalibrate, scratch);
+      if (!again)
+        return again.takeError();
+      result.routing = std::move(*again);
+    } else {
+      // The statistics follow the experts to their new numbers.
+      result.routing = calibration.withExperts(choice->kept);
+    }
+    compress::CompressOptions compressOptions = *options.compress;
+    compressOptions.calibration = result.routing.get();
+    if (Error e = quantizeStep(**prunedStore, pruned, compressOptions, path,
+                               result.record))
+      return std::move(e);
+  }
+  sys::fs::remove(pruned);
+  result.record["pruning"] = json::Object{
+      {"fraction", options.prune->fraction},
+      {"scoring", compress::getPruneScoringName(options.prune->scoring)},
+      {"kept_experts", keptJson(*choice)}};
+  result.seconds = secondsSince(start);
+  return result;
+}
+
+Expected<Compilation::Compressed>
+Compilation::quantizeThenPrune(const compress::CalibrationFile &calibration,
+                               const compress::CalibrationFile::Source &recalibrate,
+                               StringRef path, StringRef scratch) {
+  auto start = std::chrono::steady_clock::now();
+  SmallString<256> quantized(scratch);
+  sys::path::append(quantized, "quantized.gguf");
+  Compressed result;
+  compress::CompressOptions compressOptions = *options.compress;
+  compressOptions.calibration = &calibration;
+  if (Error e = quantizeStep(*store, options.modelPath, compressOptions,
+                             quantized, result.record))
+    return std::move(e);
+  say("calibrating the quantized model");
+  Expected<std::unique_ptr<compress::CalibrationFile>> again =
+      calibrate(quantized, recalibrate, scratch);
+  if (!again)
+    return again.takeError();
+  {
+    Expected<std::unique_ptr<model::WeightStore>> quantizedStore =
+        model::WeightStore::open(quantized);
+    if (!quantizedStore)
+      return quantizedStore.takeError();
+    Expected<compress::PruneChoice> choice =
+        pruneStep(**quantizedStore, **again, path);
+    if (!choice)
+      return choice.takeError();
+    result.routing = (*again)->withExperts(choice->kept);
+    result.record["pruning"] = json::Object{
+        {"fraction", options.prune->fraction},
+        {"scoring", compress::getPruneScoringName(options.prune->scoring)},
+        {"kept_experts", keptJson(*choice)}};
+  }
+  sys::fs::remove(quantized);
+  Expected<std::unique_ptr<model::WeightStore>> out =
+      model::WeightStore::open(path);
+  if (!out)
+    return out.takeError();
+  result.record["weight_bytes"] = weightBytes(**out);
+  result.seconds = secondsSince(start);
+  return result;
+}
+
+Expected<Compilation::Compressed> Compilation::searchOrder(StringRef path) {
+  const compress::CalibrationFile &calibration = *options.compress->calibration;
+  const compress::CalibrationFile::Source &source = calibration.getSource();
+  const int64_t evalChunks = options.prune->orderEvalChunks;
+  auto refuse = [&](const Twine &why) {
+    return makeError("--prune-experts with quantization tries both orders, "
+                     "measured on the last " + Twine(evalChunks) +
+                     " windows of the calibration text (--order-eval-chunks)"
+                     ": " + why + "; or give --prune-order=prune-first or "
+                     "quantize-first");
+  };
+  if (source.text.empty() || !sys::fs::exists(source.text))
+    return refuse(calibration.getPath() + " names no readable text (" +
+                  (source.text.empty() ? std::string("none") : source.text) +
+                  "); calibrate again with moec calibrate");
+  ErrorOr<std::unique_ptr<MemoryBuffer>> text =
+      MemoryBuffer::getFile(source.text);
+  if (!text)
+    return refuse("cannot read " + source.text + ": " +
+                  text.getError().message());
+  inputs.insert(source.text);
+
+  // The text as model-run tokenizes it.
+  std::string note, error;
+  tokenizer::Vocabulary vocabulary;
+  std::string serialized = importer::getBundleVocabulary(*store, note);
+  if (serialized.empty() ||
+      !tokenizer::Vocabulary::deserialize(serialized, vocabulary, error))
+    return refuse("the model has no tokenizer moec can use: " +
+                  (note.empty() ? error : note));
+  bool addBos = vocabulary.addBos, addEos = vocabulary.addEos;
+  std::unique_ptr<tokenizer::Tokenizer> tokenizer =
+      tokenizer::Tokenizer::create(std::move(vocabulary), error);
+  if (!tokenizer)
+    return refuse(error);
+  auto countTokens = [&](StringRef t) {
+    return int64_t(tokenizer->encode(std::string_view(t.data(), t.size()),
+                                     addBos)
+                       .size()) +
+           (addEos ? 1 : 0);
+  };
+  const int64_t window = source.context;
+  StringRef all = (*text)->getBuffer();
+  int64_t windows = countTokens(all) / window;
+  Expected<compress::TextSplit> split =
+      compress::splitForEvaluation(all, evalChunks * window, countTokens);
+  if (!split)
+    return refuse(source.text + ": " + toString(split.takeError()));
+  int64_t headWindows = split->headTokens / window;
+  if (headWindows < 1)
+    return refuse(source.text + " has " + Twine(windows) + " windows of " +
+                  Twine(window) + " tokens, which leaves none to calibrate on");
+
+  Expected<std::string> scratchPath = makeScratchDirectory("moec-order");
+  if (!scratchPath)
+    return scratchPath.takeError();
+  ScratchDirectory scratch{*scratchPath};
+  SmallString<256> heldAside(scratch.path);
+  sys::path::append(heldAside, "held-aside.txt");
+  if (Error e = writeText(heldAside, all.drop_front(split->offset)))
+    return std::move(e);
+
+  // The calibration windows: calib.dat's own when they end before the cut
+  // (a few tokens' margin: the cut may tokenize differently), else the
+  // text before the cut, on which the original model is calibrated again.
+  int64_t calibrated =
+      source.chunks ? std::min(source.chunks, windows) : windows;
+  compress::CalibrationFile::Source windowsUsed = source;
+  const compress::CalibrationFile *first = &calibration;
+  std::unique_ptr<compress::CalibrationFile> firstAgain;
+  if (calibrated * window + 8 <= split->headTokens) {
+    windowsUsed.chunks = calibrated;
+    say("order: " + Twine(calibrated) + " calibration windows of " +
+        Twine(window) + " tokens, the last " + Twine(evalChunks) + " of " +
+        source.text + " (from byte " + Twine(split->offset) +
+        ") held aside to measure both orders");
+  } else {
+    SmallString<256> head(scratch.path);
+    sys::path::append(head, "calibration.txt");
+    if (Error e = writeText(head, all.take_front(split->offset)))
+      return std::move(e);
+    windowsUsed.text = head.str().str();
+    windowsUsed.chunks = std::min(calibrated, headWindows);
+    say("order: " + calibration.getPath() + " saw the last " +
+        Twine(evalChunks) + " windows of " + source.text +
+        ", which are held aside to measure both orders: calibrating the "
+        "model again on the " +
+        Twine(windowsUsed.chunks) + " windows before byte " +
+        Twine(split->offset));
+    Expected<std::unique_ptr<compress::CalibrationFile>> again =
+        calibrate(options.modelPath, windowsUsed, scratch.path);
+    if (!again)
+      return again.takeError();
+    firstAgain = std::move(*again);
+    first = firstAgain.get();
+  }
+
+  // The original model's log-probabilities on the held-aside windows.
+  SmallString<256> base(scratch.path), log(scratch.path);
+  sys::path::append(base, "base.kld");
+  sys::path::append(log, "model-run.log");
+  auto evaluate = [&](StringRef model, bool writeBase,
+                      StringRef name) -> Expected<compress::KlFigures> {
+    SmallString<256> out(scratch.path), stats(scratch.path);
+    sys::path::append(out, "eval-" + name);
+    sys::path::append(stats, "stats-" + name + ".json");
+    ScratchDirectory removeOut{out.str().str()};
+    Expected<std::string> runner =
+        compileForHost(model, out, window, /*instrument=*/false);
+    if (!runner)
+      return runner.takeError();
+    std::vector<std::string> args = {
+        *runner, "--perplexity", "-f", heldAside.str().str(), "-c",
+        std::to_string(window), "--chunks", std::to_string(evalChunks),
+        "--kl-divergence-base", base.str().str()};
+    if (!writeBase)
+      args.insert(args.end(),
+                  {"--kl-divergence", "--stats", stats.str().str()});
+    if (options.memoryBudget)
+      args.insert(args.end(),
+                  {"--memory-budget", std::to_string(options.memoryBudget)});
+    if (Error e = runLogged(args, log, "order: running the " + name + " model"))
+      return std::move(e);
+    if (writeBase)
+      return compress::KlFigures();
+    ErrorOr<std::unique_ptr<MemoryBuffer>> json = MemoryBuffer::getFile(stats);
+    if (!json)
+      return makeError("order: cannot read " + stats + ": " +
+                       json.getError().message());
+    return compress::parseKlStats((*json)->getBuffer());
+  };
+  say("order: the original model's log-probabilities on the held-aside "
+      "windows");
+  if (Expected<compress::KlFigures> e =
+          evaluate(options.modelPath, /*writeBase=*/true, "original");
+      !e)
+    return e.takeError();
+
+  // Both orders, each into its own file.
+  struct Candidate {
+    compress::PruneOrder order;
+    std::string path;
+    std::optional<Compressed> built;
+    compress::KlFigures kl;
+  } candidates[] = {{compress::PruneOrder::PruneFirst, "", {}, {}},
+                    {compress::PruneOrder::QuantizeFirst, "", {}, {}}};
+  for (Candidate &c : candidates) {
+    StringRef key = compress::getPruneOrderKey(c.order);
+    SmallString<256> candidatePath(scratch.path);
+    sys::path::append(candidatePath, key + ".gguf");
+    c.path = candidatePath.str().str();
+    say("order: " + key);
+    Expected<Compressed> built =
+        c.order == compress::PruneOrder::PruneFirst
+            ? pruneThenQuantize(*first, windowsUsed, c.path, scratch.path)
+            : quantizeThenPrune(*first, windowsUsed, c.path, scratch.path);
+    if (!built)
+      return built.takeError();
+    c.built.emplace(std::move(*built));
+    Expected<compress::KlFigures> kl = evaluate(c.path, false, key);
+    if (!kl)
+      return kl.takeError();
+    c.kl = *kl;
+    say("order: " + key + ": mean KL divergence " +
+        printed("%.6g", c.kl.mean) + ", p99 " + printed("%.6g", c.kl.p99) +
+        ", same top token " + printed("%.2f%%", 100 * c.kl.sameTop1) +
+        " over " + Twine(c.kl.positions) + " held-aside positions (" +
+        printed("%.1f", c.built->seconds) + " s to build)");
+  }
+  Candidate &best =
+      candidates[candidates[1].kl.mean < candidates[0].kl.mean ? 1 : 0];
+  say("order: keeping " + compress::getPruneOrderKey(best.order) +
+      " (the lower mean KL divergence)");
+  if (Error e = moveFile(best.path, path))
+    return std::move(e);
+  json::Object order{
+      {"chosen", compress::getPruneOrderKey(best.order)},
+      {"searched", true},
+      {"held_aside", json::Object{{"text", source.text},
+                                  {"from_byte", uint64_t(split->offset)},
+                                  {"windows", evalChunks},
+                                  {"context", window}}},
+      {"calibration_windows",
+       json::Object{{"text", windowsUsed.text},
+                    {"windows", windowsUsed.chunks}}}};
+  for (Candidate &c : candidates) {
+    json::Object figures = compress::toJson(c.kl);
+    figures["weight_bytes"] = *c.built->record.get("weight_bytes");
+    figures["seconds"] = c.built->seconds;
+    order[compress::getPruneOrderKey(c.order)] = std::move(figures);
+  }
+  Compressed result = std::move(*best.built);
+  result.record["order"] = std::move(order);
+  return result;
+}
+
+Expected<std::string> Compilation::compileForHost(StringRef modelPath,
+                                                  StringRef outDir,
+                                                  int64_t contextLength,
+                                                  bool instrument) {
+  CompileOptions host;
+  host.modelPath = modelPath.str();
+  host.target = options.target;
+  if (Expected<targets::TargetDescription> t = targets::lookupTarget("host"))
+    host.target = *t;
+  else
+    consumeError(t.takeError());
+  host.contextLength = contextLength;
+  host.memoryBudget = options.memoryBudget;
+  host.instrument = instrument;
+  host.int8Activations = false;
+  {
+    Compilation c(std::move(host));
+    if (Error e = c.emit(outDir))
+      return std::move(e);
+  }
+  SmallString<256> runner(outDir);
+  sys::path::append(runner, "model-run");
+  return runner.str().str();
+}
+
+Expected<std::unique_ptr<compress::CalibrationFile>>
+Compilation::calibrate(StringRef modelPath,
+                       const compress::CalibrationFile::Source &windows,
+                       StringRef scratch) {
+  SmallString<256> out(scratch), result(scratch), log(scratch);
+  sys::path::append(out, "calibrate");
+  ScratchDirectory removeOut{out.str().str()};
+  Expected<std::string> runner =
+      compileForHost(modelPath, out, windows.context, /*instrument=*/true);
+  if (!runner)
+    return runner.takeError();
+  // A name of its own: GPTQ reads the statistics' windows from it later.
+  sys::path::append(result, "calib-" + sys::path::stem(modelPath) + ".dat");
+  sys::path::append(log, "calibrate.log");
+  std::vector<std::string> args = {*runner,
+                                   "--perplexity",
+                                   "-f",
+                                   windows.text,
+                                   "-c",
+                                   std::to_string(windows.context),
+                                   "--calibration-out",
+                                   result.str().str()};
+  if (windows.chunks)
+    args.insert(args.end(), {"--chunks", std::to_string(windows.chunks)});
+  if (options.memoryBudget)
+    args.insert(args.end(),
+                {"--memory-budget", std::to_string(options.memoryBudget)});
+  if (Error e = runLogged(args, log, "calibrating " + modelPath))
+    return std::move(e);
+  return compress::CalibrationFile::read(result);
+}
+
+Error Compilation::runGptq(const model::WeightStore &source,
+                           StringRef modelPath,
                            const compress::CompressionPlan &plan,
                            const compress::CompressOptions &compressOptions,
                            StringMap<std::vector<uint8_t>> &out) {
-  auto say = [&](const Twine &what) {
-    if (options.progress)
-      errs() << "moec: " << what << "\n";
-  };
   std::vector<int> layers = compress::getGptqLayers(plan);
   if (layers.empty()) {
     say("GPTQ: no tensor is in moec's own formats; the others are rounded "
@@ -315,81 +819,48 @@ Error Compilation::runGptq(StringRef modelPath,
   if (!calibration)
     return makeError("--rounding=gptq: needs --calibration=calib.dat (moec "
                      "calibrate): GPTQ runs its text again for the Hessians");
-  const compress::CalibrationFile::Source &source = calibration->getSource();
-  if (source.text.empty() || !sys::fs::exists(source.text))
+  const compress::CalibrationFile::Source &windows = calibration->getSource();
+  if (windows.text.empty() || !sys::fs::exists(windows.text))
     return makeError("--rounding=gptq: " + calibration->getPath() +
                      " does not name a readable calibration text (" +
-                     (source.text.empty() ? std::string("none")
-                                          : source.text) +
+                     (windows.text.empty() ? std::string("none")
+                                           : windows.text) +
                      "); calibrate again with moec calibrate");
 
   // The model as it is before quantization, instrumented.
-  SmallString<256> dir;
-  std::error_code ec =
-      options.scratchDirectory.empty()
-          ? sys::fs::createUniqueDirectory("moec-gptq", dir)
-          : sys::fs::createUniqueDirectory(options.scratchDirectory +
-                                               "/moec-gptq",
-                                           dir);
-  if (ec)
-    return makeError("GPTQ: cannot create a scratch directory: " +
-                     ec.message());
-  struct RemoveDir {
-    SmallString<256> &dir;
-    ~RemoveDir() { sys::fs::remove_directories(dir); }
-  } removeDir{dir};
-  SmallString<256> out_dir(dir);
-  sys::path::append(out_dir, "out");
-  {
-    CompileOptions instrumented;
-    instrumented.modelPath = modelPath.str();
-    instrumented.target = options.target;
-    if (Expected<targets::TargetDescription> host =
-            targets::lookupTarget("host"))
-      instrumented.target = *host;
-    else
-      consumeError(host.takeError());
-    instrumented.contextLength = source.context;
-    instrumented.memoryBudget = options.memoryBudget;
-    instrumented.instrument = true;
-    instrumented.int8Activations = false;
-    say("GPTQ: compiling the model with instrumentation for " +
-        Twine(layers.size()) + " layers' Hessians");
-    Compilation c(std::move(instrumented));
-    if (Error e = c.emit(out_dir))
-      return e;
-  }
-  SmallString<256> runner(out_dir), hessianPath(dir), log(dir);
-  sys::path::append(runner, "model-run");
+  Expected<std::string> dir = makeScratchDirectory("moec-gptq");
+  if (!dir)
+    return dir.takeError();
+  ScratchDirectory removeDir{*dir};
+  SmallString<256> outDir(*dir), hessianPath(*dir), log(*dir);
+  sys::path::append(outDir, "out");
+  say("GPTQ: compiling the model with instrumentation for " +
+      Twine(layers.size()) + " layers' Hessians");
+  Expected<std::string> runner =
+      compileForHost(modelPath, outDir, windows.context, /*instrument=*/true);
+  if (!runner)
+    return runner.takeError();
   sys::path::append(hessianPath, "hessians.bin");
   sys::path::append(log, "model-run.log");
   for (int layer : layers) {
     std::vector<std::string> args = {
-        runner.str().str(), "--perplexity", "-f", source.text, "-c",
-        std::to_string(source.context), "--hessian-layer",
+        *runner, "--perplexity", "-f", windows.text, "-c",
+        std::to_string(windows.context), "--hessian-layer",
         std::to_string(layer), "--hessian-out", hessianPath.str().str()};
-    if (source.chunks)
-      args.insert(args.end(), {"--chunks", std::to_string(source.chunks)});
+    if (windows.chunks)
+      args.insert(args.end(), {"--chunks", std::to_string(windows.chunks)});
     if (options.memoryBudget)
       args.insert(args.end(),
                   {"--memory-budget", std::to_string(options.memoryBudget)});
-    std::vector<StringRef> argRefs(args.begin(), args.end());
-    std::optional<StringRef> redirects[] = {std::nullopt, log.str(),
-                                            log.str()};
-    std::string message;
-    int rc = sys::ExecuteAndWait(runner, argRefs, std::nullopt, redirects, 0,
-                                 0, &message);
-    if (rc != 0) {
-      auto text = MemoryBuffer::getFile(log);
-      return makeError("GPTQ: the instrumented model failed on layer " +
-                       Twine(layer) + (message.empty() ? "" : ": " + message) +
-                       "\n" + (text ? (*text)->getBuffer() : ""));
-    }
+    if (Error e = runLogged(args, log,
+                            "GPTQ: the instrumented model on layer " +
+                                Twine(layer)))
+      return e;
     Expected<std::unique_ptr<compress::HessianFile>> hessians =
         compress::HessianFile::read(hessianPath);
     if (!hessians)
       return hessians.takeError();
-    if (Error e = compress::gptqQuantizeLayer(*store, plan, compressOptions,
+    if (Error e = compress::gptqQuantizeLayer(source, plan, compressOptions,
                                               layer, **hessians, out))
       return e;
     say("GPTQ: " + (layer < 0 ? Twine("the tensors outside the layers")
@@ -695,10 +1166,6 @@ Error Compilation::emit(StringRef outDir) {
       return e;
   if (std::error_code ec = sys::fs::create_directories(outDir))
     return makeError("cannot create " + outDir + ": " + ec.message());
-  auto say = [&](const Twine &what) {
-    if (options.progress)
-      errs() << "moec: " << what << "\n";
-  };
 
   OutputSet::removeStale(outDir);
   OutputSet outputs(outDir);
@@ -776,16 +1243,9 @@ Error Compilation::emit(StringRef outDir) {
       importer::getBundleVocabulary(*store, vocabularyNote);
   if (!vocabularyNote.empty())
     WithColor::warning(errs(), "moec") << vocabularyNote << "\n";
-  bool terminal = options.progress && sys::Process::StandardErrIsDisplayed();
-  auto progress = [&](uint64_t doneBytes, uint64_t total) {
-    if (terminal)
-      errs() << format("\rmoec: model.moeb %3.0f%%   ",
-                       100.0 * double(doneBytes) / double(total ? total : 1));
-  };
   if (Error e = emit::writeBundle(*store, outputs.add("model.moeb"),
-                                  bundleOptions, progress))
+                                  bundleOptions, progressBar("model.moeb")))
     return e;
-  if (terminal)
-    errs() << "\r";
+  endProgressBar();
   return outputs.commit();
 }

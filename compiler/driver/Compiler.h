@@ -72,8 +72,9 @@ struct CompileOptions {
   /// Formats chosen under a size budget (with `compress`); the class
   /// flags of `compress` fix what they name.
   std::optional<compress::AllocationOptions> allocation;
-  /// Routed experts removed before quantization (needs a calib.dat in
-  /// `compress`).
+  /// Routed experts removed (needs a calib.dat in `compress`). With
+  /// quantization, in the order `prune->order` says: both built and the
+  /// better kept by default (compress/Order.h).
   std::optional<compress::PruneOptions> prune;
   /// Where the compress phase writes its GGUF; empty: a temporary file in
   /// `scratchDirectory` (the system's when empty), removed at the end.
@@ -103,12 +104,59 @@ public:
 private:
   llvm::Error runInput();
   llvm::Error runCompress();
-  /// GPTQ: the instrumented model of `modelPath` run once per layer for its
-  /// Hessians, that layer's own-format tensors quantized into `out`.
-  llvm::Error runGptq(llvm::StringRef modelPath,
+  /// A compressed model the compress phase built, and what it did.
+  struct Compressed;
+  /// The compress steps: `source` (the model at `sourcePath`) quantized
+  /// into `path`; pruned into `path` by the scores of `calibration`.
+  llvm::Error quantizeStep(const model::WeightStore &source,
+                           llvm::StringRef sourcePath,
+                           compress::CompressOptions compressOptions,
+                           llvm::StringRef path, llvm::json::Object &record);
+  llvm::Expected<compress::PruneChoice>
+  pruneStep(const model::WeightStore &source,
+            const compress::CalibrationFile &calibration, llvm::StringRef path);
+  /// Pruning, then quantization with statistics of the pruned model: those
+  /// of running it on `recalibrate`'s windows, or (std::nullopt, when the
+  /// quantization uses none) `calibration` renumbered.
+  llvm::Expected<Compressed> pruneThenQuantize(
+      const compress::CalibrationFile &calibration,
+      const std::optional<compress::CalibrationFile::Source> &recalibrate,
+      llvm::StringRef path, llvm::StringRef scratch);
+  /// Quantization with `calibration`, then pruning by the scores of the
+  /// quantized model run on `recalibrate`'s windows.
+  llvm::Expected<Compressed>
+  quantizeThenPrune(const compress::CalibrationFile &calibration,
+                    const compress::CalibrationFile::Source &recalibrate,
+                    llvm::StringRef path, llvm::StringRef scratch);
+  /// Both orders, measured by KL divergence to the original model on the
+  /// last windows of the calibration text; the better moved to `path`.
+  llvm::Expected<Compressed> searchOrder(llvm::StringRef path);
+  /// The model at `modelPath` compiled for this machine into `outDir` (f32
+  /// activations), with instrumentation for calibration or without: the
+  /// path of its model-run.
+  llvm::Expected<std::string> compileForHost(llvm::StringRef modelPath,
+                                             llvm::StringRef outDir,
+                                             int64_t contextLength,
+                                             bool instrument);
+  /// Statistics of the model at `modelPath` run on `windows` (what moec
+  /// calibrate collects), through `scratch`.
+  llvm::Expected<std::unique_ptr<compress::CalibrationFile>>
+  calibrate(llvm::StringRef modelPath,
+            const compress::CalibrationFile::Source &windows,
+            llvm::StringRef scratch);
+  /// GPTQ: the instrumented model of `modelPath` (`source`'s file) run
+  /// once per layer for its Hessians, that layer's own-format tensors
+  /// quantized into `out`.
+  llvm::Error runGptq(const model::WeightStore &source,
+                      llvm::StringRef modelPath,
                       const compress::CompressionPlan &plan,
                       const compress::CompressOptions &compressOptions,
                       llvm::StringMap<std::vector<uint8_t>> &out);
+  /// A progress line on standard error (with options.progress).
+  void say(const llvm::Twine &what) const;
+  /// Progress of writing a file, where standard error is a terminal.
+  std::function<void(uint64_t, uint64_t)> progressBar(llvm::StringRef what);
+  void endProgressBar();
   llvm::Error importStore();
   llvm::Error runPlan();
   llvm::Error runCodegen();
@@ -127,10 +175,12 @@ private:
   llvm::json::Value compression = nullptr;
   /// The compress phase's temporary GGUFs, removed with the compilation.
   std::vector<std::string> scratchFiles;
-  /// The calibration renumbered to the experts pruning kept.
+  /// The routing statistics of the pruned model, numbered as its experts.
   std::unique_ptr<compress::CalibrationFile> prunedCalibration;
   /// A temporary file in the scratch directory.
   llvm::Expected<std::string> makeScratchFile(llvm::StringRef stem);
+  /// A temporary directory in the scratch directory; the caller removes it.
+  llvm::Expected<std::string> makeScratchDirectory(llvm::StringRef stem);
   int done = -1; // the last phase run
 };
 

@@ -350,6 +350,18 @@ cl::opt<std::string> compressPruneScoring(
     cl::desc("How experts are scored for pruning: reap (router weight x "
              "output norm) or frequency (tokens routed)"),
     cl::sub(cl::SubCommand::getTopLevel()), cl::cat(compressCategory));
+cl::opt<std::string> compressPruneOrder(
+    "prune-order", cl::init("auto"),
+    cl::desc("With --prune-experts and quantization, which goes first: auto "
+             "(both built, each second step calibrated again on the first's "
+             "output; the lower KL divergence to the model on held-aside "
+             "calibration windows kept), prune-first or quantize-first"),
+    cl::sub(cl::SubCommand::getTopLevel()), cl::cat(compressCategory));
+cl::opt<int64_t> compressOrderEvalChunks(
+    "order-eval-chunks", cl::init(4),
+    cl::desc("--prune-order=auto: windows at the end of the calibration text "
+             "that no calibration sees, on which both orders are measured"),
+    cl::sub(cl::SubCommand::getTopLevel()), cl::cat(compressCategory));
 cl::opt<std::string> compileEmit(
     "emit", cl::init("bundle"),
     cl::desc("What -o gets: bundle (a directory: model.moeb, libmodel.a, "
@@ -618,6 +630,28 @@ void describeWeights(const bundle::Bundle &b) {
   }
 }
 
+/// The order of pruning and quantization a compression record chose.
+void describeOrder(const json::Value &compression) {
+  const json::Object *record = compression.getAsObject();
+  const json::Object *order = record ? record->getObject("order") : nullptr;
+  if (!order)
+    return;
+  StringRef chosen = order->getString("chosen").value_or("?");
+  outs() << "compression order: " << chosen;
+  if (!order->getBoolean("searched").value_or(false)) {
+    outs() << " (as --prune-order said)\n";
+    return;
+  }
+  auto kl = [&](StringRef key) {
+    const json::Object *o = order->getObject(key);
+    return o ? o->getNumber("kl_mean").value_or(-1) : -1;
+  };
+  StringRef other = chosen == "prune_then_quantize" ? "quantize_then_prune"
+                                                    : "prune_then_quantize";
+  outs() << format(" (mean KL divergence %.6g; ", kl(chosen)) << other
+         << format(" %.6g; on held-aside calibration windows)\n", kl(other));
+}
+
 int inspectBundle(StringRef path) {
   std::string error;
   std::unique_ptr<bundle::Bundle> b = bundle::Bundle::open(path.str(), error);
@@ -650,8 +684,10 @@ int inspectBundle(StringRef path) {
          << humanBytes(extentBytes) << ", largest " << largest << " bytes\n";
   if (meta)
     if (const json::Object *o = meta->getAsObject())
-      if (const json::Value *c = o->get("compression"))
+      if (const json::Value *c = o->get("compression")) {
         outs() << "compression " << *c << "\n";
+        describeOrder(*c);
+      }
   describeWeights(*b);
   if (b->getVocabulary().empty()) {
     outs() << "tokenizer: none (model-run takes token ids only)\n";
@@ -1101,8 +1137,21 @@ int runCompile() {
     if (!compression.calibration)
       return fail("--prune-experts: needs --calibration=calib.dat (moec "
                   "calibrate) to score the experts");
-    options.prune = compress::PruneOptions{compressPrune, *scoring};
+    std::optional<compress::PruneOrder> order =
+        compress::parsePruneOrder(compressPruneOrder);
+    if (!order)
+      return fail("--prune-order: expected auto, prune-first or "
+                  "quantize-first, got '" + compressPruneOrder + "'");
+    if (compressOrderEvalChunks < 1)
+      return fail("--order-eval-chunks must be at least 1, got " +
+                  Twine(int64_t(compressOrderEvalChunks)));
+    options.prune = compress::PruneOptions{compressPrune, *scoring, *order,
+                                           compressOrderEvalChunks};
     compressing = true;
+  } else if (compressPruneOrder.getNumOccurrences() ||
+             compressOrderEvalChunks.getNumOccurrences()) {
+    return fail("--prune-order and --order-eval-chunks: need "
+                "--prune-experts");
   }
   if (compressing)
     options.compress = compression;
