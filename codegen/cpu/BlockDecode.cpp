@@ -75,12 +75,10 @@ std::optional<WeightFormat> WeightFormat::get(Type weightType) {
     return format;
   }
   auto quantized = dyn_cast<qnt::QuantizedTensorType>(weightType);
-  // Interleaved storage puts other rows' blocks between a row's blocks; the
-  // decode of one block does not care, but the kernels reading rows do, and
-  // they go through this function.
-  if (!quantized || quantized.getInterleave() != 1)
+  if (!quantized)
     return std::nullopt;
   format.kind = Kind::Quantized;
+  format.interleave = quantized.getInterleave();
   format.quant = quantized.getFormat();
   if (!qnt::isGgufFormat(format.quant)) {
     format.group = quantized.getGroup();
@@ -131,6 +129,8 @@ std::string WeightFormat::name() const {
     if (asymmetric)
       result += "_asym";
   }
+  if (interleave != 1)
+    result += "_il" + std::to_string(interleave);
   return result;
 }
 

@@ -30,16 +30,23 @@ struct WeightFormat {
   qnt::QuantFormat quant = qnt::QuantFormat::Q4_0; // Kind::Quantized only
   unsigned group = 0;       // own int formats only
   bool asymmetric = false;  // own int formats only
+  /// Storage layout of a matrix (quantized formats only): 1 is GGUF's
+  /// row-major sequence of blocks; N > 1 stores the blocks of N consecutive
+  /// rows interleaved block by block (`interleave` of !qnt.tensor), so that a
+  /// GEMV over N rows reads one sequential stream. A block's bytes are the
+  /// same either way: only the kernels' addressing of rows differs.
+  unsigned interleave = 1;
 
   /// The format of a weight type: a ranked tensor of f32/f16/bf16, or a
-  /// !qnt.tensor with interleave 1. std::nullopt for anything else.
+  /// !qnt.tensor (any interleave). std::nullopt for anything else.
   static std::optional<WeightFormat> get(mlir::Type weightType);
 
   /// Elements per block. Float formats decode in blocks of `lanes`.
   int64_t blockElements(unsigned lanes) const;
   /// Bytes per block (float formats: for blocks of `lanes`).
   int64_t blockBytes(unsigned lanes) const;
-  /// "f16", "q4_k", "int3_g32_asym", ...: for kernel names and messages.
+  /// "f16", "q4_k", "int3_g32_asym", "q4_0_il8" ...: for kernel names and
+  /// messages.
   std::string name() const;
 
   /// The format of a GGUF tensor type id (ggml's `enum ggml_type`: 0 f32,

@@ -247,6 +247,34 @@ void loopRowTiles(Emitter &e, Value lo, Value hi, int64_t step,
     e.loop(mainEnd, hi, 1, [&](Value n) { body(n, 1); });
 }
 
+/// This thread's rows of the matrix: whole tiles where rows are interleaved.
+std::pair<Value, Value> splitRows(Emitter &e, const MatmulSpec &spec,
+                                  Value thread, Value threads) {
+  const unsigned il = spec.format.interleave;
+  if (il <= 1)
+    return e.split(e.idx(spec.n), thread, threads);
+  auto [lo, hi] = e.split(e.idx(spec.n / il), thread, threads);
+  return {e.mul(lo, il), e.mul(hi, il)};
+}
+
+/// The byte offset of block `blk` of weight row `row` of the matrix at
+/// `wOff`: row-major, or interleaved by tiles of `interleave` rows
+/// (compiler/emit/Repack.h; a tile's base is then its first row's
+/// row-major offset).
+Value blockAddress(Emitter &e, const MatmulSpec &spec, Value wOff, Value row,
+                   Value blk) {
+  const int64_t blockBytes = spec.format.blockBytes(e.lanes);
+  const int64_t rowBytes = spec.k / spec.format.blockElements(e.lanes) *
+                           blockBytes;
+  const unsigned il = spec.format.interleave;
+  if (il <= 1)
+    return e.add(e.add(wOff, e.mul(row, rowBytes)), e.mul(blk, blockBytes));
+  Value inTile = e.rem(row, il);
+  Value tileStart = e.sub(row, inTile);
+  return e.add(e.add(wOff, e.mul(tileStart, rowBytes)),
+               e.mul(e.add(e.mul(blk, il), inTile), blockBytes));
+}
+
 /// Decode (few tokens): each weight block is decoded once per token, in
 /// registers, and fed straight to FMAs; `rows` rows at a time give the FMAs
 /// independent accumulators and share every activation load.
@@ -254,9 +282,7 @@ void emitGemv(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o,
               int64_t rowTile) {
   const unsigned L = e.lanes;
   const int64_t blockElems = spec.format.blockElements(L);
-  const int64_t blockBytes = spec.format.blockBytes(L);
   const int64_t blocks = spec.k / blockElems;
-  const int64_t rowBytes = blocks * blockBytes;
   const unsigned nMats = spec.swiglu ? 2 : 1;
   loopRowTiles(e, o.nLo, o.nHi, rowTile, [&](Value n0, int64_t rows) {
     e.loop(e.idx(0), o.tokens, 1, [&](Value t) {
@@ -266,11 +292,9 @@ void emitGemv(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o,
           e.idx(0), e.idx(blocks), 1, init, [&](Value blk, ValueRange args) {
             SmallVector<Value> acc(args.begin(), args.end());
             Value xk = e.add(xRow, e.mul(blk, blockElems));
-            Value blockAt = e.mul(blk, blockBytes);
             for (int64_t r = 0; r < rows; ++r)
               for (unsigned m = 0; m < nMats; ++m) {
-                Value wb = e.add(e.add(o.wOff[m], e.mul(e.add(n0, r), rowBytes)),
-                                 blockAt);
+                Value wb = blockAddress(e, spec, o.wOff[m], e.add(n0, r), blk);
                 emitBlockDecode(e.b, e.loc, spec.format, o.w, wb, L,
                                 [&](int64_t first, Value wv) {
                                   Value xv = e.vload(L, o.x, e.add(xk, first));
@@ -298,9 +322,7 @@ void emitGemm(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o,
               int64_t rowTile, int64_t tokenTile) {
   const unsigned L = e.lanes;
   const int64_t blockElems = spec.format.blockElements(L);
-  const int64_t blockBytes = spec.format.blockBytes(L);
   const int64_t blocks = spec.k / blockElems;
-  const int64_t rowBytes = blocks * blockBytes;
   const unsigned nMats = spec.swiglu ? 2 : 1;
   const int64_t bufRows = rowTile * nMats;
   auto bufType = MemRefType::get({bufRows * spec.k}, e.f32());
@@ -311,12 +333,12 @@ void emitGemm(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o,
     // matrix m.
     for (int64_t r = 0; r < rows; ++r)
       for (unsigned m = 0; m < nMats; ++m) {
-        Value rowAt = e.add(o.wOff[m], e.mul(e.add(n0, r), rowBytes));
         int64_t bufRow = (r * nMats + m) * spec.k;
         e.loop(e.idx(0), e.idx(blocks), 1, [&](Value blk) {
           Value out = e.add(e.mul(blk, blockElems), bufRow);
           emitBlockDecode(e.b, e.loc, spec.format, o.w,
-                          e.add(rowAt, e.mul(blk, blockBytes)), L,
+                          blockAddress(e, spec, o.wOff[m], e.add(n0, r), blk),
+                          L,
                           [&](int64_t first, Value wv) {
                             e.vstore(wv, buf, e.add(out, first));
                           });
@@ -446,9 +468,7 @@ int64_t symmetricBias(const WeightFormat &f) {
 void emitGemvInt8(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o,
                   int64_t rowTile) {
   const int64_t blockElems = spec.format.blockElements(e.lanes);
-  const int64_t blockBytes = spec.format.blockBytes(e.lanes);
   const int64_t blocks = spec.k / blockElems;
-  const int64_t rowBytes = blocks * blockBytes;
   const unsigned nMats = spec.swiglu ? 2 : 1;
   const int64_t run = getIntegerRunLength(spec.format);
   const unsigned maxCode = getIntegerMaxCode(spec.format);
@@ -473,9 +493,7 @@ void emitGemvInt8(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o,
             Value e0 = e.mul(blk, blockElems);
             for (int64_t r = 0; r < rows; ++r)
               for (unsigned m = 0; m < nMats; ++m) {
-                Value wb = e.add(
-                    e.add(o.wOff[m], e.mul(e.add(n0, r), rowBytes)),
-                    e.mul(blk, blockBytes));
+                Value wb = blockAddress(e, spec, o.wOff[m], e.add(n0, r), blk);
                 emitBlockDecodeInteger(
                     e.b, e.loc, spec.format, o.w, wb,
                     [&](const IntegerRun &runInfo) {
@@ -540,6 +558,210 @@ void emitGemvInt8(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o,
   });
 }
 
+/// Sums each of `rows` vectors of i32 partial sums (all of one width W, a
+/// power of two) into one vector<rows x i32>, row r in lane r: a tree of
+/// pairwise adds, on AVX2 (W = rows = 8) vphaddd within 128-bit halves and
+/// one exchange of halves (11 instructions for 8 rows).
+Value emitReduceRows(Emitter &e, ArrayRef<Value> rows) {
+  OpBuilder &b = e.b;
+  auto width = [](Value v) {
+    return cast<VectorType>(v.getType()).getNumElements();
+  };
+  const int64_t W = width(rows[0]);
+  const int64_t R = int64_t(rows.size());
+  auto shuffle = [&](Value x, Value y, ArrayRef<int64_t> mask) {
+    return vector::ShuffleOp::create(b, e.loc, x, y, mask).getResult();
+  };
+  if (e.integerDot == IntegerDot::X86Avx2 && W == 8 && R == 8) {
+    VectorType v8 = VectorType::get({8}, b.getI32Type());
+    auto hadd = [&](Value x, Value y) {
+      return LLVM::CallIntrinsicOp::create(b, e.loc, v8,
+                                           b.getStringAttr("llvm.x86.avx2.phadd.d"),
+                                           ValueRange{x, y})
+          .getResult(0);
+    };
+    // hij = [i 2 pairs, j 2 pairs | i 2 pairs, j 2 pairs] (low | high half).
+    Value h01 = hadd(rows[0], rows[1]), h23 = hadd(rows[2], rows[3]);
+    Value h45 = hadd(rows[4], rows[5]), h67 = hadd(rows[6], rows[7]);
+    // Halves exchanged and added: [r0 2, r1 2 | r4 2, r5 2] and [r2, r3 |
+    // r6, r7]; one more hadd leaves [r0 r1 r2 r3 | r4 r5 r6 r7].
+    auto fold = [&](Value x, Value y) {
+      return e.add(shuffle(x, y, {0, 1, 2, 3, 8, 9, 10, 11}),
+                   shuffle(x, y, {4, 5, 6, 7, 12, 13, 14, 15}));
+    };
+    return hadd(fold(h01, h45), fold(h23, h67));
+  }
+  // Portable: pairs of vectors become one holding both rows' pairwise sums
+  // (in row order), until one partial per row is left.
+  auto evensOdds = [&](Value x, Value y, int64_t n) {
+    SmallVector<int64_t> evens, odds;
+    for (int64_t i = 0; i < n; ++i) {
+      evens.push_back(2 * i);
+      odds.push_back(2 * i + 1);
+    }
+    return e.add(shuffle(x, y, evens), shuffle(x, y, odds));
+  };
+  SmallVector<Value> level(rows.begin(), rows.end());
+  int64_t partials = W;
+  while (partials > 1 && level.size() > 1) {
+    SmallVector<Value> next;
+    for (size_t i = 0; i < level.size(); i += 2)
+      next.push_back(evensOdds(level[i], level[i + 1], width(level[i])));
+    level = std::move(next);
+    partials /= 2;
+  }
+  // Fewer rows than lanes: one vector, `partials` per row, contiguous.
+  while (partials > 1) {
+    level[0] = evensOdds(level[0], level[0], width(level[0]) / 2);
+    partials /= 2;
+  }
+  // More rows than lanes: vectors of W rows each, concatenated.
+  while (level.size() > 1) {
+    SmallVector<Value> next;
+    for (size_t i = 0; i < level.size(); i += 2) {
+      SmallVector<int64_t> all;
+      for (int64_t j = 0; j < 2 * width(level[i]); ++j)
+        all.push_back(j);
+      next.push_back(shuffle(level[i], level[i + 1], all));
+    }
+    level = std::move(next);
+  }
+  return level[0];
+}
+
+/// Decode with 8-bit activations over row-interleaved weights (a tile of
+/// `interleave` rows is one sequential stream): per run, the tile's integer
+/// dot products are reduced to one vector with a lane per row, so that the
+/// scales, the offsets and the accumulation are vector operations over the
+/// rows instead of per-row scalar ones. Symmetric formats whose codes fit a
+/// signed byte use their unsigned codes directly and pay the offset through
+/// the activations' sums, once per tile and run.
+void emitGemvInt8Tiles(Emitter &e, const MatmulSpec &spec,
+                       const MatmulOperands &o) {
+  OpBuilder &b = e.b;
+  const unsigned R = spec.format.interleave;
+  const int64_t blockElems = spec.format.blockElements(e.lanes);
+  const int64_t blockBytes = spec.format.blockBytes(e.lanes);
+  const int64_t blocks = spec.k / blockElems;
+  const int64_t rowBytes = blocks * blockBytes;
+  const unsigned nMats = spec.swiglu ? 2 : 1;
+  const int64_t run = getIntegerRunLength(spec.format);
+  const int64_t runsPerBlock = blockElems / run;
+  const unsigned maxCode = getIntegerMaxCode(spec.format);
+  const int64_t symBias = symmetricBias(spec.format);
+  // Unsigned codes straight into vpmaddubsw where they fit; else the sign
+  // trick around the format's own bias (its offset then cancels).
+  const int64_t preferredBias = maxCode <= 127 ? 0 : symBias;
+  const int64_t qRow = KernelLibrary::getQuantizedRowBytes(spec.k);
+  VectorType rowsF32 = e.vec(R);
+  e.loop(o.nLo, o.nHi, R, [&](Value n0) {
+    e.loop(e.idx(0), o.tokens, 1, [&](Value t) {
+      Value xRow = e.add(o.xOff, e.mul(t, qRow));
+      Value scales = e.add(xRow, spec.k);
+      Value sums = e.add(scales, spec.k / 8);
+      // Per matrix: scaled dot products and offset terms, a lane per row.
+      SmallVector<Value> init(2 * nMats, e.zeroVec(R));
+      SmallVector<Value> accs = e.loop(
+          e.idx(0), e.idx(blocks), 1, init, [&](Value blk, ValueRange args) {
+            SmallVector<Value> acc(args.begin(), args.end());
+            Value e0 = e.mul(blk, blockElems);
+            // The activations of each run, loaded once for all rows.
+            SmallVector<Value> xq(runsPerBlock), dx(runsPerBlock),
+                xsum(runsPerBlock);
+            auto activations = [&](int64_t j) {
+              if (xq[j])
+                return;
+              Value el = e.add(e0, j * run);
+              xq[j] = vector::LoadOp::create(
+                  b, e.loc, VectorType::get({run}, b.getI8Type()), o.x,
+                  e.add(xRow, el));
+              dx[j] = loadF32Bytes(e, o.x, e.add(scales, e.mul(e.div(el, 32), 4)));
+            };
+            auto activationSum = [&](int64_t j) {
+              if (xsum[j])
+                return xsum[j];
+              Value el = e.add(e0, j * run);
+              if (run >= 16) {
+                Value at = e.add(sums, e.mul(e.div(el, 16), 4));
+                xsum[j] = loadF32Bytes(e, o.x, at);
+                if (run == 32)
+                  xsum[j] = e.fadd(xsum[j], loadF32Bytes(e, o.x, e.add(at, 4)));
+              } else {
+                VectorType wide = VectorType::get({run}, b.getI32Type());
+                Value s32 = vector::ReductionOp::create(
+                    b, e.loc, vector::CombiningKind::ADD,
+                    arith::ExtSIOp::create(b, e.loc, wide, xq[j]));
+                xsum[j] = e.fmul(
+                    arith::SIToFPOp::create(b, e.loc, e.f32(), s32), dx[j]);
+              }
+              return xsum[j];
+            };
+            for (unsigned m = 0; m < nMats; ++m) {
+              Value tileBlock = e.add(e.add(o.wOff[m], e.mul(n0, rowBytes)),
+                                      e.mul(blk, R * blockBytes));
+              // [run][row]: dot products, scales, offsets owed.
+              std::vector<SmallVector<Value>> dots(runsPerBlock),
+                  runScales(runsPerBlock), runOffsets(runsPerBlock);
+              bool offsetIsBiasedScale = false;
+              for (unsigned r = 0; r < R; ++r)
+                emitBlockDecodeInteger(
+                    b, e.loc, spec.format, o.w,
+                    e.add(tileBlock, int64_t(r) * blockBytes),
+                    [&](const IntegerRun &ri) {
+                      int64_t j = ri.first / run;
+                      activations(j);
+                      int64_t bias = 0;
+                      dots[j].push_back(emitIntegerDot(
+                          e, ri.codes, xq[j], maxCode, preferredBias, bias));
+                      runScales[j].push_back(ri.scale);
+                      Value offset = ri.offset;
+                      if (bias != 0 && bias == symBias) {
+                        offset = Value(); // cancelled exactly
+                      } else if (symBias != 0 && bias == 0) {
+                        // offset = -symBias * scale: one vector multiply
+                        // of the scales below.
+                        offsetIsBiasedScale = true;
+                        offset = Value();
+                      } else if (bias != 0) {
+                        Value extra = e.fmul(ri.scale, e.cf(double(bias)));
+                        offset = offset ? e.fadd(offset, extra) : extra;
+                      }
+                      if (offset)
+                        runOffsets[j].push_back(offset);
+                    });
+              for (int64_t j = 0; j < runsPerBlock; ++j) {
+                Value dot = arith::SIToFPOp::create(
+                    b, e.loc, rowsF32, emitReduceRows(e, dots[j]));
+                Value scale = vector::FromElementsOp::create(
+                    b, e.loc, rowsF32, runScales[j]);
+                Value &av = acc[2 * m];
+                av = e.fma(dot, e.fmul(scale, e.splat(dx[j], R)), av);
+                Value &ov = acc[2 * m + 1];
+                if (offsetIsBiasedScale) {
+                  Value owed = e.fmul(activationSum(j), e.cf(-double(symBias)));
+                  ov = e.fma(scale, e.splat(owed, R), ov);
+                } else if (!runOffsets[j].empty()) {
+                  Value offsets = vector::FromElementsOp::create(
+                      b, e.loc, rowsF32, runOffsets[j]);
+                  ov = e.fma(offsets, e.splat(activationSum(j), R), ov);
+                }
+              }
+            }
+            return acc;
+          });
+      SmallVector<Value, 2> totals;
+      for (unsigned m = 0; m < nMats; ++m)
+        totals.push_back(e.fadd(accs[2 * m], accs[2 * m + 1]));
+      for (unsigned r = 0; r < R; ++r) {
+        SmallVector<Value, 2> sumsOfRow;
+        for (Value v : totals)
+          sumsOfRow.push_back(vector::ExtractOp::create(b, e.loc, v, r));
+        emitMatmulEpilogue(e, spec, o, e.add(n0, int64_t(r)), t, sumsOfRow);
+      }
+    });
+  });
+}
+
 /// Prefill with 8-bit activations: a tile of weight rows is decoded once
 /// into its integer form on the stack (codes, and per run a scale and an
 /// offset), then every token meets it through integer dot products,
@@ -548,9 +770,7 @@ void emitGemmInt8(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o,
                   int64_t rowTile, int64_t tokenTile) {
   OpBuilder &b = e.b;
   const int64_t blockElems = spec.format.blockElements(e.lanes);
-  const int64_t blockBytes = spec.format.blockBytes(e.lanes);
   const int64_t blocks = spec.k / blockElems;
-  const int64_t rowBytes = blocks * blockBytes;
   const unsigned nMats = spec.swiglu ? 2 : 1;
   const int64_t run = getIntegerRunLength(spec.format);
   const int64_t runs = spec.k / run;
@@ -573,11 +793,11 @@ void emitGemmInt8(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o,
     for (int64_t r = 0; r < rows; ++r)
       for (unsigned m = 0; m < nMats; ++m) {
         int64_t bufRow = r * nMats + m;
-        Value rowAt = e.add(o.wOff[m], e.mul(e.add(n0, r), rowBytes));
         e.loop(e.idx(0), e.idx(blocks), 1, [&](Value blk) {
           Value e0 = e.mul(blk, blockElems);
           emitBlockDecodeInteger(
-              b, e.loc, spec.format, o.w, e.add(rowAt, e.mul(blk, blockBytes)),
+              b, e.loc, spec.format, o.w,
+              blockAddress(e, spec, o.wOff[m], e.add(n0, r), blk),
               [&](const IntegerRun &ri) {
                 Value el = e.add(e0, ri.first);
                 vector::StoreOp::create(b, e.loc, ri.codes, codes,
@@ -673,7 +893,10 @@ void emitMatmulCore(Emitter &e, const MatmulSpec &spec,
     auto ifOp = scf::IfOp::create(e.b, e.loc, small, /*withElseRegion=*/true);
     OpBuilder::InsertionGuard guard(e.b);
     e.b.setInsertionPointToStart(&ifOp.getThenRegion().front());
-    emitGemvInt8(e, spec, o, /*rowTile=*/spec.swiglu ? 2 : 4);
+    if (spec.format.interleave > 1)
+      emitGemvInt8Tiles(e, spec, o);
+    else
+      emitGemvInt8(e, spec, o, /*rowTile=*/spec.swiglu ? 2 : 4);
     e.b.setInsertionPointToStart(&ifOp.getElseRegion().front());
     // Accumulators: rows x matrices x tokens = 8 vectors (and 8 scalars
     // where the format has offsets); 4 tokens measured faster than 2 or 6.
@@ -735,7 +958,7 @@ func::FuncOp KernelLibrary::matmul(const MatmulSpec &spec) {
     }
     o.tokens = a[i++];
     Value thread = a[i++], threads = a[i++];
-    std::tie(o.nLo, o.nHi) = e.split(e.idx(spec.n), thread, threads);
+    std::tie(o.nLo, o.nHi) = splitRows(e, spec, thread, threads);
     emitMatmulCore(e, spec, o);
   });
 }
@@ -760,7 +983,7 @@ func::FuncOp KernelLibrary::expertMatmul(const MatmulSpec &spec,
           offsetsOff = a[4];
     Value thread = a[9], threads = a[10];
     Value nLo, nHi;
-    std::tie(nLo, nHi) = e.split(e.idx(spec.n), thread, threads);
+    std::tie(nLo, nHi) = splitRows(e, spec, thread, threads);
     e.loop(e.idx(0), e.idx(experts), 1, [&](Value x) {
       Value r0 = e.toIndex(e.load(offsets, e.add(offsetsOff, x)));
       Value r1 = e.toIndex(e.load(offsets, e.add(e.add(offsetsOff, x), 1)));

@@ -48,6 +48,8 @@ struct Buffer {
 struct ResidentWeight {
   int64_t offset;
   WeightFormat format;
+  /// How the bundle stores it (moe.layout): rows interleaved, or 1.
+  unsigned interleave = 1;
 };
 
 /// First-fit allocation of scratch elements, 64-byte aligned.
@@ -152,10 +154,12 @@ private:
   }
   FailureOr<ResidentWeight> resident(Operation *user, StringRef name) {
     auto entry = tensors.getAs<ArrayAttr>(name);
-    if (!entry || entry.size() != 2) {
+    if (!entry || entry.size() < 2) {
       user->emitOpError("weight '") << name << "' is not in moe.layout";
       return failure();
     }
+    unsigned interleave =
+        entry.size() > 2 ? unsigned(cast<IntegerAttr>(entry[2]).getInt()) : 1;
     int64_t type = cast<IntegerAttr>(entry[1]).getInt();
     auto format = WeightFormat::fromGgmlTypeId(type);
     // -1 or an own format's id (moec_bundle.h): a format of our own, which
@@ -169,7 +173,8 @@ private:
           << ", which the CPU backend does not decode";
       return failure();
     }
-    return ResidentWeight{cast<IntegerAttr>(entry[0]).getInt(), *format};
+    return ResidentWeight{cast<IntegerAttr>(entry[0]).getInt(), *format,
+                          interleave};
   }
   FailureOr<ResidentWeight> residentOfValue(Operation *user, Value v) {
     auto w = v.getDefiningOp<qnt::WeightOp>();
@@ -194,6 +199,13 @@ private:
       if (!f) {
         user->emitOpError("weights of type ")
             << type << " are not decoded by the CPU backend";
+        return failure();
+      }
+      // The type must say how the bundle stores the rows.
+      if (f->interleave != r->interleave) {
+        user->emitOpError("weight '")
+            << name << "' has interleave " << f->interleave
+            << " in the IR but " << r->interleave << " in moe.layout";
         return failure();
       }
       r->format = *f;
@@ -627,6 +639,10 @@ LogicalResult ScheduleBuilder::lowerEmbed(moe::EmbedOp op) {
   int64_t dim = cast<ShapedType>(op.getType()).getShape().back();
   if (failed(checkBlocks(op, table->format, dim)))
     return failure();
+  if (table->format.interleave != 1)
+    return op.emitOpError("the embedding lookup reads rows in GGUF's "
+                          "row-major layout, not interleaved by ")
+           << table->format.interleave;
   auto tokens = bufferOf(op, op.getTokens());
   if (failed(tokens))
     return failure();

@@ -1,6 +1,7 @@
 //===- Compiler.cpp - The compilation pipeline, phase by phase -----------===//
 
 #include "compiler/driver/Compiler.h"
+#include "compiler/driver/WeightLayout.h"
 
 #include "codegen/cpu/EmitObject.h"
 #include "codegen/cpu/LowerToKernels.h"
@@ -896,7 +897,7 @@ Error Compilation::runPlan() {
   if (!p)
     return p.takeError();
   thePlan = std::move(*p);
-  layout = emit::computeBundleLayout(*store);
+  layout = emit::computeBundleLayout(*store, options.target.weightInterleave);
 
   mlir::ModuleOp m = *module;
   mlir::Builder b(context.get());
@@ -914,7 +915,8 @@ Error Compilation::runPlan() {
   for (const emit::BundleLayout::Resident &r : layout->resident)
     tensors.push_back(b.getNamedAttr(
         r.tensor->name,
-        b.getArrayAttr({i64(r.offset), i64(int64_t(r.tensor->type))})));
+        b.getArrayAttr({i64(r.offset), i64(int64_t(r.tensor->type)),
+                        i64(r.interleave)})));
   // Banks by the name of their gate tensor.
   StringMap<StringRef> bankOfGate;
   for (moe::ExpertsOp bank : m.getOps<moe::ExpertsOp>())
@@ -943,7 +945,8 @@ Error Compilation::runPlan() {
                  b.getNamedAttr("tensors", b.getDictionaryAttr(tensors)),
                  b.getNamedAttr("experts", b.getArrayAttr(experts)),
              }));
-  return Error::success();
+  // Repacked weights say so in their types, for the kernels that read them.
+  return applyWeightLayout(m, *layout);
 }
 
 Error Compilation::runCodegen() {
@@ -1236,6 +1239,7 @@ Error Compilation::emit(StringRef outDir) {
   say("writing model.moeb");
   emit::BundleOptions bundleOptions;
   bundleOptions.ioBlock = options.target.ioBlockBytes;
+  bundleOptions.weightInterleave = options.target.weightInterleave;
   bundleOptions.plan = thePlan->toJson();
   bundleOptions.compression = compression;
   std::string vocabularyNote;

@@ -2,6 +2,8 @@
 
 #include "compiler/emit/BundleWriter.h"
 
+#include "compiler/emit/Repack.h"
+#include "compiler/gguf/GgmlType.h"
 #include "compiler/support/FileUtil.h"
 #include "runtime/abi/moec_bundle.h"
 
@@ -26,7 +28,48 @@ BundleLayout::findResident(StringRef name) const {
   return nullptr;
 }
 
-BundleLayout moec::emit::computeBundleLayout(const model::WeightStore &store) {
+namespace {
+/// Bytes of one block of a block-quantized type; 0 for float types.
+uint64_t quantizedBlockBytes(gguf::GgmlType type) {
+  if (std::optional<gguf::OwnGroupType> own = gguf::getOwnGroupType(type))
+    return 2 + (own->asymmetric ? 2 : 0) + own->group * own->bits / 8;
+  std::optional<gguf::GgmlTypeInfo> info =
+      gguf::lookupGgmlType(static_cast<uint32_t>(type));
+  return info && info->blockSize > 1 ? uint64_t(info->blockBytes) : 0;
+}
+} // namespace
+
+unsigned moec::emit::getWeightInterleave(const StoredTensor &t,
+                                         int64_t numExperts,
+                                         unsigned weightInterleave) {
+  if (weightInterleave <= 1 || !t.role || t.dims.size() < 2 ||
+      quantizedBlockBytes(t.type) == 0)
+    return 1;
+  switch (t.role->kind) {
+  case TensorRole::Output:
+  case TensorRole::AttnQ:
+  case TensorRole::AttnK:
+  case TensorRole::AttnV:
+  case TensorRole::AttnOutput:
+  case TensorRole::ExpertGate:
+  case TensorRole::ExpertUp:
+  case TensorRole::ExpertDown:
+  case TensorRole::SharedGate:
+  case TensorRole::SharedUp:
+  case TensorRole::SharedDown:
+    break;
+  default:
+    return 1;
+  }
+  // Rows of one matrix (ggml order: the stacked expert tensors are
+  // [cols, rows, E]).
+  (void)numExperts;
+  int64_t rows = t.dims[1];
+  return rows > 0 && rows % weightInterleave == 0 ? weightInterleave : 1;
+}
+
+BundleLayout moec::emit::computeBundleLayout(const model::WeightStore &store,
+                                             unsigned weightInterleave) {
   const model::ModelConfig &c = store.getConfig();
   BundleLayout layout;
   std::vector<std::array<const StoredTensor *, 3>> expertSources(c.numLayers);
@@ -40,7 +83,9 @@ BundleLayout moec::emit::computeBundleLayout(const model::WeightStore &store) {
       continue;
     }
     offset = alignTo(offset, MOEC_BUNDLE_TENSOR_ALIGNMENT);
-    layout.resident.push_back({&t, offset, t.numBytes});
+    layout.resident.push_back(
+        {&t, offset, t.numBytes,
+         getWeightInterleave(t, c.numExperts, weightInterleave)});
     offset += t.numBytes;
   }
   layout.residentSize = offset;
@@ -51,7 +96,8 @@ BundleLayout moec::emit::computeBundleLayout(const model::WeightStore &store) {
       const StoredTensor *t = expertSources[l][i];
       uint64_t perExpert = t->numBytes / c.numExperts;
       inExtent = alignTo(inExtent, MOEC_BUNDLE_TENSOR_ALIGNMENT);
-      parts[i] = {t, inExtent, perExpert};
+      parts[i] = {t, inExtent, perExpert,
+                  getWeightInterleave(*t, c.numExperts, weightInterleave)};
       inExtent += perExpert;
     }
     layout.expertParts.push_back(parts);
@@ -65,19 +111,41 @@ BundleLayout moec::emit::computeBundleLayout(const model::WeightStore &store) {
     os << r.tensor->name << ':' << uint32_t(r.tensor->type) << ':';
     for (int64_t d : r.tensor->dims)
       os << d << ',';
-    os << '@' << r.offset << '+' << r.size << ';';
+    os << '@' << r.offset << '+' << r.size << '/' << r.interleave << ';';
   }
   for (const auto &parts : layout.expertParts)
     for (const BundleLayout::ExpertPart &p : parts) {
       os << p.tensor->name << ':' << uint32_t(p.tensor->type) << ':';
       for (int64_t d : p.tensor->dims)
         os << d << ',';
-      os << '@' << p.offset << '+' << p.size << ';';
+      os << '@' << p.offset << '+' << p.size << '/' << p.interleave << ';';
     }
   layout.hash = int64_t(XXH3_64bits(description.data(), description.size()) >>
                         1);
   return layout;
 }
+
+namespace {
+/// Bytes [offset, offset + size) of `t` (whole matrices) into `dst`, in the
+/// layout `interleave` (through `scratch` when repacked); the source pages
+/// are released after use, so a model larger than memory streams through.
+void copyWeights(const model::WeightStore &store, const StoredTensor &t,
+                 uint64_t offset, uint64_t size, unsigned interleave,
+                 uint8_t *dst, std::vector<uint8_t> &scratch) {
+  if (interleave <= 1) {
+    store.copyBytes(t, offset, size, dst);
+  } else {
+    scratch.resize(size);
+    store.copyBytes(t, offset, size, scratch.data());
+    uint64_t rowBytes = t.numBytes;
+    for (size_t d = 1; d < t.dims.size(); ++d)
+      rowBytes /= uint64_t(t.dims[d]);
+    repackRows(scratch.data(), dst, size / rowBytes, rowBytes,
+               quantizedBlockBytes(t.type), interleave);
+  }
+  store.releaseBytes(t, offset, size);
+}
+} // namespace
 
 Error moec::emit::writeBundle(const model::WeightStore &store, StringRef path,
                               const BundleOptions &options,
@@ -89,7 +157,7 @@ Error moec::emit::writeBundle(const model::WeightStore &store, StringRef path,
                              options.ioBlock);
   const model::ModelConfig &c = store.getConfig();
 
-  BundleLayout layout = computeBundleLayout(store);
+  BundleLayout layout = computeBundleLayout(store, options.weightInterleave);
 
   // Metadata: what the runtime needs to know of the model and the plan.
   json::Object model{
@@ -135,6 +203,7 @@ Error moec::emit::writeBundle(const model::WeightStore &store, StringRef path,
     for (size_t i = 0; i < t.dims.size(); ++i)
       e.dims[i] = t.dims[i];
     e.size = t.numBytes;
+    e.layout = r.interleave > 1 ? r.interleave : 0;
     tensors.push_back(e);
   }
 
@@ -174,6 +243,7 @@ Error moec::emit::writeBundle(const model::WeightStore &store, StringRef path,
       for (int i = 0; i < 3; ++i) {
         const BundleLayout::ExpertPart &p = layout.expertParts[l][i];
         e.type[i] = static_cast<uint32_t>(p.tensor->type);
+        e.layout[i] = p.interleave > 1 ? p.interleave : 0;
         e.part_offset[i] = p.offset;
         e.part_size[i] = p.size;
       }
@@ -186,12 +256,11 @@ Error moec::emit::writeBundle(const model::WeightStore &store, StringRef path,
   h.file_size = alignTo(offset, options.ioBlock);
 
   // Checksums first (the tables that precede the data record them).
-  std::vector<uint8_t> buffer;
+  std::vector<uint8_t> buffer, scratch;
   for (size_t i = 0; i < tensors.size(); ++i) {
     buffer.resize(tensors[i].size);
-    store.copyBytes(*layout.resident[i].tensor, 0, buffer.size(),
-                    buffer.data());
-    store.releaseBytes(*layout.resident[i].tensor, 0, buffer.size());
+    copyWeights(store, *layout.resident[i].tensor, 0, buffer.size(),
+                layout.resident[i].interleave, buffer.data(), scratch);
     tensors[i].checksum = XXH3_64bits(buffer.data(), buffer.size());
   }
   auto fillExtent = [&](size_t i) {
@@ -199,11 +268,9 @@ Error moec::emit::writeBundle(const model::WeightStore &store, StringRef path,
     const moec_bundle_expert &e = experts[i];
     // Pages read leave the process at once: a model larger than memory
     // streams through.
-    for (const BundleLayout::ExpertPart &p : layout.expertParts[e.layer]) {
-      store.copyBytes(*p.tensor, e.expert * p.size, p.size,
-                      buffer.data() + p.offset);
-      store.releaseBytes(*p.tensor, e.expert * p.size, p.size);
-    }
+    for (const BundleLayout::ExpertPart &p : layout.expertParts[e.layer])
+      copyWeights(store, *p.tensor, e.expert * p.size, p.size, p.interleave,
+                  buffer.data() + p.offset, scratch);
   };
   for (size_t i = 0; i < experts.size(); ++i) {
     fillExtent(i);
@@ -230,9 +297,8 @@ Error moec::emit::writeBundle(const model::WeightStore &store, StringRef path,
     for (size_t i = 0; i < tensors.size(); ++i) {
       padTo(tensors[i].offset);
       buffer.resize(tensors[i].size);
-      store.copyBytes(*layout.resident[i].tensor, 0, buffer.size(),
-                      buffer.data());
-      store.releaseBytes(*layout.resident[i].tensor, 0, buffer.size());
+      copyWeights(store, *layout.resident[i].tensor, 0, buffer.size(),
+                  layout.resident[i].interleave, buffer.data(), scratch);
       os.write(reinterpret_cast<const char *>(buffer.data()), buffer.size());
       written += buffer.size();
     }

@@ -32,11 +32,15 @@ struct BundleLayout {
     const model::StoredTensor *tensor;
     uint64_t offset; // from the resident segment's start
     uint64_t size;
+    /// Rows interleaved block by block (compiler/emit/Repack.h); 1: as
+    /// stored in the model (row-major).
+    unsigned interleave = 1;
   };
   struct ExpertPart {
     const model::StoredTensor *tensor; // the stacked [E, rows, cols] tensor
     uint64_t offset; // from the extent's start
     uint64_t size;   // one expert's bytes
+    unsigned interleave = 1;
   };
   std::vector<Resident> resident;
   uint64_t residentSize = 0;
@@ -49,7 +53,18 @@ struct BundleLayout {
   const Resident *findResident(llvm::StringRef name) const;
 };
 
-BundleLayout computeBundleLayout(const model::WeightStore &store);
+/// The layout of `store`'s weights. `weightInterleave` > 1 stores every
+/// quantized matrix that matmul kernels read (see getWeightInterleave) with
+/// that many rows interleaved; 1 keeps the model's row-major blocks.
+BundleLayout computeBundleLayout(const model::WeightStore &store,
+                                 unsigned weightInterleave = 1);
+
+/// The interleave `tensor` gets under `weightInterleave`: the requested one
+/// for block-quantized matrices that only matmuls read (projections, the
+/// output head), whose rows (per expert) divide by it; else 1. The token
+/// embedding is read row by row by the lookup and keeps its layout.
+unsigned getWeightInterleave(const model::StoredTensor &tensor,
+                             int64_t numExperts, unsigned weightInterleave);
 
 struct BundleOptions {
   /// Extent alignment: the target's I/O block (O_DIRECT granularity).
@@ -63,6 +78,9 @@ struct BundleOptions {
   /// What the compress phase did (formats, budget, predicted error), or
   /// null when it did not run.
   llvm::json::Value compression = nullptr;
+  /// See computeBundleLayout; must be what the compiled code was generated
+  /// for (the layout hash covers it).
+  unsigned weightInterleave = 1;
 };
 
 /// Writes `store` as a bundle to `path` (atomically). `progress` gets bytes

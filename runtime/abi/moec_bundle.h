@@ -23,8 +23,11 @@
  * formats (int2/3/4/8 with an f16 scale, and min when asymmetric, per group
  * of `group` elements), MOEC_BUNDLE_OWN_TYPE(bits, group, asymmetric): an
  * id above every ggml id (the GGUF files moec writes for itself use the
- * same ids). `layout` 0 is GGUF's row-major sequence of blocks (repacked
- * layouts get other values).
+ * same ids). `layout` 0 is GGUF's row-major sequence of blocks; N > 1
+ * stores the blocks of N consecutive rows interleaved block by block
+ * (block b of row r at (r / N) * N * row_bytes + (b * N + r % N) *
+ * block_bytes), as the compiled GEMV kernels read them. Only compiled code
+ * reads the values; the runtime moves bytes.
  *===------------------------------------------------------------------===*/
 #ifndef MOEC_RUNTIME_ABI_MOEC_BUNDLE_H
 #define MOEC_RUNTIME_ABI_MOEC_BUNDLE_H
@@ -37,7 +40,7 @@ extern "C" {
 
 #define MOEC_BUNDLE_MAGIC "MOECBNDL"
 #define MOEC_BUNDLE_VERSION_MAJOR 1
-#define MOEC_BUNDLE_VERSION_MINOR 1
+#define MOEC_BUNDLE_VERSION_MINOR 2
 #define MOEC_BUNDLE_TENSOR_ALIGNMENT 64
 
 /* Own group-wise formats: bits 2, 3, 4 or 8; group a multiple of 8 below

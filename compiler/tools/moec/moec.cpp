@@ -247,6 +247,23 @@ cl::opt<int64_t> compileContextLength(
     "context-length", cl::init(0),
     cl::desc("Positions the KV cache holds (default: the model's)"),
     cl::sub(cl::SubCommand::getTopLevel()));
+cl::opt<unsigned> weightInterleave(
+    "weight-interleave", cl::init(0),
+    cl::desc("Rows of each quantized matrix stored interleaved block by "
+             "block for the GEMV kernels (a power of two; 1: GGUF's "
+             "row-major layout; default: the target's)"),
+    cl::value_desc("rows"), cl::sub(cl::SubCommand::getTopLevel()),
+    cl::sub(bundleCommand));
+/// Applies --weight-interleave to `target`; an error message or "".
+std::string applyWeightInterleave(targets::TargetDescription &target) {
+  if (weightInterleave == 0)
+    return "";
+  if (weightInterleave > 64 || !isPowerOf2_32(weightInterleave))
+    return "--weight-interleave must be a power of two up to 64, got " +
+           std::to_string(weightInterleave);
+  target.weightInterleave = weightInterleave;
+  return "";
+}
 cl::opt<int64_t> compileMaxBatch(
     "max-batch", cl::init(64),
     cl::desc("Most tokens one forward call computes (prefill chunk)"),
@@ -538,7 +555,10 @@ int runBundle() {
   if (!p)
     return fail(p.takeError());
   emit::BundleOptions bundleOptions;
+  if (std::string e = applyWeightInterleave(*target); !e.empty())
+    return fail(e);
   bundleOptions.ioBlock = target->ioBlockBytes;
+  bundleOptions.weightInterleave = target->weightInterleave;
   bundleOptions.plan = p->toJson();
   std::string vocabularyNote;
   bundleOptions.vocabulary =
@@ -607,6 +627,23 @@ void describeWeights(const bundle::Bundle &b) {
                                                 double(expertElements)
                                           : 0.0)
          << " bits per weight\n";
+  // Storage layouts: how many matrices the GEMV kernels read as tiles of
+  // interleaved rows (runtime/abi/moec_bundle.h, `layout`).
+  std::map<uint32_t, uint64_t> layouts; // layout -> tensors or expert parts
+  for (const moec_bundle_tensor &t : b.getTensors())
+    ++layouts[t.layout];
+  for (const moec_bundle_expert &e : b.getExperts())
+    for (int p = 0; p < 3; ++p)
+      ++layouts[e.layout[p]];
+  outs() << "storage (tensors and expert parts):";
+  const char *separator = " ";
+  for (const auto &[layout, count] : layouts) {
+    outs() << separator << count
+           << (layout ? " with rows interleaved by " + std::to_string(layout)
+                      : std::string(" row-major"));
+    separator = ", ";
+  }
+  outs() << "\n";
   outs() << "expert formats:";
   for (const auto &[name, h] : histogram)
     outs() << " " << name << " x" << h.first << " (" << humanBytes(h.second)
@@ -1000,6 +1037,8 @@ int runCompile() {
                 " backend, which does not exist yet (implemented: the CPU "
                 "backend; see --list-targets)");
   options.target = *target;
+  if (std::string e = applyWeightInterleave(options.target); !e.empty())
+    return fail(e);
   if (compileContextLength < 0)
     return fail("--context-length must be positive, got " +
                 Twine(static_cast<int64_t>(compileContextLength)));

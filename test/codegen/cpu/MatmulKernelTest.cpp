@@ -25,6 +25,7 @@
 #include "codegen/cpu/BlockDecode.h"
 #include "codegen/cpu/EmitObject.h"
 #include "codegen/cpu/Kernels.h"
+#include "compiler/emit/Repack.h"
 #include "compiler/quant/Dequantize.h"
 #include "dialects/qnt/IR/QntDialect.h"
 #include "test/reference/GroupDequantReference.h"
@@ -620,12 +621,19 @@ std::string variantName(const Variant &v) {
 }
 
 struct Case {
-  WeightFormat format;
+  WeightFormat format; // format.interleave: the weights' storage layout
   unsigned lanes;
   Variant variant;
   bool int8 = false;
   IntegerDot integerDot = IntegerDot::Generic;
 };
+
+/// Rows of the tested matrices: not a multiple of any row tile for
+/// row-major weights; for interleaved ones, a few tiles of rows, an odd
+/// number so that three threads get unequal shares.
+int64_t rowsFor(const WeightFormat &format) {
+  return format.interleave > 1 ? 5 * int64_t(format.interleave) : kRows;
+}
 
 // gtest prints a failing case's parameter with this rather than its bytes.
 void PrintTo(const Case &c, std::ostream *os) {
@@ -645,6 +653,8 @@ std::string caseName(const ::testing::TestParamInfo<Case> &info) {
   if (info.param.variant.swiglu || info.param.variant.accumulate ||
       info.param.variant.bias)
     name += "_" + variantName(info.param.variant);
+  if (info.param.int8 && info.param.format.interleave > 1)
+    name += "_i8act";
   if (info.param.int8 && info.param.integerDot == IntegerDot::X86Avx2)
     name += "_avx2";
   return name;
@@ -653,7 +663,7 @@ std::string caseName(const ::testing::TestParamInfo<Case> &info) {
 MatmulSpec specOf(const Case &c) {
   MatmulSpec spec;
   spec.format = c.format;
-  spec.n = kRows;
+  spec.n = rowsFor(c.format);
   spec.k = columnsFor(c.format);
   spec.swiglu = c.variant.swiglu;
   spec.accumulate = c.variant.accumulate;
@@ -704,8 +714,14 @@ public:
     for (unsigned m = 0; m < matrices; ++m) {
       std::vector<uint8_t> bytes =
           randomWeights(spec.format, c.lanes, spec.n, spec.k, rng);
-      std::memcpy(w.data + (m == 0 ? layout.wOff : layout.wOff2), bytes.data(),
-                  bytes.size());
+      // Stored as the layout says (the bundle writer's repack); the
+      // reference reads the row-major original.
+      int64_t blockBytes = spec.format.blockBytes(c.lanes);
+      int64_t rowBytes = spec.k / spec.format.blockElements(c.lanes) *
+                         blockBytes;
+      emit::repackRows(bytes.data(),
+                       w.data + (m == 0 ? layout.wOff : layout.wOff2),
+                       spec.n, rowBytes, blockBytes, spec.format.interleave);
       weights.push_back(
           dequantizeReference(spec.format, bytes.data(), spec.n, spec.k));
     }
@@ -996,5 +1012,54 @@ TEST_P(MatmulInt8, MatchesReferenceOnQuantizedActivations) {
 
 INSTANTIATE_TEST_SUITE_P(AllFormats, MatmulInt8,
                          ::testing::ValuesIn(int8Cases()), caseName);
+
+/// Row-interleaved weights (the bundle's layout for the GEMV kernels):
+/// with 8-bit activations every block format at 8 rows per tile, with each
+/// integer dot product, plus the variants; 4 and 16 rows (fewer and more
+/// rows than a reduction's lanes); f32 activations for a few formats
+/// (row-major kernels reading interleaved rows).
+std::vector<Case> interleavedCases() {
+  std::vector<IntegerDot> dots = {IntegerDot::Generic};
+  if (hostHasAvx2())
+    dots.push_back(IntegerDot::X86Avx2);
+  auto interleaved = [](WeightFormat f, unsigned rows) {
+    f.interleave = rows;
+    return f;
+  };
+  std::vector<Case> cases;
+  for (IntegerDot dot : dots) {
+    for (const WeightFormat &format : allFormats())
+      if (format.kind == WeightFormat::Kind::Quantized && decodable(format, 8))
+        cases.push_back({interleaved(format, 8), 8, {}, true, dot});
+    for (const WeightFormat &format :
+         {quantFormat(QuantFormat::Q4_0), quantFormat(QuantFormat::Q4_K),
+          quantFormat(QuantFormat::Int4, 32, /*asymmetric=*/true)})
+      for (const Variant &variant : allVariants())
+        cases.push_back({interleaved(format, 8), 8, variant, true, dot});
+    for (unsigned rows : {4u, 16u})
+      for (const WeightFormat &format :
+           {quantFormat(QuantFormat::Q4_0), quantFormat(QuantFormat::Q8_0),
+            quantFormat(QuantFormat::Q6_K)})
+        cases.push_back({interleaved(format, rows), 8, {}, true, dot});
+  }
+  for (const WeightFormat &format :
+       {quantFormat(QuantFormat::Q4_0), quantFormat(QuantFormat::Q4_K),
+        quantFormat(QuantFormat::Int3, 32, /*asymmetric=*/true)}) {
+    cases.push_back({interleaved(format, 8), 8, {}, false});
+    Variant swiglu;
+    swiglu.swiglu = true;
+    cases.push_back({interleaved(format, 8), 8, swiglu, false});
+  }
+  return cases;
+}
+
+class MatmulInterleaved : public ::testing::TestWithParam<Case> {};
+
+TEST_P(MatmulInterleaved, MatchesReference) {
+  runCase(GetParam(), /*seeds=*/2);
+}
+
+INSTANTIATE_TEST_SUITE_P(Layouts, MatmulInterleaved,
+                         ::testing::ValuesIn(interleavedCases()), caseName);
 
 } // namespace
