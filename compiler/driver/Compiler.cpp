@@ -40,6 +40,7 @@
 #include "llvm/TargetParser/Triple.h"
 
 #include <chrono>
+#include <utility>
 
 using namespace llvm;
 using namespace moec;
@@ -189,11 +190,42 @@ namespace {
 /// A directory removed with this object.
 struct ScratchDirectory {
   std::string path;
+  explicit ScratchDirectory(std::string path) : path(std::move(path)) {}
+  ScratchDirectory(ScratchDirectory &&other)
+      : path(std::exchange(other.path, {})) {}
   ~ScratchDirectory() {
     if (!path.empty())
       sys::fs::remove_directories(path);
   }
 };
+
+/// A new directory `stem`-XXXXXX in `parent` (the system's temporary
+/// directory when empty).
+Expected<ScratchDirectory> makeScratchDirectory(StringRef parent,
+                                                StringRef stem) {
+  SmallString<256> dir;
+  std::error_code ec =
+      parent.empty() ? sys::fs::createUniqueDirectory(stem, dir)
+                     : sys::fs::createUniqueDirectory(parent + "/" + stem, dir);
+  if (ec)
+    return makeError("compress: cannot create a scratch directory: " +
+                     ec.message());
+  sys::fs::make_absolute(dir);
+  return ScratchDirectory(dir.str().str());
+}
+
+/// An error unless `calibration` names the text it was collected on
+/// (calib.dat's "source"), for `flag` to run it again.
+Error checkCalibrationText(const compress::CalibrationFile &calibration,
+                           const Twine &flag) {
+  const std::string &text = calibration.getSource().text;
+  if (!text.empty() && sys::fs::exists(text))
+    return Error::success();
+  return makeError(flag + ": " + calibration.getPath() +
+                   " does not name a readable calibration text (" +
+                   (text.empty() ? std::string("none") : text) +
+                   "); calibrate again with moec calibrate");
+}
 
 /// Runs `args` (the program first) with its output into `log`; an error
 /// with the log's text when it fails.
@@ -294,20 +326,6 @@ void Compilation::endProgressBar() {
     errs() << "\r";
 }
 
-Expected<std::string> Compilation::makeScratchDirectory(StringRef stem) {
-  SmallString<256> dir;
-  std::error_code ec =
-      options.scratchDirectory.empty()
-          ? sys::fs::createUniqueDirectory(stem, dir)
-          : sys::fs::createUniqueDirectory(options.scratchDirectory + "/" + stem,
-                                           dir);
-  if (ec)
-    return makeError("compress: cannot create a scratch directory: " +
-                     ec.message());
-  sys::fs::make_absolute(dir);
-  return dir.str().str();
-}
-
 Error Compilation::runCompress() {
   if (!options.compress)
     return Error::success();
@@ -347,30 +365,27 @@ Error Compilation::runCompress() {
     compress::PruneOrder order = options.prune->order;
     const compress::CalibrationFile::Source &source = calibration->getSource();
     if (quantizes && order != compress::PruneOrder::Auto &&
-        (usesStatistics || order == compress::PruneOrder::QuantizeFirst) &&
-        (source.text.empty() || !sys::fs::exists(source.text)))
-      return makeError("--prune-order=" + compress::getPruneOrderName(order) +
-                       ": the second step is calibrated again on " +
-                       calibration->getPath() + "'s text, which it does not "
-                       "name or is not readable (" +
-                       (source.text.empty() ? std::string("none")
-                                            : source.text) +
-                       "); calibrate again with moec calibrate");
-    Expected<std::string> scratch = makeScratchDirectory("moec-compress");
+        (usesStatistics || order == compress::PruneOrder::QuantizeFirst))
+      if (Error e = checkCalibrationText(
+              *calibration, "--prune-order=" +
+                                compress::getPruneOrderName(order) +
+                                " (the second step calibrates again)"))
+        return e;
+    Expected<ScratchDirectory> scratch =
+        makeScratchDirectory(options.scratchDirectory, "moec-compress");
     if (!scratch)
       return scratch.takeError();
-    ScratchDirectory removeScratch{*scratch};
     Expected<Compressed> built =
         !quantizes
-            ? pruneThenQuantize(*calibration, std::nullopt, path, *scratch)
+            ? pruneThenQuantize(*calibration, std::nullopt, path, scratch->path)
         : order == compress::PruneOrder::Auto ? searchOrder(path)
         : order == compress::PruneOrder::PruneFirst
             ? pruneThenQuantize(*calibration,
                                 usesStatistics
                                     ? std::optional(source)
                                     : std::nullopt,
-                                path, *scratch)
-            : quantizeThenPrune(*calibration, source, path, *scratch);
+                                path, scratch->path)
+            : quantizeThenPrune(*calibration, source, path, scratch->path);
     if (!built)
       return built.takeError();
     result.emplace(std::move(*built));
@@ -563,10 +578,8 @@ Expected<Compilation::Compressed> Compilation::searchOrder(StringRef path) {
                      ": " + why + "; or give --prune-order=prune-first or "
                      "quantize-first");
   };
-  if (source.text.empty() || !sys::fs::exists(source.text))
-    return refuse(calibration.getPath() + " names no readable text (" +
-                  (source.text.empty() ? std::string("none") : source.text) +
-                  "); calibrate again with moec calibrate");
+  if (Error e = checkCalibrationText(calibration, "--prune-order=auto"))
+    return refuse(toString(std::move(e)));
   ErrorOr<std::unique_ptr<MemoryBuffer>> text =
       MemoryBuffer::getFile(source.text);
   if (!text)
@@ -605,11 +618,11 @@ Expected<Compilation::Compressed> Compilation::searchOrder(StringRef path) {
     return refuse(source.text + " has " + Twine(windows) + " windows of " +
                   Twine(window) + " tokens, which leaves none to calibrate on");
 
-  Expected<std::string> scratchPath = makeScratchDirectory("moec-order");
-  if (!scratchPath)
-    return scratchPath.takeError();
-  ScratchDirectory scratch{*scratchPath};
-  SmallString<256> heldAside(scratch.path);
+  Expected<ScratchDirectory> scratch =
+      makeScratchDirectory(options.scratchDirectory, "moec-order");
+  if (!scratch)
+    return scratch.takeError();
+  SmallString<256> heldAside(scratch->path);
   sys::path::append(heldAside, "held-aside.txt");
   if (Error e = writeText(heldAside, all.drop_front(split->offset)))
     return std::move(e);
@@ -629,7 +642,7 @@ Expected<Compilation::Compressed> Compilation::searchOrder(StringRef path) {
         source.text + " (from byte " + Twine(split->offset) +
         ") held aside to measure both orders");
   } else {
-    SmallString<256> head(scratch.path);
+    SmallString<256> head(scratch->path);
     sys::path::append(head, "calibration.txt");
     if (Error e = writeText(head, all.take_front(split->offset)))
       return std::move(e);
@@ -642,7 +655,7 @@ Expected<Compilation::Compressed> Compilation::searchOrder(StringRef path) {
         Twine(windowsUsed.chunks) + " windows before byte " +
         Twine(split->offset));
     Expected<std::unique_ptr<compress::CalibrationFile>> again =
-        calibrate(options.modelPath, windowsUsed, scratch.path);
+        calibrate(options.modelPath, windowsUsed, scratch->path);
     if (!again)
       return again.takeError();
     firstAgain = std::move(*again);
@@ -650,15 +663,15 @@ Expected<Compilation::Compressed> Compilation::searchOrder(StringRef path) {
   }
 
   // The original model's log-probabilities on the held-aside windows.
-  SmallString<256> base(scratch.path), log(scratch.path);
+  SmallString<256> base(scratch->path), log(scratch->path);
   sys::path::append(base, "base.kld");
   sys::path::append(log, "model-run.log");
   auto evaluate = [&](StringRef model, bool writeBase,
                       StringRef name) -> Expected<compress::KlFigures> {
-    SmallString<256> out(scratch.path), stats(scratch.path);
+    SmallString<256> out(scratch->path), stats(scratch->path);
     sys::path::append(out, "eval-" + name);
     sys::path::append(stats, "stats-" + name + ".json");
-    ScratchDirectory removeOut{out.str().str()};
+    ScratchDirectory removeOut(out.str().str());
     Expected<std::string> runner =
         compileForHost(model, out, window, /*instrument=*/false);
     if (!runner)
@@ -700,14 +713,14 @@ Expected<Compilation::Compressed> Compilation::searchOrder(StringRef path) {
                     {compress::PruneOrder::QuantizeFirst, "", {}, {}}};
   for (Candidate &c : candidates) {
     StringRef key = compress::getPruneOrderKey(c.order);
-    SmallString<256> candidatePath(scratch.path);
+    SmallString<256> candidatePath(scratch->path);
     sys::path::append(candidatePath, key + ".gguf");
     c.path = candidatePath.str().str();
     say("order: " + key);
     Expected<Compressed> built =
         c.order == compress::PruneOrder::PruneFirst
-            ? pruneThenQuantize(*first, windowsUsed, c.path, scratch.path)
-            : quantizeThenPrune(*first, windowsUsed, c.path, scratch.path);
+            ? pruneThenQuantize(*first, windowsUsed, c.path, scratch->path)
+            : quantizeThenPrune(*first, windowsUsed, c.path, scratch->path);
     if (!built)
       return built.takeError();
     c.built.emplace(std::move(*built));
@@ -779,7 +792,7 @@ Compilation::calibrate(StringRef modelPath,
                        StringRef scratch) {
   SmallString<256> out(scratch), result(scratch), log(scratch);
   sys::path::append(out, "calibrate");
-  ScratchDirectory removeOut{out.str().str()};
+  ScratchDirectory removeOut(out.str().str());
   Expected<std::string> runner =
       compileForHost(modelPath, out, windows.context, /*instrument=*/true);
   if (!runner)
@@ -820,20 +833,17 @@ Error Compilation::runGptq(const model::WeightStore &source,
   if (!calibration)
     return makeError("--rounding=gptq: needs --calibration=calib.dat (moec "
                      "calibrate): GPTQ runs its text again for the Hessians");
+  if (Error e = checkCalibrationText(*calibration, "--rounding=gptq"))
+    return e;
   const compress::CalibrationFile::Source &windows = calibration->getSource();
-  if (windows.text.empty() || !sys::fs::exists(windows.text))
-    return makeError("--rounding=gptq: " + calibration->getPath() +
-                     " does not name a readable calibration text (" +
-                     (windows.text.empty() ? std::string("none")
-                                           : windows.text) +
-                     "); calibrate again with moec calibrate");
 
   // The model as it is before quantization, instrumented.
-  Expected<std::string> dir = makeScratchDirectory("moec-gptq");
+  Expected<ScratchDirectory> dir =
+      makeScratchDirectory(options.scratchDirectory, "moec-gptq");
   if (!dir)
     return dir.takeError();
-  ScratchDirectory removeDir{*dir};
-  SmallString<256> outDir(*dir), hessianPath(*dir), log(*dir);
+  SmallString<256> outDir(dir->path), hessianPath(dir->path),
+      log(dir->path);
   sys::path::append(outDir, "out");
   say("GPTQ: compiling the model with instrumentation for " +
       Twine(layers.size()) + " layers' Hessians");

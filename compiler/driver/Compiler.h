@@ -179,8 +179,6 @@ private:
   std::unique_ptr<compress::CalibrationFile> prunedCalibration;
   /// A temporary file in the scratch directory.
   llvm::Expected<std::string> makeScratchFile(llvm::StringRef stem);
-  /// A temporary directory in the scratch directory; the caller removes it.
-  llvm::Expected<std::string> makeScratchDirectory(llvm::StringRef stem);
   int done = -1; // the last phase run
 };
 

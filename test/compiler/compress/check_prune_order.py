@@ -36,31 +36,18 @@ import argparse
 import json
 import os
 import re
-import struct
-import subprocess
 import sys
 
 import numpy as np
 import gguf
+
+from check_pruning import calibration_layers, field, run
 
 CONTEXT = 64
 CALIBRATION_WINDOWS = 4
 EVAL_WINDOWS = 2
 FRACTION = 0.25
 QUANTIZE = ["--quantize-experts=q3_k", "--rounding=importance"]
-
-
-def run(cmd, ok=True, **kw):
-    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
-    if ok and r.returncode != 0:
-        sys.exit(f"FAILED ({r.returncode}): {' '.join(cmd)}\n{r.stderr}")
-    return r
-
-
-def calibration_layers(path):
-    data = open(path, "rb").read()
-    (size,) = struct.unpack_from("<Q", data, 8)
-    return json.loads(data[16:16 + size])["experts"]
 
 
 def lowest_reap_kept(path, experts):
@@ -75,11 +62,6 @@ def lowest_reap_kept(path, experts):
         order = sorted(range(experts), key=lambda e: (score[e], -e))
         kept.append(sorted(order[prune:]))
     return kept
-
-
-def field(reader, key):
-    f = reader.fields[key]
-    return [int(f.parts[i][0]) for i in f.data]
 
 
 def gguf_kept(path, layers):
