@@ -386,12 +386,20 @@ void emitGemm(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o,
 /// ones (then u - bias fits in i8 and |u - bias| * sign(x, u - bias) needs no
 /// offset term), else 128 for codes above 127 (vpmaddubsw saturates pairs of
 /// products above 127 x 127 x 2), else 0; the portable code always uses 0.
+int64_t integerDotBias(const Emitter &e, int64_t n, unsigned maxCode,
+                       int64_t preferredBias) {
+  if (e.integerDot != IntegerDot::X86Avx2 || (n != 32 && n != 16))
+    return 0;
+  return preferredBias > 0 ? preferredBias : maxCode > 127 ? 128 : 0;
+}
+
+/// The bias emitIntegerDot subtracts from codes of `n` lanes (see there).
 Value emitIntegerDot(Emitter &e, Value u, Value x, unsigned maxCode,
                      int64_t preferredBias, int64_t &bias) {
   auto type = cast<VectorType>(u.getType());
   int64_t n = type.getNumElements();
   Type i8 = e.b.getI8Type(), i16 = e.b.getI16Type(), i32 = e.b.getI32Type();
-  bias = 0;
+  bias = integerDotBias(e, n, maxCode, preferredBias);
   if (e.integerDot == IntegerDot::X86Avx2 && (n == 32 || n == 16)) {
     bool wide = n == 32;
     auto call = [&](StringRef name, Type result, ValueRange args) {
@@ -400,7 +408,6 @@ Value emitIntegerDot(Emitter &e, Value u, Value x, unsigned maxCode,
           .getResult(0);
     };
     VectorType bytes = VectorType::get({n}, i8);
-    bias = preferredBias > 0 ? preferredBias : maxCode > 127 ? 128 : 0;
     if (bias > 0) {
       // w = u - bias (signed, wrapping for bias 128); |w| * sign(x, w) = w * x.
       Value b = arith::ConstantOp::create(
@@ -762,6 +769,140 @@ void emitGemvInt8Tiles(Emitter &e, const MatmulSpec &spec,
   });
 }
 
+/// Prefill with 8-bit activations over row-interleaved weights: a tile's
+/// rows are decoded once into an L1 buffer laid out run by run (the codes of
+/// one run of all the tile's rows contiguous, their scales and offsets one
+/// vector each), then every token meets each run of the tile with integer
+/// dot products reduced to one vector with a lane per row, as the tiled GEMV
+/// does: the per-run scaling and accumulation are vector operations over
+/// the rows.
+void emitGemmInt8Tiles(Emitter &e, const MatmulSpec &spec,
+                       const MatmulOperands &o) {
+  OpBuilder &b = e.b;
+  const int64_t R = spec.format.interleave;
+  const int64_t blockElems = spec.format.blockElements(e.lanes);
+  const int64_t blockBytes = spec.format.blockBytes(e.lanes);
+  const int64_t blocks = spec.k / blockElems;
+  const int64_t rowBytes = blocks * blockBytes;
+  const unsigned nMats = spec.swiglu ? 2 : 1;
+  const int64_t run = getIntegerRunLength(spec.format);
+  const int64_t runs = spec.k / run;
+  const int64_t runsPerBlock = blockElems / run;
+  const unsigned maxCode = getIntegerMaxCode(spec.format);
+  const int64_t symBias = symmetricBias(spec.format);
+  const int64_t preferredBias = maxCode <= 127 ? 0 : symBias;
+  const int64_t bias = integerDotBias(e, run, maxCode, preferredBias);
+  // How a run's offset is paid: not at all (the dot's bias cancels it), as
+  // -symBias x its scale (symmetric formats on unsigned codes), or stored.
+  const bool offsetCancels = bias != 0 && bias == symBias;
+  const bool offsetIsBiasedScale = !offsetCancels && symBias != 0 && bias == 0;
+  const bool offsetStored = !offsetCancels && !offsetIsBiasedScale;
+  const int64_t qRow = KernelLibrary::getQuantizedRowBytes(spec.k);
+  const int64_t slots = nMats * runs * R;
+  VectorType codesType = VectorType::get({run}, b.getI8Type());
+  VectorType rowsF32 = e.vec(unsigned(R));
+  Value codes = memref::AllocaOp::create(
+      b, e.loc, MemRefType::get({slots * run}, b.getI8Type()),
+      b.getI64IntegerAttr(64));
+  Value scales = memref::AllocaOp::create(
+      b, e.loc, MemRefType::get({slots}, e.f32()), b.getI64IntegerAttr(64));
+  Value offsets =
+      offsetStored ? memref::AllocaOp::create(b, e.loc,
+                                              MemRefType::get({slots}, e.f32()),
+                                              b.getI64IntegerAttr(64))
+                         .getResult()
+                   : Value();
+  e.loop(o.nLo, o.nHi, R, [&](Value n0) {
+    // Slot (m * runs + run index) * R + row holds a run of one row.
+    for (unsigned m = 0; m < nMats; ++m)
+      e.loop(e.idx(0), e.idx(blocks), 1, [&](Value blk) {
+        Value tileBlock = e.add(e.add(o.wOff[m], e.mul(n0, rowBytes)),
+                                e.mul(blk, R * blockBytes));
+        Value firstRun = e.add(e.mul(blk, runsPerBlock), int64_t(m) * runs);
+        for (int64_t r = 0; r < R; ++r)
+          emitBlockDecodeInteger(
+              b, e.loc, spec.format, o.w, e.add(tileBlock, r * blockBytes),
+              [&](const IntegerRun &ri) {
+                Value slot =
+                    e.add(e.mul(e.add(firstRun, ri.first / run), R), r);
+                vector::StoreOp::create(b, e.loc, ri.codes, codes,
+                                        e.mul(slot, run));
+                e.store(ri.scale, scales, slot);
+                if (offsetStored) {
+                  Value offset = ri.offset ? ri.offset : e.cf(0.0);
+                  if (bias != 0)
+                    offset = e.fadd(offset,
+                                    e.fmul(ri.scale, e.cf(double(bias))));
+                  e.store(offset, offsets, slot);
+                }
+              });
+      });
+    e.loop(e.idx(0), o.tokens, 1, [&](Value t) {
+      Value xRow = e.add(o.xOff, e.mul(t, qRow));
+      Value xScales = e.add(xRow, spec.k);
+      Value xSums = e.add(xScales, spec.k / 8);
+      SmallVector<Value> init(nMats, e.zeroVec(unsigned(R)));
+      SmallVector<Value> accs = e.loop(
+          e.idx(0), e.idx(runs), 1, init, [&](Value ri, ValueRange args) {
+            SmallVector<Value> acc(args.begin(), args.end());
+            Value el = e.mul(ri, run);
+            Value xq = vector::LoadOp::create(b, e.loc, codesType, o.x,
+                                              e.add(xRow, el));
+            Value dx =
+                loadF32Bytes(e, o.x, e.add(xScales, e.mul(e.div(el, 32), 4)));
+            Value xsum;
+            if (!offsetCancels) {
+              if (run >= 16) {
+                Value at = e.add(xSums, e.mul(e.div(el, 16), 4));
+                xsum = loadF32Bytes(e, o.x, at);
+                if (run == 32)
+                  xsum = e.fadd(xsum, loadF32Bytes(e, o.x, e.add(at, 4)));
+              } else {
+                VectorType wide = VectorType::get({run}, b.getI32Type());
+                Value s32 = vector::ReductionOp::create(
+                    b, e.loc, vector::CombiningKind::ADD,
+                    arith::ExtSIOp::create(b, e.loc, wide, xq));
+                xsum = e.fmul(arith::SIToFPOp::create(b, e.loc, e.f32(), s32),
+                              dx);
+              }
+            }
+            for (unsigned m = 0; m < nMats; ++m) {
+              Value slot0 = e.mul(e.add(ri, int64_t(m) * runs), R);
+              SmallVector<Value> dots;
+              for (int64_t r = 0; r < R; ++r) {
+                Value w = vector::LoadOp::create(
+                    b, e.loc, codesType, codes, e.mul(e.add(slot0, r), run));
+                int64_t used = 0;
+                dots.push_back(
+                    emitIntegerDot(e, w, xq, maxCode, preferredBias, used));
+              }
+              Value dot = arith::SIToFPOp::create(b, e.loc, rowsF32,
+                                                  emitReduceRows(e, dots));
+              Value sc = vector::LoadOp::create(b, e.loc, rowsF32, scales, slot0);
+              Value &av = acc[m];
+              av = e.fma(dot, e.fmul(sc, e.splat(dx, unsigned(R))), av);
+              if (offsetIsBiasedScale)
+                av = e.fma(sc,
+                           e.splat(e.fmul(xsum, e.cf(-double(symBias))),
+                                   unsigned(R)),
+                           av);
+              else if (offsetStored)
+                av = e.fma(vector::LoadOp::create(b, e.loc, rowsF32, offsets,
+                                                  slot0),
+                           e.splat(xsum, unsigned(R)), av);
+            }
+            return acc;
+          });
+      for (int64_t r = 0; r < R; ++r) {
+        SmallVector<Value, 2> sums;
+        for (Value v : accs)
+          sums.push_back(vector::ExtractOp::create(b, e.loc, v, r));
+        emitMatmulEpilogue(e, spec, o, e.add(n0, r), t, sums);
+      }
+    });
+  });
+}
+
 /// Prefill with 8-bit activations: a tile of weight rows is decoded once
 /// into its integer form on the stack (codes, and per run a scale and an
 /// offset), then every token meets it through integer dot products,
@@ -900,8 +1041,11 @@ void emitMatmulCore(Emitter &e, const MatmulSpec &spec,
     e.b.setInsertionPointToStart(&ifOp.getElseRegion().front());
     // Accumulators: rows x matrices x tokens = 8 vectors (and 8 scalars
     // where the format has offsets); 4 tokens measured faster than 2 or 6.
-    emitGemmInt8(e, spec, o, /*rowTile=*/spec.swiglu ? 1 : 2,
-                 /*tokenTile=*/4);
+    if (spec.format.interleave > 1)
+      emitGemmInt8Tiles(e, spec, o);
+    else
+      emitGemmInt8(e, spec, o, /*rowTile=*/spec.swiglu ? 1 : 2,
+                   /*tokenTile=*/4);
     return;
   }
   Value small = e.cmp(arith::CmpIPredicate::ule, o.tokens,
