@@ -7,6 +7,7 @@
 #include "compiler/support/FileUtil.h"
 #include "compiler/support/Json.h"
 
+#include "llvm/ADT/STLFunctionalExtras.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
@@ -49,8 +50,13 @@ const StoredTensor *WeightStore::find(StringRef name) const {
   return it == index.end() ? nullptr : &tensors[it->second];
 }
 
-void WeightStore::copyBytes(const StoredTensor &t, uint64_t offset,
-                            uint64_t size, uint8_t *out) const {
+namespace {
+
+/// Calls `fn` with the bytes of each extent that bytes [offset, offset +
+/// size) of `t` cover, in order (the range must lie inside the tensor).
+void forEachRange(const WeightStore &store, const StoredTensor &t,
+                  uint64_t offset, uint64_t size,
+                  function_ref<void(ArrayRef<uint8_t>)> fn) {
   for (const StoredTensor::Extent &e : t.extents) {
     if (size == 0)
       return;
@@ -59,37 +65,36 @@ void WeightStore::copyBytes(const StoredTensor &t, uint64_t offset,
       continue;
     }
     uint64_t n = std::min(size, e.size - offset);
-    std::memcpy(out, getExtentData(e).data() + offset, n);
-    out += n;
+    fn(store.getExtentData(e).slice(offset, n));
     size -= n;
     offset = 0;
   }
 }
 
+} // namespace
+
+void WeightStore::copyBytes(const StoredTensor &t, uint64_t offset,
+                            uint64_t size, uint8_t *out) const {
+  forEachRange(*this, t, offset, size, [&](ArrayRef<uint8_t> bytes) {
+    std::memcpy(out, bytes.data(), bytes.size());
+    out += bytes.size();
+  });
+}
+
 void WeightStore::releaseBytes(const StoredTensor &t, uint64_t offset,
                                uint64_t size) const {
   static const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
-  for (const StoredTensor::Extent &e : t.extents) {
-    if (size == 0)
-      return;
-    if (offset >= e.size) {
-      offset -= e.size;
-      continue;
-    }
-    uint64_t n = std::min(size, e.size - offset);
+  forEachRange(*this, t, offset, size, [&](ArrayRef<uint8_t> bytes) {
     // Whole pages inside the range only: a neighbour's bytes stay. PAGEOUT
     // (not DONTNEED) loses nothing even where the file was read into
     // anonymous memory rather than mapped.
-    uintptr_t begin = reinterpret_cast<uintptr_t>(getExtentData(e).data()) +
-                      offset;
-    uintptr_t end = begin + n;
+    uintptr_t begin = reinterpret_cast<uintptr_t>(bytes.data());
+    uintptr_t end = begin + bytes.size();
     begin = (begin + page - 1) / page * page;
     end = end / page * page;
     if (end > begin)
       ::madvise(reinterpret_cast<void *>(begin), end - begin, MADV_PAGEOUT);
-    size -= n;
-    offset = 0;
-  }
+  });
 }
 
 ArrayRef<uint8_t>

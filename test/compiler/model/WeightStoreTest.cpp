@@ -122,6 +122,49 @@ TEST_P(SameModelEveryFormat, OpensToTheSameTensors) {
   }
 }
 
+// copyBytes and releaseBytes walk a tensor's extents (one per expert in a
+// checkpoint): ranges inside one extent, across a boundary and over all of
+// them read the same bytes as the extents concatenated, before and after
+// the pages are released.
+TEST(WeightStore, CopyBytesAcrossExtents) {
+  const FamilyInfo *family = lookupFamilyByName("qwen3moe");
+  ASSERT_TRUE(family);
+  SynthOptions options;
+  ASSERT_TRUE(applyPreset("tiny", *family, options));
+  options.config.numLayers = 2;
+  options.seed = 7;
+  std::string dir = tempDir();
+  Error written = writeSynthSafetensors(options, join(dir, "ckpt"), 1);
+  ASSERT_FALSE(bool(written)) << toString(std::move(written));
+  auto store = openOrFail(join(dir, "ckpt"));
+  ASSERT_TRUE(store);
+  const StoredTensor *t = store->find("blk.0.ffn_down_exps.weight");
+  ASSERT_TRUE(t);
+  ASSERT_GE(t->extents.size(), 3u);
+  std::vector<uint8_t> all = bytesOf(*store, *t);
+  ASSERT_EQ(all.size(), t->numBytes);
+  uint64_t extent = t->extents[0].size;
+  std::vector<std::pair<uint64_t, uint64_t>> ranges = {
+      {0, t->numBytes},          {3, 5},
+      {extent - 7, 20},          {extent - 1, 2 * extent + 2},
+      {t->numBytes - 9, 9},      {extent, extent},
+      {extent + 1, 0}};
+  for (int pass = 0; pass < 2; ++pass) {
+    for (auto [offset, size] : ranges) {
+      SCOPED_TRACE(testing::Message() << "pass " << pass << " offset "
+                                      << offset << " size " << size);
+      std::vector<uint8_t> out(size + 1, 0xA5);
+      store->copyBytes(*t, offset, size, out.data());
+      EXPECT_TRUE(std::equal(out.begin(), out.begin() + size,
+                             all.begin() + offset));
+      EXPECT_EQ(out[size], 0xA5) << "wrote past the range";
+    }
+    for (auto [offset, size] : ranges)
+      store->releaseBytes(*t, offset, size);
+  }
+  sys::fs::remove_directories(dir);
+}
+
 INSTANTIATE_TEST_SUITE_P(Families, SameModelEveryFormat,
                          ::testing::Values("qwen3moe", "qwen2moe", "mixtral",
                                            "olmoe"));
