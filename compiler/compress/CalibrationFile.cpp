@@ -13,22 +13,113 @@
 using namespace llvm;
 using namespace moec::compress;
 
-static constexpr char kMagic[] = "MOECCAL1";
+namespace {
+
+/// A moec statistics file (calib.dat, a Hessian file): an 8-byte magic, a
+/// u64 size, that many bytes of JSON, zero padding to a multiple of 8 from
+/// the file's start, then the data its JSON's tensor entries point into:
+/// per entry `experts` blocks of `columns` (or `columns x columns`)
+/// elements at `offset` from the data's start.
+struct FileKind {
+  const char *magic;     // 8 bytes
+  const char *name;      // for messages: "not a moec <name> file"
+  unsigned elementBytes; // also every offset's alignment
+  int64_t maxColumns;
+  bool squareBlocks; // columns x columns per expert
+};
+
+constexpr FileKind kCalibration = {"MOECCAL1", "calibration", 4, 1 << 24,
+                                   false};
+constexpr FileKind kHessians = {"MOECHES1", "Hessian", 8, 1 << 16, true};
+
+Error failure(StringRef path, const Twine &message) {
+  return createStringError(path + ": " + message);
+}
+
+Expected<StringRef> headerOf(StringRef bytes, const FileKind &kind,
+                             StringRef path) {
+  if (!bytes.starts_with(StringRef(kind.magic, 8)) || bytes.size() < 16)
+    return failure(path, Twine("not a moec ") + kind.name + " file");
+  uint64_t size = support::endian::read64le(bytes.data() + 8);
+  if (size > bytes.size() - 16)
+    return failure(path, "truncated: the header says " + Twine(size) +
+                             " bytes of JSON, the file has " +
+                             Twine(bytes.size() - 16));
+  return bytes.substr(16, size);
+}
+
+/// The parsed JSON header and the data after it.
+struct Sections {
+  json::Value header = nullptr;
+  StringRef data;
+};
+
+Expected<Sections> readSections(StringRef bytes, const FileKind &kind,
+                                StringRef path) {
+  Expected<StringRef> header = headerOf(bytes, kind, path);
+  if (!header)
+    return header.takeError();
+  Expected<json::Value> json = moec::parseUntrustedJson(*header, 8);
+  if (!json)
+    return failure(path, "invalid JSON header: " + toString(json.takeError()));
+  uint64_t dataStart = (16 + header->size() + 7) / 8 * 8;
+  if (dataStart > bytes.size())
+    return failure(path, "truncated before its data");
+  return Sections{std::move(*json), bytes.substr(dataStart)};
+}
+
+/// One entry of the header's "tensors" array, checked against the data.
+struct TensorEntry {
+  StringRef name;
+  unsigned experts = 1;
+  int64_t columns = 0;
+  std::vector<uint64_t> rows; // per expert
+  const char *data = nullptr;
+  uint64_t elements = 0;
+};
+
+Expected<TensorEntry> readEntry(const json::Value &v, StringRef data,
+                                const FileKind &kind, StringRef path) {
+  const json::Object *t = v.getAsObject();
+  std::optional<StringRef> name = t ? t->getString("name") : std::nullopt;
+  std::optional<int64_t> experts = t ? t->getInteger("experts") : std::nullopt,
+                         columns = t ? t->getInteger("columns") : std::nullopt,
+                         offset = t ? t->getInteger("offset") : std::nullopt;
+  const json::Array *rows = t ? t->getArray("rows") : nullptr;
+  if (!name || !experts || !columns || !offset || !rows || *experts < 1 ||
+      *experts > (1 << 16) || *columns < 1 || *columns > kind.maxColumns ||
+      *offset < 0 || *offset % kind.elementBytes ||
+      int64_t(rows->size()) != *experts)
+    return failure(path, "malformed tensor entry");
+  TensorEntry e;
+  e.name = *name;
+  e.experts = unsigned(*experts);
+  e.columns = *columns;
+  e.elements = uint64_t(*experts) * uint64_t(*columns) *
+               (kind.squareBlocks ? uint64_t(*columns) : 1);
+  uint64_t bytesNeeded = e.elements * kind.elementBytes;
+  if (uint64_t(*offset) > data.size() ||
+      bytesNeeded > data.size() - uint64_t(*offset))
+    return failure(path, "tensor " + *name + "'s data lies outside the file");
+  for (const json::Value &r : *rows) {
+    std::optional<int64_t> n = r.getAsInteger();
+    if (!n || *n < 0)
+      return failure(path, "tensor " + *name + ": rows must be non-negative");
+    e.rows.push_back(uint64_t(*n));
+  }
+  e.data = data.data() + *offset;
+  return e;
+}
+
+} // namespace
 
 bool CalibrationFile::hasMagic(StringRef bytes) {
-  return bytes.starts_with(StringRef(kMagic, 8));
+  return bytes.starts_with(StringRef(kCalibration.magic, 8));
 }
 
 Expected<StringRef> CalibrationFile::headerJson(StringRef bytes,
                                                 StringRef path) {
-  if (!hasMagic(bytes) || bytes.size() < 16)
-    return createStringError(path + ": not a moec calibration file");
-  uint64_t size = support::endian::read64le(bytes.data() + 8);
-  if (size > bytes.size() - 16)
-    return createStringError(path + ": truncated: the header says " +
-                             Twine(size) + " bytes of JSON, the file has " +
-                             Twine(bytes.size() - 16));
-  return bytes.substr(16, size);
+  return headerOf(bytes, kCalibration, path);
 }
 
 Expected<std::unique_ptr<CalibrationFile>>
@@ -43,13 +134,10 @@ CalibrationFile::read(StringRef path) {
   auto fail = [&](const Twine &message) {
     return createStringError(path + ": " + message);
   };
-  Expected<StringRef> header = headerJson(bytes, path);
-  if (!header)
-    return header.takeError();
-  Expected<json::Value> json = parseUntrustedJson(*header, 8);
-  if (!json)
-    return fail("invalid JSON header: " + toString(json.takeError()));
-  const json::Object *root = json->getAsObject();
+  Expected<Sections> sections = readSections(bytes, kCalibration, path);
+  if (!sections)
+    return sections.takeError();
+  const json::Object *root = sections->header.getAsObject();
   if (!root || root->getString("format") != "moec-calibration" ||
       root->getInteger("version") != 1)
     return fail("not a version 1 moec-calibration header");
@@ -60,44 +148,25 @@ CalibrationFile::read(StringRef path) {
     file->source.chunks = src->getInteger("chunks").value_or(0);
   }
 
-  uint64_t dataStart = (16 + header->size() + 7) / 8 * 8;
-  if (dataStart > bytes.size())
-    return fail("truncated before its data");
-  uint64_t dataSize = bytes.size() - dataStart;
   const json::Array *tensors = root->getArray("tensors");
   if (!tensors)
     return fail("no tensors array");
   for (const json::Value &v : *tensors) {
-    const json::Object *t = v.getAsObject();
-    std::optional<StringRef> name = t ? t->getString("name") : std::nullopt;
-    std::optional<int64_t> experts = t ? t->getInteger("experts") : std::nullopt,
-                           columns = t ? t->getInteger("columns") : std::nullopt,
-                           offset = t ? t->getInteger("offset") : std::nullopt;
-    const json::Array *rows = t ? t->getArray("rows") : nullptr;
-    if (!name || !experts || !columns || !offset || !rows || *experts < 1 ||
-        *experts > (1 << 16) || *columns < 1 || *columns > (1 << 24) ||
-        *offset < 0 || *offset % 4 || int64_t(rows->size()) != *experts)
-      return fail("malformed tensor entry");
-    uint64_t bytesNeeded = uint64_t(*experts) * uint64_t(*columns) * 4;
-    if (uint64_t(*offset) > dataSize || bytesNeeded > dataSize - *offset)
-      return fail("tensor " + *name + "'s data lies outside the file");
+    Expected<TensorEntry> entry =
+        readEntry(v, sections->data, kCalibration, path);
+    if (!entry)
+      return entry.takeError();
     TensorStats stats;
-    stats.experts = unsigned(*experts);
-    stats.columns = *columns;
-    for (const json::Value &r : *rows) {
-      std::optional<int64_t> n = r.getAsInteger();
-      if (!n || *n < 0)
-        return fail("tensor " + *name + ": rows must be non-negative");
-      stats.rows.push_back(uint64_t(*n));
-    }
-    stats.meanSquares = reinterpret_cast<const float *>(
-        bytes.data() + dataStart + *offset);
-    for (uint64_t i = 0; i < bytesNeeded / 4; ++i)
+    stats.experts = entry->experts;
+    stats.columns = entry->columns;
+    stats.rows = std::move(entry->rows);
+    stats.meanSquares = reinterpret_cast<const float *>(entry->data);
+    for (uint64_t i = 0; i < entry->elements; ++i)
       if (!std::isfinite(stats.meanSquares[i]) || stats.meanSquares[i] < 0)
-        return fail("tensor " + *name +
+        return fail("tensor " + entry->name +
                     " has a negative or non-finite mean square");
-    if (!file->tensors.try_emplace(*name, std::move(stats)).second)
-      return fail("tensor " + *name + " appears twice");
+    if (!file->tensors.try_emplace(entry->name, std::move(stats)).second)
+      return fail("tensor " + entry->name + " appears twice");
   }
   if (const json::Array *experts = root->getArray("experts")) {
     for (const json::Value &v : *experts) {
@@ -185,46 +254,23 @@ Expected<std::unique_ptr<HessianFile>> HessianFile::read(StringRef path) {
   auto file = std::unique_ptr<HessianFile>(new HessianFile());
   file->buffer = std::move(*mapped);
   StringRef bytes = file->buffer->getBuffer();
-  auto fail = [&](const Twine &message) {
-    return createStringError(path + ": " + message);
-  };
-  if (!bytes.starts_with("MOECHES1") || bytes.size() < 16)
-    return fail("not a moec Hessian file");
-  uint64_t size = support::endian::read64le(bytes.data() + 8);
-  if (size > bytes.size() - 16)
-    return fail("truncated header");
-  Expected<json::Value> json = parseUntrustedJson(bytes.substr(16, size), 8);
-  if (!json)
-    return fail("invalid JSON header: " + toString(json.takeError()));
-  const json::Object *root = json->getAsObject();
+  Expected<Sections> sections = readSections(bytes, kHessians, path);
+  if (!sections)
+    return sections.takeError();
+  const json::Object *root = sections->header.getAsObject();
   const json::Array *tensors = root ? root->getArray("tensors") : nullptr;
   if (!tensors || root->getString("format") != "moec-hessians")
-    return fail("not a moec-hessians header");
-  uint64_t dataStart = (16 + size + 7) / 8 * 8;
-  uint64_t dataSize = bytes.size() > dataStart ? bytes.size() - dataStart : 0;
+    return failure(path, "not a moec-hessians header");
   for (const json::Value &v : *tensors) {
-    const json::Object *t = v.getAsObject();
-    std::optional<StringRef> name = t ? t->getString("name") : std::nullopt;
-    std::optional<int64_t> experts = t ? t->getInteger("experts") : std::nullopt,
-                           columns = t ? t->getInteger("columns") : std::nullopt,
-                           offset = t ? t->getInteger("offset") : std::nullopt;
-    const json::Array *rows = t ? t->getArray("rows") : nullptr;
-    if (!name || !experts || !columns || !offset || !rows || *experts < 1 ||
-        *experts > (1 << 16) || *columns < 1 || *columns > (1 << 16) ||
-        *offset < 0 || *offset % 8 || int64_t(rows->size()) != *experts)
-      return fail("malformed tensor entry");
-    uint64_t need = uint64_t(*experts) * uint64_t(*columns) *
-                    uint64_t(*columns) * 8;
-    if (uint64_t(*offset) > dataSize || need > dataSize - uint64_t(*offset))
-      return fail("tensor " + *name + "'s data lies outside the file");
+    Expected<TensorEntry> entry = readEntry(v, sections->data, kHessians, path);
+    if (!entry)
+      return entry.takeError();
     Entry e;
-    e.experts = unsigned(*experts);
-    e.columns = *columns;
-    for (const json::Value &r : *rows)
-      e.rows.push_back(uint64_t(r.getAsInteger().value_or(0)));
-    e.data = reinterpret_cast<const double *>(bytes.data() + dataStart +
-                                              *offset);
-    file->entries[*name] = std::move(e);
+    e.experts = entry->experts;
+    e.columns = entry->columns;
+    e.rows = std::move(entry->rows);
+    e.data = reinterpret_cast<const double *>(entry->data);
+    file->entries[entry->name] = std::move(e);
   }
   return file;
 }
