@@ -69,18 +69,6 @@ const StoredTensor *partnerOf(const model::WeightStore &store,
   return nullptr;
 }
 
-int64_t elementsOf(const StoredTensor &t) {
-  int64_t n = 1;
-  for (int64_t d : t.dims)
-    n *= d;
-  return n;
-}
-
-uint64_t bytesOf(GgmlType type, const StoredTensor &t) {
-  gguf::GgmlTypeInfo info = gguf::getGgmlTypeInfo(type);
-  return uint64_t(elementsOf(t)) / info.blockSize * info.blockBytes;
-}
-
 /// The predicted error of `t` in each format of `menu`: sampled rows of
 /// every matrix quantized as the compression will, importance-weighted,
 /// scaled to the matrix's rows and weighted by the expert's routing mass.
@@ -90,7 +78,7 @@ std::vector<double> measureErrors(const model::WeightStore &store,
                                   const CompressOptions &options,
                                   int64_t sampleRows) {
   int64_t cols = t.dims[0];
-  int64_t rows = elementsOf(t) / cols;
+  int64_t rows = elementCount(t) / cols;
   const CalibrationFile *calibration = options.calibration;
   const CalibrationFile::TensorStats *stats =
       calibration ? calibration->find(t.name) : nullptr;
@@ -252,7 +240,7 @@ moec::compress::allocateFormats(const model::WeightStore &store,
   int64_t allocatedElements = 0;
   for (const Unit &u : units)
     for (const StoredTensor *t : u.tensors)
-      allocatedElements += elementsOf(*t);
+      allocatedElements += elementCount(*t);
   result.budgetBytes =
       expertsOnly ? uint64_t(allocation.bitsPerWeight *
                              double(allocatedElements) / 8.0)
@@ -291,7 +279,7 @@ moec::compress::allocateFormats(const model::WeightStore &store,
         std::vector<double> errors =
             measureErrors(store, *t, fits, options, allocation.sampleRows);
         for (size_t f = 0; f < fits.size(); ++f) {
-          choices[f].bytes += bytesOf(fits[f], *t);
+          choices[f].bytes += bytesIn(fits[f], *t);
           choices[f].error += errors[f];
         }
       }

@@ -44,6 +44,18 @@ std::optional<Rounding> moec::compress::parseRounding(StringRef name) {
   return std::nullopt;
 }
 
+int64_t moec::compress::elementCount(const StoredTensor &t) {
+  int64_t n = 1;
+  for (int64_t d : t.dims)
+    n *= d;
+  return n;
+}
+
+uint64_t moec::compress::bytesIn(GgmlType type, const StoredTensor &t) {
+  gguf::GgmlTypeInfo info = gguf::getGgmlTypeInfo(type);
+  return uint64_t(elementCount(t)) / info.blockSize * info.blockBytes;
+}
+
 TensorClass moec::compress::classify(const StoredTensor &t) {
   if (!t.role || t.dims.size() < 2)
     return TensorClass::Kept;
@@ -106,14 +118,6 @@ std::optional<GgmlType> fallbackFor(GgmlType t) {
   }
 }
 
-uint64_t bytesOf(GgmlType type, ArrayRef<int64_t> dims) {
-  gguf::GgmlTypeInfo info = gguf::getGgmlTypeInfo(type);
-  uint64_t elements = 1;
-  for (int64_t d : dims)
-    elements *= d;
-  return elements / info.blockSize * info.blockBytes;
-}
-
 StringRef className(TensorClass c) {
   switch (c) {
   case TensorClass::Experts:
@@ -150,12 +154,8 @@ uint64_t CompressionPlan::expertBytes() const {
 int64_t CompressionPlan::expertElements() const {
   int64_t sum = 0;
   for (const TensorChoice &c : tensors)
-    if (classify(*c.tensor) == TensorClass::Experts) {
-      int64_t n = 1;
-      for (int64_t d : c.tensor->dims)
-        n *= d;
-      sum += n;
-    }
+    if (classify(*c.tensor) == TensorClass::Experts)
+      sum += elementCount(*c.tensor);
   return sum;
 }
 
@@ -170,10 +170,7 @@ std::vector<std::string> CompressionPlan::summary() const {
     Sums &s = sums[classify(*c.tensor)];
     s.bytes += c.numBytes;
     s.sourceBytes += c.tensor->numBytes;
-    int64_t n = 1;
-    for (int64_t d : c.tensor->dims)
-      n *= d;
-    s.elements += n;
+    s.elements += elementCount(*c.tensor);
     ++s.types[gguf::getGgmlTypeInfo(c.type).name.str()];
   }
   std::vector<std::string> lines;
@@ -311,7 +308,7 @@ moec::compress::planCompression(const model::WeightStore &store,
     }
     choice.type = type;
     choice.action = TensorChoice::Convert;
-    choice.numBytes = bytesOf(type, t.dims);
+    choice.numBytes = bytesIn(type, t);
     plan.tensors.push_back(choice);
   }
   return plan;

@@ -56,6 +56,12 @@ enum class TensorClass { Experts, Dense, Embedding, Output, Kept };
 /// The class of a tensor by its role: Kept for norms, biases, the router.
 TensorClass classify(const model::StoredTensor &tensor);
 
+/// The elements of `tensor`: the product of its dims.
+int64_t elementCount(const model::StoredTensor &tensor);
+/// The bytes of `tensor`'s elements in `type` (its rows a whole number of
+/// the type's blocks).
+uint64_t bytesIn(gguf::GgmlType type, const model::StoredTensor &tensor);
+
 struct CompressOptions {
   /// Format per class; std::nullopt keeps each tensor's type.
   std::optional<gguf::GgmlType> expertsType, denseType, embeddingType,
