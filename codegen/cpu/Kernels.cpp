@@ -636,6 +636,9 @@ Value emitReduceRows(Emitter &e, ArrayRef<Value> rows) {
   return level[0];
 }
 
+/// How far ahead of its reads a tiled GEMV prefetches its weight stream.
+constexpr int64_t kGemvPrefetchBytes = 4096;
+
 /// Decode with 8-bit activations over row-interleaved weights (a tile of
 /// `interleave` rows is one sequential stream): per run, the tile's integer
 /// dot products are reduced to one vector with a lane per row, so that the
@@ -706,6 +709,16 @@ void emitGemvInt8Tiles(Emitter &e, const MatmulSpec &spec,
             for (unsigned m = 0; m < nMats; ++m) {
               Value tileBlock = e.add(e.add(o.wOff[m], e.mul(n0, rowBytes)),
                                       e.mul(blk, R * blockBytes));
+              // The stream ahead, a cache line per 64 bytes read: the
+              // hardware prefetcher alone left a thread's Q4_0 GEMV at 10
+              // GB/s where prefetching 4 KiB ahead reads 13-14 (one AVX2
+              // core, 512 MiB of weights).
+              for (int64_t line = 0; line < R * blockBytes; line += 64)
+                memref::PrefetchOp::create(
+                    b, e.loc, o.w,
+                    ValueRange{e.add(tileBlock, kGemvPrefetchBytes + line)},
+                    /*isWrite=*/false, /*localityHint=*/3,
+                    /*isDataCache=*/true);
               // [run][row]: dot products, scales, offsets owed.
               std::vector<SmallVector<Value>> dots(runsPerBlock),
                   runScales(runsPerBlock), runOffsets(runsPerBlock);
