@@ -255,61 +255,55 @@ Error moec::emit::writeBundle(const model::WeightStore &store, StringRef path,
   // never run past it.
   h.file_size = alignTo(offset, options.ioBlock);
 
-  // Checksums first (the tables that precede the data record them).
+  // One pass over the weights: the data first, each piece checksummed as
+  // it is written; then the tables, which record those checksums, and the
+  // header go to the file's start. Every source page is read once and
+  // released after use, so a model larger than memory streams through.
   std::vector<uint8_t> buffer, scratch;
-  for (size_t i = 0; i < tensors.size(); ++i) {
-    buffer.resize(tensors[i].size);
-    copyWeights(store, *layout.resident[i].tensor, 0, buffer.size(),
-                layout.resident[i].interleave, buffer.data(), scratch);
-    tensors[i].checksum = XXH3_64bits(buffer.data(), buffer.size());
-  }
   auto fillExtent = [&](size_t i) {
     buffer.assign(experts[i].size, 0);
     const moec_bundle_expert &e = experts[i];
-    // Pages read leave the process at once: a model larger than memory
-    // streams through.
     for (const BundleLayout::ExpertPart &p : layout.expertParts[e.layer])
       copyWeights(store, *p.tensor, e.expert * p.size, p.size, p.interleave,
                   buffer.data() + p.offset, scratch);
   };
-  for (size_t i = 0; i < experts.size(); ++i) {
-    fillExtent(i);
-    experts[i].checksum = XXH3_64bits(buffer.data(), buffer.size());
-  }
-  std::string tables = metadata + strings;
-  tables.append(reinterpret_cast<const char *>(tensors.data()),
-                tensors.size() * sizeof(moec_bundle_tensor));
-  tables.append(reinterpret_cast<const char *>(experts.data()),
-                experts.size() * sizeof(moec_bundle_expert));
-  tables += options.vocabulary;
-  h.tables_checksum = XXH3_64bits(tables.data(), tables.size());
-  h.header_checksum = XXH3_64bits(&h, sizeof(h));
-
-  return writeFileAtomically(path, [&](raw_ostream &os) {
+  return writeFileAtomically(path, [&](raw_pwrite_stream &os) {
     uint64_t written = 0;
     auto padTo = [&](uint64_t target) {
       os.write_zeros(target - written);
       written = target;
     };
-    os.write(reinterpret_cast<const char *>(&h), sizeof(h));
-    os << tables;
-    written = sizeof(h) + tables.size();
     for (size_t i = 0; i < tensors.size(); ++i) {
       padTo(tensors[i].offset);
       buffer.resize(tensors[i].size);
       copyWeights(store, *layout.resident[i].tensor, 0, buffer.size(),
                   layout.resident[i].interleave, buffer.data(), scratch);
+      tensors[i].checksum = XXH3_64bits(buffer.data(), buffer.size());
       os.write(reinterpret_cast<const char *>(buffer.data()), buffer.size());
       written += buffer.size();
     }
     for (size_t i = 0; i < experts.size(); ++i) {
       padTo(experts[i].offset);
       fillExtent(i);
+      experts[i].checksum = XXH3_64bits(buffer.data(), buffer.size());
       os.write(reinterpret_cast<const char *>(buffer.data()), buffer.size());
       written += buffer.size();
       if (progress)
         progress(written, h.file_size);
     }
     padTo(h.file_size);
+
+    std::string tables = metadata + strings;
+    tables.append(reinterpret_cast<const char *>(tensors.data()),
+                  tensors.size() * sizeof(moec_bundle_tensor));
+    tables.append(reinterpret_cast<const char *>(experts.data()),
+                  experts.size() * sizeof(moec_bundle_expert));
+    tables += options.vocabulary;
+    assert(sizeof(h) + tables.size() == tablesEnd &&
+           "the tables changed size after the layout was made");
+    h.tables_checksum = XXH3_64bits(tables.data(), tables.size());
+    h.header_checksum = XXH3_64bits(&h, sizeof(h));
+    os.pwrite(reinterpret_cast<const char *>(&h), sizeof(h), 0);
+    os.pwrite(tables.data(), tables.size(), sizeof(h));
   });
 }

@@ -17,8 +17,8 @@ Expected<std::unique_ptr<MemoryBuffer>> moec::mapFile(StringRef path) {
   return std::move(*buffer);
 }
 
-Error moec::writeFileAtomically(StringRef path,
-                                function_ref<void(raw_ostream &)> contents) {
+Error moec::writeFileAtomically(
+    StringRef path, function_ref<void(raw_pwrite_stream &)> contents) {
   Expected<sys::fs::TempFile> temp =
       sys::fs::TempFile::create(path + ".tmp-%%%%%%");
   if (!temp)

@@ -19,10 +19,11 @@ mapFile(llvm::StringRef path);
 
 /// Writes `path` through a temporary file beside it that is renamed over it
 /// once `contents` has written everything: a failed or killed run never
-/// leaves a half-written file under the final name.
-llvm::Error writeFileAtomically(llvm::StringRef path,
-                                llvm::function_ref<void(llvm::raw_ostream &)>
-                                    contents);
+/// leaves a half-written file under the final name. The stream can pwrite
+/// into what it has written (a header whose checksums cover what follows).
+llvm::Error writeFileAtomically(
+    llvm::StringRef path,
+    llvm::function_ref<void(llvm::raw_pwrite_stream &)> contents);
 
 } // namespace moec
 
