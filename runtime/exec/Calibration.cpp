@@ -1,6 +1,7 @@
 //===- Calibration.cpp - Statistics of an instrumented model's run --------===//
 
 #include "runtime/exec/Calibration.h"
+#include "runtime/exec/AtomicFile.h"
 
 #include <cerrno>
 #include <cmath>
@@ -263,20 +264,7 @@ bool CalibrationRecorder::write(const std::string &path,
         bytes.append(raw, 4);
       }
 
-  std::string temporary = path + ".tmp" + std::to_string(::getpid());
-  FILE *f = std::fopen(temporary.c_str(), "wb");
-  if (!f) {
-    error = "cannot write " + temporary + ": " + std::strerror(errno);
-    return false;
-  }
-  bool ok = std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size();
-  ok = (std::fclose(f) == 0) && ok;
-  if (!ok || std::rename(temporary.c_str(), path.c_str()) != 0) {
-    error = "cannot write " + path + ": " + std::strerror(errno);
-    std::remove(temporary.c_str());
-    return false;
-  }
-  return true;
+  return writeFileAtomically(path, bytes, error);
 }
 
 bool CalibrationRecorder::writeHessians(const std::string &path,
@@ -306,37 +294,30 @@ bool CalibrationRecorder::writeHessians(const std::string &path,
             "}";
   }
   json += "]}\n";
-  FILE *f = nullptr;
-  std::string temporary = path + ".tmp" + std::to_string(::getpid());
-  f = std::fopen(temporary.c_str(), "wb");
-  if (!f) {
-    error = "cannot write " + temporary + ": " + std::strerror(errno);
-    return false;
-  }
   std::string head = "MOECHES1";
   uint64_t size = json.size();
   for (int i = 0; i < 8; ++i)
     head.push_back(char((size >> (8 * i)) & 0xff));
   head += json;
   head.resize((head.size() + 7) / 8 * 8, '\0');
-  bool ok = std::fwrite(head.data(), 1, head.size(), f) == head.size();
-  // Full symmetric matrices, one row at a time.
-  std::vector<double> row;
-  for (const Hessian &h : hessians)
-    for (uint32_t e = 0; e < h.experts && ok; ++e) {
-      const double *H = h.sums.data() + size_t(e) * size_t(h.cols) * size_t(h.cols);
-      row.resize(size_t(h.cols));
-      for (int64_t i = 0; i < h.cols && ok; ++i) {
-        for (int64_t j = 0; j < h.cols; ++j)
-          row[size_t(j)] = j >= i ? H[i * h.cols + j] : H[j * h.cols + i];
-        ok = std::fwrite(row.data(), 8, row.size(), f) == row.size();
-      }
-    }
-  ok = (std::fclose(f) == 0) && ok;
-  if (!ok || std::rename(temporary.c_str(), path.c_str()) != 0) {
-    error = "cannot write " + path + ": " + std::strerror(errno);
-    std::remove(temporary.c_str());
-    return false;
-  }
-  return true;
+  return writeFileAtomically(
+      path,
+      [&](std::FILE *f) {
+        bool ok = std::fwrite(head.data(), 1, head.size(), f) == head.size();
+        // Full symmetric matrices, one row at a time.
+        std::vector<double> row;
+        for (const Hessian &h : hessians)
+          for (uint32_t e = 0; e < h.experts && ok; ++e) {
+            const double *H =
+                h.sums.data() + size_t(e) * size_t(h.cols) * size_t(h.cols);
+            row.resize(size_t(h.cols));
+            for (int64_t i = 0; i < h.cols && ok; ++i) {
+              for (int64_t j = 0; j < h.cols; ++j)
+                row[size_t(j)] = j >= i ? H[i * h.cols + j] : H[j * h.cols + i];
+              ok = std::fwrite(row.data(), 8, row.size(), f) == row.size();
+            }
+          }
+        return ok;
+      },
+      error);
 }

@@ -8,6 +8,7 @@
 
 #include "runtime/exec/model.h"
 
+#include "runtime/exec/AtomicFile.h"
 #include "runtime/exec/Model.h"
 #include "runtime/exec/ThreadPool.h"
 #include "runtime/sampling/Sampler.h"
@@ -361,22 +362,7 @@ int moec_model_write_stats(moec_model *m, const char *path,
   }
   json += "]\n  }\n}\n";
 
-  std::string temporary =
-      std::string(path) + ".tmp" + std::to_string(::getpid());
-  FILE *f = std::fopen(temporary.c_str(), "wb");
-  if (!f) {
-    m->error = "cannot write " + temporary + ": " + std::strerror(errno);
-    return -1;
-  }
-  bool ok = std::fwrite(json.data(), 1, json.size(), f) == json.size();
-  ok = (std::fclose(f) == 0) && ok;
-  if (!ok || std::rename(temporary.c_str(), path) != 0) {
-    m->error = std::string("cannot write ") + path + ": " +
-               std::strerror(errno);
-    std::remove(temporary.c_str());
-    return -1;
-  }
-  return 0;
+  return moec::exec::writeFileAtomically(path, json, m->error) ? 0 : -1;
 }
 
 } // extern "C"
