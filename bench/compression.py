@@ -21,7 +21,11 @@ Rows:
     so it is also what --emit=gguf writes;
   * the budgeted mix at 3.0 and 2.5 bits per routed-expert weight
     (attention, embedding at Q6_K);
-  * 25% of experts pruned (REAP and frequency), alone and followed by Q4_K.
+  * 25% of experts pruned (REAP and frequency), alone and with Q4_K
+    (importance) in each order: prune first, quantize first
+    (--prune-order=...), and moec's own choice (--prune-order=auto, the
+    default: both built, the lower KL on held-aside calibration windows
+    kept; the row names the order chosen, from `moec inspect`).
 
 Prints a markdown table and writes JSON (--json). Run by hand:
 
@@ -71,16 +75,22 @@ class Bench:
             flags)
         return out, time.time() - t
 
-    def weights(self, bundle):
+    def inspect(self, bundle):
+        """Weight bytes, bits per routed-expert weight and the order of
+        pruning and quantization (None without one) `moec inspect` shows."""
         text = run([self.a.moec, "inspect", bundle]).stdout
         total = int(re.search(r"^weights: (\d+) bytes", text, re.M).group(1))
         bits = float(re.search(r"routed experts \d+ bytes, ([0-9.]+) bits",
                                text).group(1))
-        return total, bits
+        order = re.search(r"^compression order: (\w+)(.*)$", text, re.M)
+        return total, bits, order and {"chosen": order.group(1),
+                                       "detail": order.group(2).strip()}
 
-    def evaluate(self, name, group, model, flags, note=""):
+    def evaluate(self, name, group, model, flags, note="", name_order=False):
         out, seconds = self.compile(name, model, flags)
-        total, bits = self.weights(os.path.join(out, "model.moeb"))
+        total, bits, order = self.inspect(os.path.join(out, "model.moeb"))
+        if name_order:
+            name += f": {order['chosen'] if order else '?'}"
         r = run([os.path.join(out, "model-run")] + self.ppl_args() +
                 ["--kl-divergence-base", self.base, "--kl-divergence"])
         line = next(l for l in r.stdout.splitlines()
@@ -93,6 +103,8 @@ class Bench:
                "same_top1": float(figures["same-top1"]),
                "compile_s": round(seconds, 1), "flags": " ".join(flags),
                "note": note}
+        if order:
+            row["order"] = order
         self.rows.append(row)
         print(f"{name:34s} {total:>10d} B {bits:6.3f} b  PPL {row['ppl']:9.4f}"
               f"  KL {row['kl_mean']:.5f}  p99 {row['kl_p99']:.4f}  top1 "
@@ -175,10 +187,19 @@ def main():
     for scoring in ("reap", "frequency") if "prune" in groups else ():
         prune = [f"--prune-experts=0.25", f"--prune-scoring={scoring}",
                  f"--calibration={calib}"]
-        b.evaluate(f"prune 25% {scoring}", "prune", a.model, prune)
-        b.evaluate(f"prune 25% {scoring}, then q4_k", "prune", a.model,
-                   prune + ["--quantize=q4_k", "--rounding=importance"],
-                   "prune then quantize, calibration renumbered (not re-run)")
+        b.evaluate(f"prune 25% {scoring} (F16)", "prune", a.model, prune)
+        quantize = prune + ["--quantize=q4_k", "--rounding=importance"]
+        for order, note in (
+                ("prune-first", "pruned by calib.dat, the pruned model "
+                                "calibrated again, then quantized"),
+                ("quantize-first", "quantized by calib.dat, the quantized "
+                                   "model calibrated again, then pruned")):
+            b.evaluate(f"prune 25% {scoring} + q4_k, {order}", "prune",
+                       a.model, quantize + [f"--prune-order={order}"], note)
+        # The default: both orders built, the lower KL divergence on the
+        # calibration text's last windows (held aside) kept.
+        b.evaluate(f"prune 25% {scoring} + q4_k, auto", "prune", a.model,
+                   quantize, "--prune-order=auto", name_order=True)
 
     for fmt in UNIFORM if "uniform" in groups else ():
         b.evaluate(f"uniform {fmt} nearest", "uniform", a.model,
