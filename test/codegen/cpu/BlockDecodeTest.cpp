@@ -784,7 +784,14 @@ TEST(WeightFormat, FromTypes) {
   EXPECT_EQ(format->blockElements(16), q4k.getBlockSize());
   EXPECT_EQ(format->blockBytes(16), q4k.getBlockBytes());
   EXPECT_EQ(format->name(), "q4_k");
-  EXPECT_FALSE(WeightFormat::get(q4k.withInterleave(8)));
+  EXPECT_EQ(format->interleave, 1u);
+  // Interleaved rows: the same blocks, read by tiles of rows.
+  auto interleaved = WeightFormat::get(q4k.withInterleave(8));
+  ASSERT_TRUE(interleaved);
+  EXPECT_EQ(interleaved->interleave, 8u);
+  EXPECT_EQ(interleaved->quant, QuantFormat::Q4_K);
+  EXPECT_EQ(interleaved->blockBytes(16), q4k.getBlockBytes());
+  EXPECT_EQ(interleaved->name(), "q4_k_il8");
 
   for (QuantFormat quant : {QuantFormat::Int2, QuantFormat::Int3,
                             QuantFormat::Int4, QuantFormat::Int8})
