@@ -38,6 +38,9 @@ def main():
     ap.add_argument("--decode", type=int, default=64,
                     help="decode steps timed (default 64)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-repack", action="store_true",
+                    help="no CPU_REPACK buffers (use_extra_bufts off): the "
+                         "weights stay in the mmapped file")
     ap.add_argument("--warmup-decode", type=int, default=4)
     ap.add_argument("--no-mmap", action="store_true",
                     help="read the model into memory instead of mmap "
@@ -55,6 +58,13 @@ def main():
     t0 = time.perf_counter()
     mparams = llama_cpp.llama_model_default_params()
     mparams.use_mmap = not args.no_mmap
+    if args.no_repack:
+        # llama.cpp's CPU_REPACK buffers copy the weights it repacks into
+        # anonymous memory; without them it computes from the mapping.
+        if not any(f[0] == "use_extra_bufts" for f in mparams._fields_):
+            sys.exit("llama_peer: error: --no-repack: this llama-cpp-python "
+                     "has no use_extra_bufts")
+        mparams.use_extra_bufts = False
     model = llama_cpp.llama_model_load_from_file(args.model.encode(), mparams)
     if not model:
         sys.exit(f"llama_peer: error: llama.cpp could not load {args.model}")

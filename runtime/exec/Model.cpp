@@ -836,6 +836,19 @@ bool Model::checkBundle(std::string &error) {
 
 bool Model::readAt(uint64_t offset, uint8_t *out, uint64_t size,
                    std::string &error) {
+  // The bytes live in anonymous memory from now on: their page-cache copy
+  // would count a second time against a memory cap (a cgroup counts the
+  // page cache), so it goes once read. Advice only.
+  struct DropCached {
+    int fd;
+    uint64_t offset, size;
+    ~DropCached() {
+#ifdef POSIX_FADV_DONTNEED
+      ::posix_fadvise(fd, static_cast<off_t>(offset),
+                      static_cast<off_t>(size), POSIX_FADV_DONTNEED);
+#endif
+    }
+  } drop{fd, offset, size};
   while (size > 0) {
     ssize_t n = ::pread(fd, out, size, static_cast<off_t>(offset));
     if (n < 0 && errno == EINTR)
