@@ -923,7 +923,10 @@ LogicalResult ScheduleBuilder::predictNextLayer(moe::RouteOp op,
   if (failed(weight) || failed(x))
     return failure();
   auto wShape = weightShape(router.getWeights().getType());
-  int64_t experts = wShape.front(), k = next.getK();
+  int64_t experts = wShape.front();
+  // The next layer's k, plus the extra experts asked for (recall bought
+  // with precision), at most every expert.
+  int64_t k = std::min<int64_t>(experts, next.getK() + options.prefetchExtra);
   MatmulSpec spec;
   spec.format = weight->format;
   spec.n = experts;

@@ -45,6 +45,9 @@ struct CpuLoweringOptions {
   /// to the runtime (moec_rt_observe_input/_experts, ABI 0.5): calibration.
   /// Needs f32 activations.
   bool instrument = false;
+  /// Experts predicted per token for the next layer beyond its k (the
+  /// pre-gated prefetch): more recall for less precision.
+  int64_t prefetchExtra = 0;
 };
 
 mlir::LogicalResult lowerToKernels(mlir::ModuleOp module,

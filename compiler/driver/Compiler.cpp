@@ -972,6 +972,7 @@ Error Compilation::runCodegen() {
   lowering.integerDot =
       x86Avx2 ? codegen::IntegerDot::X86Avx2 : codegen::IntegerDot::Generic;
   lowering.int8Activations = options.int8Activations.value_or(x86Avx2);
+  lowering.prefetchExtra = options.prefetchExtra;
   if (options.instrument) {
     if (options.int8Activations.value_or(false))
       return makeError("codegen: instrumented code (calibration) observes f32 "

@@ -59,6 +59,9 @@ struct CompileOptions {
   /// 8-bit activations for quantized matmuls: std::nullopt chooses per
   /// target (on where the target has fast integer dot products).
   std::optional<bool> int8Activations;
+  /// Experts the pre-gated prefetch predicts per token beyond the next
+  /// layer's k (codegen::CpuLoweringOptions::prefetchExtra).
+  int64_t prefetchExtra = 0;
   /// Memory budget for the plan (0: the target's memory).
   uint64_t memoryBudget = 0;
   std::string calibrationPath;

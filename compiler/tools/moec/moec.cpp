@@ -264,6 +264,11 @@ std::string applyWeightInterleave(targets::TargetDescription &target) {
   target.weightInterleave = weightInterleave;
   return "";
 }
+cl::opt<int64_t> compilePrefetchExtra(
+    "prefetch-extra", cl::init(0),
+    cl::desc("Experts the streamed model's prefetch predicts per token "
+             "beyond the next layer's k (more recall, less precision)"),
+    cl::value_desc("n"), cl::sub(cl::SubCommand::getTopLevel()));
 cl::opt<int64_t> compileMaxBatch(
     "max-batch", cl::init(64),
     cl::desc("Most tokens one forward call computes (prefill chunk)"),
@@ -1047,6 +1052,10 @@ int runCompile() {
     return fail("--max-batch must be in [1, 4096], got " +
                 Twine(static_cast<int64_t>(compileMaxBatch)));
   options.maxBatch = compileMaxBatch;
+  if (compilePrefetchExtra < 0 || compilePrefetchExtra > 1024)
+    return fail("--prefetch-extra must be in [0, 1024], got " +
+                Twine(static_cast<int64_t>(compilePrefetchExtra)));
+  options.prefetchExtra = compilePrefetchExtra;
   if (!compileBudget.empty()) {
     Expected<uint64_t> budget = plan::parseSize(compileBudget);
     if (!budget)
