@@ -278,6 +278,17 @@ def main():
           "storage bound tok/s | of bound | peak RSS | cgroup peak | bundle cached after |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     print("\n".join(rows))
+    ran = [l for l in llama if "decode_tokens_per_s" in l]
+    if ran and results:
+        best = max(r["tokens_per_s"] for r in results)
+        for l in ran:
+            print(f"moec / llama.cpp ({'repack' if l['repack'] else 'no repack'}) "
+                  f"under the same cap: {best / l['decode_tokens_per_s']:.1f}x")
+    for l in llama:
+        if "returncode" in l:
+            print(f"llama.cpp ({'repack' if l['repack'] else 'no repack'}) under "
+                  f"the cap: exit {l['returncode']}"
+                  + (" (killed: out of memory in the cgroup)" if l["returncode"] == -9 else ""))
     print(json.dumps({"bandwidth_1mib": bw_mib, "bandwidth_extent": bw_extent,
                       "probe_depth": a.probe_depth,
                       "cgroup": {"path": cgroup.path, "limit_bytes": limit,
