@@ -379,13 +379,8 @@ void emitGemm(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o,
   });
 }
 
-/// sum_j (u[j] - bias) * x[j] over each group of 4 consecutive lanes of
-/// unsigned codes u and signed activations x (vector<n x i8> each):
-/// vector<n/4 x i32>. `bias` is what the dot actually subtracted: on AVX2,
-/// `preferredBias` when the codes are a symmetric format's shifted signed
-/// ones (then u - bias fits in i8 and |u - bias| * sign(x, u - bias) needs no
-/// offset term), else 128 for codes above 127 (vpmaddubsw saturates pairs of
-/// products above 127 x 127 x 2), else 0; the portable code always uses 0.
+/// The bias emitIntegerDot subtracts from `n` codes (see there): on AVX2,
+/// the format's own where it prefers one, else 128 for codes above 127.
 int64_t integerDotBias(const Emitter &e, int64_t n, unsigned maxCode,
                        int64_t preferredBias) {
   if (e.integerDot != IntegerDot::X86Avx2 || (n != 32 && n != 16))
@@ -393,7 +388,13 @@ int64_t integerDotBias(const Emitter &e, int64_t n, unsigned maxCode,
   return preferredBias > 0 ? preferredBias : maxCode > 127 ? 128 : 0;
 }
 
-/// The bias emitIntegerDot subtracts from codes of `n` lanes (see there).
+/// sum_j (u[j] - bias) * x[j] over each group of 4 consecutive lanes of
+/// unsigned codes u and signed activations x (vector<n x i8> each):
+/// vector<n/4 x i32>. `bias` is what the dot actually subtracted: on AVX2,
+/// `preferredBias` when the codes are a symmetric format's shifted signed
+/// ones (then u - bias fits in i8 and |u - bias| * sign(x, u - bias) needs no
+/// offset term), else 128 for codes above 127 (vpmaddubsw saturates pairs of
+/// products above 127 x 127 x 2), else 0; the portable code always uses 0.
 Value emitIntegerDot(Emitter &e, Value u, Value x, unsigned maxCode,
                      int64_t preferredBias, int64_t &bias) {
   auto type = cast<VectorType>(u.getType());
