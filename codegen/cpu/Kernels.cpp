@@ -469,6 +469,52 @@ int64_t symmetricBias(const WeightFormat &f) {
 }
 
 
+/// d x (the sum of the codes) of the run [el, el + run) of a row of 8-bit
+/// activations (quantizeActivations' layout, per-16 sums from byte
+/// `sumsAt`): the precomputed sums where the run covers whole halves of a
+/// block, else the codes `xq` summed and scaled by the block's `dx`.
+Value emitActivationRunSum(Emitter &e, Value x, Value sumsAt, Value el,
+                           int64_t run, Value xq, Value dx) {
+  if (run >= 16) {
+    Value at = e.add(sumsAt, e.mul(e.div(el, 16), 4));
+    Value sum = loadF32Bytes(e, x, at);
+    return run == 32 ? e.fadd(sum, loadF32Bytes(e, x, e.add(at, 4))) : sum;
+  }
+  VectorType wide = VectorType::get({run}, e.b.getI32Type());
+  Value s32 = vector::ReductionOp::create(
+      e.b, e.loc, vector::CombiningKind::ADD,
+      arith::ExtSIOp::create(e.b, e.loc, wide, xq));
+  return e.fmul(arith::SIToFPOp::create(e.b, e.loc, e.f32(), s32), dx);
+}
+
+/// How the row-tiled kernels multiply a run and pay its offset. Unsigned
+/// codes go straight into vpmaddubsw where they fit; else the sign trick
+/// around the format's own bias, whose offset then cancels. Symmetric
+/// formats on unsigned codes owe -symBias x the run's scale (one vector
+/// multiply of the tile's scales); the others store an offset per run.
+struct TiledRunRule {
+  int64_t symBias, preferredBias, bias;
+  bool offsetCancels, offsetIsBiasedScale, offsetStored;
+
+  TiledRunRule(const Emitter &e, const WeightFormat &format) {
+    unsigned maxCode = getIntegerMaxCode(format);
+    symBias = symmetricBias(format);
+    preferredBias = maxCode <= 127 ? 0 : symBias;
+    bias = integerDotBias(e, getIntegerRunLength(format), maxCode,
+                          preferredBias);
+    offsetCancels = bias != 0 && bias == symBias;
+    offsetIsBiasedScale = !offsetCancels && symBias != 0 && bias == 0;
+    offsetStored = !offsetCancels && !offsetIsBiasedScale;
+  }
+  /// The offset a run owes in the `offsetStored` case: its own plus what
+  /// the dot's bias took from its codes.
+  Value storedOffset(Emitter &e, const IntegerRun &ri) const {
+    Value offset = ri.offset ? ri.offset : e.cf(0.0);
+    return bias ? e.fadd(offset, e.fmul(ri.scale, e.cf(double(bias))))
+                : offset;
+  }
+};
+
 /// Decode with 8-bit activations: each run of a weight block is an integer
 /// dot product of its codes with the token's quantized activations, scaled
 /// by (run scale x activation scale) into f32 accumulators; the runs'
@@ -531,22 +577,8 @@ void emitGemvInt8(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o,
                       }
                       if (!offset)
                         return;
-                      Value xsum;
-                      if (run >= 16) {
-                        Value at = e.add(sums, e.mul(e.div(el, 16), 4));
-                        xsum = loadF32Bytes(e, o.x, at);
-                        if (run == 32)
-                          xsum = e.fadd(xsum, loadF32Bytes(e, o.x, e.add(at, 4)));
-                      } else {
-                        VectorType wide =
-                            VectorType::get({run}, e.b.getI32Type());
-                        Value s32 = vector::ReductionOp::create(
-                            e.b, e.loc, vector::CombiningKind::ADD,
-                            arith::ExtSIOp::create(e.b, e.loc, wide, xq));
-                        xsum = e.fmul(arith::SIToFPOp::create(e.b, e.loc,
-                                                              e.f32(), s32),
-                                      dx);
-                      }
+                      Value xsum =
+                          emitActivationRunSum(e, o.x, sums, el, run, xq, dx);
                       Value &as = acc[2 * (r * nMats + m) + 1];
                       as = arith::AddFOp::create(
                           e.b, e.loc, as, e.fmul(offset, xsum));
@@ -659,10 +691,7 @@ void emitGemvInt8Tiles(Emitter &e, const MatmulSpec &spec,
   const int64_t run = getIntegerRunLength(spec.format);
   const int64_t runsPerBlock = blockElems / run;
   const unsigned maxCode = getIntegerMaxCode(spec.format);
-  const int64_t symBias = symmetricBias(spec.format);
-  // Unsigned codes straight into vpmaddubsw where they fit; else the sign
-  // trick around the format's own bias (its offset then cancels).
-  const int64_t preferredBias = maxCode <= 127 ? 0 : symBias;
+  const TiledRunRule rule(e, spec.format);
   const int64_t qRow = KernelLibrary::getQuantizedRowBytes(spec.k);
   VectorType rowsF32 = e.vec(R);
   e.loop(o.nLo, o.nHi, R, [&](Value n0) {
@@ -689,22 +718,9 @@ void emitGemvInt8Tiles(Emitter &e, const MatmulSpec &spec,
               dx[j] = loadF32Bytes(e, o.x, e.add(scales, e.mul(e.div(el, 32), 4)));
             };
             auto activationSum = [&](int64_t j) {
-              if (xsum[j])
-                return xsum[j];
-              Value el = e.add(e0, j * run);
-              if (run >= 16) {
-                Value at = e.add(sums, e.mul(e.div(el, 16), 4));
-                xsum[j] = loadF32Bytes(e, o.x, at);
-                if (run == 32)
-                  xsum[j] = e.fadd(xsum[j], loadF32Bytes(e, o.x, e.add(at, 4)));
-              } else {
-                VectorType wide = VectorType::get({run}, b.getI32Type());
-                Value s32 = vector::ReductionOp::create(
-                    b, e.loc, vector::CombiningKind::ADD,
-                    arith::ExtSIOp::create(b, e.loc, wide, xq[j]));
-                xsum[j] = e.fmul(
-                    arith::SIToFPOp::create(b, e.loc, e.f32(), s32), dx[j]);
-              }
+              if (!xsum[j])
+                xsum[j] = emitActivationRunSum(
+                    e, o.x, sums, e.add(e0, j * run), run, xq[j], dx[j]);
               return xsum[j];
             };
             for (unsigned m = 0; m < nMats; ++m) {
@@ -723,7 +739,6 @@ void emitGemvInt8Tiles(Emitter &e, const MatmulSpec &spec,
               // [run][row]: dot products, scales, offsets owed.
               std::vector<SmallVector<Value>> dots(runsPerBlock),
                   runScales(runsPerBlock), runOffsets(runsPerBlock);
-              bool offsetIsBiasedScale = false;
               for (unsigned r = 0; r < R; ++r)
                 emitBlockDecodeInteger(
                     b, e.loc, spec.format, o.w,
@@ -731,24 +746,14 @@ void emitGemvInt8Tiles(Emitter &e, const MatmulSpec &spec,
                     [&](const IntegerRun &ri) {
                       int64_t j = ri.first / run;
                       activations(j);
-                      int64_t bias = 0;
-                      dots[j].push_back(emitIntegerDot(
-                          e, ri.codes, xq[j], maxCode, preferredBias, bias));
+                      int64_t used = 0;
+                      dots[j].push_back(emitIntegerDot(e, ri.codes, xq[j],
+                                                       maxCode,
+                                                       rule.preferredBias,
+                                                       used));
                       runScales[j].push_back(ri.scale);
-                      Value offset = ri.offset;
-                      if (bias != 0 && bias == symBias) {
-                        offset = Value(); // cancelled exactly
-                      } else if (symBias != 0 && bias == 0) {
-                        // offset = -symBias * scale: one vector multiply
-                        // of the scales below.
-                        offsetIsBiasedScale = true;
-                        offset = Value();
-                      } else if (bias != 0) {
-                        Value extra = e.fmul(ri.scale, e.cf(double(bias)));
-                        offset = offset ? e.fadd(offset, extra) : extra;
-                      }
-                      if (offset)
-                        runOffsets[j].push_back(offset);
+                      if (rule.offsetStored)
+                        runOffsets[j].push_back(rule.storedOffset(e, ri));
                     });
               for (int64_t j = 0; j < runsPerBlock; ++j) {
                 Value dot = arith::SIToFPOp::create(
@@ -758,10 +763,11 @@ void emitGemvInt8Tiles(Emitter &e, const MatmulSpec &spec,
                 Value &av = acc[2 * m];
                 av = e.fma(dot, e.fmul(scale, e.splat(dx[j], R)), av);
                 Value &ov = acc[2 * m + 1];
-                if (offsetIsBiasedScale) {
-                  Value owed = e.fmul(activationSum(j), e.cf(-double(symBias)));
+                if (rule.offsetIsBiasedScale) {
+                  Value owed =
+                      e.fmul(activationSum(j), e.cf(-double(rule.symBias)));
                   ov = e.fma(scale, e.splat(owed, R), ov);
-                } else if (!runOffsets[j].empty()) {
+                } else if (rule.offsetStored) {
                   Value offsets = vector::FromElementsOp::create(
                       b, e.loc, rowsF32, runOffsets[j]);
                   ov = e.fma(offsets, e.splat(activationSum(j), R), ov);
@@ -803,14 +809,7 @@ void emitGemmInt8Tiles(Emitter &e, const MatmulSpec &spec,
   const int64_t runs = spec.k / run;
   const int64_t runsPerBlock = blockElems / run;
   const unsigned maxCode = getIntegerMaxCode(spec.format);
-  const int64_t symBias = symmetricBias(spec.format);
-  const int64_t preferredBias = maxCode <= 127 ? 0 : symBias;
-  const int64_t bias = integerDotBias(e, run, maxCode, preferredBias);
-  // How a run's offset is paid: not at all (the dot's bias cancels it), as
-  // -symBias x its scale (symmetric formats on unsigned codes), or stored.
-  const bool offsetCancels = bias != 0 && bias == symBias;
-  const bool offsetIsBiasedScale = !offsetCancels && symBias != 0 && bias == 0;
-  const bool offsetStored = !offsetCancels && !offsetIsBiasedScale;
+  const TiledRunRule rule(e, spec.format);
   const int64_t qRow = KernelLibrary::getQuantizedRowBytes(spec.k);
   const int64_t slots = nMats * runs * R;
   VectorType codesType = VectorType::get({run}, b.getI8Type());
@@ -821,7 +820,7 @@ void emitGemmInt8Tiles(Emitter &e, const MatmulSpec &spec,
   Value scales = memref::AllocaOp::create(
       b, e.loc, MemRefType::get({slots}, e.f32()), b.getI64IntegerAttr(64));
   Value offsets =
-      offsetStored ? memref::AllocaOp::create(b, e.loc,
+      rule.offsetStored ? memref::AllocaOp::create(b, e.loc,
                                               MemRefType::get({slots}, e.f32()),
                                               b.getI64IntegerAttr(64))
                          .getResult()
@@ -842,13 +841,8 @@ void emitGemmInt8Tiles(Emitter &e, const MatmulSpec &spec,
                 vector::StoreOp::create(b, e.loc, ri.codes, codes,
                                         e.mul(slot, run));
                 e.store(ri.scale, scales, slot);
-                if (offsetStored) {
-                  Value offset = ri.offset ? ri.offset : e.cf(0.0);
-                  if (bias != 0)
-                    offset = e.fadd(offset,
-                                    e.fmul(ri.scale, e.cf(double(bias))));
-                  e.store(offset, offsets, slot);
-                }
+                if (rule.offsetStored)
+                  e.store(rule.storedOffset(e, ri), offsets, slot);
               });
       });
     e.loop(e.idx(0), o.tokens, 1, [&](Value t) {
@@ -864,22 +858,10 @@ void emitGemmInt8Tiles(Emitter &e, const MatmulSpec &spec,
                                               e.add(xRow, el));
             Value dx =
                 loadF32Bytes(e, o.x, e.add(xScales, e.mul(e.div(el, 32), 4)));
-            Value xsum;
-            if (!offsetCancels) {
-              if (run >= 16) {
-                Value at = e.add(xSums, e.mul(e.div(el, 16), 4));
-                xsum = loadF32Bytes(e, o.x, at);
-                if (run == 32)
-                  xsum = e.fadd(xsum, loadF32Bytes(e, o.x, e.add(at, 4)));
-              } else {
-                VectorType wide = VectorType::get({run}, b.getI32Type());
-                Value s32 = vector::ReductionOp::create(
-                    b, e.loc, vector::CombiningKind::ADD,
-                    arith::ExtSIOp::create(b, e.loc, wide, xq));
-                xsum = e.fmul(arith::SIToFPOp::create(b, e.loc, e.f32(), s32),
-                              dx);
-              }
-            }
+            Value xsum = rule.offsetCancels
+                             ? Value()
+                             : emitActivationRunSum(e, o.x, xSums, el, run,
+                                                    xq, dx);
             for (unsigned m = 0; m < nMats; ++m) {
               Value slot0 = e.mul(e.add(ri, int64_t(m) * runs), R);
               SmallVector<Value> dots;
@@ -887,20 +869,20 @@ void emitGemmInt8Tiles(Emitter &e, const MatmulSpec &spec,
                 Value w = vector::LoadOp::create(
                     b, e.loc, codesType, codes, e.mul(e.add(slot0, r), run));
                 int64_t used = 0;
-                dots.push_back(
-                    emitIntegerDot(e, w, xq, maxCode, preferredBias, used));
+                dots.push_back(emitIntegerDot(e, w, xq, maxCode,
+                                              rule.preferredBias, used));
               }
               Value dot = arith::SIToFPOp::create(b, e.loc, rowsF32,
                                                   emitReduceRows(e, dots));
               Value sc = vector::LoadOp::create(b, e.loc, rowsF32, scales, slot0);
               Value &av = acc[m];
               av = e.fma(dot, e.fmul(sc, e.splat(dx, unsigned(R))), av);
-              if (offsetIsBiasedScale)
+              if (rule.offsetIsBiasedScale)
                 av = e.fma(sc,
-                           e.splat(e.fmul(xsum, e.cf(-double(symBias))),
+                           e.splat(e.fmul(xsum, e.cf(-double(rule.symBias))),
                                    unsigned(R)),
                            av);
-              else if (offsetStored)
+              else if (rule.offsetStored)
                 av = e.fma(vector::LoadOp::create(b, e.loc, rowsF32, offsets,
                                                   slot0),
                            e.splat(xsum, unsigned(R)), av);
@@ -981,22 +963,9 @@ void emitGemmInt8(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o,
               Value scalesAt = e.add(xRow, spec.k);
               dx.push_back(loadF32Bytes(
                   e, o.x, e.add(scalesAt, e.mul(e.div(el, 32), 4))));
-              Value sumsAt = e.add(scalesAt, spec.k / 8);
-              if (run >= 16) {
-                Value at = e.add(sumsAt, e.mul(e.div(el, 16), 4));
-                Value sum = loadF32Bytes(e, o.x, at);
-                if (run == 32)
-                  sum = e.fadd(sum, loadF32Bytes(e, o.x, e.add(at, 4)));
-                xsum.push_back(sum);
-              } else {
-                VectorType wide = VectorType::get({run}, b.getI32Type());
-                Value s32 = vector::ReductionOp::create(
-                    b, e.loc, vector::CombiningKind::ADD,
-                    arith::ExtSIOp::create(b, e.loc, wide, xq.back()));
-                xsum.push_back(e.fmul(
-                    arith::SIToFPOp::create(b, e.loc, e.f32(), s32),
-                    dx.back()));
-              }
+              xsum.push_back(emitActivationRunSum(
+                  e, o.x, e.add(scalesAt, spec.k / 8), el, run, xq.back(),
+                  dx.back()));
             }
             for (int64_t bufRow = 0; bufRow < rows * nMats; ++bufRow) {
               Value w = vector::LoadOp::create(
