@@ -1114,10 +1114,15 @@ func::FuncOp KernelLibrary::expertMatmul(const MatmulSpec &spec,
     e.loop(e.idx(0), e.idx(experts), 1, [&](Value x) {
       Value r0 = e.toIndex(e.load(offsets, e.add(offsetsOff, x)));
       Value r1 = e.toIndex(e.load(offsets, e.add(e.add(offsetsOff, x), 1)));
-      e.ifThen(e.cmp(arith::CmpIPredicate::ult, r0, r1), [&] {
-        Value base = arith::IndexCastOp::create(
-            e.b, e.loc, e.b.getIndexType(),
-            e.load(extents, e.add(extentsOff, x)));
+      // Extent -1: not this pass's (its read was in flight, or it is done).
+      Value extent = e.load(extents, e.add(extentsOff, x));
+      Value present = arith::CmpIOp::create(
+          e.b, e.loc, arith::CmpIPredicate::sge, extent,
+          arith::ConstantIntOp::create(e.b, e.loc, 0, 64));
+      Value rowsThere = e.cmp(arith::CmpIPredicate::ult, r0, r1);
+      e.ifThen(arith::AndIOp::create(e.b, e.loc, rowsThere, present), [&] {
+        Value base = arith::IndexCastOp::create(e.b, e.loc,
+                                                e.b.getIndexType(), extent);
         MatmulOperands o;
         o.w = arena;
         o.wOff.push_back(e.add(base, partOffset));

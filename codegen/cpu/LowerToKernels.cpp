@@ -311,11 +311,14 @@ private:
       quantizedCache[key] = q;
     else
       temporaries.push_back(q);
+    quantizeInto(x, q, k, rows);
+    return q;
+  }
+  void quantizeInto(const Buffer &x, const Buffer &q, int64_t k, Value rows) {
     access({x}, {q});
     call(lib.quantizeActivations(k),
          {scratchF32, off(x), scratchArg, idx(q.offset * 4), rows, threadIdx,
           threadCount});
-    return q;
   }
 
   /// A single arith.addf user whose other operand already has a buffer: the
@@ -357,7 +360,8 @@ private:
 
   DictionaryAttr modelAttr, layoutAttr, tensors;
   DenseMap<StringRef, DictionaryAttr> banks; // symbol -> layout entry
-  func::FuncOp forward, schedule, barrierFn, acquireFn, releaseFn, routingFn,
+  func::FuncOp forward, schedule, barrierFn, acquireFn, tryAcquireFn,
+      releaseFn, routingFn,
       predictFn, observeInputFn, observeExpertsFn;
   llvm::StringMap<LLVM::GlobalOp> siteNames;
 
@@ -455,6 +459,9 @@ LogicalResult ScheduleBuilder::run() {
   barrierFn = declare("moec_rt_barrier", {ptr}, {});
   acquireFn = declare("moec_rt_expert_acquire",
                       {ptr, b.getI32Type(), b.getI32Type()}, {b.getI64Type()});
+  tryAcquireFn = declare("moec_rt_expert_try_acquire",
+                         {ptr, b.getI32Type(), b.getI32Type()},
+                         {b.getI64Type()});
   releaseFn = declare("moec_rt_expert_release",
                       {ptr, b.getI32Type(), b.getI32Type()}, {});
   routingFn = declare("moec_rt_routing",
@@ -1029,25 +1036,50 @@ LogicalResult ScheduleBuilder::lowerExpertFfn(moe::ExpertFfnOp op) {
     return failure();
   int64_t maxRows = rows->size / hidden;
 
-  // Thread 0 asks the runtime for the extents of the experts with rows.
-  Buffer extents = temporary(2 * experts);
+  // Thread 0 takes the extents of the experts with rows that are in memory
+  // now (try-acquire) and counts the others, whose reads are in flight
+  // (streaming); every thread computes on the ones taken, then thread 0
+  // waits for the rest and the threads compute those. An expert's rows
+  // depend on it alone, so the split does not change results. Instrumented
+  // code waits for all at once: its observations take each input whole.
+  // extents: i64 per expert (-1: not in this pass), then the i32 count of
+  // experts left for the second pass.
+  Buffer extents = temporary(2 * experts + 2);
+  Value pendingAt = idx(extents.offset + 2 * experts);
+  auto i64c = [&](int64_t v) {
+    return arith::ConstantIntOp::create(b, loc, v, 64).getResult();
+  };
+  auto extentAt = [&](Value e) {
+    return addIdx(idx(extents.offset / 2), e);
+  };
   access({*offsets}, {extents});
   onThread0([&] {
+    memref::StoreOp::create(b, loc,
+                            arith::ConstantIntOp::create(b, loc, 0, 32),
+                            scratchI32, pendingAt);
     forEachExpertWithRows(*offsets, experts, [&](Value e) {
       Value l = arith::ConstantIntOp::create(b, loc, layer, 32);
       Value x = arith::IndexCastOp::create(b, loc, b.getI32Type(), e);
       Value extent =
-          func::CallOp::create(b, loc, acquireFn, ValueRange{ctxArg, l, x})
+          func::CallOp::create(b, loc,
+                               options.instrument ? acquireFn : tryAcquireFn,
+                               ValueRange{ctxArg, l, x})
               .getResult(0);
-      memref::StoreOp::create(b, loc, extent, scratchI64,
-                              addIdx(idx(extents.offset / 2), e));
+      memref::StoreOp::create(b, loc, extent, scratchI64, extentAt(e));
+      Value missing = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt,
+                                            extent, i64c(0));
+      Value pending = memref::LoadOp::create(b, loc, scratchI32, pendingAt);
+      Value more = arith::AddIOp::create(
+          b, loc, pending,
+          arith::ExtUIOp::create(b, loc, b.getI32Type(), missing));
+      memref::StoreOp::create(b, loc, more, scratchI32, pendingAt);
     });
   });
 
   MatmulSpec gateUp{*gateFmt, ffn, hidden, /*swiglu=*/true};
   MatmulSpec down{*downFmt, hidden, ffn};
   // Every routed row (tokens x k of them) is quantized once for gate/up,
-  // the SwiGLU output once for down.
+  // the SwiGLU output once per pass for down.
   Value routedRows = mulIdx(tokenCount, maxRows / options.maxBatch);
   Buffer xIn = *rows;
   Value xMem = scratchF32, xOff = off(*rows);
@@ -1061,27 +1093,34 @@ LogicalResult ScheduleBuilder::lowerExpertFfn(moe::ExpertFfnOp op) {
                &*offsets);
   observeInput(bank.getUp().getName(), *rows, routedRows, hidden, &*offsets);
   Buffer h = temporary(maxRows * ffn);
-  access({xIn, *offsets, extents}, {h});
-  call(lib.expertMatmul(gateUp, experts, part("gate"), part("up")),
-       {expertsArg, scratchI64, idx(extents.offset / 2), scratchI32,
-        off(*offsets), xMem, xOff, scratchF32, off(h), threadIdx,
-        threadCount});
   Buffer hIn = h;
   Value hMem = scratchF32, hOff = off(h);
   if (useInt8(down.format, ffn)) {
     down.int8Activations = true;
-    hIn = quantized(Value(), h, ffn, routedRows, maxRows);
+    int64_t elements =
+        (maxRows * KernelLibrary::getQuantizedRowBytes(ffn) + 3) / 4;
+    hIn = temporary(elements);
     hMem = scratchArg;
     hOff = idx(hIn.offset * 4);
   }
-  if (!down.int8Activations)
-    observeInput(bank.getDown().getName(), h, routedRows, ffn, &*offsets);
   Buffer out = allocate(op.getResult(), maxRows * hidden);
-  access({hIn, *offsets, extents}, {out});
-  call(lib.expertMatmul(down, experts, part("down"), 0),
-       {expertsArg, scratchI64, idx(extents.offset / 2), scratchI32,
-        off(*offsets), hMem, hOff, scratchF32, off(out), threadIdx,
-        threadCount});
+  auto computePass = [&](bool first) {
+    access({xIn, *offsets, extents}, {h});
+    call(lib.expertMatmul(gateUp, experts, part("gate"), part("up")),
+         {expertsArg, scratchI64, idx(extents.offset / 2), scratchI32,
+          off(*offsets), xMem, xOff, scratchF32, off(h), threadIdx,
+          threadCount});
+    if (down.int8Activations)
+      quantizeInto(h, hIn, ffn, routedRows);
+    else if (first)
+      observeInput(bank.getDown().getName(), h, routedRows, ffn, &*offsets);
+    access({hIn, *offsets, extents}, {out});
+    call(lib.expertMatmul(down, experts, part("down"), 0),
+         {expertsArg, scratchI64, idx(extents.offset / 2), scratchI32,
+          off(*offsets), hMem, hOff, scratchF32, off(out), threadIdx,
+          threadCount});
+  };
+  computePass(/*first=*/true);
   if (options.instrument) {
     // The outputs by (token, choice): dispatch's inverse map.
     auto dispatch = op.getRows().getDefiningOp<moe::DispatchOp>();
@@ -1110,8 +1149,52 @@ LogicalResult ScheduleBuilder::lowerExpertFfn(moe::ExpertFfnOp op) {
     });
   }
 
-  // Every thread is done with the extents: thread 0 gives them back.
+
+  // The second pass, when some reads were in flight: thread 0 waits for
+  // them (acquire) and marks the first pass's experts done; every thread
+  // reads the count after the barrier, so all take the same branch.
   barrier();
+  access({extents}, {});
+  Value pending = memref::LoadOp::create(b, loc, scratchI32, pendingAt);
+  Value anyPending =
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sgt, pending,
+                            arith::ConstantIntOp::create(b, loc, 0, 32));
+  auto second = scf::IfOp::create(b, loc, anyPending, false);
+  {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(&second.getThenRegion().front());
+    onThread0([&] {
+      forEachExpertWithRows(*offsets, experts, [&](Value e) {
+        Value l = arith::ConstantIntOp::create(b, loc, layer, 32);
+        Value x = arith::IndexCastOp::create(b, loc, b.getI32Type(), e);
+        Value first = memref::LoadOp::create(b, loc, scratchI64, extentAt(e));
+        Value missed = arith::CmpIOp::create(
+            b, loc, arith::CmpIPredicate::slt, first, i64c(0));
+        auto wait = scf::IfOp::create(b, loc, b.getI64Type(), missed, true);
+        {
+          OpBuilder::InsertionGuard g(b);
+          b.setInsertionPointToStart(&wait.getThenRegion().front());
+          Value extent =
+              func::CallOp::create(b, loc, acquireFn, ValueRange{ctxArg, l, x})
+                  .getResult(0);
+          scf::YieldOp::create(b, loc, extent);
+          b.setInsertionPointToStart(&wait.getElseRegion().front());
+          scf::YieldOp::create(b, loc, i64c(-1));
+        }
+        memref::StoreOp::create(b, loc, wait.getResult(0), scratchI64,
+                                extentAt(e));
+      });
+    });
+    barrier();
+    computePass(/*first=*/false);
+    barrier();
+  }
+  // Both branches end at a barrier, the one that skips the second pass
+  // with the count read since.
+  readSinceBarrier.assign({extents});
+  writtenSinceBarrier.clear();
+
+  // Every thread is done with the extents: thread 0 gives them back.
   onThread0([&] {
     forEachExpertWithRows(*offsets, experts, [&](Value e) {
       Value l = arith::ConstantIntOp::create(b, loc, layer, 32);

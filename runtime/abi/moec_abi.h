@@ -25,7 +25,7 @@ extern "C" {
 #endif
 
 #define MOEC_ABI_VERSION_MAJOR 0
-#define MOEC_ABI_VERSION_MINOR 5
+#define MOEC_ABI_VERSION_MINOR 6
 
 /* The version of the ABI an artifact was compiled against, as the compiler
  * embeds it. */
@@ -137,6 +137,15 @@ void moec_rt_barrier(moec_rt_context_t *ctx);
  * of the layer's reads there). */
 int64_t moec_rt_expert_acquire(moec_rt_context_t *ctx, int32_t layer,
                                int32_t expert);
+
+/* Defined by the runtime (since 0.6), called by thread 0 only, under the
+ * same rules as moec_rt_expert_acquire: the extent's byte offset when the
+ * expert is in the experts buffer now (then it counts as an acquire, to be
+ * released), or -1 without waiting when its read is still in flight (then
+ * it does not count). Compiled code computes on the experts it gets while
+ * the others' reads land, then acquires those. */
+int64_t moec_rt_expert_try_acquire(moec_rt_context_t *ctx, int32_t layer,
+                                   int32_t expert);
 
 /* Defined by the runtime, called by thread 0 only, once per acquire, after
  * every thread is done with the layer's experts. */

@@ -56,6 +56,11 @@ struct moec_rt_context_t {
   /// The experts of the layer being computed that are ready, by offset.
   int32_t readyLayer = -1;
   std::unordered_map<uint32_t, int64_t> ready;
+  /// The layer's try-acquires (ABI 0.6): how many found their expert, and
+  /// whether one did not (then the found ones were computed on while reads
+  /// were in flight).
+  uint64_t layerTryHits = 0;
+  bool layerTryMissed = false;
   /// Per layer: the experts the last call used, the prediction made for
   /// this call and which of the predicted experts had to be read.
   std::vector<std::vector<uint32_t>> lastUsed, predicted;
@@ -88,6 +93,9 @@ struct moec_rt_context_t {
   /// history-based prediction is not used.
   bool codePredicts = false;
   int64_t streamedOffset(int32_t layer, int32_t expert);
+  /// The offset of a streamed expert that has landed, -1 when its read is
+  /// still in flight.
+  int64_t landedOffset(int32_t layer, int32_t expert);
 
   void fail(std::string message) {
     bool expected = false;
@@ -147,6 +155,8 @@ void moec_rt_context_t::streamLayer(int32_t layer, const int32_t *ids,
   std::string why;
   ready.clear();
   readyLayer = layer;
+  layerTryHits = 0;
+  layerTryMissed = false;
   if (!streamer->request(uint32_t(layer), experts, now, why)) {
     fail(bundlePath + ": layer " + std::to_string(layer) + ": " + why);
     return;
@@ -218,6 +228,29 @@ int64_t moec_rt_context_t::streamedOffset(int32_t layer, int32_t expert) {
   return it->second;
 }
 
+int64_t moec_rt_context_t::landedOffset(int32_t layer, int32_t expert) {
+  if (failed.load())
+    return 0;
+  if (layer != readyLayer) {
+    fail("compiled code acquired layer " + std::to_string(layer) +
+         " expert " + std::to_string(expert) + " before routing that layer");
+    return 0;
+  }
+  auto it = ready.find(uint32_t(expert));
+  std::string why;
+  moec::stream::ReadyExpert r;
+  while (it == ready.end() && streamer->poll(r, why)) {
+    if (r.layer == uint32_t(layer))
+      ready[r.expert] = int64_t(r.data - arena);
+    it = ready.find(uint32_t(expert));
+  }
+  if (!why.empty()) {
+    fail(bundlePath + ": " + why);
+    return 0;
+  }
+  return it == ready.end() ? -1 : it->second;
+}
+
 extern "C" void moec_rt_barrier(moec_rt_context_t *ctx) {
   ctx->pool->barrier();
 }
@@ -232,10 +265,37 @@ extern "C" int64_t moec_rt_expert_acquire(moec_rt_context_t *ctx, int32_t layer,
   ++ctx->outstanding;
   ++ctx->stats.expertAcquires;
   ++ctx->stats.acquiresPerExpert[index];
-  // All resident: a lookup. Streaming: the expert's slot in the cache,
-  // waiting for its read when it is still in flight.
-  return ctx->streamer ? ctx->streamedOffset(layer, expert)
-                       : ctx->expertOffsets[index];
+  if (!ctx->streamer)
+    return ctx->expertOffsets[index]; // all resident: a lookup
+  // Streaming: the expert's slot in the cache, waiting for its read when it
+  // is still in flight. After try-acquires that missed, the ones that hit
+  // have been computed on while these reads landed.
+  if (ctx->layerTryMissed) {
+    ++ctx->stats.expertsWaitedFor;
+    ctx->stats.expertsOverlapped += ctx->layerTryHits;
+    ctx->layerTryHits = 0;
+  }
+  return ctx->streamedOffset(layer, expert);
+}
+
+extern "C" int64_t moec_rt_expert_try_acquire(moec_rt_context_t *ctx,
+                                              int32_t layer, int32_t expert) {
+  size_t index;
+  if (!ctx->onThreadZero("moec_rt_expert_try_acquire") ||
+      !ctx->findExpert("moec_rt_expert_try_acquire", layer, expert, index))
+    return 0; // in bounds, so that the call can run to its end and fail
+  int64_t offset =
+      ctx->streamer ? ctx->landedOffset(layer, expert) : ctx->expertOffsets[index];
+  if (offset < 0) {
+    ctx->layerTryMissed = true;
+    return -1;
+  }
+  ++ctx->inUse[index];
+  ++ctx->outstanding;
+  ++ctx->stats.expertAcquires;
+  ++ctx->stats.acquiresPerExpert[index];
+  ++ctx->layerTryHits;
+  return offset;
 }
 
 extern "C" void moec_rt_routing(moec_rt_context_t *ctx, int32_t layer,

@@ -85,6 +85,9 @@ struct ModelStats {
   /// that were not used.
   uint64_t predicted = 0, predictedUsed = 0, usedAfterPrediction = 0,
            wastedPrefetchBytes = 0;
+  /// Overlap (ABI 0.6 try-acquires): experts computed on while reads of
+  /// their layer were in flight, and experts the code then waited for.
+  uint64_t expertsOverlapped = 0, expertsWaitedFor = 0;
   std::string ioEngine;
   uint64_t forwardCalls = 0;
   uint64_t tokens = 0;

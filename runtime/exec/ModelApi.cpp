@@ -290,6 +290,10 @@ int moec_model_write_stats(moec_model *m, const char *path,
             ",\n    \"reads\": " + std::to_string(stats.reads) +
             ", \"bytes_read\": " + std::to_string(stats.bytesRead) +
             ", \"stall_seconds\": " + num(stats.stallSeconds) +
+            ",\n    \"overlap\": {\"experts_computed_during_reads\": " +
+            std::to_string(stats.expertsOverlapped) +
+            ", \"experts_waited_for\": " +
+            std::to_string(stats.expertsWaitedFor) + "}" +
             ", \"read_bytes_per_forward_second\": " +
             (stats.forwardSeconds > 0
                  ? num(double(stats.bytesRead) / stats.forwardSeconds)

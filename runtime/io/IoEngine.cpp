@@ -4,16 +4,17 @@
 
 #include <liburing.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <condition_variable>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <fcntl.h>
+#include <map>
 #include <mutex>
 #include <thread>
-#include <cstdlib>
-#include <cerrno>
-#include <algorithm>
 #include <unistd.h>
 
 namespace moec::io {
@@ -260,6 +261,60 @@ private:
   std::string name;
 };
 
+/// A test hook: MOEC_IO_FAULT=slow@MS hands each read's completion out no
+/// sooner than MS milliseconds after it was submitted (storage slower than
+/// compute, so that the overlap of compute with reads is exercised
+/// deterministically).
+class SlowReads : public IoEngine {
+public:
+  using Clock = std::chrono::steady_clock;
+  SlowReads(std::unique_ptr<IoEngine> inner, uint64_t millis)
+      : inner(std::move(inner)), delay(std::chrono::milliseconds(millis)) {
+    name = std::string(this->inner->getName()) + " with slowed reads";
+  }
+  const char *getName() const override { return name.c_str(); }
+  void submit(const std::vector<ReadRequest> &requests) override {
+    for (const ReadRequest &r : requests)
+      due[r.tag] = Clock::now() + delay;
+    inner->submit(requests);
+  }
+  size_t poll(std::vector<Completion> &out, bool block) override {
+    size_t handed = 0;
+    while (true) {
+      std::vector<Completion> landed;
+      // Waits in the inner engine only when nothing is held back.
+      inner->poll(landed, block && held.empty());
+      held.insert(held.end(), landed.begin(), landed.end());
+      Clock::time_point now = Clock::now(), earliest = Clock::time_point::max();
+      for (size_t i = 0; i < held.size();) {
+        Clock::time_point at = due[held[i].tag];
+        if (at <= now) {
+          out.push_back(held[i]);
+          due.erase(held[i].tag);
+          held.erase(held.begin() + long(i));
+          ++handed;
+        } else {
+          earliest = std::min(earliest, at);
+          ++i;
+        }
+      }
+      if (handed || !block || held.empty())
+        return handed;
+      std::this_thread::sleep_until(earliest);
+    }
+  }
+  size_t getPending() const override {
+    return inner->getPending() + held.size();
+  }
+
+private:
+  std::unique_ptr<IoEngine> inner;
+  Clock::duration delay;
+  std::map<uint64_t, Clock::time_point> due;
+  std::vector<Completion> held;
+  std::string name;
+};
+
 std::unique_ptr<IoEngine> createEngine(EngineKind kind, unsigned depth,
                                        std::string &error);
 
@@ -277,10 +332,12 @@ std::unique_ptr<IoEngine> IoEngine::create(EngineKind kind, unsigned depth,
   uint64_t which = at == std::string::npos
                        ? 0
                        : std::strtoull(spec.c_str() + at + 1, nullptr, 10);
-  if ((what != "eio" && what != "short") || which == 0) {
-    error = "MOEC_IO_FAULT: '" + spec + "' is not eio@N or short@N";
+  if ((what != "eio" && what != "short" && what != "slow") || which == 0) {
+    error = "MOEC_IO_FAULT: '" + spec + "' is not eio@N, short@N or slow@MS";
     return nullptr;
   }
+  if (what == "slow")
+    return std::make_unique<SlowReads>(std::move(engine), which);
   return std::make_unique<FaultInjector>(std::move(engine), what == "short",
                                          which);
 }

@@ -156,6 +156,22 @@ bool ExpertStreamer::next(ReadyExpert &out, std::string &error) {
   return true;
 }
 
+bool ExpertStreamer::poll(ReadyExpert &out, std::string &error) {
+  error.clear();
+  if (finished.empty() && wantedOutstanding > 0) {
+    std::vector<io::Completion> done;
+    engine.poll(done, /*block=*/false);
+    for (const io::Completion &c : done)
+      if (!complete(c, finished, error))
+        return false;
+  }
+  if (finished.empty())
+    return false;
+  out = finished.back();
+  finished.pop_back();
+  return true;
+}
+
 void ExpertStreamer::release(uint32_t layer, uint32_t expert) {
   cache.release(layer, expert);
 }

@@ -59,6 +59,10 @@ public:
   /// is outstanding (then `error` is empty) or a read or checksum failed.
   bool next(ReadyExpert &out, std::string &error);
 
+  /// `next` without waiting: false with an empty `error` when no missed
+  /// expert has landed yet.
+  bool poll(ReadyExpert &out, std::string &error);
+
   /// Starts reading `experts` of `layer` that are neither cached nor in
   /// flight; a later request finds them cached or in flight.
   bool prefetch(uint32_t layer, const std::vector<uint32_t> &experts,

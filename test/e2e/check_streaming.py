@@ -5,6 +5,10 @@ family, compiled for the host:
   * greedy tokens and logits of a run whose memory budget leaves room for a
     few experts only (a fraction of the model) are bit-identical to the
     all-resident run's, with LRU and LFU, io_uring and pread;
+  * compute overlaps reads: with reads slowed down (MOEC_IO_FAULT=slow@MS),
+    the code computes on the experts of a layer that are cached while the
+    missed ones' reads are in flight, then on those (the stats count both),
+    and the tokens and logits are still the resident run's;
   * the budget is real: the stats show misses and evictions, peak RSS stays
     within the budget plus a fixed overhead (--overhead-mib), the bytes the
     process read from storage (/proc/self/io) cover the bytes the misses
@@ -88,13 +92,26 @@ def main():
     ref, want, resident = generate([])
     if resident["experts"]["plan"] != "all-resident":
         fail(f"the run without a budget streams: {resident['experts']}")
-    for extra in (["--cache-policy", "lru", "--io", "uring"],
-                  ["--cache-policy", "lfu", "--io", "pread"],
-                  ["--cache-policy", "lru", "--no-prefetch"]):
-        r, got, stats = generate(["--memory-budget", str(budget)] + extra)
+    slow = dict(os.environ, MOEC_IO_FAULT="slow@30")
+    for extra, env in ((["--cache-policy", "lru", "--io", "uring"], None),
+                       (["--cache-policy", "lfu", "--io", "pread"], None),
+                       (["--cache-policy", "lru", "--no-prefetch"], None),
+                       (["--cache-policy", "lfu"], slow)):
+        r, got, stats = generate(["--memory-budget", str(budget)] + extra,
+                                 env=env)
         e, mem = stats["experts"], stats["memory"]
         if e["plan"] != "streaming" or e["misses"] == 0 or e["evictions"] == 0:
             fail(f"{extra}: the budget did not stream: {e}")
+        overlap = e["overlap"]
+        if env is slow:
+            # Every miss (and prefetch still in flight) is still being read
+            # when the layer's compute starts: each is waited for after the
+            # first pass, and some layers had cached experts to compute on
+            # meanwhile.
+            if overlap["experts_waited_for"] < e["misses"] or \
+                    overlap["experts_computed_during_reads"] == 0:
+                fail(f"{extra} with slowed reads: no overlap: {e}")
+            extra = extra + ["(reads slowed to 30 ms)"]
         if r.stdout != ref.stdout or got != want:
             fail(f"{extra}: tokens or logits differ from the resident run:\n"
                  f"{r.stdout!r}\n{ref.stdout!r}")
@@ -113,6 +130,8 @@ def main():
             fail(f"{extra}: wrote {mem['storage_written_bytes']} bytes, more "
                  f"than the {logits_bytes} bytes of --logits-out")
         print(f"  {' '.join(extra)}: identical; hit rate {e['hit_rate']}, "
+              f"{overlap['experts_computed_during_reads']} experts computed "
+              f"during reads, "
               f"{e['misses']} misses, {e['evictions']} evictions, peak RSS "
               f"{mem['peak_rss_bytes']} = budget used {mem['budget_bytes']} + "
               f"{overhead >> 10} KiB; storage read {mem['storage_read_bytes']} "

@@ -761,6 +761,42 @@ extern "C" void acquireOnThreadOne(moec_rt_context_t *ctx, int64_t t, int64_t,
   moec_rt_barrier(ctx);
 }
 
+extern "C" void tryAcquireOnThreadOne(moec_rt_context_t *ctx, int64_t t,
+                                      int64_t, int64_t, int64_t,
+                                      moec_buffer_t *, moec_buffer_t *,
+                                      moec_buffer_t *, moec_buffer_t *,
+                                      moec_buffer_t *, moec_buffer_t *,
+                                      moec_buffer_t *) {
+  moec_rt_barrier(ctx);
+  if (t == 1)
+    moec_rt_expert_try_acquire(ctx, 0, 0);
+  moec_rt_barrier(ctx);
+}
+
+extern "C" void tryAcquireOutOfRange(moec_rt_context_t *ctx, int64_t t,
+                                     int64_t, int64_t, int64_t,
+                                     moec_buffer_t *, moec_buffer_t *,
+                                     moec_buffer_t *, moec_buffer_t *,
+                                     moec_buffer_t *, moec_buffer_t *,
+                                     moec_buffer_t *) {
+  if (t == 0)
+    moec_rt_expert_try_acquire(ctx, 0, FAKE_EXPERTS);
+  moec_rt_barrier(ctx);
+}
+
+// A try-acquire that finds its expert is an acquire: it wants a release.
+extern "C" void tryAcquireWithoutRelease(moec_rt_context_t *ctx, int64_t t,
+                                         int64_t, int64_t, int64_t,
+                                         moec_buffer_t *, moec_buffer_t *,
+                                         moec_buffer_t *, moec_buffer_t *,
+                                         moec_buffer_t *, moec_buffer_t *,
+                                         moec_buffer_t *) {
+  if (t == 0 && moec_rt_expert_try_acquire(ctx, 2, 1) >= 0) {
+    moec_rt_expert_acquire(ctx, 0, 1);
+    moec_rt_expert_release(ctx, 0, 1);
+  }
+}
+
 std::string callError(decltype(&_mlir_ciface_moec_model_forward) forward,
                       const std::string &path) {
   std::string error;
@@ -794,6 +830,15 @@ TEST_F(Exec, ReportsCodeThatBreaksTheContract) {
   EXPECT_EQ(callError(acquireOnThreadOne, bundlePath),
             "compiled code called moec_rt_expert_acquire on thread 1: the ABI "
             "allows it on thread 0 only");
+  EXPECT_EQ(callError(tryAcquireOnThreadOne, bundlePath),
+            "compiled code called moec_rt_expert_try_acquire on thread 1: the "
+            "ABI allows it on thread 0 only");
+  EXPECT_EQ(callError(tryAcquireOutOfRange, bundlePath),
+            "compiled code called moec_rt_expert_try_acquire for layer 0 "
+            "expert 4, but the model has 3 layers of 4 experts");
+  EXPECT_EQ(callError(tryAcquireWithoutRelease, bundlePath),
+            "compiled code returned with layer 2 expert 1 acquired and not "
+            "released");
 }
 
 //===----------------------------------------------------------------------===//

@@ -101,7 +101,10 @@ void _mlir_ciface_moec_model_forward(
         for (int k = 0; k < FAKE_USED; ++k) {
           int32_t e = chosen[k];
           if (acquired[e] < 0) {
-            acquired[e] = moec_rt_expert_acquire(ctx, l, e);
+            /* In memory now, or wait for its read (ABI 0.6). */
+            acquired[e] = moec_rt_expert_try_acquire(ctx, l, e);
+            if (acquired[e] < 0)
+              acquired[e] = moec_rt_expert_acquire(ctx, l, e);
             if (acquired[e] < 0 ||
                 acquired[e] + FAKE_EXTENT_BYTES > experts->size ||
                 acquired[e] % 64 != 0)
