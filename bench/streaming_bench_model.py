@@ -229,6 +229,7 @@ def main():
                         "peak_rss_bytes": d["memory"]["peak_rss_bytes"],
                         "cgroup_peak_bytes": cgroup_peak,
                         "bundle_bytes_cached_after": bundle_cached,
+                        "overlap": e.get("overlap"),
                         "prefetch": e["prefetch"]})
     # llama.cpp on the same GGUF under the same cap (it mmaps the model: the
     # page cache is all it has, and the cap bounds it).

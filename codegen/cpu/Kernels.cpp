@@ -12,6 +12,7 @@
 #include "mlir/IR/BuiltinTypes.h"
 #include "llvm/Support/Format.h"
 #include "llvm/Support/FormatVariadic.h"
+#include "llvm/Support/xxhash.h"
 
 #include <cmath>
 
@@ -1092,7 +1093,8 @@ func::FuncOp KernelLibrary::matmul(const MatmulSpec &spec) {
 
 func::FuncOp KernelLibrary::expertMatmul(const MatmulSpec &spec,
                                          int64_t experts, int64_t partOffset,
-                                         int64_t partOffset2) {
+                                         int64_t partOffset2,
+                                         ArrayRef<int64_t> members) {
   MLIRContext *ctx = module.getContext();
   Type index = IndexType::get(ctx);
   Type xType = spec.int8Activations ? Type(bytesType(ctx)) : f32Type(ctx);
@@ -1104,6 +1106,28 @@ func::FuncOp KernelLibrary::expertMatmul(const MatmulSpec &spec,
       "moec_expert_matmul_{0}_{1}x{2}{3}{4}_e{5}_at{6}_{7}",
       spec.format.name(), spec.n, spec.k, spec.swiglu ? "_swiglu" : "",
       spec.int8Activations ? "_i8act" : "", experts, partOffset, partOffset2);
+  // A group's members: a constant table the kernel walks, named by content.
+  std::string table;
+  if (!members.empty()) {
+    std::string key;
+    for (int64_t m : members)
+      key += std::to_string(m) + ",";
+    table = llvm::formatv("moec_expert_group_{0}_{1:x}", members.size(),
+                          llvm::xxh3_64bits(key));
+    name += "_" + table.substr(std::string("moec_expert_").size());
+    if (!module.lookupSymbol(table)) {
+      OpBuilder gb(module.getContext());
+      gb.setInsertionPointToStart(module.getBody());
+      auto type = MemRefType::get({int64_t(members.size())}, gb.getI32Type());
+      SmallVector<int32_t> ids(members.begin(), members.end());
+      memref::GlobalOp::create(
+          gb, module.getLoc(), table, gb.getStringAttr("private"), type,
+          DenseElementsAttr::get(
+              RankedTensorType::get(type.getShape(), gb.getI32Type()),
+              ArrayRef<int32_t>(ids)),
+          /*constant=*/true, /*alignment=*/nullptr);
+    }
+  }
   return getOrCreate(name, args, [&](OpBuilder &b, ValueRange a) {
     Emitter e{b, module.getLoc(), lanes, integerDot};
     Value arena = a[0], extents = a[1], extentsOff = a[2], offsets = a[3],
@@ -1111,7 +1135,16 @@ func::FuncOp KernelLibrary::expertMatmul(const MatmulSpec &spec,
     Value thread = a[9], threads = a[10];
     Value nLo, nHi;
     std::tie(nLo, nHi) = splitRows(e, spec, thread, threads);
-    e.loop(e.idx(0), e.idx(experts), 1, [&](Value x) {
+    Value memberIds;
+    if (!table.empty())
+      memberIds = memref::GetGlobalOp::create(
+          b, e.loc,
+          MemRefType::get({int64_t(members.size())}, b.getI32Type()), table);
+    int64_t count = members.empty() ? experts : int64_t(members.size());
+    e.loop(e.idx(0), e.idx(count), 1, [&](Value i) {
+      Value x = memberIds ? e.toIndex(memref::LoadOp::create(
+                                b, e.loc, memberIds, ValueRange{i}))
+                          : i;
       Value r0 = e.toIndex(e.load(offsets, e.add(offsetsOff, x)));
       Value r1 = e.toIndex(e.load(offsets, e.add(e.add(offsetsOff, x), 1)));
       // Extent -1: not this pass's (its read was in flight, or it is done).

@@ -87,8 +87,11 @@ public:
   /// arena[extents[e] + partOffset(s)] (arena: memref<?xi8>, extents:
   /// memref<?xi64>, offsets: memref<?xi32>). Args: (arena, extents,
   /// extentsOff, offsets, offsetsOff, x, xOff, y, yOff, thread, threads).
+  /// `members`: the experts of one format group of a bank of mixed formats
+  /// (ascending; a constant table in the object); empty: all `experts`.
   mlir::func::FuncOp expertMatmul(const MatmulSpec &spec, int64_t experts,
-                                  int64_t partOffset, int64_t partOffset2);
+                                  int64_t partOffset, int64_t partOffset2,
+                                  llvm::ArrayRef<int64_t> members = {});
 
   /// Quantizes activations to 8 bits for integer matmuls, as ggml's Q8_0
   /// with per-16 sums: each token's row of `k` (a multiple of 32) becomes,

@@ -1011,25 +1011,58 @@ LogicalResult ScheduleBuilder::lowerExpertFfn(moe::ExpertFfnOp op) {
       bank.getGateBias() || bank.getUpBias() || bank.getDownBias())
     return op.emitOpError(
         "the CPU backend runs SwiGLU experts without biases only so far");
-  auto gateFmt = WeightFormat::get(bank.getGate().getType());
-  auto upFmt = WeightFormat::get(bank.getUp().getType());
-  auto downFmt = WeightFormat::get(bank.getDown().getType());
-  if (!gateFmt || !upFmt || !downFmt)
-    return op.emitOpError("expert weights of a format the CPU backend does "
-                          "not decode");
-  if (gateFmt->name() != upFmt->name())
-    return op.emitOpError("gate and up projections of different formats (")
-           << gateFmt->name() << ", " << upFmt->name()
-           << ") are not fused yet";
   auto gShape = weightShape(bank.getGate().getType());
   int64_t experts = gShape[0], ffn = gShape[1], hidden = gShape[2];
   int64_t layer = entry.getAs<IntegerAttr>("layer").getInt();
-  auto part = [&](StringRef key) {
-    return entry.getAs<IntegerAttr>(key).getInt();
+  // The bank's format groups (one unless its experts mix formats): each
+  // runs its own gate/up and down kernels over its members, on the one
+  // dispatch of rows.
+  struct Group {
+    MatmulSpec gateUp, down;
+    SmallVector<int64_t> members; // empty: every expert
+    int64_t gate, up, downAt;
   };
-  if (failed(checkBlocks(op, *gateFmt, hidden)) ||
-      failed(checkBlocks(op, *downFmt, ffn)))
-    return failure();
+  SmallVector<Group> groups;
+  auto groupsAttr = entry.getAs<ArrayAttr>("groups");
+  if (!groupsAttr || groupsAttr.empty())
+    return op.emitOpError("moe.layout has no expert groups for ") << bank;
+  for (Attribute a : groupsAttr) {
+    auto g = cast<DictionaryAttr>(a);
+    auto membersAttr = g.getAs<DenseI64ArrayAttr>("members");
+    if (!membersAttr || membersAttr.empty())
+      return op.emitOpError("an expert group of moe.layout lists no experts");
+    ArrayRef<int64_t> members = membersAttr.asArrayRef();
+    std::optional<WeightFormat> formats[3];
+    for (unsigned p = 0; p < 3; ++p) {
+      Type type = bank.getExpertType(p, members.front());
+      formats[p] = WeightFormat::get(type);
+      if (!formats[p])
+        return op.emitOpError("expert weights of a format the CPU backend "
+                              "does not decode: ")
+               << type;
+      for (int64_t x : members)
+        if (x < 0 || x >= experts || bank.getExpertType(p, x) != type)
+          return op.emitOpError("moe.layout groups expert ")
+                 << x << " with expert " << members.front()
+                 << ", but their types differ";
+    }
+    if (formats[0]->name() != formats[1]->name())
+      return op.emitOpError("gate and up projections of different formats (")
+             << formats[0]->name() << ", " << formats[1]->name()
+             << ") are not fused yet";
+    if (failed(checkBlocks(op, *formats[0], hidden)) ||
+        failed(checkBlocks(op, *formats[2], ffn)))
+      return failure();
+    Group group{MatmulSpec{*formats[0], ffn, hidden, /*swiglu=*/true},
+                MatmulSpec{*formats[2], hidden, ffn},
+                {},
+                g.getAs<IntegerAttr>("gate").getInt(),
+                g.getAs<IntegerAttr>("up").getInt(),
+                g.getAs<IntegerAttr>("down").getInt()};
+    if (groupsAttr.size() > 1)
+      group.members.assign(members.begin(), members.end());
+    groups.push_back(std::move(group));
+  }
   auto rows = bufferOf(op, op.getRows());
   auto offsets = bufferOf(op, op.getOffsets());
   if (failed(rows) || failed(offsets))
@@ -1076,49 +1109,56 @@ LogicalResult ScheduleBuilder::lowerExpertFfn(moe::ExpertFfnOp op) {
     });
   });
 
-  MatmulSpec gateUp{*gateFmt, ffn, hidden, /*swiglu=*/true};
-  MatmulSpec down{*downFmt, hidden, ffn};
-  // Every routed row (tokens x k of them) is quantized once for gate/up,
-  // the SwiGLU output once per pass for down.
+  // Every routed row (tokens x k of them) is quantized once for the
+  // groups' gate/up kernels on 8-bit activations, the SwiGLU output once
+  // per pass for their down kernels.
   Value routedRows = mulIdx(tokenCount, maxRows / options.maxBatch);
-  Buffer xIn = *rows;
-  Value xMem = scratchF32, xOff = off(*rows);
-  if (useInt8(gateUp.format, hidden)) {
-    gateUp.int8Activations = true;
-    xIn = quantized(root(op.getRows()), *rows, hidden, routedRows, maxRows);
-    xMem = scratchArg;
-    xOff = idx(xIn.offset * 4);
+  bool int8GateUp = false, int8Down = false;
+  for (Group &g : groups) {
+    g.gateUp.int8Activations = useInt8(g.gateUp.format, hidden);
+    g.down.int8Activations = useInt8(g.down.format, ffn);
+    int8GateUp |= g.gateUp.int8Activations;
+    int8Down |= g.down.int8Activations;
   }
+  Buffer xQ = *rows;
+  if (int8GateUp)
+    xQ = quantized(root(op.getRows()), *rows, hidden, routedRows, maxRows);
   observeInput(bank.getGate().getName(), *rows, routedRows, hidden,
                &*offsets);
   observeInput(bank.getUp().getName(), *rows, routedRows, hidden, &*offsets);
   Buffer h = temporary(maxRows * ffn);
-  Buffer hIn = h;
-  Value hMem = scratchF32, hOff = off(h);
-  if (useInt8(down.format, ffn)) {
-    down.int8Activations = true;
+  Buffer hQ = h;
+  if (int8Down) {
     int64_t elements =
         (maxRows * KernelLibrary::getQuantizedRowBytes(ffn) + 3) / 4;
-    hIn = temporary(elements);
-    hMem = scratchArg;
-    hOff = idx(hIn.offset * 4);
+    hQ = temporary(elements);
   }
   Buffer out = allocate(op.getResult(), maxRows * hidden);
+  // The groups' kernels write the rows of their own members only: one
+  // access covers them all, with no barrier between groups.
   auto computePass = [&](bool first) {
-    access({xIn, *offsets, extents}, {h});
-    call(lib.expertMatmul(gateUp, experts, part("gate"), part("up")),
-         {expertsArg, scratchI64, idx(extents.offset / 2), scratchI32,
-          off(*offsets), xMem, xOff, scratchF32, off(h), threadIdx,
-          threadCount});
-    if (down.int8Activations)
-      quantizeInto(h, hIn, ffn, routedRows);
+    access({xQ, *rows, *offsets, extents}, {h});
+    for (const Group &g : groups) {
+      bool q = g.gateUp.int8Activations;
+      call(lib.expertMatmul(g.gateUp, experts, g.gate, g.up, g.members),
+           {expertsArg, scratchI64, idx(extents.offset / 2), scratchI32,
+            off(*offsets), q ? scratchArg : scratchF32,
+            q ? idx(xQ.offset * 4) : off(*rows), scratchF32, off(h),
+            threadIdx, threadCount});
+    }
+    if (int8Down)
+      quantizeInto(h, hQ, ffn, routedRows);
     else if (first)
       observeInput(bank.getDown().getName(), h, routedRows, ffn, &*offsets);
-    access({hIn, *offsets, extents}, {out});
-    call(lib.expertMatmul(down, experts, part("down"), 0),
-         {expertsArg, scratchI64, idx(extents.offset / 2), scratchI32,
-          off(*offsets), hMem, hOff, scratchF32, off(out), threadIdx,
-          threadCount});
+    access({hQ, h, *offsets, extents}, {out});
+    for (const Group &g : groups) {
+      bool q = g.down.int8Activations;
+      call(lib.expertMatmul(g.down, experts, g.downAt, 0, g.members),
+           {expertsArg, scratchI64, idx(extents.offset / 2), scratchI32,
+            off(*offsets), q ? scratchArg : scratchF32,
+            q ? idx(hQ.offset * 4) : off(h), scratchF32, off(out), threadIdx,
+            threadCount});
+    }
   };
   computePass(/*first=*/true);
   if (options.instrument) {

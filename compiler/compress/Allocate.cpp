@@ -36,6 +36,8 @@ struct Unit {
   llvm::SmallVector<const StoredTensor *, 2> tensors;
   std::vector<Choice> hull;
   size_t chosen = 0;
+  /// One expert of the tensors (banks), or -1: all of them.
+  int64_t expert = -1;
 };
 
 /// The tensor `t` shares its format with (up for gate, gate for up; experts
@@ -72,11 +74,11 @@ const StoredTensor *partnerOf(const model::WeightStore &store,
 /// The predicted error of `t` in each format of `menu`: sampled rows of
 /// every matrix quantized as the compression will, importance-weighted,
 /// scaled to the matrix's rows and weighted by the expert's routing mass.
-std::vector<double> measureErrors(const model::WeightStore &store,
-                                  const StoredTensor &t,
-                                  ArrayRef<GgmlType> menu,
-                                  const CompressOptions &options,
-                                  int64_t sampleRows) {
+/// Per matrix (expert) of `t`, per format of `menu`.
+std::vector<std::vector<double>>
+measureErrors(const model::WeightStore &store, const StoredTensor &t,
+              ArrayRef<GgmlType> menu, const CompressOptions &options,
+              int64_t sampleRows, int64_t onlyMatrix = -1) {
   int64_t cols = t.dims[0];
   int64_t rows = elementCount(t) / cols;
   const CalibrationFile *calibration = options.calibration;
@@ -103,11 +105,12 @@ std::vector<double> measureErrors(const model::WeightStore &store,
 
   gguf::GgmlTypeInfo from = gguf::getGgmlTypeInfo(t.type);
   uint64_t fromRowBytes = cols / from.blockSize * from.blockBytes;
-  std::vector<double> errors(menu.size(), 0.0);
+  std::vector<std::vector<double>> errors(
+      matrices, std::vector<double>(menu.size(), 0.0));
   std::vector<uint8_t> raw(fromRowBytes), blocks;
   std::vector<float> values(cols);
   for (int64_t m = 0; m < matrices; ++m) {
-    if (weightOf[m] == 0)
+    if (weightOf[m] == 0 || (onlyMatrix >= 0 && m != onlyMatrix))
       continue; // never routed to: its error costs nothing
     const float *importance = nullptr;
     if (stats && stats->rows[size_t(m < stats->experts ? m : 0)] >=
@@ -133,10 +136,11 @@ std::vector<double> measureErrors(const model::WeightStore &store,
       }
     }
     for (size_t f = 0; f < menu.size(); ++f)
-      errors[f] += weightOf[m] * sums[f] * double(rowsPerMatrix) /
-                   double(sampled);
+      errors[m][f] = weightOf[m] * sums[f] * double(rowsPerMatrix) /
+                     double(sampled);
   }
-  store.releaseBytes(t, 0, t.numBytes);
+  if (onlyMatrix < 0 || onlyMatrix + 1 == matrices)
+    store.releaseBytes(t, 0, t.numBytes);
   return errors;
 }
 
@@ -213,17 +217,28 @@ moec::compress::allocateFormats(const model::WeightStore &store,
         fixedBytes += c.numBytes;
       continue;
     }
-    // Gate and up form one unit (the first of the two to come opens it).
+    // Gate and up form one unit (the first of the two to come opens it);
+    // per expert, one unit per expert of them.
+    if (c.tensor->hasMixedExperts())
+      return createStringError("tensor '" + c.tensor->name +
+                               "' already stores its experts in different "
+                               "formats: compress the F16/BF16/F32 model");
+    bool split = allocation.perExpert && cls == TensorClass::Experts &&
+                 c.tensor->dims.size() == 3;
+    int64_t experts = split ? c.tensor->dims[2] : 1;
     const StoredTensor *partner = partnerOf(store, *c.tensor);
-    bool joined = false;
-    if (partner)
-      for (Unit &u : units)
-        if (u.tensors.front() == partner) {
-          u.tensors.push_back(c.tensor);
-          joined = true;
-        }
-    if (!joined)
-      units.push_back({{c.tensor}, {}, 0});
+    for (int64_t e = 0; e < experts; ++e) {
+      int64_t expert = split ? e : -1;
+      bool joined = false;
+      if (partner)
+        for (Unit &u : units)
+          if (u.tensors.front() == partner && u.expert == expert) {
+            u.tensors.push_back(c.tensor);
+            joined = true;
+          }
+      if (!joined)
+        units.push_back({{c.tensor}, {}, 0, expert});
+    }
   }
   for (const Unit &u : units)
     if (const StoredTensor *partner = partnerOf(store, *u.tensors.front()))
@@ -240,7 +255,8 @@ moec::compress::allocateFormats(const model::WeightStore &store,
   int64_t allocatedElements = 0;
   for (const Unit &u : units)
     for (const StoredTensor *t : u.tensors)
-      allocatedElements += elementCount(*t);
+      allocatedElements +=
+          elementCount(*t) / (u.expert < 0 ? 1 : t->dims[2]);
   result.budgetBytes =
       expertsOnly ? uint64_t(allocation.bitsPerWeight *
                              double(allocatedElements) / 8.0)
@@ -276,11 +292,14 @@ moec::compress::allocateFormats(const model::WeightStore &store,
       for (GgmlType type : fits)
         choices.push_back({type, 0, 0.0});
       for (const StoredTensor *t : u.tensors) {
-        std::vector<double> errors =
-            measureErrors(store, *t, fits, options, allocation.sampleRows);
+        std::vector<std::vector<double>> errors = measureErrors(
+            store, *t, fits, options, allocation.sampleRows, u.expert);
         for (size_t f = 0; f < fits.size(); ++f) {
-          choices[f].bytes += bytesIn(fits[f], *t);
-          choices[f].error += errors[f];
+          choices[f].bytes +=
+              u.expert < 0 ? bytesIn(fits[f], *t)
+                           : bytesIn(fits[f], *t) / uint64_t(t->dims[2]);
+          for (size_t m = 0; m < errors.size(); ++m)
+            choices[f].error += errors[m][f];
         }
       }
       u.hull = lowerHull(std::move(choices));
@@ -358,16 +377,38 @@ moec::compress::allocateFormats(const model::WeightStore &store,
   result.allocatedElements = allocatedElements;
   for (const Unit &u : units) {
     const Choice &c = u.hull[u.chosen];
-    for (const StoredTensor *t : u.tensors)
-      result.types[t->name] = c.type;
+    for (const StoredTensor *t : u.tensors) {
+      if (u.expert < 0) {
+        result.types[t->name] = c.type;
+        continue;
+      }
+      std::vector<GgmlType> &perExpert = result.expertTypes[t->name];
+      perExpert.resize(size_t(t->dims[2]), c.type);
+      perExpert[size_t(u.expert)] = c.type;
+    }
     result.allocatedBytes += c.bytes;
     result.predictedError += c.error;
+  }
+  // Banks whose experts all got one format are ordinary tensors.
+  size_t mixed = 0;
+  for (auto it = result.expertTypes.begin(); it != result.expertTypes.end();) {
+    auto current = it++;
+    if (llvm::all_equal(current->getValue())) {
+      result.types[current->getKey()] = current->getValue().front();
+      result.expertTypes.erase(current);
+    } else {
+      ++mixed;
+    }
   }
   if (expertsOnly)
     result.totalBytes = result.allocatedBytes;
   std::string line;
   raw_string_ostream os(line);
-  os << "allocated " << result.types.size() << " tensors: "
+  os << "allocated " << result.types.size() + mixed << " tensors"
+     << (allocation.perExpert
+             ? " (" + std::to_string(mixed) + " with experts of mixed formats)"
+             : std::string())
+     << ": "
      << result.allocatedBytes << " bytes, "
      << format("%.3f", 8.0 * double(result.allocatedBytes) /
                            double(allocatedElements))

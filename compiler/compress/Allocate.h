@@ -13,7 +13,9 @@
 // summed over the calibration's tokens, divided by their count); dense
 // tensors weigh 1. Gate and up of a layer share a format (the CPU backend
 // fuses them into one kernel): they are one choice, their errors and bytes
-// summed. Errors are measured by quantizing a sample of rows
+// summed. With `perExpert`, every expert of a bank is a choice of its own
+// (gate and up of one expert together). Errors are measured by quantizing
+// a sample of rows
 // (evenly spaced, at most `sampleRows` per matrix) with the rounding the
 // compression will use, scaled to all rows.
 //
@@ -46,11 +48,19 @@ struct AllocationOptions {
   double bitsPerWeight = 0;
   /// Rows measured per matrix (per expert of a bank).
   int64_t sampleRows = 64;
+  /// Choose a format per expert of each routed-expert bank (gate and up of
+  /// an expert together, its down apart) rather than per tensor; a bank
+  /// whose experts then differ is stored one tensor per expert (moec's own
+  /// GGUF, not llama.cpp's).
+  bool perExpert = false;
 };
 
 struct Allocation {
-  /// The chosen format of every allocated tensor.
+  /// The chosen format of every allocated tensor whose experts (if any)
+  /// share one.
   llvm::StringMap<gguf::GgmlType> types;
+  /// Banks whose experts got different formats: each expert's.
+  llvm::StringMap<std::vector<gguf::GgmlType>> expertTypes;
   uint64_t budgetBytes = 0;
   /// Bytes of all tensors (allocated ones in their formats, the others as
   /// the compression's class flags or the source leave them).

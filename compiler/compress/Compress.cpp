@@ -171,7 +171,10 @@ std::vector<std::string> CompressionPlan::summary() const {
     s.bytes += c.numBytes;
     s.sourceBytes += c.tensor->numBytes;
     s.elements += elementCount(*c.tensor);
-    ++s.types[gguf::getGgmlTypeInfo(c.type).name.str()];
+    if (c.expertTypes.empty())
+      ++s.types[gguf::getGgmlTypeInfo(c.type).name.str()];
+    else
+      ++s.types["per-expert mix"];
   }
   std::vector<std::string> lines;
   for (const auto &[cls, s] : sums) {
@@ -207,9 +210,68 @@ moec::compress::planCompression(const model::WeightStore &store,
                                entry.getKey().str() +
                                "', which the model does not have");
 
+  for (const auto &entry : options.expertTypes) {
+    const StoredTensor *t = store.find(entry.getKey());
+    if (!t || classify(*t) != TensorClass::Experts || t->dims.size() != 3 ||
+        int64_t(entry.getValue().size()) != t->dims[2])
+      return createStringError("per-expert formats name '" +
+                               entry.getKey().str() +
+                               "', which is not a bank of routed experts of "
+                               "that many experts");
+    if (options.forLlamaCpp)
+      return createStringError(
+          "tensor '" + entry.getKey().str() +
+          "': its experts get different formats, which a GGUF tensor cannot "
+          "hold and llama.cpp cannot read (--emit=gguf allocates per tensor)");
+    if (options.rounding == Rounding::Gptq)
+      return createStringError("tensor '" + entry.getKey().str() +
+                               "': GPTQ rounds whole tensors of one format; "
+                               "per-expert formats take nearest or importance "
+                               "rounding");
+  }
+
   CompressionPlan plan;
   for (const StoredTensor &t : store.getTensors()) {
     TensorClass cls = classify(t);
+    auto perExpert = options.expertTypes.find(t.name);
+    if (perExpert != options.expertTypes.end()) {
+      if (t.hasMixedExperts() || !isFloat(t.type))
+        return createStringError(
+            "tensor '" + t.name + "' is " +
+            gguf::getGgmlTypeInfo(t.type).name.str() +
+            (t.hasMixedExperts() ? " (experts of mixed formats)" : "") +
+            ": per-expert formats are chosen for F16/BF16/F32 models");
+      TensorChoice choice{&t, perExpert->second.front(), TensorChoice::Convert,
+                          0, perExpert->second};
+      for (GgmlType type : perExpert->second) {
+        gguf::GgmlTypeInfo info = gguf::getGgmlTypeInfo(type);
+        if (!info.computeSupported || !isWritable(type) ||
+            t.dims[0] % info.blockSize != 0)
+          return createStringError("tensor '" + t.name + "': moec cannot "
+                                   "write its experts in " +
+                                   info.name.str());
+        choice.numBytes += bytesIn(type, t) / uint64_t(t.dims[2]);
+      }
+      plan.tensors.push_back(std::move(choice));
+      continue;
+    }
+    if (t.hasMixedExperts()) {
+      // Kept as they are, or re-encoded: the latter is not supported.
+      std::optional<GgmlType> wanted =
+          cls == TensorClass::Experts ? options.expertsType : std::nullopt;
+      auto named = options.tensorTypes.find(t.name);
+      if (named != options.tensorTypes.end())
+        wanted = named->second;
+      if (wanted)
+        return createStringError("tensor '" + t.name +
+                                 "' stores its experts in different formats; "
+                                 "re-compressing it is not supported: "
+                                 "compress the F16/BF16/F32 model");
+      plan.tensors.push_back({&t, t.type, TensorChoice::Copy, t.numBytes,
+                              std::vector<GgmlType>(t.expertTypes.begin(),
+                                                    t.expertTypes.end())});
+      continue;
+    }
     std::optional<GgmlType> wanted;
     switch (cls) {
     case TensorClass::Experts:
@@ -316,16 +378,26 @@ moec::compress::planCompression(const model::WeightStore &store,
 
 namespace {
 
-/// Re-encodes `choice`'s tensor into `out`, rows split across threads.
+/// Re-encodes `choice`'s tensor (or, `expert` >= 0, that expert's slice
+/// of a bank in its own format) into `out`, rows split across threads.
 void convertTensor(const model::WeightStore &store, const TensorChoice &choice,
-                   const CompressOptions &options, MutableArrayRef<uint8_t> out) {
+                   const CompressOptions &options, MutableArrayRef<uint8_t> out,
+                   int64_t expert = -1) {
   const StoredTensor &t = *choice.tensor;
   int64_t rowElements = t.dims[0];
   int64_t rows = 1;
   for (size_t i = 1; i < t.dims.size(); ++i)
     rows *= t.dims[i];
+  // One expert: its rows of the bank; `first` is where they start.
+  int64_t first = 0;
+  GgmlType toType = choice.type;
+  if (expert >= 0) {
+    rows /= t.dims[2];
+    first = expert * rows;
+    toType = choice.expertTypes[size_t(expert)];
+  }
   gguf::GgmlTypeInfo from = gguf::getGgmlTypeInfo(t.type);
-  gguf::GgmlTypeInfo to = gguf::getGgmlTypeInfo(choice.type);
+  gguf::GgmlTypeInfo to = gguf::getGgmlTypeInfo(toType);
   uint64_t fromRowBytes = rowElements / from.blockSize * from.blockBytes;
   uint64_t toRowBytes = rowElements / to.blockSize * to.blockBytes;
 
@@ -339,8 +411,9 @@ void convertTensor(const model::WeightStore &store, const TensorChoice &choice,
   const CalibrationFile::TensorStats *stats =
       importance && options.calibration ? options.calibration->find(t.name)
                                         : nullptr;
+  int64_t allRows = expert >= 0 ? rows * t.dims[2] : rows;
   int64_t rowsPerMatrix =
-      stats && stats->experts > 1 ? rows / stats->experts : rows;
+      stats && stats->experts > 1 ? allRows / stats->experts : allRows;
   auto importanceOf = [&](int64_t row) -> const float * {
     if (!stats)
       return nullptr;
@@ -350,21 +423,22 @@ void convertTensor(const model::WeightStore &store, const TensorChoice &choice,
       return nullptr;
     return stats->meanSquares + e * stats->columns;
   };
-  quant::QuantFormat format = quant::QuantFormat::fromType(choice.type);
+  quant::QuantFormat format = quant::QuantFormat::fromType(toType);
   auto work = [&](int64_t begin, int64_t end) {
     std::vector<uint8_t> raw(fromRowBytes);
     std::vector<float> values(rowElements);
     for (int64_t r = begin; r < end; ++r) {
-      store.copyBytes(t, r * fromRowBytes, fromRowBytes, raw.data());
+      int64_t row = first + r; // in the whole tensor
+      store.copyBytes(t, row * fromRowBytes, fromRowBytes, raw.data());
       quant::dequantizeRow(t.type, raw.data(), values.data(), rowElements);
       uint8_t *dst = out.data() + r * toRowBytes;
-      if (choice.type == GgmlType::F32)
+      if (toType == GgmlType::F32)
         std::memcpy(dst, values.data(), toRowBytes);
-      else if (importance && !isFloat(choice.type))
+      else if (importance && !isFloat(toType))
         quant::quantizeRowImportance(format, values.data(), dst, rowElements,
-                                     importanceOf(r), kSearchObjective);
+                                     importanceOf(row), kSearchObjective);
       else
-        quant::quantizeRow(choice.type, values.data(), dst, rowElements);
+        quant::quantizeRow(toType, values.data(), dst, rowElements);
     }
   };
   if (threads <= 1) {
@@ -381,7 +455,8 @@ void convertTensor(const model::WeightStore &store, const TensorChoice &choice,
       th.join();
   }
   // Done with the source tensor: its pages leave (models beyond memory).
-  store.releaseBytes(t, 0, t.numBytes);
+  store.releaseBytes(t, uint64_t(first) * fromRowBytes,
+                     uint64_t(rows) * fromRowBytes);
 }
 
 } // namespace
@@ -413,6 +488,27 @@ Error moec::compress::writeCompressedGguf(
 
   for (const TensorChoice &c : plan.tensors) {
     const StoredTensor &t = *c.tensor;
+    if (!c.expertTypes.empty()) {
+      // One GGUF tensor per expert, each in its format.
+      SmallVector<int64_t, 2> dims(t.dims.begin(), t.dims.end() - 1);
+      for (int64_t e = 0; e < t.dims[2]; ++e) {
+        gguf::GgufWriter::TensorDataFn fill;
+        if (c.action == TensorChoice::Copy)
+          fill = [&store, &t, e](MutableArrayRef<uint8_t> out) {
+            store.copyBytes(t, t.getExpertOffset(e), out.size(), out.data());
+            store.releaseBytes(t, t.getExpertOffset(e), out.size());
+          };
+        else
+          fill = [&store, c, &options, e](MutableArrayRef<uint8_t> out) {
+            convertTensor(store, c, options, out, e);
+          };
+        if (Error err = writer.addTensor(model::getExpertSliceName(t.name, e),
+                                         dims, c.expertTypes[size_t(e)],
+                                         std::move(fill)))
+          return err;
+      }
+      continue;
+    }
     gguf::GgufWriter::TensorDataFn fill;
     if (c.action == TensorChoice::Copy)
       fill = [&store, &t](MutableArrayRef<uint8_t> out) {

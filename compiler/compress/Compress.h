@@ -69,6 +69,9 @@ struct CompressOptions {
   /// Per-tensor formats by name (from another GGUF: llama.cpp's presets),
   /// over the class formats.
   llvm::StringMap<gguf::GgmlType> tensorTypes;
+  /// Per-expert formats of routed-expert banks by name (the allocation's,
+  /// when it chooses per expert), over everything else.
+  llvm::StringMap<std::vector<gguf::GgmlType>> expertTypes;
   Rounding rounding = Rounding::Nearest;
   /// Per-column importance for Rounding::Importance (moec calibrate); null:
   /// uniform importance (plain squared error).
@@ -93,6 +96,9 @@ struct TensorChoice {
   gguf::GgmlType type;
   enum Action { Copy, Convert } action;
   uint64_t numBytes;
+  /// A bank whose experts get different formats: each expert's (`type` is
+  /// expert 0's); written one GGUF tensor per expert.
+  std::vector<gguf::GgmlType> expertTypes;
 };
 
 struct CompressionPlan {

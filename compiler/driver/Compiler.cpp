@@ -429,6 +429,8 @@ Error Compilation::quantizeStep(const model::WeightStore &source,
       return allocation.takeError();
     for (const auto &entry : allocation->types)
       compressOptions.tensorTypes[entry.getKey()] = entry.getValue();
+    for (const auto &entry : allocation->expertTypes)
+      compressOptions.expertTypes[entry.getKey()] = entry.getValue();
     for (const std::string &line : allocation->log)
       say("  " + line);
     record["budget_bytes"] = allocation->budgetBytes;
@@ -932,20 +934,28 @@ Error Compilation::runPlan() {
   for (moe::ExpertsOp bank : m.getOps<moe::ExpertsOp>())
     bankOfGate[bank.getGate().getName()] = bank.getSymName();
   SmallVector<mlir::Attribute> experts;
-  for (size_t l = 0; l < layout->expertParts.size(); ++l) {
-    const auto &parts = layout->expertParts[l];
-    auto it = bankOfGate.find(parts[0].tensor->name);
+  for (size_t l = 0; l < layout->expertGroups.size(); ++l) {
+    const auto &groups = layout->expertGroups[l];
+    StringRef gateName = groups.front().parts[0].tensor->name;
+    auto it = bankOfGate.find(gateName);
     if (it == bankOfGate.end())
-      return makeError("plan: no expert bank reads '" + parts[0].tensor->name +
-                       "'");
+      return makeError("plan: no expert bank reads '" + gateName + "'");
+    // One entry per group of experts sharing formats: where each part lies
+    // in their extents.
+    SmallVector<mlir::Attribute> groupAttrs;
+    for (const emit::BundleLayout::ExpertGroup &g : groups)
+      groupAttrs.push_back(b.getDictionaryAttr({
+          b.getNamedAttr("members", b.getDenseI64ArrayAttr(g.members)),
+          b.getNamedAttr("gate", i64(g.parts[0].offset)),
+          b.getNamedAttr("up", i64(g.parts[1].offset)),
+          b.getNamedAttr("down", i64(g.parts[2].offset)),
+          b.getNamedAttr("extent_bytes", i64(g.extentSize)),
+      }));
     experts.push_back(b.getDictionaryAttr({
         b.getNamedAttr("bank", mlir::FlatSymbolRefAttr::get(
                                    context.get(), it->second)),
         b.getNamedAttr("layer", i64(int64_t(l))),
-        b.getNamedAttr("gate", i64(parts[0].offset)),
-        b.getNamedAttr("up", i64(parts[1].offset)),
-        b.getNamedAttr("down", i64(parts[2].offset)),
-        b.getNamedAttr("extent_bytes", i64(layout->extentSize[l])),
+        b.getNamedAttr("groups", b.getArrayAttr(groupAttrs)),
     }));
   }
   m->setAttr("moe.layout",
@@ -1101,8 +1111,12 @@ public:
       size_t at = name.find(kTempMarker);
       if (!name.starts_with(".") || at == StringRef::npos)
         continue;
+      // ".NAME.moec-tmp.PID", or ".NAME.moec-tmp.PID.tmp-XXXXXX" (the
+      // bundle writer's own temporary inside it).
+      StringRef digits = name.drop_front(at + strlen(kTempMarker));
+      digits = digits.take_while([](char c) { return c >= '0' && c <= '9'; });
       unsigned pid = 0;
-      if (name.drop_front(at + strlen(kTempMarker)).getAsInteger(10, pid))
+      if (digits.empty() || digits.getAsInteger(10, pid))
         continue;
       SmallString<64> proc("/proc/");
       proc += std::to_string(pid);

@@ -2,6 +2,7 @@
 
 #include "compiler/driver/WeightLayout.h"
 
+#include "dialects/moe/IR/MoeOps.h"
 #include "dialects/qnt/IR/QntOps.h"
 
 #include "llvm/ADT/StringMap.h"
@@ -36,9 +37,16 @@ Error driver::applyWeightLayout(mlir::ModuleOp module,
   StringMap<unsigned> interleaveOf;
   for (const emit::BundleLayout::Resident &r : layout.resident)
     interleaveOf[r.tensor->name] = r.interleave;
-  for (const auto &parts : layout.expertParts)
-    for (const emit::BundleLayout::ExpertPart &p : parts)
-      interleaveOf[p.tensor->name] = p.interleave;
+  // A bank's reference has expert 0's format (and layout); a bank of mixed
+  // formats lists each expert's (moe.experts' expert_types).
+  StringMap<std::vector<unsigned>> expertInterleaves;
+  for (size_t l = 0; l < layout.expertGroups.size(); ++l)
+    for (unsigned g : layout.groupOfExpert[l])
+      for (const emit::BundleLayout::ExpertPart &p :
+           layout.expertGroups[l][g].parts)
+        expertInterleaves[p.tensor->name].push_back(p.interleave);
+  for (const auto &entry : expertInterleaves)
+    interleaveOf[entry.getKey()] = entry.getValue().front();
   auto lookup = [&](StringRef name) {
     auto it = interleaveOf.find(name);
     return it == interleaveOf.end() ? 1u : it->second;
@@ -81,5 +89,28 @@ Error driver::applyWeightLayout(mlir::ModuleOp module,
   });
   if (error)
     return error;
+  for (moe::ExpertsOp bank : module.getOps<moe::ExpertsOp>()) {
+    mlir::ArrayAttr perExpert = bank.getExpertTypesAttr();
+    if (!perExpert)
+      continue;
+    StringRef names[3] = {bank.getGate().getName(), bank.getUp().getName(),
+                          bank.getDown().getName()};
+    SmallVector<mlir::Attribute> rewritten;
+    for (auto [e, entry] : llvm::enumerate(perExpert)) {
+      SmallVector<mlir::Attribute> parts;
+      for (auto [i, part] : llvm::enumerate(cast<mlir::ArrayAttr>(entry))) {
+        const std::vector<unsigned> &interleaves =
+            expertInterleaves.lookup(names[i]);
+        unsigned interleave = e < interleaves.size() ? interleaves[e] : 1;
+        Expected<mlir::Type> type = withInterleave(
+            names[i], cast<mlir::TypeAttr>(part).getValue(), interleave);
+        if (!type)
+          return type.takeError();
+        parts.push_back(mlir::TypeAttr::get(*type));
+      }
+      rewritten.push_back(mlir::ArrayAttr::get(module.getContext(), parts));
+    }
+    bank.setExpertTypesAttr(mlir::ArrayAttr::get(module.getContext(), rewritten));
+  }
   return Error::success();
 }

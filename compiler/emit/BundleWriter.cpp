@@ -37,13 +37,20 @@ uint64_t quantizedBlockBytes(gguf::GgmlType type) {
       gguf::lookupGgmlType(static_cast<uint32_t>(type));
   return info && info->blockSize > 1 ? uint64_t(info->blockBytes) : 0;
 }
+/// Elements of one block (group) of a block-quantized type.
+uint64_t getBlockElements(gguf::GgmlType type) {
+  if (std::optional<gguf::OwnGroupType> own = gguf::getOwnGroupType(type))
+    return own->group;
+  return gguf::lookupGgmlType(static_cast<uint32_t>(type))->blockSize;
+}
 } // namespace
 
 unsigned moec::emit::getWeightInterleave(const StoredTensor &t,
                                          int64_t numExperts,
-                                         unsigned weightInterleave) {
+                                         unsigned weightInterleave,
+                                         std::optional<gguf::GgmlType> type) {
   if (weightInterleave <= 1 || !t.role || t.dims.size() < 2 ||
-      quantizedBlockBytes(t.type) == 0)
+      quantizedBlockBytes(type.value_or(t.type)) == 0)
     return 1;
   switch (t.role->kind) {
   case TensorRole::Output:
@@ -89,19 +96,41 @@ BundleLayout moec::emit::computeBundleLayout(const model::WeightStore &store,
     offset += t.numBytes;
   }
   layout.residentSize = offset;
+  // Each layer's experts, grouped by their formats (gate, up, down).
+  layout.expertGroups.resize(c.numLayers);
+  layout.groupOfExpert.resize(c.numLayers);
   for (int64_t l = 0; l < c.numLayers; ++l) {
-    std::array<BundleLayout::ExpertPart, 3> parts;
-    uint64_t inExtent = 0;
-    for (int i = 0; i < 3; ++i) {
-      const StoredTensor *t = expertSources[l][i];
-      uint64_t perExpert = t->numBytes / c.numExperts;
-      inExtent = alignTo(inExtent, MOEC_BUNDLE_TENSOR_ALIGNMENT);
-      parts[i] = {t, inExtent, perExpert,
-                  getWeightInterleave(*t, c.numExperts, weightInterleave)};
-      inExtent += perExpert;
+    const auto &sources = expertSources[l];
+    std::vector<BundleLayout::ExpertGroup> &groups = layout.expertGroups[l];
+    for (int64_t x = 0; x < c.numExperts; ++x) {
+      std::array<gguf::GgmlType, 3> types;
+      for (int i = 0; i < 3; ++i)
+        types[i] = sources[i]->getExpertType(x);
+      unsigned g = 0;
+      while (g < groups.size() &&
+             !(groups[g].parts[0].type == types[0] &&
+               groups[g].parts[1].type == types[1] &&
+               groups[g].parts[2].type == types[2]))
+        ++g;
+      if (g == groups.size()) {
+        BundleLayout::ExpertGroup group;
+        uint64_t inExtent = 0;
+        for (int i = 0; i < 3; ++i) {
+          const StoredTensor *t = sources[i];
+          uint64_t perExpert = t->getExpertBytes(x);
+          inExtent = alignTo(inExtent, MOEC_BUNDLE_TENSOR_ALIGNMENT);
+          group.parts[i] = {
+              t, types[i], inExtent, perExpert,
+              getWeightInterleave(*t, c.numExperts, weightInterleave,
+                                  types[i])};
+          inExtent += perExpert;
+        }
+        group.extentSize = inExtent;
+        groups.push_back(std::move(group));
+      }
+      groups[g].members.push_back(x);
+      layout.groupOfExpert[l].push_back(g);
     }
-    layout.expertParts.push_back(parts);
-    layout.extentSize.push_back(inExtent);
   }
   // The hash covers what compiled code relies on: names, types, shapes and
   // offsets of everything it reads.
@@ -113,12 +142,18 @@ BundleLayout moec::emit::computeBundleLayout(const model::WeightStore &store,
       os << d << ',';
     os << '@' << r.offset << '+' << r.size << '/' << r.interleave << ';';
   }
-  for (const auto &parts : layout.expertParts)
-    for (const BundleLayout::ExpertPart &p : parts) {
-      os << p.tensor->name << ':' << uint32_t(p.tensor->type) << ':';
-      for (int64_t d : p.tensor->dims)
-        os << d << ',';
-      os << '@' << p.offset << '+' << p.size << '/' << p.interleave << ';';
+  for (const auto &groups : layout.expertGroups)
+    for (const BundleLayout::ExpertGroup &g : groups) {
+      os << '[';
+      for (int64_t x : g.members)
+        os << x << ',';
+      os << ']';
+      for (const BundleLayout::ExpertPart &p : g.parts) {
+        os << p.tensor->name << ':' << uint32_t(p.type) << ':';
+        for (int64_t d : p.tensor->dims)
+          os << d << ',';
+        os << '@' << p.offset << '+' << p.size << '/' << p.interleave << ';';
+      }
     }
   layout.hash = int64_t(XXH3_64bits(description.data(), description.size()) >>
                         1);
@@ -130,18 +165,20 @@ namespace {
 /// layout `interleave` (through `scratch` when repacked); the source pages
 /// are released after use, so a model larger than memory streams through.
 void copyWeights(const model::WeightStore &store, const StoredTensor &t,
-                 uint64_t offset, uint64_t size, unsigned interleave,
-                 uint8_t *dst, std::vector<uint8_t> &scratch) {
+                 gguf::GgmlType type, uint64_t offset, uint64_t size,
+                 unsigned interleave, uint8_t *dst,
+                 std::vector<uint8_t> &scratch) {
   if (interleave <= 1) {
     store.copyBytes(t, offset, size, dst);
   } else {
     scratch.resize(size);
     store.copyBytes(t, offset, size, scratch.data());
-    uint64_t rowBytes = t.numBytes;
-    for (size_t d = 1; d < t.dims.size(); ++d)
-      rowBytes /= uint64_t(t.dims[d]);
-    repackRows(scratch.data(), dst, size / rowBytes, rowBytes,
-               quantizedBlockBytes(t.type), interleave);
+    // Whole matrices of dims[1] rows of dims[0] elements in `type`.
+    uint64_t blockBytes = quantizedBlockBytes(type);
+    uint64_t rowBytes = uint64_t(t.dims[0]) /
+                        uint64_t(getBlockElements(type)) * blockBytes;
+    repackRows(scratch.data(), dst, size / rowBytes, rowBytes, blockBytes,
+               interleave);
   }
   store.releaseBytes(t, offset, size);
 }
@@ -240,14 +277,16 @@ Error moec::emit::writeBundle(const model::WeightStore &store, StringRef path,
       e.layer = static_cast<uint32_t>(l);
       e.expert = static_cast<uint32_t>(x);
       e.offset = offset = alignTo(offset, options.ioBlock);
+      const BundleLayout::ExpertGroup &g =
+          layout.expertGroups[l][layout.groupOfExpert[l][x]];
       for (int i = 0; i < 3; ++i) {
-        const BundleLayout::ExpertPart &p = layout.expertParts[l][i];
-        e.type[i] = static_cast<uint32_t>(p.tensor->type);
+        const BundleLayout::ExpertPart &p = g.parts[i];
+        e.type[i] = static_cast<uint32_t>(p.type);
         e.layout[i] = p.interleave > 1 ? p.interleave : 0;
         e.part_offset[i] = p.offset;
         e.part_size[i] = p.size;
       }
-      e.size = layout.extentSize[l];
+      e.size = g.extentSize;
       offset += e.size;
       experts.push_back(e);
     }
@@ -263,8 +302,11 @@ Error moec::emit::writeBundle(const model::WeightStore &store, StringRef path,
   auto fillExtent = [&](size_t i) {
     buffer.assign(experts[i].size, 0);
     const moec_bundle_expert &e = experts[i];
-    for (const BundleLayout::ExpertPart &p : layout.expertParts[e.layer])
-      copyWeights(store, *p.tensor, e.expert * p.size, p.size, p.interleave,
+    const BundleLayout::ExpertGroup &g =
+        layout.expertGroups[e.layer][layout.groupOfExpert[e.layer][e.expert]];
+    for (const BundleLayout::ExpertPart &p : g.parts)
+      copyWeights(store, *p.tensor, p.type,
+                  p.tensor->getExpertOffset(e.expert), p.size, p.interleave,
                   buffer.data() + p.offset, scratch);
   };
   return writeFileAtomically(path, [&](raw_pwrite_stream &os) {
@@ -276,7 +318,8 @@ Error moec::emit::writeBundle(const model::WeightStore &store, StringRef path,
     for (size_t i = 0; i < tensors.size(); ++i) {
       padTo(tensors[i].offset);
       buffer.resize(tensors[i].size);
-      copyWeights(store, *layout.resident[i].tensor, 0, buffer.size(),
+      copyWeights(store, *layout.resident[i].tensor,
+                  layout.resident[i].tensor->type, 0, buffer.size(),
                   layout.resident[i].interleave, buffer.data(), scratch);
       tensors[i].checksum = XXH3_64bits(buffer.data(), buffer.size());
       os.write(reinterpret_cast<const char *>(buffer.data()), buffer.size());

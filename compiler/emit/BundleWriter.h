@@ -18,6 +18,7 @@
 #include "llvm/Support/JSON.h"
 
 #include <array>
+#include <optional>
 #include <functional>
 #include <vector>
 
@@ -38,15 +39,24 @@ struct BundleLayout {
   };
   struct ExpertPart {
     const model::StoredTensor *tensor; // the stacked [E, rows, cols] tensor
+    gguf::GgmlType type;               // the group's experts' format
     uint64_t offset; // from the extent's start
     uint64_t size;   // one expert's bytes
     unsigned interleave = 1;
   };
+  /// The experts of a layer that share one format per projection: their
+  /// extents have one layout.
+  struct ExpertGroup {
+    std::vector<int64_t> members; // expert ids, ascending
+    std::array<ExpertPart, 3> parts; // gate, up, down
+    uint64_t extentSize = 0;
+  };
   std::vector<Resident> resident;
   uint64_t residentSize = 0;
-  /// Per layer: gate, up, down.
-  std::vector<std::array<ExpertPart, 3>> expertParts;
-  std::vector<uint64_t> extentSize;
+  /// Per layer: its expert groups (one unless its banks mix formats, then
+  /// in order of their first member) and each expert's group.
+  std::vector<std::vector<ExpertGroup>> expertGroups;
+  std::vector<std::vector<unsigned>> groupOfExpert;
   /// Low 63 bits of the XXH3 of the layout's description.
   int64_t hash = 0;
 
@@ -63,8 +73,11 @@ BundleLayout computeBundleLayout(const model::WeightStore &store,
 /// for block-quantized matrices that only matmuls read (projections, the
 /// output head), whose rows (per expert) divide by it; else 1. The token
 /// embedding is read row by row by the lookup and keeps its layout.
+/// `type`: the format of the experts in question of a bank of mixed
+/// formats (default: the tensor's).
 unsigned getWeightInterleave(const model::StoredTensor &tensor,
-                             int64_t numExperts, unsigned weightInterleave);
+                             int64_t numExperts, unsigned weightInterleave,
+                             std::optional<gguf::GgmlType> type = {});
 
 struct BundleOptions {
   /// Extent alignment: the target's I/O block (O_DIRECT granularity).

@@ -74,9 +74,34 @@ private:
   /// quantized tensor or a float tensor.
   Type typeOf(const StoredTensor &t) {
     SmallVector<int64_t> shape(llvm::reverse(t.dims));
-    if (std::optional<qnt::QuantFormat> format = quantFormatOf(t.type))
+    return typeOf(t.type, shape);
+  }
+  /// The per-expert types of a bank of mixed formats, or null.
+  ArrayAttr expertTypes(int layer) {
+    using K = TensorRole::Kind;
+    const StoredTensor *parts[3] = {&tensor(K::ExpertGate, layer),
+                                    &tensor(K::ExpertUp, layer),
+                                    &tensor(K::ExpertDown, layer)};
+    if (llvm::none_of(parts, [](const StoredTensor *t) {
+          return t->hasMixedExperts();
+        }))
+      return ArrayAttr();
+    SmallVector<Attribute> entries;
+    for (int64_t e = 0; e < c.numExperts; ++e) {
+      SmallVector<Attribute> types;
+      for (const StoredTensor *t : parts) {
+        SmallVector<int64_t> shape(llvm::reverse(t->dims));
+        shape.erase(shape.begin());
+        types.push_back(TypeAttr::get(typeOf(t->getExpertType(e), shape)));
+      }
+      entries.push_back(b.getArrayAttr(types));
+    }
+    return b.getArrayAttr(entries);
+  }
+  Type typeOf(gguf::GgmlType type, ArrayRef<int64_t> shape) {
+    if (std::optional<qnt::QuantFormat> format = quantFormatOf(type))
       return qnt::QuantizedTensorType::get(b.getContext(), shape, *format);
-    if (std::optional<gguf::OwnGroupType> own = gguf::getOwnGroupType(t.type)) {
+    if (std::optional<gguf::OwnGroupType> own = gguf::getOwnGroupType(type)) {
       qnt::QuantFormat format = own->bits == 2   ? qnt::QuantFormat::Int2
                                 : own->bits == 3 ? qnt::QuantFormat::Int3
                                 : own->bits == 4 ? qnt::QuantFormat::Int4
@@ -84,9 +109,9 @@ private:
       return qnt::QuantizedTensorType::get(b.getContext(), shape, format,
                                            own->group, own->asymmetric, 1);
     }
-    Type element = t.type == gguf::GgmlType::F16    ? b.getF16Type()
-                   : t.type == gguf::GgmlType::BF16 ? b.getBF16Type()
-                                                    : b.getF32Type();
+    Type element = type == gguf::GgmlType::F16    ? b.getF16Type()
+                   : type == gguf::GgmlType::BF16 ? b.getBF16Type()
+                                                  : b.getF32Type();
     return RankedTensorType::get(shape, element);
   }
   const StoredTensor &tensor(TensorRole::Kind kind, int layer) {
@@ -273,7 +298,7 @@ OwningOpRef<ModuleOp> ModelImporter::run() {
         b, loc, b.getStringAttr("blk" + std::to_string(l) + "_experts"),
         ref(K::ExpertGate, l), ref(K::ExpertUp, l), ref(K::ExpertDown, l),
         qnt::WeightRefAttr(), qnt::WeightRefAttr(), qnt::WeightRefAttr(),
-        swiglu, moe::PlacementAttr(), moe::PrefetchAttr()));
+        swiglu, moe::PlacementAttr(), moe::PrefetchAttr(), expertTypes(l)));
 
   // @forward(tokens, positions, k_cache_0, v_cache_0, ...)
   auto i32Vector = RankedTensorType::get({ShapedType::kDynamic}, b.getI32Type());
@@ -333,8 +358,9 @@ moec::importer::importModel(MLIRContext &context,
                                  ": the model states no context length; "
                                  "give one with --context-length");
   // Any tensor may be described; only types moec computes with import.
-  for (const StoredTensor &t : store.getTensors()) {
-    gguf::GgmlTypeInfo info = gguf::getGgmlTypeInfo(t.type);
+  for (const StoredTensor &t : store.getTensors())
+    for (int64_t e = 0; e < (t.hasMixedExperts() ? c.numExperts : 1); ++e) {
+    gguf::GgmlTypeInfo info = gguf::getGgmlTypeInfo(t.getExpertType(e));
     if (!info.computeSupported)
       return createStringError(
           inconvertibleErrorCode(),

@@ -276,16 +276,34 @@ Expected<ModelConfig> moec::model::readGgufConfig(const gguf::GgufFile &file) {
                           " but the file has only " +
                           Twine(file.getTensors().size()) + " tensors");
 
-  // Every tensor the configuration implies, with the shape it implies.
+  // Every tensor the configuration implies, with the shape it implies; an
+  // expert bank either whole or one tensor per expert (a bank of mixed
+  // formats, getExpertSliceName).
   for (const TensorRole &role : getTensorRoles(c)) {
     const gguf::TensorInfo *t = file.findTensor(role.ggufName);
+    ArrayRef<int64_t> want = role.dims;
+    std::string name = role.ggufName;
+    if (!t && isExpertBank(role.kind) &&
+        file.findTensor(getExpertSliceName(role.ggufName, 0))) {
+      want = want.drop_back();
+      for (int64_t e = 0; e < c.numExperts; ++e) {
+        name = getExpertSliceName(role.ggufName, e);
+        t = file.findTensor(name);
+        if (!t)
+          return file.makeError("missing tensor '" + name + "': expert " +
+                                Twine(e) + " of '" + role.ggufName +
+                                "', whose experts are stored one per tensor");
+        if (ArrayRef<int64_t>(t->dims) != want)
+          break;
+      }
+    }
     if (!t)
       return file.makeError("missing tensor '" + role.ggufName + "' of " +
                             c.family->name + " layer " + Twine(role.layer));
-    if (ArrayRef<int64_t>(t->dims) != ArrayRef<int64_t>(role.dims))
+    if (ArrayRef<int64_t>(t->dims) != want)
       return file.makeError(
-          "tensor '" + role.ggufName + "' has dims " + formatDims(t->dims) +
-          " but the metadata implies " + formatDims(role.dims) + " (hidden " +
+          "tensor '" + name + "' has dims " + formatDims(t->dims) +
+          " but the metadata implies " + formatDims(want) + " (hidden " +
           Twine(c.hiddenSize) + ", heads " + Twine(c.numHeads) + "/" +
           Twine(c.numKvHeads) + " of " + Twine(c.headDim) + ", " +
           Twine(c.numExperts) + " experts of FFN size " +
@@ -297,6 +315,18 @@ Expected<ModelConfig> moec::model::readGgufConfig(const gguf::GgufFile &file) {
 //===----------------------------------------------------------------------===//
 // Hugging Face
 //===----------------------------------------------------------------------===//
+
+bool moec::model::isExpertBank(TensorRole::Kind kind) {
+  return kind == TensorRole::ExpertGate || kind == TensorRole::ExpertUp ||
+         kind == TensorRole::ExpertDown;
+}
+
+std::string moec::model::getExpertSliceName(StringRef bankName,
+                                            int64_t expert) {
+  StringRef stem = bankName;
+  stem.consume_back(".weight");
+  return (stem + "." + Twine(expert) + ".weight").str();
+}
 
 std::string moec::model::getHfTensorName(const ModelConfig &c,
                                          const TensorRole &role,

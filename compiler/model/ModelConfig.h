@@ -173,6 +173,15 @@ struct TensorRole {
   llvm::StringRef tensorClass;
 };
 
+/// Whether `kind` is a routed-expert weight (gate, up or down bank).
+bool isExpertBank(TensorRole::Kind kind);
+
+/// The GGUF name moec writes expert `expert` of a bank under when the
+/// bank's experts have different formats (one GGUF tensor has one type):
+/// "blk.3.ffn_gate_exps.5.weight" for "blk.3.ffn_gate_exps.weight". Such a
+/// model is moec's own; llama.cpp does not read it.
+std::string getExpertSliceName(llvm::StringRef bankName, int64_t expert);
+
 /// "[64, 8]": dims as messages print them.
 std::string formatDims(llvm::ArrayRef<int64_t> dims);
 

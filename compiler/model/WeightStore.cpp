@@ -109,6 +109,21 @@ WeightStore::getExtentData(const StoredTensor::Extent &e) const {
 // GGUF
 //===----------------------------------------------------------------------===//
 
+uint64_t StoredTensor::getExpertBytes(int64_t e) const {
+  if (!expertTypes.empty())
+    return extents[size_t(e)].size;
+  return numBytes / uint64_t(dims.back());
+}
+
+uint64_t StoredTensor::getExpertOffset(int64_t e) const {
+  if (expertTypes.empty())
+    return uint64_t(e) * getExpertBytes(0);
+  uint64_t offset = 0;
+  for (int64_t i = 0; i < e; ++i)
+    offset += extents[size_t(i)].size;
+  return offset;
+}
+
 Expected<std::unique_ptr<WeightStore>> WeightStore::openGguf(StringRef path) {
   Expected<std::unique_ptr<gguf::GgufFile>> file = gguf::GgufFile::open(path);
   if (!file)
@@ -122,14 +137,31 @@ Expected<std::unique_ptr<WeightStore>> WeightStore::openGguf(StringRef path) {
   store->roles = getTensorRoles(*config);
   store->files.push_back(path.str());
   for (const TensorRole &role : store->roles) {
-    // readGgufConfig checked that every role's tensor exists with its dims.
-    const gguf::TensorInfo *t = (*file)->findTensor(role.ggufName);
+    // readGgufConfig checked that every role's tensor exists with its dims,
+    // whole or (a bank of mixed formats) one tensor per expert.
     StoredTensor s;
     s.name = role.ggufName;
-    s.dims.assign(t->dims.begin(), t->dims.end());
-    s.type = t->type.type;
-    s.numBytes = t->numBytes;
-    s.extents.push_back({0, (*file)->getDataOffset() + t->offset, t->numBytes});
+    s.dims.assign(role.dims.begin(), role.dims.end());
+    if (const gguf::TensorInfo *t = (*file)->findTensor(role.ggufName)) {
+      s.type = t->type.type;
+      s.numBytes = t->numBytes;
+      s.extents.push_back(
+          {0, (*file)->getDataOffset() + t->offset, t->numBytes});
+    } else {
+      s.numBytes = 0;
+      for (int64_t e = 0; e < config->numExperts; ++e) {
+        const gguf::TensorInfo *slice =
+            (*file)->findTensor(getExpertSliceName(role.ggufName, e));
+        s.expertTypes.push_back(slice->type.type);
+        s.numBytes += slice->numBytes;
+        s.extents.push_back(
+            {0, (*file)->getDataOffset() + slice->offset, slice->numBytes});
+      }
+      s.type = s.expertTypes.front();
+      // One format throughout: an ordinary bank that was written in slices.
+      if (llvm::all_equal(s.expertTypes))
+        s.expertTypes.clear();
+    }
     store->index[s.name] = store->tensors.size();
     store->tensors.push_back(std::move(s));
   }

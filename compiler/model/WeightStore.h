@@ -52,6 +52,21 @@ struct StoredTensor {
   };
   llvm::SmallVector<Extent, 1> extents;
   const TensorRole *role = nullptr;
+  /// A bank of routed experts whose experts have different formats (moec's
+  /// own GGUF: one tensor per expert, getExpertSliceName): the format of
+  /// each expert, whose slices lie one after another in expert order (one
+  /// extent each); `type` is expert 0's. Empty: every expert is in `type`.
+  llvm::SmallVector<gguf::GgmlType, 0> expertTypes;
+
+  bool hasMixedExperts() const { return !expertTypes.empty(); }
+  /// The format of expert `e` (of a bank; `type` for any other tensor).
+  gguf::GgmlType getExpertType(int64_t e) const {
+    return expertTypes.empty() ? type : expertTypes[size_t(e)];
+  }
+  /// Bytes of one expert's slice of a bank, and where it starts in the
+  /// tensor's bytes.
+  uint64_t getExpertBytes(int64_t e) const;
+  uint64_t getExpertOffset(int64_t e) const;
 };
 
 class WeightStore {

@@ -46,6 +46,9 @@ def main():
                    help="run the reference on the GGUF that --compile-args' "
                         "compression flags make (moec --emit=moec-gguf), not "
                         "on the source model")
+    p.add_argument("--expect-mixed-experts", action="store_true",
+                   help="require a layer whose experts have different "
+                        "formats (moec inspect's 'mixed:')")
     p.add_argument("--synth-args", default="",
                    help="extra moec synth arguments, space-separated")
     p.add_argument("--target", default="host")
@@ -65,6 +68,13 @@ def main():
              f"--seed={a.seed}", "-o", model] + a.synth_args.split())
     run([a.moec, model, f"--target={a.target}", "--quiet", "-o", out] +
         a.compile_args.split())
+    if a.expect_mixed_experts:
+        text = run([a.moec, "inspect", os.path.join(out, "model.moeb")]).stdout
+        mixed = [l for l in text.splitlines() if " mixed: " in l]
+        if not mixed:
+            sys.exit("FAILED: no layer's experts have different formats:\n" +
+                     text)
+        print(f"{len(mixed)} layers with experts of different formats")
 
     vocab = None
     info = run([a.moec, "inspect", model]).stdout

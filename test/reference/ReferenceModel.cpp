@@ -21,7 +21,27 @@ using model::TensorRole;
 
 namespace {
 
-/// All elements of one stored tensor, dequantized to f32.
+/// `elements` values of `type` in `bytes` to f32 at `out`.
+void dequantizeInto(const std::string &name, gguf::GgmlType type,
+                    ArrayRef<uint8_t> bytes, int64_t rowLength,
+                    int64_t elements, float *out) {
+  gguf::GgmlTypeInfo info = gguf::getGgmlTypeInfo(type);
+  if (!quant::canDequantize(type))
+    fail("tensor '" + name + "' has type " + info.name +
+         ", which has no dequantizer");
+  // Blocks never span rows: the innermost dimension is a whole number of
+  // blocks, so the tensor dequantizes as one long row.
+  if (rowLength % info.blockSize != 0 ||
+      static_cast<uint64_t>(elements / info.blockSize * info.blockBytes) !=
+          bytes.size())
+    fail("tensor '" + name + "' holds " + Twine(bytes.size()) +
+         " bytes, which is not " + Twine(elements) + " elements of " +
+         info.name);
+  quant::dequantizeRow(type, bytes.data(), out, elements);
+}
+
+/// All elements of one stored tensor, dequantized to f32; a bank of mixed
+/// formats expert by expert, each slice in its own.
 std::vector<float> dequantize(const model::WeightStore &store,
                               const model::StoredTensor &t) {
   std::vector<uint8_t> bytes;
@@ -33,20 +53,18 @@ std::vector<float> dequantize(const model::WeightStore &store,
   int64_t elements = 1;
   for (int64_t d : t.dims)
     elements *= d;
-  gguf::GgmlTypeInfo info = gguf::getGgmlTypeInfo(t.type);
-  if (!quant::canDequantize(t.type))
-    fail("tensor '" + t.name + "' has type " + info.name +
-         ", which has no dequantizer");
-  // Blocks never span rows: the innermost dimension is a whole number of
-  // blocks, so the tensor dequantizes as one long row.
-  if (t.dims.empty() || t.dims[0] % info.blockSize != 0 ||
-      static_cast<uint64_t>(elements / info.blockSize * info.blockBytes) !=
-          bytes.size())
-    fail("tensor '" + t.name + "' holds " + Twine(bytes.size()) +
-         " bytes, which is not " + Twine(elements) + " elements of " +
-         info.name);
+  if (t.dims.empty())
+    fail("tensor '" + t.name + "' has no dimensions");
   std::vector<float> out(elements);
-  quant::dequantizeRow(t.type, bytes.data(), out.data(), elements);
+  int64_t slices = t.hasMixedExperts() ? t.dims.back() : 1;
+  int64_t perSlice = elements / slices;
+  for (int64_t e = 0; e < slices; ++e) {
+    uint64_t offset = slices > 1 ? t.getExpertOffset(e) : 0;
+    uint64_t size = slices > 1 ? t.getExpertBytes(e) : bytes.size();
+    dequantizeInto(t.name, t.getExpertType(e),
+                   ArrayRef<uint8_t>(bytes).slice(offset, size), t.dims[0],
+                   perSlice, out.data() + e * perSlice);
+  }
   return out;
 }
 

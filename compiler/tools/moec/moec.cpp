@@ -362,6 +362,15 @@ cl::opt<std::string> compressMenu(
     "formats", cl::init("q2_k,q3_k,q4_k,q5_k,q6_k,q8_0"),
     cl::desc("The formats --size-budget and --bits-per-weight choose from"),
     cl::sub(cl::SubCommand::getTopLevel()), cl::cat(compressCategory));
+cl::opt<std::string> compressAllocatePer(
+    "allocate-per", cl::init("auto"),
+    cl::desc("What --size-budget and --bits-per-weight choose a format for: "
+             "expert (each routed expert's gate+up and down apart; a layer's "
+             "experts may then differ, which only moec runs), tensor (one "
+             "per tensor, what GGUF can hold), or auto (expert, but tensor "
+             "for --emit=gguf and --rounding=gptq)"),
+    cl::value_desc("expert|tensor|auto"),
+    cl::sub(cl::SubCommand::getTopLevel()), cl::cat(compressCategory));
 cl::opt<double> compressPrune(
     "prune-experts", cl::init(0),
     cl::desc("Remove this share of every layer's routed experts, the least "
@@ -1170,6 +1179,14 @@ int runCompile() {
                     gguf::computeSupportedGgmlTypeNames() + ")");
       allocation.menu.push_back(*type);
     }
+    if (compressAllocatePer == "expert")
+      allocation.perExpert = true;
+    else if (compressAllocatePer == "auto")
+      allocation.perExpert = !compression.forLlamaCpp &&
+                             compression.rounding != compress::Rounding::Gptq;
+    else if (compressAllocatePer != "tensor")
+      return fail("--allocate-per: expected expert, tensor or auto, got '" +
+                  compressAllocatePer + "'");
     options.allocation = allocation;
     compressing = true;
   }

@@ -91,6 +91,18 @@ int64_t ExpertsOp::getNumExperts() { return weightShape(getGate())[0]; }
 int64_t ExpertsOp::getHiddenSize() { return weightShape(getGate())[2]; }
 int64_t ExpertsOp::getIntermediateSize() { return weightShape(getGate())[1]; }
 
+Type ExpertsOp::getExpertType(unsigned part, int64_t expert) {
+  if (ArrayAttr types = getExpertTypesAttr())
+    return cast<TypeAttr>(cast<ArrayAttr>(types[expert])[part]).getValue();
+  qnt::WeightRefAttr ref = part == 0 ? getGate() : part == 1 ? getUp()
+                                                             : getDown();
+  Type type = ref.getType();
+  if (auto q = dyn_cast<qnt::QuantizedTensorType>(type))
+    return q.withShape(q.getShape().drop_front());
+  auto t = cast<RankedTensorType>(type);
+  return RankedTensorType::get(t.getShape().drop_front(), t.getElementType());
+}
+
 LogicalResult ExpertsOp::verify() {
   ArrayRef<int64_t> gate = weightShape(getGate());
   if (gate.size() != 3)
@@ -121,6 +133,47 @@ LogicalResult ExpertsOp::verify() {
     if (n != e)
       return emitOpError() << "placement lists " << n << " experts but the "
                            << "bank has " << e;
+  }
+  if (ArrayAttr types = getExpertTypesAttr()) {
+    if (int64_t(types.size()) != e)
+      return emitOpError() << "expert_types lists " << types.size()
+                           << " experts but the bank has " << e;
+    const char *names[3] = {"gate", "up", "down"};
+    SmallVector<int64_t> shapes[3] = {{i, h}, {i, h}, {h, i}};
+    qnt::WeightRefAttr refs[3] = {getGate(), getUp(), getDown()};
+    for (auto [x, entry] : llvm::enumerate(types)) {
+      auto parts = dyn_cast<ArrayAttr>(entry);
+      if (!parts || parts.size() != 3)
+        return emitOpError() << "expert_types entry " << x
+                             << " must list the gate, up and down types";
+      for (unsigned p = 0; p < 3; ++p) {
+        auto typeAttr = dyn_cast<TypeAttr>(parts[p]);
+        Type type = typeAttr ? typeAttr.getValue() : Type();
+        ArrayRef<int64_t> shape;
+        if (auto q = dyn_cast_or_null<qnt::QuantizedTensorType>(type))
+          shape = q.getShape();
+        else if (auto t = dyn_cast_or_null<RankedTensorType>(type))
+          shape = t.getShape();
+        if (shape.empty() || shape != ArrayRef<int64_t>(shapes[p]))
+          return emitOpError()
+                 << "expert " << x << "'s " << names[p] << " type must be a "
+                 << shapeString(shapes[p]) << " matrix";
+      }
+    }
+    // The references carry expert 0's formats.
+    for (unsigned p = 0; p < 3; ++p) {
+      Type first = cast<TypeAttr>(cast<ArrayAttr>(types[0])[p]).getValue();
+      Type ref = refs[p].getType();
+      Type refPerExpert;
+      if (auto q = dyn_cast<qnt::QuantizedTensorType>(ref))
+        refPerExpert = q.withShape(q.getShape().drop_front());
+      else if (auto t = dyn_cast<RankedTensorType>(ref))
+        refPerExpert =
+            RankedTensorType::get(t.getShape().drop_front(), t.getElementType());
+      if (refPerExpert != first)
+        return emitOpError() << names[p] << " reference has type " << ref
+                             << " but expert 0's is " << first;
+    }
   }
   return success();
 }

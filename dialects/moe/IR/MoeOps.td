@@ -35,8 +35,13 @@ def Moe_ExpertsOp : Moe_Op<"experts", [Symbol]> {
     | `gate_bias`, `up_bias`   | `[E, I]`    |
     | `down_bias`              | `[E, H]`    |
 
-    Experts of one bank may have different formats only through different
-    banks; the weights of one bank share the tensor type of their reference.
+    The experts of a bank share their references' formats unless
+    `expert_types` is given: then it lists, per expert, the types of its
+    gate, up and down matrices (`[I, H]`, `[I, H]`, `[H, I]`), which may
+    differ from expert to expert (per-expert mixed precision), and each
+    reference's type is expert 0's. Where the bank is stored, expert `e`'s
+    slice of a projection follows the slices of experts `0..e-1`, each in
+    its own format.
 
     ```mlir
     moe.experts @blk0_experts {
@@ -58,10 +63,15 @@ def Moe_ExpertsOp : Moe_Op<"experts", [Symbol]> {
                        OptionalAttr<Qnt_WeightRefAttr>:$down_bias,
                        Moe_ActivationAttr:$activation,
                        OptionalAttr<Moe_PlacementAttr>:$placement,
-                       OptionalAttr<Moe_PrefetchAttr>:$prefetch);
+                       OptionalAttr<Moe_PrefetchAttr>:$prefetch,
+                       OptionalAttr<ArrayAttr>:$expert_types);
   let assemblyFormat = "$sym_name attr-dict";
   let hasVerifier = 1;
   let extraClassDeclaration = [{
+    /// The type of expert `expert`'s matrix of projection `part` (0 gate,
+    /// 1 up, 2 down): its reference's type without the expert dimension,
+    /// or the expert's entry of `expert_types`.
+    ::mlir::Type getExpertType(unsigned part, int64_t expert);
     /// E, from the gate projection's shape [E, I, H].
     int64_t getNumExperts();
     /// H, the model's hidden size.

@@ -197,6 +197,41 @@ moe.experts @placement_count {
 
 // -----
 
+// expected-error @+1 {{'moe.experts' op expert_types lists 1 experts but the bank has 2}}
+moe.experts @expert_types_count {
+  activation = #moe.act<swiglu>,
+  gate = #qnt.ref<"g" : !qnt.tensor<2x32x64, q4_0>>,
+  up = #qnt.ref<"u" : !qnt.tensor<2x32x64, q4_0>>,
+  down = #qnt.ref<"d" : !qnt.tensor<2x64x32, q8_0>>,
+  expert_types = [[!qnt.tensor<32x64, q4_0>, !qnt.tensor<32x64, q4_0>, !qnt.tensor<64x32, q8_0>]]
+}
+
+// -----
+
+// expected-error @+1 {{'moe.experts' op expert 1's down type must be a [64, 32] matrix}}
+moe.experts @expert_types_shape {
+  activation = #moe.act<swiglu>,
+  gate = #qnt.ref<"g" : !qnt.tensor<2x32x64, q4_0>>,
+  up = #qnt.ref<"u" : !qnt.tensor<2x32x64, q4_0>>,
+  down = #qnt.ref<"d" : !qnt.tensor<2x64x32, q8_0>>,
+  expert_types = [[!qnt.tensor<32x64, q4_0>, !qnt.tensor<32x64, q4_0>, !qnt.tensor<64x32, q8_0>],
+                  [!qnt.tensor<32x64, q8_0>, !qnt.tensor<32x64, q8_0>, !qnt.tensor<32x64, q8_0>]]
+}
+
+// -----
+
+// expected-error @+1 {{'moe.experts' op gate reference has type '!qnt.tensor<2x32x64, q4_0>' but expert 0's is '!qnt.tensor<32x64, q8_0>'}}
+moe.experts @expert_types_reference {
+  activation = #moe.act<swiglu>,
+  gate = #qnt.ref<"g" : !qnt.tensor<2x32x64, q4_0>>,
+  up = #qnt.ref<"u" : !qnt.tensor<2x32x64, q4_0>>,
+  down = #qnt.ref<"d" : !qnt.tensor<2x64x32, q8_0>>,
+  expert_types = [[!qnt.tensor<32x64, q8_0>, !qnt.tensor<32x64, q4_0>, !qnt.tensor<64x32, q8_0>],
+                  [!qnt.tensor<32x64, q8_0>, !qnt.tensor<32x64, q8_0>, !qnt.tensor<64x32, q4_0>]]
+}
+
+// -----
+
 // Attribute verifiers report at the attribute.
 moe.experts @bad_prefetch {
   activation = #moe.act<swiglu>,

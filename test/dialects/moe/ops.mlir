@@ -23,6 +23,19 @@ moe.experts @blk0_experts {
 }
 
 // A gpt-oss-style bank: MXFP4 experts with biases and clamped SwiGLU.
+// Experts of one bank in different formats (per-expert mixed precision):
+// the references carry expert 0's.
+// CHECK-LABEL: moe.experts @mixed_experts
+// CHECK-SAME: expert_types = {{\[}}[!qnt.tensor<32x64, q4_0>, !qnt.tensor<32x64, q4_0>, !qnt.tensor<64x32, q8_0>], [!qnt.tensor<32x64, q8_0>, !qnt.tensor<32x64, q8_0>, !qnt.tensor<64x32, q4_0>]]
+moe.experts @mixed_experts {
+  activation = #moe.act<swiglu>,
+  gate = #qnt.ref<"g" : !qnt.tensor<2x32x64, q4_0>>,
+  up = #qnt.ref<"u" : !qnt.tensor<2x32x64, q4_0>>,
+  down = #qnt.ref<"d" : !qnt.tensor<2x64x32, q8_0>>,
+  expert_types = [[!qnt.tensor<32x64, q4_0>, !qnt.tensor<32x64, q4_0>, !qnt.tensor<64x32, q8_0>],
+                  [!qnt.tensor<32x64, q8_0>, !qnt.tensor<32x64, q8_0>, !qnt.tensor<64x32, q4_0>]]
+}
+
 // CHECK-LABEL: moe.experts @oss_experts
 // CHECK-SAME: activation = #moe.act<swiglu_clamped, alpha = 1.702000e+00, limit = 7.000000e+00>
 // CHECK-SAME: down_bias = #qnt.ref<"blk.0.ffn_down_exps.bias" : tensor<4x64xf32>>
