@@ -17,8 +17,9 @@ Rows:
   * moec with each preset's per-tensor formats but importance-weighted
     rounding (--formats-from: the rounding's gain alone);
   * moec's budgeted mix at each preset's weight bytes (--size-budget: the
-    allocator's gain). The allocation is per tensor, which GGUF expresses,
-    so it is also what --emit=gguf writes;
+    allocator's gain), chosen per expert (the default for moec's own
+    bundle: a layer's experts may differ) and per tensor (what GGUF
+    expresses, so what --emit=gguf writes);
   * the budgeted mix at 3.0 and 2.5 bits per routed-expert weight
     (attention, embedding at Q6_K);
   * 25% of experts pruned (REAP and frequency), alone and with Q4_K
@@ -166,6 +167,11 @@ def main():
                        a.model, [f"--formats-from={path}"] + importance)
             b.evaluate(f"moec mix at {name} bytes", "budget", a.model,
                        [f"--size-budget={row['weight_bytes']}"] + importance,
+                       "per-expert allocation (moec's own bundle)")
+            b.evaluate(f"moec mix at {name} bytes, per tensor", "budget",
+                       a.model,
+                       [f"--size-budget={row['weight_bytes']}",
+                        "--allocate-per=tensor"] + importance,
                        "per-tensor allocation = the --emit=gguf allocation")
     # Below Q2_K's 2.625 bits only moec's own int2 formats reach.
     for bits in ("3.0", "2.5") if "bits" in groups else ():
