@@ -102,6 +102,8 @@ class Bench:
                "kl_mean": float(figures["mean"]),
                "kl_p99": float(figures["p99"]),
                "same_top1": float(figures["same-top1"]),
+               "ln_ppl_ratio": float(figures["ln-ppl-ratio"]),
+               "ln_ppl_ratio_unc": float(figures["ln-ppl-ratio-unc"]),
                "compile_s": round(seconds, 1), "flags": " ".join(flags),
                "note": note}
         if order:
@@ -214,13 +216,14 @@ def main():
                    [f"--quantize={fmt}"] + importance)
 
     print()
-    print("| model | weight bytes | bits/expert weight | PPL | mean KL | "
-          "KL p99 | same top-1 |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| model | weight bytes | bits/expert weight | PPL | "
+          "ln(PPL/PPL(F16)) | mean KL | KL p99 | same top-1 |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in b.rows:
         print(f"| {r['name']} | {r['weight_bytes']:,} | {r['expert_bits']:.3f} "
-              f"| {r['ppl']:.4f} | {r['kl_mean']:.5f} | {r['kl_p99']:.4f} | "
-              f"{r['same_top1']:.4f} |")
+              f"| {r['ppl']:.4f} | {r['ln_ppl_ratio']:+.5f} ± "
+              f"{r['ln_ppl_ratio_unc']:.5f} | {r['kl_mean']:.5f} | "
+              f"{r['kl_p99']:.4f} | {r['same_top1']:.4f} |")
     # The target: the budgeted mix beats each preset at its bytes.
     verdicts = []
     for name, _ in PRESETS:
@@ -230,14 +233,23 @@ def main():
                    None)
         if preset and mix:
             ok = mix["kl_mean"] < preset["kl_mean"] and mix["ppl"] < preset["ppl"]
+            # Whether the perplexities differ by more than the evaluation
+            # resolves: each is measured against F16 on the same positions,
+            # and the two uncertainties combined bound their difference's
+            # (the two differences correlate positively, so this is wide).
+            gap = mix["ln_ppl_ratio"] - preset["ln_ppl_ratio"]
+            unc = (mix["ln_ppl_ratio_unc"] ** 2 +
+                   preset["ln_ppl_ratio_unc"] ** 2) ** 0.5
             verdicts.append({"preset": name, "mix_bytes": mix["weight_bytes"],
                              "preset_bytes": preset["weight_bytes"],
                              "kl": [mix["kl_mean"], preset["kl_mean"]],
                              "ppl": [mix["ppl"], preset["ppl"]],
+                             "ln_ppl_gap": gap, "ln_ppl_gap_unc": unc,
                              "mix_better": ok})
             print(f"at {name}'s {preset['weight_bytes']:,} bytes: mix KL "
                   f"{mix['kl_mean']:.5f} vs {preset['kl_mean']:.5f}, PPL "
-                  f"{mix['ppl']:.4f} vs {preset['ppl']:.4f}: "
+                  f"{mix['ppl']:.4f} vs {preset['ppl']:.4f} (ln ratio "
+                  f"{gap:+.5f} ± {unc:.5f}): "
                   f"{'better' if ok else 'NOT better'}")
     if a.json:
         with open(a.json, "w") as f:
