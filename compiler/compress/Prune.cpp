@@ -127,13 +127,41 @@ Error moec::compress::writePrunedGguf(
         return e;
       continue;
     }
+    const std::vector<uint32_t> &keep = choice.kept[size_t(t.role->layer)];
+    if (bank && t.hasMixedExperts()) {
+      // Experts in different formats: the survivors, one stacked tensor
+      // when they share a format, else one tensor each (moec's own GGUF).
+      bool one = llvm::all_of(keep, [&](uint32_t x) {
+        return t.getExpertType(x) == t.getExpertType(keep.front());
+      });
+      SmallVector<int64_t, 4> dims(t.dims.begin(), t.dims.end());
+      dims[2] = one ? int64_t(keep.size()) : 1;
+      if (!one)
+        dims.pop_back();
+      for (size_t i = 0; i < (one ? 1 : keep.size()); ++i) {
+        std::vector<uint32_t> which =
+            one ? keep : std::vector<uint32_t>{keep[i]};
+        if (Error e = writer.addTensor(
+                one ? t.name : model::getExpertSliceName(t.name, int64_t(i)),
+                dims, t.getExpertType(which.front()),
+                [&store, &t, which](MutableArrayRef<uint8_t> out) {
+                  uint64_t at = 0;
+                  for (uint32_t x : which) {
+                    store.copyBytes(t, t.getExpertOffset(x),
+                                    t.getExpertBytes(x), out.data() + at);
+                    at += t.getExpertBytes(x);
+                  }
+                }))
+          return e;
+      }
+      continue;
+    }
     // The kept experts' slices (a bank: dims[2] experts) or rows (the
     // router: dims[1] experts), in order.
     size_t experts = bank ? size_t(t.dims[2]) : size_t(t.dims[1]);
     uint64_t slice = t.numBytes / experts;
     SmallVector<int64_t, 4> dims(t.dims.begin(), t.dims.end());
     dims[bank ? 2 : 1] = kept;
-    const std::vector<uint32_t> &keep = choice.kept[size_t(t.role->layer)];
     if (Error e = writer.addTensor(
             t.name, dims, t.type,
             [&store, &t, &keep, slice](MutableArrayRef<uint8_t> out) {

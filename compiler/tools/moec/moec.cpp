@@ -1233,6 +1233,10 @@ int runCompile() {
     SmallString<256> parent(compileOutput);
     sys::fs::make_absolute(parent);
     sys::path::remove_filename(parent);
+    // -o a/b/out with a/b not there yet: the output's directories are made
+    // anyway, the scratch file needs its parent first.
+    if (std::error_code ec = sys::fs::create_directories(parent))
+      return fail("-o: cannot create " + parent + ": " + ec.message());
     options.scratchDirectory = parent.str().str();
   }
 
