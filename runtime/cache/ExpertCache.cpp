@@ -2,6 +2,8 @@
 
 #include "runtime/cache/ExpertCache.h"
 
+#include <algorithm>
+
 #include <cassert>
 #include <cstdlib>
 #include <cstring>
@@ -133,7 +135,8 @@ ExpertCache::victim() {
 uint8_t *ExpertCache::insert(uint32_t layer, uint32_t expert, uint64_t size,
                              std::string &error) {
   assert(!contains(layer, expert) && "expert already cached");
-  uint64_t slot = alignUp(size ? size : 1, alignment);
+  uint64_t slot = alignUp(std::max<uint64_t>(size ? size : 1, minimumSlot),
+                          alignment);
   uint64_t offset;
   while ((offset = allocate(slot)) == UINT64_MAX) {
     auto v = victim();

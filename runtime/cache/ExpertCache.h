@@ -53,6 +53,12 @@ public:
   /// or null, counting a miss.
   uint8_t *lookup(uint32_t layer, uint32_t expert);
 
+  /// Every slot takes at least `bytes` (0: just the expert's size). With
+  /// experts of different sizes, in-use experts can split the free bytes
+  /// into holes smaller than the next expert; slots of the largest size
+  /// cannot, so that the runtime's count of experts that fit holds.
+  void setMinimumSlot(uint64_t bytes) { minimumSlot = bytes; }
+
   /// Reserves `size` bytes for an expert that is not cached, evicting as the
   /// policy says, and returns where to read it; null when even evicting
   /// everything evictable leaves no contiguous room (then `error` says how
@@ -102,6 +108,7 @@ private:
 
   uint64_t capacity;
   uint32_t alignment;
+  uint64_t minimumSlot = 0;
   EvictionPolicy policy;
   uint64_t agingPeriod;
   std::unique_ptr<uint8_t[], void (*)(uint8_t *)> arena;

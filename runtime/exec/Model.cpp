@@ -973,9 +973,11 @@ bool Model::loadResident(std::string &error) {
 bool Model::startStreaming(uint64_t cacheBytes, std::string &error) {
   const moec_bundle_header &h = bundle->getHeader();
   uint64_t alignment = std::max<uint64_t>(h.io_block, 64);
-  uint64_t largest = 0;
-  for (const moec_bundle_expert &e : bundle->getExperts())
+  uint64_t largest = 0, smallest = UINT64_MAX;
+  for (const moec_bundle_expert &e : bundle->getExperts()) {
     largest = std::max(largest, alignUp(e.size, alignment));
+    smallest = std::min(smallest, alignUp(e.size, alignment));
+  }
   int64_t k = std::max<int64_t>(code.info[MOEC_INFO_EXPERTS_USED], 1);
   int64_t perLayer = code.info[MOEC_INFO_EXPERT_COUNT];
   if (cacheBytes < uint64_t(k) * largest) {
@@ -1004,6 +1006,12 @@ bool Model::startStreaming(uint64_t cacheBytes, std::string &error) {
     return false;
   expertCache = std::make_unique<cache::ExpertCache>(
       cacheBytes, uint32_t(alignment), options.evictionPolicy);
+  // Extents of different sizes (layers or experts in different formats):
+  // slots of the largest, or in-use experts could leave only holes too
+  // small for the next one and the batch above would not fit. Size classes
+  // would keep the smaller experts' bytes; not built yet.
+  if (smallest != largest)
+    expertCache->setMinimumSlot(largest);
   if (!expertCache->getArena()) {
     error = "cannot allocate the expert cache (" + std::to_string(cacheBytes) +
             " bytes)";

@@ -49,6 +49,10 @@ def main():
     p.add_argument("--expect-mixed-experts", action="store_true",
                    help="require a layer whose experts have different "
                         "formats (moec inspect's 'mixed:')")
+    p.add_argument("--also-streamed", action="store_true",
+                   help="also run under the smallest memory budget plus a "
+                        "few experts (experts streamed): tokens and logits "
+                        "must be the resident run's, bit for bit")
     p.add_argument("--synth-args", default="",
                    help="extra moec synth arguments, space-separated")
     p.add_argument("--target", default="host")
@@ -97,6 +101,33 @@ def main():
     if len(generated) != a.steps:
         sys.exit(f"model-run printed {len(generated)} tokens, expected "
                  f"{a.steps}: {r.stdout!r}")
+    if a.also_streamed:
+        # The runtime's own minimum, from its refusal of a 1 KiB budget.
+        probe = subprocess.run([os.path.join(out, "model-run"), "--prompt-ids",
+                                "1", "--memory-budget", "1K"],
+                               capture_output=True, text=True)
+        import re
+        m = re.search(r"needs at least (\d+) bytes .* (\d+) experts of (\d+)",
+                      probe.stderr)
+        if not m:
+            sys.exit(f"no minimum budget in {probe.stderr!r}")
+        budget = int(m.group(1)) + 4 * int(m.group(3))
+        streamed_path = os.path.join(a.workdir, "streamed.f32")
+        stats_path = os.path.join(a.workdir, "streamed-stats.json")
+        s = run([os.path.join(out, "model-run"), "--prompt-ids",
+                 ",".join(map(str, prompt)), "-n", str(a.steps), "-t",
+                 str(a.threads), "--memory-budget", str(budget),
+                 "--logits-out", streamed_path, "--stats", stats_path])
+        import json
+        experts = json.load(open(stats_path))["experts"]
+        if experts["plan"] != "streaming" or experts["misses"] == 0:
+            sys.exit(f"the budget of {budget} bytes did not stream: {experts}")
+        if s.stdout != r.stdout or \
+                open(streamed_path, "rb").read() != open(got_path, "rb").read():
+            sys.exit(f"streamed under {budget} bytes: tokens or logits differ "
+                     f"from the resident run's")
+        print(f"streamed under {budget} bytes ({experts['misses']} misses): "
+              f"identical to the resident run")
     got = np.fromfile(got_path, dtype=np.float32)
     rows = a.prompt + a.steps - 1  # the last generated token is not fed
     if got.size % rows:

@@ -35,6 +35,41 @@ TEST(ExpertCache, LruEvictsTheLeastRecentlyUsed) {
   EXPECT_EQ(c.getStats().misses, 1u);
 }
 
+// Experts of two sizes in an arena of four large ones. Small, large,
+// small, large, small, small fill it; with the two large and the last
+// small in use, evicting every other leaves three one-block holes between
+// them and no room for a third large expert, though three blocks are free.
+// Slots of the largest size (what the runtime sets when sizes differ) hold
+// the same in-use experts with a large one's room to spare.
+TEST(ExpertCache, MixedSizesFitInLargestSlots) {
+  auto fill = [](ExpertCache &c) {
+    uint64_t sizes[] = {1, 2, 1, 2, 1, 1};
+    std::string error;
+    for (uint32_t e = 0; e < 6; ++e)
+      c.insert(0, e, sizes[e] * kBlock, error);
+    for (uint32_t e : {1u, 3u, 5u})
+      if (c.contains(0, e))
+        c.acquire(0, e);
+  };
+  std::string error;
+  ExpertCache bytes(8 * kBlock, kBlock, EvictionPolicy::LRU);
+  fill(bytes);
+  EXPECT_TRUE(bytes.contains(0, 1) && bytes.contains(0, 3) &&
+              bytes.contains(0, 5));
+  EXPECT_EQ(bytes.insert(0, 6, 2 * kBlock, error), nullptr);
+  EXPECT_NE(error.find("no room for an expert of 8192 bytes"),
+            std::string::npos)
+      << error;
+
+  ExpertCache slots(8 * kBlock, kBlock, EvictionPolicy::LRU);
+  slots.setMinimumSlot(2 * kBlock);
+  fill(slots);
+  // Four slots: the last two inserts evicted the two oldest (0, and 1 before
+  // it was in use); whatever is in use, a large expert still finds a slot.
+  error.clear();
+  EXPECT_NE(slots.insert(0, 6, 2 * kBlock, error), nullptr) << error;
+}
+
 TEST(ExpertCache, LfuEvictsTheLeastFrequentlyUsed) {
   ExpertCache c(4 * kBlock, kBlock, EvictionPolicy::LFU, 1000);
   for (uint32_t e = 0; e < 4; ++e)
