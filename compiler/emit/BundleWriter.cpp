@@ -37,12 +37,6 @@ uint64_t quantizedBlockBytes(gguf::GgmlType type) {
       gguf::lookupGgmlType(static_cast<uint32_t>(type));
   return info && info->blockSize > 1 ? uint64_t(info->blockBytes) : 0;
 }
-/// Elements of one block (group) of a block-quantized type.
-uint64_t getBlockElements(gguf::GgmlType type) {
-  if (std::optional<gguf::OwnGroupType> own = gguf::getOwnGroupType(type))
-    return own->group;
-  return gguf::lookupGgmlType(static_cast<uint32_t>(type))->blockSize;
-}
 } // namespace
 
 unsigned moec::emit::getWeightInterleave(const StoredTensor &t,
@@ -176,7 +170,8 @@ void copyWeights(const model::WeightStore &store, const StoredTensor &t,
     // Whole matrices of dims[1] rows of dims[0] elements in `type`.
     uint64_t blockBytes = quantizedBlockBytes(type);
     uint64_t rowBytes = uint64_t(t.dims[0]) /
-                        uint64_t(getBlockElements(type)) * blockBytes;
+                        uint64_t(gguf::getGgmlTypeInfo(type).blockSize) *
+                        blockBytes;
     repackRows(scratch.data(), dst, size / rowBytes, rowBytes, blockBytes,
                interleave);
   }

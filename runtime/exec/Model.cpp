@@ -92,10 +92,16 @@ struct moec_rt_context_t {
   /// The compiled code predicts layers (moec_rt_predict, ABI 0.4): the
   /// history-based prediction is not used.
   bool codePredicts = false;
-  int64_t streamedOffset(int32_t layer, int32_t expert);
-  /// The offset of a streamed expert that has landed, -1 when its read is
-  /// still in flight.
-  int64_t landedOffset(int32_t layer, int32_t expert);
+  /// The offset of a streamed expert of the layer being computed, waiting
+  /// for its read (`wait`) or -1 while it is still in flight.
+  int64_t streamedOffset(int32_t layer, int32_t expert, bool wait);
+  /// Counts an acquire of expert `index` (released later).
+  void countAcquire(size_t index) {
+    ++inUse[index];
+    ++outstanding;
+    ++stats.expertAcquires;
+    ++stats.acquiresPerExpert[index];
+  }
 
   void fail(std::string message) {
     bool expected = false;
@@ -201,7 +207,8 @@ void moec_rt_context_t::prefetchExperts(uint32_t layer,
     }
 }
 
-int64_t moec_rt_context_t::streamedOffset(int32_t layer, int32_t expert) {
+int64_t moec_rt_context_t::streamedOffset(int32_t layer, int32_t expert,
+                                          bool wait) {
   if (failed.load())
     return 0; // in bounds; the call fails when it returns
   if (layer != readyLayer) {
@@ -211,9 +218,11 @@ int64_t moec_rt_context_t::streamedOffset(int32_t layer, int32_t expert) {
   }
   auto it = ready.find(uint32_t(expert));
   std::string why;
+  moec::stream::ReadyExpert r;
   while (it == ready.end()) {
-    moec::stream::ReadyExpert r;
-    if (!streamer->next(r, why)) {
+    if (!streamer->next(r, why, wait)) {
+      if (why.empty() && !wait)
+        return -1; // still in flight
       fail(bundlePath + ": " +
            (why.empty() ? "layer " + std::to_string(layer) + " expert " +
                               std::to_string(expert) +
@@ -228,29 +237,6 @@ int64_t moec_rt_context_t::streamedOffset(int32_t layer, int32_t expert) {
   return it->second;
 }
 
-int64_t moec_rt_context_t::landedOffset(int32_t layer, int32_t expert) {
-  if (failed.load())
-    return 0;
-  if (layer != readyLayer) {
-    fail("compiled code acquired layer " + std::to_string(layer) +
-         " expert " + std::to_string(expert) + " before routing that layer");
-    return 0;
-  }
-  auto it = ready.find(uint32_t(expert));
-  std::string why;
-  moec::stream::ReadyExpert r;
-  while (it == ready.end() && streamer->poll(r, why)) {
-    if (r.layer == uint32_t(layer))
-      ready[r.expert] = int64_t(r.data - arena);
-    it = ready.find(uint32_t(expert));
-  }
-  if (!why.empty()) {
-    fail(bundlePath + ": " + why);
-    return 0;
-  }
-  return it == ready.end() ? -1 : it->second;
-}
-
 extern "C" void moec_rt_barrier(moec_rt_context_t *ctx) {
   ctx->pool->barrier();
 }
@@ -261,10 +247,7 @@ extern "C" int64_t moec_rt_expert_acquire(moec_rt_context_t *ctx, int32_t layer,
   if (!ctx->onThreadZero("moec_rt_expert_acquire") ||
       !ctx->findExpert("moec_rt_expert_acquire", layer, expert, index))
     return 0; // in bounds, so that the call can run to its end and fail
-  ++ctx->inUse[index];
-  ++ctx->outstanding;
-  ++ctx->stats.expertAcquires;
-  ++ctx->stats.acquiresPerExpert[index];
+  ctx->countAcquire(index);
   if (!ctx->streamer)
     return ctx->expertOffsets[index]; // all resident: a lookup
   // Streaming: the expert's slot in the cache, waiting for its read when it
@@ -275,7 +258,7 @@ extern "C" int64_t moec_rt_expert_acquire(moec_rt_context_t *ctx, int32_t layer,
     ctx->stats.expertsOverlapped += ctx->layerTryHits;
     ctx->layerTryHits = 0;
   }
-  return ctx->streamedOffset(layer, expert);
+  return ctx->streamedOffset(layer, expert, /*wait=*/true);
 }
 
 extern "C" int64_t moec_rt_expert_try_acquire(moec_rt_context_t *ctx,
@@ -284,16 +267,14 @@ extern "C" int64_t moec_rt_expert_try_acquire(moec_rt_context_t *ctx,
   if (!ctx->onThreadZero("moec_rt_expert_try_acquire") ||
       !ctx->findExpert("moec_rt_expert_try_acquire", layer, expert, index))
     return 0; // in bounds, so that the call can run to its end and fail
-  int64_t offset =
-      ctx->streamer ? ctx->landedOffset(layer, expert) : ctx->expertOffsets[index];
+  int64_t offset = ctx->streamer
+                       ? ctx->streamedOffset(layer, expert, /*wait=*/false)
+                       : ctx->expertOffsets[index];
   if (offset < 0) {
     ctx->layerTryMissed = true;
     return -1;
   }
-  ++ctx->inUse[index];
-  ++ctx->outstanding;
-  ++ctx->stats.expertAcquires;
-  ++ctx->stats.acquiresPerExpert[index];
+  ctx->countAcquire(index);
   ++ctx->layerTryHits;
   return offset;
 }

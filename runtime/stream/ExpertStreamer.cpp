@@ -133,12 +133,15 @@ bool ExpertStreamer::complete(const io::Completion &c,
   return true;
 }
 
-bool ExpertStreamer::next(ReadyExpert &out, std::string &error) {
+bool ExpertStreamer::next(ReadyExpert &out, std::string &error, bool wait) {
   error.clear();
   auto start = std::chrono::steady_clock::now();
-  while (finished.empty() && wantedOutstanding > 0) {
+  // Not waiting: one look at what has completed.
+  bool looked = false;
+  while (finished.empty() && wantedOutstanding > 0 && (wait || !looked)) {
+    looked = true;
     std::vector<io::Completion> done;
-    if (engine.poll(done, /*block=*/true) == 0 && engine.getPending() == 0) {
+    if (engine.poll(done, wait) == 0 && wait && engine.getPending() == 0) {
       error = "internal error: waiting for an expert that no read brings";
       return false;
     }
@@ -146,25 +149,10 @@ bool ExpertStreamer::next(ReadyExpert &out, std::string &error) {
       if (!complete(c, finished, error))
         return false;
   }
-  stats.stallSeconds += std::chrono::duration<double>(
-                            std::chrono::steady_clock::now() - start)
-                            .count();
-  if (finished.empty())
-    return false;
-  out = finished.back();
-  finished.pop_back();
-  return true;
-}
-
-bool ExpertStreamer::poll(ReadyExpert &out, std::string &error) {
-  error.clear();
-  if (finished.empty() && wantedOutstanding > 0) {
-    std::vector<io::Completion> done;
-    engine.poll(done, /*block=*/false);
-    for (const io::Completion &c : done)
-      if (!complete(c, finished, error))
-        return false;
-  }
+  if (wait)
+    stats.stallSeconds += std::chrono::duration<double>(
+                              std::chrono::steady_clock::now() - start)
+                              .count();
   if (finished.empty())
     return false;
   out = finished.back();

@@ -55,13 +55,11 @@ public:
   /// unknown.
   void setLayerCount(uint32_t layers) { layerCount = layers; }
 
-  /// Waits for the next missed expert of the last `request`; false when none
-  /// is outstanding (then `error` is empty) or a read or checksum failed.
-  bool next(ReadyExpert &out, std::string &error);
-
-  /// `next` without waiting: false with an empty `error` when no missed
-  /// expert has landed yet.
-  bool poll(ReadyExpert &out, std::string &error);
+  /// The next missed expert of the last `request` to land, waiting for it
+  /// unless `wait` is false; false when none is outstanding (or, not
+  /// waiting, none has landed yet: then `error` is empty) or a read or
+  /// checksum failed.
+  bool next(ReadyExpert &out, std::string &error, bool wait = true);
 
   /// Starts reading `experts` of `layer` that are neither cached nor in
   /// flight; a later request finds them cached or in flight.
