@@ -38,6 +38,8 @@
 
 #include "codegen/cpu/BlockDecode.h"
 
+#include "compiler/gguf/GgmlType.h"
+
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/IR/BuiltinTypes.h"
@@ -110,6 +112,20 @@ int64_t WeightFormat::blockBytes(unsigned lanes) const {
   // a multiple of 8, so they fill whole bytes).
   return 2 + (asymmetric ? 2 : 0) +
          int64_t(group) * qnt::getOwnFormatBits(quant) / 8;
+}
+
+int64_t WeightFormat::splitHeaderBytes() const {
+  if (kind != Kind::Quantized || interleave <= 1)
+    return 0;
+  std::optional<gguf::GgmlType> type;
+  if (qnt::isGgufFormat(quant)) {
+    if (std::optional<uint32_t> id = getGgmlTypeId())
+      type = gguf::GgmlType(*id);
+  } else {
+    type = gguf::makeOwnGroupType(
+        {qnt::getOwnFormatBits(quant), group, asymmetric});
+  }
+  return type ? gguf::getSplitHeaderBytes(*type) : 0;
 }
 
 std::string WeightFormat::name() const {
@@ -209,14 +225,24 @@ struct BlockLayout {
 /// number of runs reads it.
 class BlockDecoder {
 public:
-  BlockDecoder(OpBuilder &builder, Location loc, Value bytes, Value offset)
-      : b(builder), loc(loc), bytes(bytes), offset(offset) {}
+  BlockDecoder(OpBuilder &builder, Location loc, Value bytes,
+               BlockAddress address)
+      : b(builder), loc(loc), bytes(bytes), address(address) {}
 
-  /// vector<n x i8> of the block's bytes [at, at + n).
+  /// vector<n x i8> of the block's bytes [at, at + n). Every field lies on
+  /// one side of a split header.
   Value loadBytes(int64_t at, int64_t n) {
-    Value index = offset;
+    Value base = address.offset;
+    if (address.payload && at >= address.headerBytes) {
+      base = address.payload;
+      at -= address.headerBytes;
+    }
+    assert((!address.payload || base == address.payload ||
+            at + n <= address.headerBytes) &&
+           "a load across a split header");
+    Value index = base;
     if (at != 0)
-      index = arith::AddIOp::create(b, loc, offset,
+      index = arith::AddIOp::create(b, loc, base,
                                     arith::ConstantIndexOp::create(b, loc, at));
     return vector::LoadOp::create(b, loc, VectorType::get({n}, b.getI8Type()),
                                   bytes, ValueRange{index});
@@ -896,7 +922,8 @@ private:
 
   OpBuilder &b;
   Location loc;
-  Value bytes, offset;
+  Value bytes;
+  BlockAddress address;
   llvm::DenseMap<std::pair<int64_t, int64_t>, Value> pieceCache;
   llvm::DenseMap<std::pair<Value, int64_t>, Value> broadcastCache;
   llvm::DenseMap<std::pair<Value, int64_t>, Value> extractCache;
@@ -1124,7 +1151,8 @@ BlockLayout describeQuantized(BlockDecoder &d, const WeightFormat &format) {
 
 void moec::codegen::emitBlockDecode(
     OpBuilder &builder, Location loc, const WeightFormat &format, Value bytes,
-    Value offset, unsigned lanes, function_ref<void(int64_t, Value)> consume) {
+    BlockAddress offset, unsigned lanes,
+    function_ref<void(int64_t, Value)> consume) {
   assert((lanes == 4 || lanes == 8 || lanes == 16) && "lanes is 4, 8 or 16");
   BlockDecoder decoder(builder, loc, bytes, offset);
   auto lanesOf = [&](Type element) {
@@ -1212,7 +1240,7 @@ unsigned moec::codegen::getIntegerMaxCode(const WeightFormat &format) {
 
 void moec::codegen::emitBlockDecodeInteger(
     OpBuilder &builder, Location loc, const WeightFormat &format, Value bytes,
-    Value offset, function_ref<void(const IntegerRun &)> consume) {
+    BlockAddress offset, function_ref<void(const IntegerRun &)> consume) {
   int64_t length = getIntegerRunLength(format);
   assert(length > 0 && "a float format has no integer form");
   BlockDecoder decoder(builder, loc, bytes, offset);

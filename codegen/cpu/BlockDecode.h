@@ -45,6 +45,10 @@ struct WeightFormat {
   int64_t blockElements(unsigned lanes) const;
   /// Bytes per block (float formats: for blocks of `lanes`).
   int64_t blockBytes(unsigned lanes) const;
+  /// Bytes of each block's leading scale fields that this matrix's storage
+  /// keeps apart from the block's other bytes: gguf::getSplitHeaderBytes of
+  /// the format where rows are interleaved (compiler/emit/Repack.h), else 0.
+  int64_t splitHeaderBytes() const;
   /// "f16", "q4_k", "int3_g32_asym", "q4_0_il8" ...: for kernel names and
   /// messages.
   std::string name() const;
@@ -54,6 +58,21 @@ struct WeightFormat {
   static std::optional<WeightFormat> fromGgmlTypeId(int64_t id);
   /// The inverse; std::nullopt for the own int formats, which GGUF lacks.
   std::optional<uint32_t> getGgmlTypeId() const;
+};
+
+/// Where one block's bytes are in an i8 memref: contiguous from `offset`,
+/// or, in row-interleaved storage of a format with a split header
+/// (WeightFormat::splitHeaderBytes), its first `headerBytes` from `offset`
+/// and the rest from `payload`.
+struct BlockAddress {
+  mlir::Value offset;
+  mlir::Value payload; // null: contiguous
+  int64_t headerBytes = 0;
+
+  BlockAddress(mlir::Value offset) : offset(offset) {}
+  BlockAddress(mlir::Value header, mlir::Value payload, int64_t headerBytes)
+      : offset(header), payload(headerBytes ? payload : mlir::Value()),
+        headerBytes(headerBytes) {}
 };
 
 /// Emits, at the builder's insertion point, the decode of the block whose
@@ -76,7 +95,7 @@ struct WeightFormat {
 /// an FMA without changing a bit.
 void emitBlockDecode(mlir::OpBuilder &builder, mlir::Location loc,
                      const WeightFormat &format, mlir::Value bytes,
-                     mlir::Value offset, unsigned lanes,
+                     BlockAddress offset, unsigned lanes,
                      llvm::function_ref<void(int64_t, mlir::Value)> consume);
 
 /// One run of a block decoded for integer dot products (8-bit activation
@@ -136,7 +155,7 @@ unsigned getIntegerMaxCode(const WeightFormat &format);
 /// own values overflow from exponent 253.
 void emitBlockDecodeInteger(mlir::OpBuilder &builder, mlir::Location loc,
                             const WeightFormat &format, mlir::Value bytes,
-                            mlir::Value offset,
+                            BlockAddress offset,
                             llvm::function_ref<void(const IntegerRun &)> consume);
 
 } // namespace moec::codegen

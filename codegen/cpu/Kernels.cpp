@@ -258,22 +258,39 @@ std::pair<Value, Value> splitRows(Emitter &e, const MatmulSpec &spec,
   return {e.mul(lo, il), e.mul(hi, il)};
 }
 
-/// The byte offset of block `blk` of weight row `row` of the matrix at
-/// `wOff`: row-major, or interleaved by tiles of `interleave` rows
-/// (compiler/emit/Repack.h; a tile's base is then its first row's
-/// row-major offset).
-Value blockAddress(Emitter &e, const MatmulSpec &spec, Value wOff, Value row,
-                   Value blk) {
+/// Where row `inTile` of a tile's run of blocks (the tile's blocks of one
+/// index, from byte `run`) has its block: whole at inTile x blockBytes, or
+/// with the format's split header apart (compiler/emit/Repack.h).
+BlockAddress runBlockAddress(Emitter &e, const WeightFormat &f, Value run,
+                             Value inTile) {
+  const int64_t blockBytes = f.blockBytes(e.lanes);
+  const int64_t header = f.splitHeaderBytes();
+  if (header == 0)
+    return BlockAddress(e.add(run, e.mul(inTile, blockBytes)));
+  return BlockAddress(
+      e.add(run, e.mul(inTile, header)),
+      e.add(e.add(run, int64_t(f.interleave) * header),
+            e.mul(inTile, blockBytes - header)),
+      header);
+}
+
+/// The block `blk` of weight row `row` of the matrix at `wOff`: row-major,
+/// or interleaved by tiles of `interleave` rows (compiler/emit/Repack.h; a
+/// tile's base is then its first row's row-major offset).
+BlockAddress blockAddress(Emitter &e, const MatmulSpec &spec, Value wOff,
+                          Value row, Value blk) {
   const int64_t blockBytes = spec.format.blockBytes(e.lanes);
   const int64_t rowBytes = spec.k / spec.format.blockElements(e.lanes) *
                            blockBytes;
   const unsigned il = spec.format.interleave;
   if (il <= 1)
-    return e.add(e.add(wOff, e.mul(row, rowBytes)), e.mul(blk, blockBytes));
+    return BlockAddress(
+        e.add(e.add(wOff, e.mul(row, rowBytes)), e.mul(blk, blockBytes)));
   Value inTile = e.rem(row, il);
   Value tileStart = e.sub(row, inTile);
-  return e.add(e.add(wOff, e.mul(tileStart, rowBytes)),
-               e.mul(e.add(e.mul(blk, il), inTile), blockBytes));
+  Value run = e.add(e.add(wOff, e.mul(tileStart, rowBytes)),
+                    e.mul(blk, il * blockBytes));
+  return runBlockAddress(e, spec.format, run, inTile);
 }
 
 /// Decode (few tokens): each weight block is decoded once per token, in
@@ -295,7 +312,7 @@ void emitGemv(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o,
             Value xk = e.add(xRow, e.mul(blk, blockElems));
             for (int64_t r = 0; r < rows; ++r)
               for (unsigned m = 0; m < nMats; ++m) {
-                Value wb = blockAddress(e, spec, o.wOff[m], e.add(n0, r), blk);
+                BlockAddress wb = blockAddress(e, spec, o.wOff[m], e.add(n0, r), blk);
                 emitBlockDecode(e.b, e.loc, spec.format, o.w, wb, L,
                                 [&](int64_t first, Value wv) {
                                   Value xv = e.vload(L, o.x, e.add(xk, first));
@@ -548,7 +565,7 @@ void emitGemvInt8(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o,
             Value e0 = e.mul(blk, blockElems);
             for (int64_t r = 0; r < rows; ++r)
               for (unsigned m = 0; m < nMats; ++m) {
-                Value wb = blockAddress(e, spec, o.wOff[m], e.add(n0, r), blk);
+                BlockAddress wb = blockAddress(e, spec, o.wOff[m], e.add(n0, r), blk);
                 emitBlockDecodeInteger(
                     e.b, e.loc, spec.format, o.w, wb,
                     [&](const IntegerRun &runInfo) {
@@ -670,6 +687,88 @@ Value emitReduceRows(Emitter &e, ArrayRef<Value> rows) {
   return level[0];
 }
 
+/// An x86 intrinsic call (the AVX2 integer-dot sequences).
+Value callX86(Emitter &e, StringRef name, Type result, ValueRange args) {
+  return LLVM::CallIntrinsicOp::create(e.b, e.loc, result,
+                                       e.b.getStringAttr(name), args)
+      .getResult(0);
+}
+
+/// The scales of a run of `rows` blocks of a tile (compiler/emit/Repack.h)
+/// whose split header is the block's f16 scale alone (2 bytes: Q4_0, Q5_0,
+/// Q8_0, symmetric own formats, whose runs are all scaled by it): one load
+/// of the run's headers, vector<rows x f32>. Null for other formats.
+Value emitTileRunScales(Emitter &e, const WeightFormat &f, Value w, Value run,
+                        int64_t rows) {
+  if (f.splitHeaderBytes() != 2)
+    return Value();
+  OpBuilder &b = e.b;
+  Value raw = vector::LoadOp::create(
+      b, e.loc, VectorType::get({2 * rows}, b.getI8Type()), w, run);
+  Value halves = vector::BitCastOp::create(
+      b, e.loc, VectorType::get({rows}, b.getF16Type()), raw);
+  return arith::ExtFOp::create(b, e.loc, e.vec(unsigned(rows)), halves);
+}
+
+/// Whether the tiled GEMV computes two rows per register: on AVX2, 8-row
+/// tiles of formats whose split-header payload is 16 bytes of split nibbles
+/// (Q4_0, Q4_1: element j in the low nibble of byte j, element 16 + j in
+/// its high nibble), so that one 32-byte load holds two rows' codes.
+bool usesNibblePairs(const Emitter &e, const WeightFormat &f) {
+  return e.integerDot == IntegerDot::X86Avx2 && f.interleave == 8 &&
+         f.splitHeaderBytes() > 0 &&
+         (f.quant == qnt::QuantFormat::Q4_0 ||
+          f.quant == qnt::QuantFormat::Q4_1);
+}
+
+/// The 8 rows' integer dot products of one run of a tile of split-nibble
+/// blocks (usesNibblePairs) with one block of activations `xq`
+/// (vector<32 x i8>): vector<8 x i32>, row r in lane r. Per register of two
+/// rows' codes: two masks and a shift unpack 64 codes, two vpmaddubsw meet
+/// the activations' halves duplicated to both 128-bit lanes, their i16 sum
+/// (at most 2 x 2 x 15 x 127, no saturation) one vpmaddwd; three vphaddd
+/// and one permutation leave a lane per row.
+Value emitNibblePairDots(Emitter &e, Value w, Value payload, Value xq) {
+  OpBuilder &b = e.b;
+  Type i8 = b.getI8Type(), i16 = b.getI16Type(), i32 = b.getI32Type();
+  VectorType bytes = VectorType::get({32}, i8);
+  VectorType halves = VectorType::get({16}, i16);
+  VectorType words = VectorType::get({8}, i32);
+  SmallVector<int64_t> lowTwice, highTwice;
+  for (int64_t j = 0; j < 32; ++j) {
+    lowTwice.push_back(j % 16);
+    highTwice.push_back(16 + j % 16);
+  }
+  Value xLow = vector::ShuffleOp::create(b, e.loc, xq, xq, lowTwice);
+  Value xHigh = vector::ShuffleOp::create(b, e.loc, xq, xq, highTwice);
+  auto splat = [&](VectorType type, int64_t v) {
+    return arith::ConstantOp::create(
+        b, e.loc,
+        DenseElementsAttr::get(type, b.getIntegerAttr(type.getElementType(),
+                                                      v)));
+  };
+  Value mask = splat(bytes, 15), four = splat(bytes, 4), ones = splat(halves, 1);
+  SmallVector<Value, 4> pairs;
+  for (int64_t p = 0; p < 4; ++p) {
+    Value v = vector::LoadOp::create(b, e.loc, bytes, w, e.add(payload, 32 * p));
+    Value lo = arith::AndIOp::create(b, e.loc, v, mask);
+    Value hi = arith::AndIOp::create(
+        b, e.loc, arith::ShRUIOp::create(b, e.loc, v, four), mask);
+    Value sum = arith::AddIOp::create(
+        b, e.loc, callX86(e, "llvm.x86.avx2.pmadd.ub.sw", halves, {lo, xLow}),
+        callX86(e, "llvm.x86.avx2.pmadd.ub.sw", halves, {hi, xHigh}));
+    pairs.push_back(callX86(e, "llvm.x86.avx2.pmadd.wd", words, {sum, ones}));
+  }
+  // [r0 x2, r2 x2 | r1 x2, r3 x2], [r4, r6 | r5, r7], then [r0 r2 r4 r6 |
+  // r1 r3 r5 r7].
+  auto hadd = [&](Value x, Value y) {
+    return callX86(e, "llvm.x86.avx2.phadd.d", words, {x, y});
+  };
+  Value h = hadd(hadd(pairs[0], pairs[1]), hadd(pairs[2], pairs[3]));
+  return vector::ShuffleOp::create(b, e.loc, h, h,
+                                   ArrayRef<int64_t>{0, 4, 1, 5, 2, 6, 3, 7});
+}
+
 /// How far ahead of its reads a tiled GEMV prefetches its weight stream.
 constexpr int64_t kGemvPrefetchBytes = 4096;
 
@@ -694,6 +793,8 @@ void emitGemvInt8Tiles(Emitter &e, const MatmulSpec &spec,
   const unsigned maxCode = getIntegerMaxCode(spec.format);
   const TiledRunRule rule(e, spec.format);
   const int64_t qRow = KernelLibrary::getQuantizedRowBytes(spec.k);
+  const int64_t header = spec.format.splitHeaderBytes();
+  const bool nibblePairs = usesNibblePairs(e, spec.format);
   VectorType rowsF32 = e.vec(R);
   e.loop(o.nLo, o.nHi, R, [&](Value n0) {
     e.loop(e.idx(0), o.tokens, 1, [&](Value t) {
@@ -737,30 +838,47 @@ void emitGemvInt8Tiles(Emitter &e, const MatmulSpec &spec,
                     ValueRange{e.add(tileBlock, kGemvPrefetchBytes + line)},
                     /*isWrite=*/false, /*localityHint=*/3,
                     /*isDataCache=*/true);
-              // [run][row]: dot products, scales, offsets owed.
+              // [run][row]: dot products, scales, offsets owed. Where the
+              // tile's scales are one load and its codes come in pairs of
+              // rows, the rows' blocks are decoded for their offsets alone,
+              // if any.
+              Value tileScales =
+                  emitTileRunScales(e, spec.format, o.w, tileBlock, R);
+              Value pairDots;
+              if (nibblePairs) {
+                activations(0);
+                pairDots = emitNibblePairDots(
+                    e, o.w, e.add(tileBlock, int64_t(R) * header), xq[0]);
+              }
               std::vector<SmallVector<Value>> dots(runsPerBlock),
                   runScales(runsPerBlock), runOffsets(runsPerBlock);
-              for (unsigned r = 0; r < R; ++r)
-                emitBlockDecodeInteger(
-                    b, e.loc, spec.format, o.w,
-                    e.add(tileBlock, int64_t(r) * blockBytes),
-                    [&](const IntegerRun &ri) {
-                      int64_t j = ri.first / run;
-                      activations(j);
-                      int64_t used = 0;
-                      dots[j].push_back(emitIntegerDot(e, ri.codes, xq[j],
-                                                       maxCode,
-                                                       rule.preferredBias,
-                                                       used));
-                      runScales[j].push_back(ri.scale);
-                      if (rule.offsetStored)
-                        runOffsets[j].push_back(rule.storedOffset(e, ri));
-                    });
+              if (!pairDots || !tileScales || rule.offsetStored)
+                for (unsigned r = 0; r < R; ++r)
+                  emitBlockDecodeInteger(
+                      b, e.loc, spec.format, o.w,
+                      runBlockAddress(e, spec.format, tileBlock, e.idx(r)),
+                      [&](const IntegerRun &ri) {
+                        int64_t j = ri.first / run;
+                        activations(j);
+                        if (!pairDots) {
+                          int64_t used = 0;
+                          dots[j].push_back(emitIntegerDot(
+                              e, ri.codes, xq[j], maxCode, rule.preferredBias,
+                              used));
+                        }
+                        runScales[j].push_back(ri.scale);
+                        if (rule.offsetStored)
+                          runOffsets[j].push_back(rule.storedOffset(e, ri));
+                      });
               for (int64_t j = 0; j < runsPerBlock; ++j) {
+                activations(j);
                 Value dot = arith::SIToFPOp::create(
-                    b, e.loc, rowsF32, emitReduceRows(e, dots[j]));
-                Value scale = vector::FromElementsOp::create(
-                    b, e.loc, rowsF32, runScales[j]);
+                    b, e.loc, rowsF32,
+                    pairDots ? pairDots : emitReduceRows(e, dots[j]));
+                Value scale = tileScales ? tileScales
+                                         : vector::FromElementsOp::create(
+                                               b, e.loc, rowsF32,
+                                               runScales[j]).getResult();
                 Value &av = acc[2 * m];
                 av = e.fma(dot, e.fmul(scale, e.splat(dx[j], R)), av);
                 Value &ov = acc[2 * m + 1];
@@ -790,13 +908,37 @@ void emitGemvInt8Tiles(Emitter &e, const MatmulSpec &spec,
   });
 }
 
+/// Whether the tiled GEMM's buffer holds a run's codes as AVX2 broadcast
+/// tiles (emitGemmInt8Tiles): 8-row tiles, runs of 16 or 32.
+bool usesBroadcastTiles(const Emitter &e, const WeightFormat &f) {
+  int64_t run = getIntegerRunLength(f);
+  return e.integerDot == IntegerDot::X86Avx2 && f.interleave == 8 &&
+         (run == 16 || run == 32);
+}
+
+/// The lane of row r (of 8) in a broadcast tile's sums: two vpmaddwd
+/// results of rows 0-3 and 4-7 meet in one vphaddd as [0 1 4 5 | 2 3 6 7]
+/// (the permutation is its own inverse).
+int64_t broadcastLane(int64_t r) {
+  static constexpr int64_t kLane[8] = {0, 1, 4, 5, 2, 3, 6, 7};
+  return kLane[r];
+}
+
 /// Prefill with 8-bit activations over row-interleaved weights: a tile's
-/// rows are decoded once into an L1 buffer laid out run by run (the codes of
-/// one run of all the tile's rows contiguous, their scales and offsets one
-/// vector each), then every token meets each run of the tile with integer
-/// dot products reduced to one vector with a lane per row, as the tiled GEMV
-/// does: the per-run scaling and accumulation are vector operations over
-/// the rows.
+/// rows are decoded once into an L1 buffer laid out run by run, then every
+/// token meets each run of the tile with integer dot products that leave a
+/// vector with a lane per row, so that the per-run scaling and accumulation
+/// are vector operations over the rows.
+///
+/// On AVX2 (usesBroadcastTiles) a run of the 8 rows is stored as broadcast
+/// tiles: 32-byte registers of 4 rows x 8 codes (chunk c of the run, rows
+/// 0-3 or 4-7), met by the token's 8 activations of chunk c broadcast to
+/// all four quarters (one vpbroadcastq), so each vpmaddubsw yields 4 rows'
+/// pairwise sums at once; the i16 sums of the chunks add up while they
+/// cannot saturate, one vpmaddwd per 4 rows and one vphaddd per run leave
+/// the 8 rows' dots (in broadcastLane order, the order the scales are
+/// stored in). Elsewhere a run of a row is contiguous and each row's dot is
+/// reduced on its own (emitReduceRows).
 void emitGemmInt8Tiles(Emitter &e, const MatmulSpec &spec,
                        const MatmulOperands &o) {
   OpBuilder &b = e.b;
@@ -813,6 +955,8 @@ void emitGemmInt8Tiles(Emitter &e, const MatmulSpec &spec,
   const TiledRunRule rule(e, spec.format);
   const int64_t qRow = KernelLibrary::getQuantizedRowBytes(spec.k);
   const int64_t slots = nMats * runs * R;
+  const bool broadcast = usesBroadcastTiles(e, spec.format);
+  auto laneOf = [&](int64_t r) { return broadcast ? broadcastLane(r) : r; };
   VectorType codesType = VectorType::get({run}, b.getI8Type());
   VectorType rowsF32 = e.vec(unsigned(R));
   Value codes = memref::AllocaOp::create(
@@ -827,7 +971,10 @@ void emitGemmInt8Tiles(Emitter &e, const MatmulSpec &spec,
                          .getResult()
                    : Value();
   e.loop(o.nLo, o.nHi, R, [&](Value n0) {
-    // Slot (m * runs + run index) * R + row holds a run of one row.
+    // Run s = m * runs + run index holds R rows' codes from byte s * R * run
+    // (row r's at r * run, or, broadcast, its chunk c at (2c + r / 4) * 32 +
+    // (r % 4) * 8), their scales and offsets from slot s * R (row r in lane
+    // laneOf(r)).
     for (unsigned m = 0; m < nMats; ++m)
       e.loop(e.idx(0), e.idx(blocks), 1, [&](Value blk) {
         Value tileBlock = e.add(e.add(o.wOff[m], e.mul(n0, rowBytes)),
@@ -835,17 +982,94 @@ void emitGemmInt8Tiles(Emitter &e, const MatmulSpec &spec,
         Value firstRun = e.add(e.mul(blk, runsPerBlock), int64_t(m) * runs);
         for (int64_t r = 0; r < R; ++r)
           emitBlockDecodeInteger(
-              b, e.loc, spec.format, o.w, e.add(tileBlock, r * blockBytes),
+              b, e.loc, spec.format, o.w,
+              runBlockAddress(e, spec.format, tileBlock, e.idx(r)),
               [&](const IntegerRun &ri) {
-                Value slot =
-                    e.add(e.mul(e.add(firstRun, ri.first / run), R), r);
-                vector::StoreOp::create(b, e.loc, ri.codes, codes,
-                                        e.mul(slot, run));
+                Value runStart = e.mul(e.add(firstRun, ri.first / run), R);
+                Value slot = e.add(runStart, laneOf(r));
+                if (broadcast) {
+                  // Stored as the dot's signed operand where it takes the
+                  // sign trick (emitIntegerDot's bias).
+                  Value c = ri.codes;
+                  if (rule.bias)
+                    c = arith::SubIOp::create(
+                        b, e.loc, c,
+                        arith::ConstantOp::create(
+                            b, e.loc,
+                            DenseElementsAttr::get(
+                                codesType,
+                                b.getIntegerAttr(b.getI8Type(), rule.bias))));
+                  Value base = e.mul(runStart, run);
+                  for (int64_t chunk = 0; chunk < run / 8; ++chunk)
+                    vector::StoreOp::create(
+                        b, e.loc,
+                        vector::ExtractStridedSliceOp::create(
+                            b, e.loc, c, ArrayRef<int64_t>{8 * chunk},
+                            ArrayRef<int64_t>{8}, ArrayRef<int64_t>{1}),
+                        codes,
+                        e.add(base, (2 * chunk + r / 4) * 32 + (r % 4) * 8));
+                } else {
+                  vector::StoreOp::create(b, e.loc, ri.codes, codes,
+                                          e.mul(slot, run));
+                }
                 e.store(ri.scale, scales, slot);
                 if (rule.offsetStored)
                   e.store(rule.storedOffset(e, ri), offsets, slot);
               });
       });
+    // Broadcast tiles: how many vpmaddubsw results an i16 sum takes before
+    // it could saturate (|products| <= 2 x 127 x the largest |code|).
+    const int64_t largestCode = rule.bias ? 128 : int64_t(maxCode);
+    const int64_t i16Group =
+        std::max<int64_t>(1, 32767 / (2 * 127 * std::max<int64_t>(1, largestCode)));
+    VectorType bytes32 = VectorType::get({32}, b.getI8Type());
+    VectorType halves16 = VectorType::get({16}, b.getI16Type());
+    VectorType words8 = VectorType::get({8}, b.getI32Type());
+    auto broadcastDot = [&](Value xRow, Value el, Value runBase) {
+      SmallVector<Value, 4> xb;
+      for (int64_t chunk = 0; chunk < run / 8; ++chunk) {
+        Value q = vector::BitCastOp::create(
+            b, e.loc, VectorType::get({1}, b.getI64Type()),
+            vector::LoadOp::create(b, e.loc, VectorType::get({8}, b.getI8Type()),
+                                   o.x, e.add(e.add(xRow, el), 8 * chunk)));
+        xb.push_back(vector::BitCastOp::create(
+            b, e.loc, bytes32,
+            vector::BroadcastOp::create(
+                b, e.loc, VectorType::get({4}, b.getI64Type()),
+                vector::ExtractOp::create(b, e.loc, q, 0))));
+      }
+      Value ones = arith::ConstantOp::create(
+          b, e.loc, DenseElementsAttr::get(halves16, b.getIntegerAttr(b.getI16Type(), 1)));
+      Value half[2];
+      for (int64_t h = 0; h < 2; ++h) {
+        Value sum32, sum16;
+        int64_t inGroup = 0;
+        auto flush = [&]() {
+          if (!sum16)
+            return;
+          Value w = callX86(e, "llvm.x86.avx2.pmadd.wd", words8, {sum16, ones});
+          sum32 = sum32 ? arith::AddIOp::create(b, e.loc, sum32, w).getResult() : w;
+          sum16 = Value();
+          inGroup = 0;
+        };
+        for (int64_t chunk = 0; chunk < run / 8; ++chunk) {
+          Value w = vector::LoadOp::create(b, e.loc, bytes32, codes,
+                                           e.add(runBase, (2 * chunk + h) * 32));
+          Value x = xb[chunk];
+          if (rule.bias) {
+            x = callX86(e, "llvm.x86.avx2.psign.b", bytes32, {x, w});
+            w = math::AbsIOp::create(b, e.loc, w);
+          }
+          Value p = callX86(e, "llvm.x86.avx2.pmadd.ub.sw", halves16, {w, x});
+          sum16 = sum16 ? arith::AddIOp::create(b, e.loc, sum16, p).getResult() : p;
+          if (++inGroup == i16Group)
+            flush();
+        }
+        flush();
+        half[h] = sum32;
+      }
+      return callX86(e, "llvm.x86.avx2.phadd.d", words8, {half[0], half[1]});
+    };
     e.loop(e.idx(0), o.tokens, 1, [&](Value t) {
       Value xRow = e.add(o.xOff, e.mul(t, qRow));
       Value xScales = e.add(xRow, spec.k);
@@ -855,8 +1079,10 @@ void emitGemmInt8Tiles(Emitter &e, const MatmulSpec &spec,
           e.idx(0), e.idx(runs), 1, init, [&](Value ri, ValueRange args) {
             SmallVector<Value> acc(args.begin(), args.end());
             Value el = e.mul(ri, run);
-            Value xq = vector::LoadOp::create(b, e.loc, codesType, o.x,
-                                              e.add(xRow, el));
+            Value xq = broadcast ? Value()
+                                 : vector::LoadOp::create(b, e.loc, codesType,
+                                                          o.x, e.add(xRow, el))
+                                       .getResult();
             Value dx =
                 loadF32Bytes(e, o.x, e.add(xScales, e.mul(e.div(el, 32), 4)));
             Value xsum = rule.offsetCancels
@@ -865,16 +1091,21 @@ void emitGemmInt8Tiles(Emitter &e, const MatmulSpec &spec,
                                                     xq, dx);
             for (unsigned m = 0; m < nMats; ++m) {
               Value slot0 = e.mul(e.add(ri, int64_t(m) * runs), R);
-              SmallVector<Value> dots;
-              for (int64_t r = 0; r < R; ++r) {
-                Value w = vector::LoadOp::create(
-                    b, e.loc, codesType, codes, e.mul(e.add(slot0, r), run));
-                int64_t used = 0;
-                dots.push_back(emitIntegerDot(e, w, xq, maxCode,
-                                              rule.preferredBias, used));
+              Value dotI32;
+              if (broadcast) {
+                dotI32 = broadcastDot(xRow, el, e.mul(slot0, run));
+              } else {
+                SmallVector<Value> dots;
+                for (int64_t r = 0; r < R; ++r) {
+                  Value w = vector::LoadOp::create(
+                      b, e.loc, codesType, codes, e.mul(e.add(slot0, r), run));
+                  int64_t used = 0;
+                  dots.push_back(emitIntegerDot(e, w, xq, maxCode,
+                                                rule.preferredBias, used));
+                }
+                dotI32 = emitReduceRows(e, dots);
               }
-              Value dot = arith::SIToFPOp::create(b, e.loc, rowsF32,
-                                                  emitReduceRows(e, dots));
+              Value dot = arith::SIToFPOp::create(b, e.loc, rowsF32, dotI32);
               Value sc = vector::LoadOp::create(b, e.loc, rowsF32, scales, slot0);
               Value &av = acc[m];
               av = e.fma(dot, e.fmul(sc, e.splat(dx, unsigned(R))), av);
@@ -893,7 +1124,7 @@ void emitGemmInt8Tiles(Emitter &e, const MatmulSpec &spec,
       for (int64_t r = 0; r < R; ++r) {
         SmallVector<Value, 2> sums;
         for (Value v : accs)
-          sums.push_back(vector::ExtractOp::create(b, e.loc, v, r));
+          sums.push_back(vector::ExtractOp::create(b, e.loc, v, laneOf(r)));
         emitMatmulEpilogue(e, spec, o, e.add(n0, r), t, sums);
       }
     });

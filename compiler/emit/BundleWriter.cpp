@@ -127,9 +127,11 @@ BundleLayout moec::emit::computeBundleLayout(const model::WeightStore &store,
     }
   }
   // The hash covers what compiled code relies on: names, types, shapes and
-  // offsets of everything it reads.
+  // offsets of everything it reads, and the version of the interleaved
+  // layout (2: split headers, compiler/emit/Repack.h).
   std::string description;
   raw_string_ostream os(description);
+  os << "interleave-layout=2;";
   for (const BundleLayout::Resident &r : layout.resident) {
     os << r.tensor->name << ':' << uint32_t(r.tensor->type) << ':';
     for (int64_t d : r.tensor->dims)
@@ -173,7 +175,7 @@ void copyWeights(const model::WeightStore &store, const StoredTensor &t,
                         uint64_t(gguf::getGgmlTypeInfo(type).blockSize) *
                         blockBytes;
     repackRows(scratch.data(), dst, size / rowBytes, rowBytes, blockBytes,
-               interleave);
+               uint64_t(gguf::getSplitHeaderBytes(type)), interleave);
   }
   store.releaseBytes(t, offset, size);
 }

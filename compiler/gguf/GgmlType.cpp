@@ -142,3 +142,19 @@ std::string moec::gguf::computeSupportedGgmlTypeNames() {
   }
   return names + ", INT2/INT3/INT4/INT8_G<group>[_ASYM] (moec's own)";
 }
+
+int64_t moec::gguf::getSplitHeaderBytes(GgmlType type) {
+  if (std::optional<OwnGroupType> own = getOwnGroupType(type))
+    return own->asymmetric ? 4 : 2;
+  switch (type) {
+  case GgmlType::Q4_0:
+  case GgmlType::Q5_0:
+  case GgmlType::Q8_0:
+    return 2;
+  case GgmlType::Q4_1:
+  case GgmlType::Q5_1:
+    return 4;
+  default:
+    return 0;
+  }
+}

@@ -79,6 +79,14 @@ std::optional<GgmlType> parseGgmlTypeName(llvm::StringRef name);
 /// The names of all types moec computes with, comma-separated.
 std::string computeSupportedGgmlTypeNames();
 
+/// Bytes of a block's leading scale fields (its f16 scale, and its f16 min
+/// where the format has one) that row-interleaved storage keeps apart from
+/// the rest of the block (compiler/emit/Repack.h), so that a kernel loads a
+/// tile's scales as one vector and its rows' codes as one stream: 2 for
+/// Q4_0, Q5_0, Q8_0 and symmetric own formats, 4 for Q4_1, Q5_1 and
+/// asymmetric own formats, 0 for every other type (its blocks stay whole).
+int64_t getSplitHeaderBytes(GgmlType type);
+
 /// moec's own group-wise formats (compiler/quant/GroupFormats.h) as tensor
 /// types: ids above every ggml id (MOEC_BUNDLE_OWN_TYPE in
 /// runtime/abi/moec_bundle.h), named "INT4_G32", "INT3_G64_ASYM". Only moec

@@ -721,7 +721,8 @@ public:
                          blockBytes;
       emit::repackRows(bytes.data(),
                        w.data + (m == 0 ? layout.wOff : layout.wOff2),
-                       spec.n, rowBytes, blockBytes, spec.format.interleave);
+                       spec.n, rowBytes, blockBytes,
+                       spec.format.splitHeaderBytes(), spec.format.interleave);
       weights.push_back(
           dequantizeReference(spec.format, bytes.data(), spec.n, spec.k));
     }
