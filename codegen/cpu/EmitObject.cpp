@@ -45,7 +45,7 @@ LogicalResult moec::codegen::lowerToLLVMDialect(ModuleOp module) {
   {
     RewritePatternSet patterns(module.getContext());
     populateMathPolynomialApproximationPatterns(
-        patterns, [](StringRef name) { return name == "exp"; });
+        patterns, [](StringRef name) { return name == "math.exp"; });
     if (failed(applyPatternsGreedily(module, std::move(patterns))))
       return failure();
   }
