@@ -1025,109 +1025,146 @@ void emitGemmInt8Tiles(Emitter &e, const MatmulSpec &spec,
     VectorType bytes32 = VectorType::get({32}, b.getI8Type());
     VectorType halves16 = VectorType::get({16}, b.getI16Type());
     VectorType words8 = VectorType::get({8}, b.getI32Type());
-    auto broadcastDot = [&](Value xRow, Value el, Value runBase) {
-      SmallVector<Value, 4> xb;
-      for (int64_t chunk = 0; chunk < run / 8; ++chunk) {
-        Value q = vector::BitCastOp::create(
-            b, e.loc, VectorType::get({1}, b.getI64Type()),
-            vector::LoadOp::create(b, e.loc, VectorType::get({8}, b.getI8Type()),
-                                   o.x, e.add(e.add(xRow, el), 8 * chunk)));
-        xb.push_back(vector::BitCastOp::create(
-            b, e.loc, bytes32,
-            vector::BroadcastOp::create(
-                b, e.loc, VectorType::get({4}, b.getI64Type()),
-                vector::ExtractOp::create(b, e.loc, q, 0))));
-      }
+    // The dots of `xRows.size()` tokens with one run of the tile: each code
+    // register is loaded once for all of them. Chunk by chunk, so that only
+    // one chunk's activations and codes are live beside the sums (16 AVX2
+    // registers hold two tokens' without spilling).
+    auto broadcastDots = [&](ArrayRef<Value> xRows, Value el, Value runBase) {
+      const size_t T = xRows.size();
       Value ones = arith::ConstantOp::create(
-          b, e.loc, DenseElementsAttr::get(halves16, b.getIntegerAttr(b.getI16Type(), 1)));
-      Value half[2];
-      for (int64_t h = 0; h < 2; ++h) {
-        Value sum32, sum16;
-        int64_t inGroup = 0;
-        auto flush = [&]() {
-          if (!sum16)
-            return;
-          Value w = callX86(e, "llvm.x86.avx2.pmadd.wd", words8, {sum16, ones});
-          sum32 = sum32 ? arith::AddIOp::create(b, e.loc, sum32, w).getResult() : w;
-          sum16 = Value();
-          inGroup = 0;
-        };
-        for (int64_t chunk = 0; chunk < run / 8; ++chunk) {
+          b, e.loc,
+          DenseElementsAttr::get(halves16, b.getIntegerAttr(b.getI16Type(), 1)));
+      // [token][half]: i32 sums, and i16 sums not yet widened.
+      std::vector<std::array<Value, 2>> sum32(T), sum16(T);
+      int64_t inGroup = 0;
+      auto flush = [&]() {
+        for (size_t t = 0; t < T; ++t)
+          for (int64_t h = 0; h < 2; ++h) {
+            Value w = callX86(e, "llvm.x86.avx2.pmadd.wd", words8,
+                              {sum16[t][h], ones});
+            sum32[t][h] =
+                sum32[t][h]
+                    ? arith::AddIOp::create(b, e.loc, sum32[t][h], w).getResult()
+                    : w;
+            sum16[t][h] = Value();
+          }
+        inGroup = 0;
+      };
+      for (int64_t chunk = 0; chunk < run / 8; ++chunk) {
+        SmallVector<Value, 2> xb;
+        for (size_t t = 0; t < T; ++t) {
+          Value q = vector::BitCastOp::create(
+              b, e.loc, VectorType::get({1}, b.getI64Type()),
+              vector::LoadOp::create(
+                  b, e.loc, VectorType::get({8}, b.getI8Type()), o.x,
+                  e.add(e.add(xRows[t], el), 8 * chunk)));
+          xb.push_back(vector::BitCastOp::create(
+              b, e.loc, bytes32,
+              vector::BroadcastOp::create(
+                  b, e.loc, VectorType::get({4}, b.getI64Type()),
+                  vector::ExtractOp::create(b, e.loc, q, 0))));
+        }
+        for (int64_t h = 0; h < 2; ++h) {
           Value w = vector::LoadOp::create(b, e.loc, bytes32, codes,
                                            e.add(runBase, (2 * chunk + h) * 32));
-          Value x = xb[chunk];
-          if (rule.bias) {
-            x = callX86(e, "llvm.x86.avx2.psign.b", bytes32, {x, w});
-            w = math::AbsIOp::create(b, e.loc, w);
+          Value u = rule.bias ? math::AbsIOp::create(b, e.loc, w).getResult() : w;
+          for (size_t t = 0; t < T; ++t) {
+            Value x = xb[t];
+            if (rule.bias)
+              x = callX86(e, "llvm.x86.avx2.psign.b", bytes32, {x, w});
+            Value p = callX86(e, "llvm.x86.avx2.pmadd.ub.sw", halves16, {u, x});
+            sum16[t][h] =
+                sum16[t][h]
+                    ? arith::AddIOp::create(b, e.loc, sum16[t][h], p).getResult()
+                    : p;
           }
-          Value p = callX86(e, "llvm.x86.avx2.pmadd.ub.sw", halves16, {w, x});
-          sum16 = sum16 ? arith::AddIOp::create(b, e.loc, sum16, p).getResult() : p;
-          if (++inGroup == i16Group)
-            flush();
         }
-        flush();
-        half[h] = sum32;
+        if (++inGroup == i16Group)
+          flush();
       }
-      return callX86(e, "llvm.x86.avx2.phadd.d", words8, {half[0], half[1]});
+      if (inGroup)
+        flush();
+      SmallVector<Value, 2> dots;
+      for (size_t t = 0; t < T; ++t)
+        dots.push_back(callX86(e, "llvm.x86.avx2.phadd.d", words8,
+                               {sum32[t][0], sum32[t][1]}));
+      return dots;
     };
-    e.loop(e.idx(0), o.tokens, 1, [&](Value t) {
-      Value xRow = e.add(o.xOff, e.mul(t, qRow));
-      Value xScales = e.add(xRow, spec.k);
-      Value xSums = e.add(xScales, spec.k / 8);
-      SmallVector<Value> init(nMats, e.zeroVec(unsigned(R)));
+    // Tokens t0 .. t0 + T - 1 against the tile: two at a time with broadcast
+    // tiles (each code register loaded from L1 meets both), else one.
+    auto emitTokens = [&](Value t0, int64_t T) {
+      SmallVector<Value, 2> xRows, xScales, xSums;
+      for (int64_t t = 0; t < T; ++t) {
+        xRows.push_back(e.add(o.xOff, e.mul(e.add(t0, t), qRow)));
+        xScales.push_back(e.add(xRows.back(), spec.k));
+        xSums.push_back(e.add(xScales.back(), spec.k / 8));
+      }
+      SmallVector<Value> init(nMats * T, e.zeroVec(unsigned(R)));
       SmallVector<Value> accs = e.loop(
           e.idx(0), e.idx(runs), 1, init, [&](Value ri, ValueRange args) {
             SmallVector<Value> acc(args.begin(), args.end());
             Value el = e.mul(ri, run);
-            Value xq = broadcast ? Value()
-                                 : vector::LoadOp::create(b, e.loc, codesType,
-                                                          o.x, e.add(xRow, el))
-                                       .getResult();
-            Value dx =
-                loadF32Bytes(e, o.x, e.add(xScales, e.mul(e.div(el, 32), 4)));
-            Value xsum = rule.offsetCancels
-                             ? Value()
-                             : emitActivationRunSum(e, o.x, xSums, el, run,
-                                                    xq, dx);
+            SmallVector<Value, 2> xq(T), dx(T), xsum(T);
+            for (int64_t t = 0; t < T; ++t) {
+              if (!broadcast)
+                xq[t] = vector::LoadOp::create(b, e.loc, codesType, o.x,
+                                               e.add(xRows[t], el));
+              dx[t] = loadF32Bytes(
+                  e, o.x, e.add(xScales[t], e.mul(e.div(el, 32), 4)));
+              if (!rule.offsetCancels)
+                xsum[t] = emitActivationRunSum(e, o.x, xSums[t], el, run,
+                                               xq[t], dx[t]);
+            }
             for (unsigned m = 0; m < nMats; ++m) {
               Value slot0 = e.mul(e.add(ri, int64_t(m) * runs), R);
-              Value dotI32;
+              SmallVector<Value, 2> dotsI32;
               if (broadcast) {
-                dotI32 = broadcastDot(xRow, el, e.mul(slot0, run));
+                dotsI32 = broadcastDots(xRows, el, e.mul(slot0, run));
               } else {
                 SmallVector<Value> dots;
                 for (int64_t r = 0; r < R; ++r) {
                   Value w = vector::LoadOp::create(
                       b, e.loc, codesType, codes, e.mul(e.add(slot0, r), run));
                   int64_t used = 0;
-                  dots.push_back(emitIntegerDot(e, w, xq, maxCode,
+                  dots.push_back(emitIntegerDot(e, w, xq[0], maxCode,
                                                 rule.preferredBias, used));
                 }
-                dotI32 = emitReduceRows(e, dots);
+                dotsI32.push_back(emitReduceRows(e, dots));
               }
-              Value dot = arith::SIToFPOp::create(b, e.loc, rowsF32, dotI32);
               Value sc = vector::LoadOp::create(b, e.loc, rowsF32, scales, slot0);
-              Value &av = acc[m];
-              av = e.fma(dot, e.fmul(sc, e.splat(dx, unsigned(R))), av);
-              if (rule.offsetIsBiasedScale)
-                av = e.fma(sc,
-                           e.splat(e.fmul(xsum, e.cf(-double(rule.symBias))),
-                                   unsigned(R)),
-                           av);
-              else if (rule.offsetStored)
-                av = e.fma(vector::LoadOp::create(b, e.loc, rowsF32, offsets,
-                                                  slot0),
-                           e.splat(xsum, unsigned(R)), av);
+              Value off = rule.offsetStored
+                              ? vector::LoadOp::create(b, e.loc, rowsF32,
+                                                       offsets, slot0)
+                                    .getResult()
+                              : Value();
+              for (int64_t t = 0; t < T; ++t) {
+                Value dot =
+                    arith::SIToFPOp::create(b, e.loc, rowsF32, dotsI32[t]);
+                Value &av = acc[m * T + t];
+                av = e.fma(dot, e.fmul(sc, e.splat(dx[t], unsigned(R))), av);
+                if (rule.offsetIsBiasedScale)
+                  av = e.fma(
+                      sc,
+                      e.splat(e.fmul(xsum[t], e.cf(-double(rule.symBias))),
+                              unsigned(R)),
+                      av);
+                else if (rule.offsetStored)
+                  av = e.fma(off, e.splat(xsum[t], unsigned(R)), av);
+              }
             }
             return acc;
           });
-      for (int64_t r = 0; r < R; ++r) {
-        SmallVector<Value, 2> sums;
-        for (Value v : accs)
-          sums.push_back(vector::ExtractOp::create(b, e.loc, v, laneOf(r)));
-        emitMatmulEpilogue(e, spec, o, e.add(n0, r), t, sums);
-      }
-    });
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t r = 0; r < R; ++r) {
+          SmallVector<Value, 2> sums;
+          for (unsigned m = 0; m < nMats; ++m)
+            sums.push_back(
+                vector::ExtractOp::create(b, e.loc, accs[m * T + t], laneOf(r)));
+          emitMatmulEpilogue(e, spec, o, e.add(n0, r), e.add(t0, t), sums);
+        }
+    };
+    loopRowTiles(e, e.idx(0), o.tokens, broadcast ? 2 : 1,
+                 [&](Value t0, int64_t T) { emitTokens(t0, T); });
   });
 }
 
@@ -1705,50 +1742,129 @@ func::FuncOp KernelLibrary::attention(const AttentionSpec &spec) {
           yOff = a[6], pos = a[7];
     const int64_t hd = spec.headDim, group = spec.heads / spec.kvHeads;
     const int64_t kvRow = spec.kvHeads * hd;
+    // An item is a token and `hb` query heads of one KV group: each step's
+    // K and V rows (w rows of one KV head) are read from the cache once and
+    // stay in L1 while the item's heads use them. hb: the largest divisor of
+    // the group up to 4, so that a decode step still has items for several
+    // threads.
+    int64_t hb = 1;
+    for (int64_t d = 1; d <= std::min<int64_t>(group, 4); ++d)
+      if (group % d == 0)
+        hb = d;
+    const int64_t chunks = spec.heads / hb;
+    Value state = memref::AllocaOp::create(
+        b, e.loc, MemRefType::get({2 * hb}, e.f32()), b.getI64IntegerAttr(64));
     Value lo, hi;
-    std::tie(lo, hi) = e.split(e.mul(a[8], spec.heads), a[9], a[10]);
+    std::tie(lo, hi) = e.split(e.mul(a[8], chunks), a[9], a[10]);
     e.loop(lo, hi, 1, [&](Value item) {
-      Value t = e.div(item, spec.heads);
-      Value h = e.rem(item, spec.heads);
-      Value g = e.div(h, group);
-      Value qRow = e.add(qOff, e.add(e.mul(t, spec.heads * hd), e.mul(h, hd)));
-      Value yRow = e.add(yOff, e.add(e.mul(t, spec.heads * hd), e.mul(h, hd)));
-      Value kvHead = e.mul(g, hd);
-      e.loop(e.idx(0), e.idx(hd), w, [&](Value i) {
-        e.vstore(e.zeroVec(w), y, e.add(yRow, i));
+      Value t = e.div(item, chunks);
+      Value h0 = e.mul(e.rem(item, chunks), hb);
+      Value kvHead = e.mul(e.div(h0, group), hd);
+      auto rowOf = [&](Value base, Value h) {
+        return e.add(base, e.add(e.mul(t, spec.heads * hd), e.mul(h, hd)));
+      };
+      Value negInf = e.cf(-std::numeric_limits<float>::infinity());
+      // state[hh]: the running maximum m of head h0 + hh; state[hb + hh]:
+      // its running sum l.
+      e.loop(e.idx(0), e.idx(hb), 1, [&](Value hh) {
+        Value yRow = rowOf(yOff, e.add(h0, hh));
+        e.loop(e.idx(0), e.idx(hd), w, [&](Value i) {
+          e.vstore(e.zeroVec(w), y, e.add(yRow, i));
+        });
+        e.store(negInf, state, hh);
+        e.store(e.cf(0.0), state, e.add(hh, hb));
       });
       Value last = e.toIndex(e.load(pos, t));
-      // Online softmax over cache rows 0..last: the running maximum m, the
-      // running sum l, the output row rescaled as m grows.
-      Value negInf = e.cf(-std::numeric_limits<float>::infinity());
-      SmallVector<Value> ml = e.loop(
-          e.idx(0), e.add(last, 1), 1, {negInf, e.cf(0.0)},
-          [&](Value p, ValueRange state) {
-            Value kRow = e.add(kc, e.add(e.mul(p, kvRow), kvHead));
-            Value vRow = e.add(vc, e.add(e.mul(p, kvRow), kvHead));
-            Value dot = e.loop(e.idx(0), e.idx(hd), w, {e.zeroVec(w)},
-                               [&](Value i, ValueRange acc) {
-                                 Value qv = e.vload(w, q, e.add(qRow, i));
-                                 Value kv = e.vload(w, cache, e.add(kRow, i));
-                                 return SmallVector<Value>{e.fma(qv, kv, acc[0])};
-                               })[0];
-            Value s = e.fmul(e.reduceAdd(dot), e.cf(spec.scale));
-            Value m = e.fmax(state[0], s);
-            Value c = e.exp(e.fsub(state[0], m));
-            Value p1 = e.exp(e.fsub(s, m));
-            Value l = e.fadd(e.fmul(state[1], c), p1);
-            Value cV = e.splat(c, w), pV = e.splat(p1, w);
-            e.loop(e.idx(0), e.idx(hd), w, [&](Value i) {
-              Value o = e.vload(w, y, e.add(yRow, i));
-              Value vv = e.vload(w, cache, e.add(vRow, i));
-              e.vstore(e.fma(pV, vv, e.fmul(o, cV)), y, e.add(yRow, i));
-            });
-            return SmallVector<Value>{m, l};
+      // Online softmax over cache rows 0..last, w rows per step: the output
+      // rows rescaled as m grows. A step's w scores form one vector (lane j:
+      // row p + j), so the exponentials are vector ones and each output row
+      // is read and written once per w rows. Rows past `last` in the final
+      // step read row `last` again and weigh nothing.
+      SmallVector<int64_t> laneIds;
+      for (unsigned j = 0; j < w; ++j)
+        laneIds.push_back(j);
+      VectorType lanesI64 = VectorType::get({int64_t(w)}, b.getI64Type());
+      Value lanesIndex = arith::ConstantOp::create(
+          b, e.loc, DenseElementsAttr::get(lanesI64, ArrayRef<int64_t>(laneIds)));
+      auto broadcastIndex = [&](Value v) {
+        return vector::BroadcastOp::create(
+            b, e.loc, lanesI64,
+            arith::IndexCastOp::create(b, e.loc, b.getI64Type(), v));
+      };
+      e.loop(e.idx(0), e.add(last, 1), w, [&](Value p) {
+        SmallVector<Value> kRows, vRows;
+        for (unsigned j = 0; j < w; ++j) {
+          Value row = arith::MinUIOp::create(b, e.loc, e.add(p, int64_t(j)), last);
+          kRows.push_back(e.add(kc, e.add(e.mul(row, kvRow), kvHead)));
+          vRows.push_back(e.add(vc, e.add(e.mul(row, kvRow), kvHead)));
+        }
+        Value valid = arith::CmpIOp::create(
+            b, e.loc, arith::CmpIPredicate::ule,
+            arith::AddIOp::create(b, e.loc, broadcastIndex(p), lanesIndex),
+            broadcastIndex(last));
+        e.loop(e.idx(0), e.idx(hb), 1, [&](Value hh) {
+          Value qRow = rowOf(qOff, e.add(h0, hh));
+          Value yRow = rowOf(yOff, e.add(h0, hh));
+          SmallVector<Value> init(w, e.zeroVec(w));
+          SmallVector<Value> dots = e.loop(
+              e.idx(0), e.idx(hd), w, init, [&](Value i, ValueRange acc) {
+                Value qv = e.vload(w, q, e.add(qRow, i));
+                SmallVector<Value> next;
+                for (unsigned j = 0; j < w; ++j)
+                  next.push_back(
+                      e.fma(qv, e.vload(w, cache, e.add(kRows[j], i)), acc[j]));
+                return next;
+              });
+          // Pairwise sums of the evens and odds of pairs of vectors until
+          // one vector is left: lane j holds row p + j's dot product.
+          while (dots.size() > 1) {
+            SmallVector<Value> next;
+            for (size_t d = 0; d < dots.size(); d += 2) {
+              int64_t n = cast<VectorType>(dots[d].getType()).getNumElements();
+              SmallVector<int64_t> evens, odds;
+              for (int64_t i = 0; i < n; ++i) {
+                evens.push_back(2 * i);
+                odds.push_back(2 * i + 1);
+              }
+              next.push_back(e.fadd(
+                  vector::ShuffleOp::create(b, e.loc, dots[d], dots[d + 1], evens),
+                  vector::ShuffleOp::create(b, e.loc, dots[d], dots[d + 1], odds)));
+            }
+            dots = std::move(next);
+          }
+          Value s = e.select(valid, e.fmul(dots[0], e.splat(e.cf(spec.scale), w)),
+                             e.splat(negInf, w));
+          Value mOld = e.load(state, hh), lOld = e.load(state, e.add(hh, hb));
+          Value m = e.fmax(mOld, vector::ReductionOp::create(
+                                     b, e.loc, vector::CombiningKind::MAXIMUMF, s));
+          Value c = e.exp(e.fsub(mOld, m));
+          Value pv = e.select(valid, e.exp(e.fsub(s, e.splat(m, w))), e.zeroVec(w));
+          e.store(m, state, hh);
+          e.store(e.fadd(e.fmul(lOld, c), e.reduceAdd(pv)), state, e.add(hh, hb));
+          Value cV = e.splat(c, w);
+          SmallVector<Value> weights;
+          for (unsigned j = 0; j < w; ++j)
+            weights.push_back(
+                e.splat(vector::ExtractOp::create(b, e.loc, pv, int64_t(j)), w));
+          // Two chains of FMAs, so that each waits on half the rows.
+          e.loop(e.idx(0), e.idx(hd), w, [&](Value i) {
+            Value even = e.fmul(e.vload(w, y, e.add(yRow, i)), cV);
+            Value odd = e.zeroVec(w);
+            for (unsigned j = 0; j < w; ++j) {
+              Value &o = j % 2 ? odd : even;
+              o = e.fma(weights[j], e.vload(w, cache, e.add(vRows[j], i)), o);
+            }
+            e.vstore(e.fadd(even, odd), y, e.add(yRow, i));
           });
-      Value invL = e.splat(e.fdiv(e.cf(1.0), ml[1]), w);
-      e.loop(e.idx(0), e.idx(hd), w, [&](Value i) {
-        e.vstore(e.fmul(e.vload(w, y, e.add(yRow, i)), invL), y,
-                 e.add(yRow, i));
+        });
+      });
+      e.loop(e.idx(0), e.idx(hb), 1, [&](Value hh) {
+        Value yRow = rowOf(yOff, e.add(h0, hh));
+        Value invL = e.splat(e.fdiv(e.cf(1.0), e.load(state, e.add(hh, hb))), w);
+        e.loop(e.idx(0), e.idx(hd), w, [&](Value i) {
+          e.vstore(e.fmul(e.vload(w, y, e.add(yRow, i)), invL), y,
+                   e.add(yRow, i));
+        });
       });
     });
   });
