@@ -979,6 +979,16 @@ void emitGemmInt8Tiles(Emitter &e, const MatmulSpec &spec,
       e.loop(e.idx(0), e.idx(blocks), 1, [&](Value blk) {
         Value tileBlock = e.add(e.add(o.wOff[m], e.mul(n0, rowBytes)),
                                 e.mul(blk, R * blockBytes));
+        // The next tile's run into L2 while this one is decoded: the tokens'
+        // pass over the buffer between two tiles' decodes is long enough
+        // for it to arrive, where the hardware prefetcher, seeing a tile's
+        // few KiB at a time, leaves each decode waiting on memory. (Past the
+        // last tile the addresses lie outside the weights; a prefetch does
+        // not fault.)
+        for (int64_t line = 0; line < R * blockBytes; line += 64)
+          memref::PrefetchOp::create(
+              b, e.loc, o.w, ValueRange{e.add(tileBlock, R * rowBytes + line)},
+              /*isWrite=*/false, /*localityHint=*/2, /*isDataCache=*/true);
         Value firstRun = e.add(e.mul(blk, runsPerBlock), int64_t(m) * runs);
         for (int64_t r = 0; r < R; ++r)
           emitBlockDecodeInteger(

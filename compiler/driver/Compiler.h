@@ -55,7 +55,7 @@ struct CompileOptions {
   /// KV cache positions (0: the model's context length).
   int64_t contextLength = 0;
   /// Most tokens per forward call.
-  int64_t maxBatch = 64;
+  int64_t maxBatch = 128;
   /// 8-bit activations for quantized matmuls: std::nullopt chooses per
   /// target (on where the target has fast integer dot products).
   std::optional<bool> int8Activations;

@@ -270,8 +270,9 @@ cl::opt<int64_t> compilePrefetchExtra(
              "beyond the next layer's k (more recall, less precision)"),
     cl::value_desc("n"), cl::sub(cl::SubCommand::getTopLevel()));
 cl::opt<int64_t> compileMaxBatch(
-    "max-batch", cl::init(64),
-    cl::desc("Most tokens one forward call computes (prefill chunk)"),
+    "max-batch", cl::init(128),
+    cl::desc("Most tokens one forward call computes (prefill chunk; more "
+             "tokens per expert in each grouped matmul, more scratch memory)"),
     cl::sub(cl::SubCommand::getTopLevel()));
 cl::opt<std::string> compileBudget(
     "memory-budget", cl::desc("Memory the plan may use (e.g. 6G)"),
