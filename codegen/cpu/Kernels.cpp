@@ -956,7 +956,17 @@ void emitGemmInt8Tiles(Emitter &e, const MatmulSpec &spec,
   const int64_t qRow = KernelLibrary::getQuantizedRowBytes(spec.k);
   const int64_t slots = nMats * runs * R;
   const bool broadcast = usesBroadcastTiles(e, spec.format);
-  auto laneOf = [&](int64_t r) { return broadcast ? broadcastLane(r) : r; };
+  // Split nibbles (usesNibblePairs) reach the broadcast tiles two rows per
+  // load: unpacking the 64-bit chunks of rows (0,1) and (2,3) pairs rows 0
+  // and 2 in a register's low half and 1 and 3 in its high half, so the
+  // lanes hold rows 0 2 4 6 | 1 3 5 7.
+  const bool pairDecode = broadcast && usesNibblePairs(e, spec.format);
+  auto laneOf = [&](int64_t r) {
+    if (pairDecode)
+      return (r % 2) * 4 + r / 2;
+    return broadcast ? broadcastLane(r) : r;
+  };
+  const int64_t header = spec.format.splitHeaderBytes();
   VectorType codesType = VectorType::get({run}, b.getI8Type());
   VectorType rowsF32 = e.vec(unsigned(R));
   Value codes = memref::AllocaOp::create(
@@ -990,42 +1000,96 @@ void emitGemmInt8Tiles(Emitter &e, const MatmulSpec &spec,
               b, e.loc, o.w, ValueRange{e.add(tileBlock, R * rowBytes + line)},
               /*isWrite=*/false, /*localityHint=*/2, /*isDataCache=*/true);
         Value firstRun = e.add(e.mul(blk, runsPerBlock), int64_t(m) * runs);
-        for (int64_t r = 0; r < R; ++r)
-          emitBlockDecodeInteger(
-              b, e.loc, spec.format, o.w,
-              runBlockAddress(e, spec.format, tileBlock, e.idx(r)),
-              [&](const IntegerRun &ri) {
-                Value runStart = e.mul(e.add(firstRun, ri.first / run), R);
-                Value slot = e.add(runStart, laneOf(r));
-                if (broadcast) {
-                  // Stored as the dot's signed operand where it takes the
-                  // sign trick (emitIntegerDot's bias).
-                  Value c = ri.codes;
-                  if (rule.bias)
-                    c = arith::SubIOp::create(
-                        b, e.loc, c,
-                        arith::ConstantOp::create(
-                            b, e.loc,
-                            DenseElementsAttr::get(
-                                codesType,
-                                b.getIntegerAttr(b.getI8Type(), rule.bias))));
-                  Value base = e.mul(runStart, run);
-                  for (int64_t chunk = 0; chunk < run / 8; ++chunk)
-                    vector::StoreOp::create(
-                        b, e.loc,
-                        vector::ExtractStridedSliceOp::create(
-                            b, e.loc, c, ArrayRef<int64_t>{8 * chunk},
-                            ArrayRef<int64_t>{8}, ArrayRef<int64_t>{1}),
-                        codes,
-                        e.add(base, (2 * chunk + r / 4) * 32 + (r % 4) * 8));
-                } else {
-                  vector::StoreOp::create(b, e.loc, ri.codes, codes,
-                                          e.mul(slot, run));
-                }
-                e.store(ri.scale, scales, slot);
-                if (rule.offsetStored)
-                  e.store(rule.storedOffset(e, ri), offsets, slot);
-              });
+        Value pairScales;
+        if (pairDecode) {
+          // One run per block: four loads of two rows' 16 code bytes, masks
+          // and a shift for the low and high nibbles (chunks 0-1 and 2-3 of
+          // each row), and 64-bit unpacks of row pairs (0,1)+(2,3) and
+          // (4,5)+(6,7) into the 8 broadcast registers.
+          VectorType bytes32 = VectorType::get({32}, b.getI8Type());
+          VectorType quads = VectorType::get({4}, b.getI64Type());
+          auto splat8 = [&](int64_t v) {
+            return arith::ConstantOp::create(
+                b, e.loc,
+                DenseElementsAttr::get(bytes32, b.getIntegerAttr(b.getI8Type(), v)));
+          };
+          Value mask = splat8(15), four = splat8(4);
+          Value payload = e.add(tileBlock, R * header);
+          SmallVector<Value, 4> lo, hi;
+          for (int64_t p = 0; p < 4; ++p) {
+            Value v = vector::LoadOp::create(b, e.loc, bytes32, o.w,
+                                             e.add(payload, 32 * p));
+            lo.push_back(vector::BitCastOp::create(
+                b, e.loc, quads, arith::AndIOp::create(b, e.loc, v, mask)));
+            hi.push_back(vector::BitCastOp::create(
+                b, e.loc, quads,
+                arith::AndIOp::create(
+                    b, e.loc, arith::ShRUIOp::create(b, e.loc, v, four), mask)));
+          }
+          Value base = e.mul(e.mul(firstRun, R), run);
+          for (int64_t h = 0; h < 2; ++h)
+            for (int64_t chunk = 0; chunk < 4; ++chunk) {
+              ArrayRef<Value> src = chunk < 2 ? lo : hi;
+              // punpcklqdq / punpckhqdq within 128-bit halves.
+              int64_t q = chunk % 2;
+              Value reg = vector::ShuffleOp::create(
+                  b, e.loc, src[2 * h], src[2 * h + 1],
+                  ArrayRef<int64_t>{q, 4 + q, 2 + q, 6 + q});
+              vector::StoreOp::create(
+                  b, e.loc, vector::BitCastOp::create(b, e.loc, bytes32, reg),
+                  codes, e.add(base, (2 * chunk + h) * 32));
+            }
+          if (Value natural = emitTileRunScales(e, spec.format, o.w, tileBlock, R)) {
+            SmallVector<int64_t> rowOfLane(R);
+            for (int64_t r = 0; r < R; ++r)
+              rowOfLane[laneOf(r)] = r;
+            pairScales = vector::ShuffleOp::create(b, e.loc, natural, natural,
+                                                   rowOfLane);
+            vector::StoreOp::create(b, e.loc, pairScales, scales,
+                                    e.mul(firstRun, R));
+          }
+        }
+        if (!pairDecode || !pairScales || rule.offsetStored) {
+          for (int64_t r = 0; r < R; ++r)
+            emitBlockDecodeInteger(
+                b, e.loc, spec.format, o.w,
+                runBlockAddress(e, spec.format, tileBlock, e.idx(r)),
+                [&](const IntegerRun &ri) {
+                  Value runStart = e.mul(e.add(firstRun, ri.first / run), R);
+                  Value slot = e.add(runStart, laneOf(r));
+                  if (pairDecode) {
+                    // Codes stored above; the scale and offset alone.
+                  } else if (broadcast) {
+                    // Stored as the dot's signed operand where it takes the
+                    // sign trick (emitIntegerDot's bias).
+                    Value c = ri.codes;
+                    if (rule.bias)
+                      c = arith::SubIOp::create(
+                          b, e.loc, c,
+                          arith::ConstantOp::create(
+                              b, e.loc,
+                              DenseElementsAttr::get(
+                                  codesType,
+                                  b.getIntegerAttr(b.getI8Type(), rule.bias))));
+                    Value base = e.mul(runStart, run);
+                    for (int64_t chunk = 0; chunk < run / 8; ++chunk)
+                      vector::StoreOp::create(
+                          b, e.loc,
+                          vector::ExtractStridedSliceOp::create(
+                              b, e.loc, c, ArrayRef<int64_t>{8 * chunk},
+                              ArrayRef<int64_t>{8}, ArrayRef<int64_t>{1}),
+                          codes,
+                          e.add(base, (2 * chunk + r / 4) * 32 + (r % 4) * 8));
+                  } else {
+                    vector::StoreOp::create(b, e.loc, ri.codes, codes,
+                                            e.mul(slot, run));
+                  }
+                  if (!pairScales)
+                    e.store(ri.scale, scales, slot);
+                  if (rule.offsetStored)
+                    e.store(rule.storedOffset(e, ri), offsets, slot);
+                });
+        }
       });
     // Broadcast tiles: how many vpmaddubsw results an i16 sum takes before
     // it could saturate (|products| <= 2 x 127 x the largest |code|).
