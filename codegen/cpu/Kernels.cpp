@@ -397,6 +397,13 @@ void emitGemm(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o,
   });
 }
 
+/// An x86 intrinsic call (the AVX2 integer-dot sequences).
+Value callX86(Emitter &e, StringRef name, Type result, ValueRange args) {
+  return LLVM::CallIntrinsicOp::create(e.b, e.loc, result,
+                                       e.b.getStringAttr(name), args)
+      .getResult(0);
+}
+
 /// The bias emitIntegerDot subtracts from `n` codes (see there): on AVX2,
 /// the format's own where it prefers one, else 128 for codes above 127.
 int64_t integerDotBias(const Emitter &e, int64_t n, unsigned maxCode,
@@ -422,9 +429,7 @@ Value emitIntegerDot(Emitter &e, Value u, Value x, unsigned maxCode,
   if (e.integerDot == IntegerDot::X86Avx2 && (n == 32 || n == 16)) {
     bool wide = n == 32;
     auto call = [&](StringRef name, Type result, ValueRange args) {
-      return LLVM::CallIntrinsicOp::create(e.b, e.loc, result,
-                                           e.b.getStringAttr(name), args)
-          .getResult(0);
+      return callX86(e, name, result, args);
     };
     VectorType bytes = VectorType::get({n}, i8);
     if (bias > 0) {
@@ -633,10 +638,7 @@ Value emitReduceRows(Emitter &e, ArrayRef<Value> rows) {
   if (e.integerDot == IntegerDot::X86Avx2 && W == 8 && R == 8) {
     VectorType v8 = VectorType::get({8}, b.getI32Type());
     auto hadd = [&](Value x, Value y) {
-      return LLVM::CallIntrinsicOp::create(b, e.loc, v8,
-                                           b.getStringAttr("llvm.x86.avx2.phadd.d"),
-                                           ValueRange{x, y})
-          .getResult(0);
+      return callX86(e, "llvm.x86.avx2.phadd.d", v8, {x, y});
     };
     // hij = [i 2 pairs, j 2 pairs | i 2 pairs, j 2 pairs] (low | high half).
     Value h01 = hadd(rows[0], rows[1]), h23 = hadd(rows[2], rows[3]);
@@ -685,13 +687,6 @@ Value emitReduceRows(Emitter &e, ArrayRef<Value> rows) {
     level = std::move(next);
   }
   return level[0];
-}
-
-/// An x86 intrinsic call (the AVX2 integer-dot sequences).
-Value callX86(Emitter &e, StringRef name, Type result, ValueRange args) {
-  return LLVM::CallIntrinsicOp::create(e.b, e.loc, result,
-                                       e.b.getStringAttr(name), args)
-      .getResult(0);
 }
 
 /// The scales of a run of `rows` blocks of a tile (compiler/emit/Repack.h)
