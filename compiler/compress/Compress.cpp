@@ -304,7 +304,7 @@ moec::compress::planCompression(const model::WeightStore &store,
       wanted = named->second;
     }
 
-    TensorChoice choice{&t, t.type, TensorChoice::Copy, t.numBytes};
+    TensorChoice choice{&t, t.type, TensorChoice::Copy, t.numBytes, {}};
     if (!wanted || *wanted == t.type) {
       plan.tensors.push_back(choice);
       continue;
