@@ -76,6 +76,13 @@ struct Emitter {
   Value splat(Value scalar, unsigned n) {
     return vector::BroadcastOp::create(b, loc, vec(n), scalar);
   }
+  /// A constant integer vector of `type` with every element `v`.
+  Value intSplat(VectorType type, int64_t v) {
+    return arith::ConstantOp::create(
+        b, loc,
+        DenseElementsAttr::get(type,
+                               b.getIntegerAttr(type.getElementType(), v)));
+  }
   Value load(Value mem, Value i) { return memref::LoadOp::create(b, loc, mem, i); }
   void store(Value v, Value mem, Value i) {
     memref::StoreOp::create(b, loc, v, mem, i);
@@ -621,10 +628,10 @@ void emitGemvInt8(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o,
   });
 }
 
-/// Sums each of `rows` vectors of i32 partial sums (all of one width W, a
-/// power of two) into one vector<rows x i32>, row r in lane r: a tree of
-/// pairwise adds, on AVX2 (W = rows = 8) vphaddd within 128-bit halves and
-/// one exchange of halves (11 instructions for 8 rows).
+/// Sums each of `rows` vectors of i32 or f32 partial sums (all of one width
+/// W, a power of two) into one vector<rows x i32/f32>, row r in lane r: a
+/// tree of pairwise adds, for i32 on AVX2 (W = rows = 8) vphaddd within
+/// 128-bit halves and one exchange of halves (11 instructions for 8 rows).
 Value emitReduceRows(Emitter &e, ArrayRef<Value> rows) {
   OpBuilder &b = e.b;
   auto width = [](Value v) {
@@ -635,7 +642,12 @@ Value emitReduceRows(Emitter &e, ArrayRef<Value> rows) {
   auto shuffle = [&](Value x, Value y, ArrayRef<int64_t> mask) {
     return vector::ShuffleOp::create(b, e.loc, x, y, mask).getResult();
   };
-  if (e.integerDot == IntegerDot::X86Avx2 && W == 8 && R == 8) {
+  const bool isFloat =
+      isa<FloatType>(cast<VectorType>(rows[0].getType()).getElementType());
+  auto add = [&](Value x, Value y) {
+    return isFloat ? e.fadd(x, y) : e.add(x, y);
+  };
+  if (e.integerDot == IntegerDot::X86Avx2 && !isFloat && W == 8 && R == 8) {
     VectorType v8 = VectorType::get({8}, b.getI32Type());
     auto hadd = [&](Value x, Value y) {
       return callX86(e, "llvm.x86.avx2.phadd.d", v8, {x, y});
@@ -659,7 +671,7 @@ Value emitReduceRows(Emitter &e, ArrayRef<Value> rows) {
       evens.push_back(2 * i);
       odds.push_back(2 * i + 1);
     }
-    return e.add(shuffle(x, y, evens), shuffle(x, y, odds));
+    return add(shuffle(x, y, evens), shuffle(x, y, odds));
   };
   SmallVector<Value> level(rows.begin(), rows.end());
   int64_t partials = W;
@@ -716,19 +728,38 @@ bool usesNibblePairs(const Emitter &e, const WeightFormat &f) {
           f.quant == qnt::QuantFormat::Q4_1);
 }
 
+/// The codes of one run of an 8-row tile of split-nibble blocks
+/// (usesNibblePairs), from its payload at `w[payload]`: four 32-byte loads,
+/// each two rows' 16 code bytes (rows 2p and 2p + 1), unpacked into
+/// `low[p]` (elements 0-15 of both rows: [row 2p | row 2p + 1]) and
+/// `high[p]` (elements 16-31), vector<32 x i8> of codes 0..15.
+struct NibblePairs {
+  SmallVector<Value, 4> low, high;
+};
+NibblePairs loadNibblePairs(Emitter &e, Value w, Value payload) {
+  VectorType bytes = VectorType::get({32}, e.b.getI8Type());
+  Value mask = e.intSplat(bytes, 15), four = e.intSplat(bytes, 4);
+  NibblePairs pairs;
+  for (int64_t p = 0; p < 4; ++p) {
+    Value v = vector::LoadOp::create(e.b, e.loc, bytes, w, e.add(payload, 32 * p));
+    pairs.low.push_back(arith::AndIOp::create(e.b, e.loc, v, mask));
+    pairs.high.push_back(arith::AndIOp::create(
+        e.b, e.loc, arith::ShRUIOp::create(e.b, e.loc, v, four), mask));
+  }
+  return pairs;
+}
+
 /// The 8 rows' integer dot products of one run of a tile of split-nibble
 /// blocks (usesNibblePairs) with one block of activations `xq`
 /// (vector<32 x i8>): vector<8 x i32>, row r in lane r. Per register of two
-/// rows' codes: two masks and a shift unpack 64 codes, two vpmaddubsw meet
-/// the activations' halves duplicated to both 128-bit lanes, their i16 sum
-/// (at most 2 x 2 x 15 x 127, no saturation) one vpmaddwd; three vphaddd
-/// and one permutation leave a lane per row.
+/// rows' codes (loadNibblePairs): two vpmaddubsw meet the activations'
+/// halves duplicated to both 128-bit lanes, their i16 sum (at most
+/// 2 x 2 x 15 x 127, no saturation) one vpmaddwd; three vphaddd and one
+/// permutation leave a lane per row.
 Value emitNibblePairDots(Emitter &e, Value w, Value payload, Value xq) {
   OpBuilder &b = e.b;
-  Type i8 = b.getI8Type(), i16 = b.getI16Type(), i32 = b.getI32Type();
-  VectorType bytes = VectorType::get({32}, i8);
-  VectorType halves = VectorType::get({16}, i16);
-  VectorType words = VectorType::get({8}, i32);
+  VectorType halves = VectorType::get({16}, b.getI16Type());
+  VectorType words = VectorType::get({8}, b.getI32Type());
   SmallVector<int64_t> lowTwice, highTwice;
   for (int64_t j = 0; j < 32; ++j) {
     lowTwice.push_back(j % 16);
@@ -736,22 +767,14 @@ Value emitNibblePairDots(Emitter &e, Value w, Value payload, Value xq) {
   }
   Value xLow = vector::ShuffleOp::create(b, e.loc, xq, xq, lowTwice);
   Value xHigh = vector::ShuffleOp::create(b, e.loc, xq, xq, highTwice);
-  auto splat = [&](VectorType type, int64_t v) {
-    return arith::ConstantOp::create(
-        b, e.loc,
-        DenseElementsAttr::get(type, b.getIntegerAttr(type.getElementType(),
-                                                      v)));
-  };
-  Value mask = splat(bytes, 15), four = splat(bytes, 4), ones = splat(halves, 1);
+  Value ones = e.intSplat(halves, 1);
+  NibblePairs codes = loadNibblePairs(e, w, payload);
   SmallVector<Value, 4> pairs;
   for (int64_t p = 0; p < 4; ++p) {
-    Value v = vector::LoadOp::create(b, e.loc, bytes, w, e.add(payload, 32 * p));
-    Value lo = arith::AndIOp::create(b, e.loc, v, mask);
-    Value hi = arith::AndIOp::create(
-        b, e.loc, arith::ShRUIOp::create(b, e.loc, v, four), mask);
     Value sum = arith::AddIOp::create(
-        b, e.loc, callX86(e, "llvm.x86.avx2.pmadd.ub.sw", halves, {lo, xLow}),
-        callX86(e, "llvm.x86.avx2.pmadd.ub.sw", halves, {hi, xHigh}));
+        b, e.loc,
+        callX86(e, "llvm.x86.avx2.pmadd.ub.sw", halves, {codes.low[p], xLow}),
+        callX86(e, "llvm.x86.avx2.pmadd.ub.sw", halves, {codes.high[p], xHigh}));
     pairs.push_back(callX86(e, "llvm.x86.avx2.pmadd.wd", words, {sum, ones}));
   }
   // [r0 x2, r2 x2 | r1 x2, r3 x2], [r4, r6 | r5, r7], then [r0 r2 r4 r6 |
@@ -1003,32 +1026,19 @@ void emitGemmInt8Tiles(Emitter &e, const MatmulSpec &spec,
           // (4,5)+(6,7) into the 8 broadcast registers.
           VectorType bytes32 = VectorType::get({32}, b.getI8Type());
           VectorType quads = VectorType::get({4}, b.getI64Type());
-          auto splat8 = [&](int64_t v) {
-            return arith::ConstantOp::create(
-                b, e.loc,
-                DenseElementsAttr::get(bytes32, b.getIntegerAttr(b.getI8Type(), v)));
+          NibblePairs pairs =
+              loadNibblePairs(e, o.w, e.add(tileBlock, R * header));
+          auto asQuads = [&](Value v) {
+            return vector::BitCastOp::create(b, e.loc, quads, v);
           };
-          Value mask = splat8(15), four = splat8(4);
-          Value payload = e.add(tileBlock, R * header);
-          SmallVector<Value, 4> lo, hi;
-          for (int64_t p = 0; p < 4; ++p) {
-            Value v = vector::LoadOp::create(b, e.loc, bytes32, o.w,
-                                             e.add(payload, 32 * p));
-            lo.push_back(vector::BitCastOp::create(
-                b, e.loc, quads, arith::AndIOp::create(b, e.loc, v, mask)));
-            hi.push_back(vector::BitCastOp::create(
-                b, e.loc, quads,
-                arith::AndIOp::create(
-                    b, e.loc, arith::ShRUIOp::create(b, e.loc, v, four), mask)));
-          }
           Value base = e.mul(e.mul(firstRun, R), run);
           for (int64_t h = 0; h < 2; ++h)
             for (int64_t chunk = 0; chunk < 4; ++chunk) {
-              ArrayRef<Value> src = chunk < 2 ? lo : hi;
+              ArrayRef<Value> src = chunk < 2 ? pairs.low : pairs.high;
               // punpcklqdq / punpckhqdq within 128-bit halves.
               int64_t q = chunk % 2;
               Value reg = vector::ShuffleOp::create(
-                  b, e.loc, src[2 * h], src[2 * h + 1],
+                  b, e.loc, asQuads(src[2 * h]), asQuads(src[2 * h + 1]),
                   ArrayRef<int64_t>{q, 4 + q, 2 + q, 6 + q});
               vector::StoreOp::create(
                   b, e.loc, vector::BitCastOp::create(b, e.loc, bytes32, reg),
@@ -1059,13 +1069,8 @@ void emitGemmInt8Tiles(Emitter &e, const MatmulSpec &spec,
                     // sign trick (emitIntegerDot's bias).
                     Value c = ri.codes;
                     if (rule.bias)
-                      c = arith::SubIOp::create(
-                          b, e.loc, c,
-                          arith::ConstantOp::create(
-                              b, e.loc,
-                              DenseElementsAttr::get(
-                                  codesType,
-                                  b.getIntegerAttr(b.getI8Type(), rule.bias))));
+                      c = arith::SubIOp::create(b, e.loc, c,
+                                                e.intSplat(codesType, rule.bias));
                     Value base = e.mul(runStart, run);
                     for (int64_t chunk = 0; chunk < run / 8; ++chunk)
                       vector::StoreOp::create(
@@ -1100,9 +1105,7 @@ void emitGemmInt8Tiles(Emitter &e, const MatmulSpec &spec,
     // registers hold two tokens' without spilling).
     auto broadcastDots = [&](ArrayRef<Value> xRows, Value el, Value runBase) {
       const size_t T = xRows.size();
-      Value ones = arith::ConstantOp::create(
-          b, e.loc,
-          DenseElementsAttr::get(halves16, b.getIntegerAttr(b.getI16Type(), 1)));
+      Value ones = e.intSplat(halves16, 1);
       // [token][half]: i32 sums, and i16 sums not yet widened.
       std::vector<std::array<Value, 2>> sum32(T), sum16(T);
       int64_t inGroup = 0;
@@ -1884,24 +1887,9 @@ func::FuncOp KernelLibrary::attention(const AttentionSpec &spec) {
                       e.fma(qv, e.vload(w, cache, e.add(kRows[j], i)), acc[j]));
                 return next;
               });
-          // Pairwise sums of the evens and odds of pairs of vectors until
-          // one vector is left: lane j holds row p + j's dot product.
-          while (dots.size() > 1) {
-            SmallVector<Value> next;
-            for (size_t d = 0; d < dots.size(); d += 2) {
-              int64_t n = cast<VectorType>(dots[d].getType()).getNumElements();
-              SmallVector<int64_t> evens, odds;
-              for (int64_t i = 0; i < n; ++i) {
-                evens.push_back(2 * i);
-                odds.push_back(2 * i + 1);
-              }
-              next.push_back(e.fadd(
-                  vector::ShuffleOp::create(b, e.loc, dots[d], dots[d + 1], evens),
-                  vector::ShuffleOp::create(b, e.loc, dots[d], dots[d + 1], odds)));
-            }
-            dots = std::move(next);
-          }
-          Value s = e.select(valid, e.fmul(dots[0], e.splat(e.cf(spec.scale), w)),
+          // Lane j: row p + j's dot product.
+          Value scores = emitReduceRows(e, dots);
+          Value s = e.select(valid, e.fmul(scores, e.splat(e.cf(spec.scale), w)),
                              e.splat(negInf, w));
           Value mOld = e.load(state, hh), lOld = e.load(state, e.add(hh, hb));
           Value m = e.fmax(mOld, vector::ReductionOp::create(
