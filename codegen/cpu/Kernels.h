@@ -96,12 +96,22 @@ public:
   /// Quantizes activations to 8 bits for integer matmuls, as ggml's Q8_0
   /// with per-16 sums: each token's row of `k` (a multiple of 32) becomes,
   /// at qOff + t * getQuantizedRowBytes(k) of an i8 buffer, k codes, then
-  /// k/32 f32 scales d, then k/16 f32 sums d * (sum of 16 codes). Per block
-  /// of 32: amax = max |x|, d = amax / 127, id = amax > 0 ? 127 / amax : 0,
-  /// code = roundeven(x * id) (f32 arithmetic). Args: (x: memref<?xf32>,
-  /// xOff, q: memref<?xi8>, qOff, T, thread, threads).
+  /// k/32 f32 scales d, then k/16 f32 sums d * (sum of 16 codes), then the
+  /// integer code sums: k/16 i32 per 16 codes and k/32 i32 per 32 (at
+  /// getQuantizedCodeSumsOffset). Per block of 32: amax = max |x|, d =
+  /// amax / 127, id = amax > 0 ? 127 / amax : 0, code = roundeven(x * id)
+  /// (f32 arithmetic). Args: (x: memref<?xf32>, xOff, q: memref<?xi8>, qOff,
+  /// T, thread, threads).
   mlir::func::FuncOp quantizeActivations(int64_t k);
-  static int64_t getQuantizedRowBytes(int64_t k) { return k + k / 8 + k / 4; }
+  static int64_t getQuantizedRowBytes(int64_t k) {
+    return k + k / 8 + k / 4 + k / 4 + k / 8;
+  }
+  /// Where a quantized row's i32 code sums over runs of `run` (16 or 32)
+  /// begin, from the row's start.
+  static int64_t getQuantizedCodeSumsOffset(int64_t k, int64_t run) {
+    assert((run == 16 || run == 32) && "code sums are per 16 and per 32");
+    return run == 16 ? k + k / 8 + k / 4 : k + k / 8 + k / 2;
+  }
 
   /// RMSNorm fused into its consumers' activation quantization: the
   /// normalized rows go straight to their 8-bit form (as

@@ -565,10 +565,11 @@ private:
 //===----------------------------------------------------------------------===//
 
 /// One token's row quantized as quantizeActivations documents: codes, the
-/// per-32 scales and the per-16 sums.
+/// per-32 scales, the per-16 sums and the integer code sums per 16 and 32.
 struct QuantizedRow {
   std::vector<int8_t> codes;
   std::vector<float> scales, sums;
+  std::vector<int32_t> codeSums16, codeSums32;
   /// d * code, the values the integer matmul multiplies with.
   std::vector<float> values;
 };
@@ -597,6 +598,9 @@ QuantizedRow quantizeRow(const float *x, int64_t k) {
     for (int j = 0; j < 16; ++j)
       sum += row.codes[half * 16 + j];
     row.sums.push_back(row.scales[half / 2] * static_cast<float>(sum));
+    row.codeSums16.push_back(sum);
+    if (half % 2 == 1)
+      row.codeSums32.push_back(row.codeSums16[half - 1] + sum);
   }
   return row;
 }
@@ -898,6 +902,23 @@ private:
             sumErrors++ == 0)
           first << "sum " << h << " of token " << t << ": " << s << " vs "
                 << expected.sums[h] << " ";
+      }
+    }
+    // The integer code sums: exact.
+    for (int64_t t = 0; t < T; ++t) {
+      const uint8_t *row = q.data + kQOffset + t * rowBytes;
+      const QuantizedRow &expected = quantized[t];
+      for (int64_t run : {16, 32}) {
+        const std::vector<int32_t> &sums =
+            run == 16 ? expected.codeSums16 : expected.codeSums32;
+        int64_t at = KernelLibrary::getQuantizedCodeSumsOffset(spec.k, run);
+        for (int64_t i = 0; i < spec.k / run; ++i) {
+          int32_t s;
+          std::memcpy(&s, row + at + 4 * i, 4);
+          if (s != sums[i] && sumErrors++ == 0)
+            first << "code sum " << i << " per " << run << " of token " << t
+                  << ": " << s << " vs " << sums[i] << " ";
+        }
       }
     }
     EXPECT_EQ(codeErrors + scaleErrors + sumErrors, 0)
