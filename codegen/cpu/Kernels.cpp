@@ -404,15 +404,36 @@ void emitGemm(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o,
   });
 }
 
-/// An x86 intrinsic call (the AVX2 integer-dot sequences).
+/// An x86 intrinsic call (the AVX2 and VNNI integer-dot sequences).
 Value callX86(Emitter &e, StringRef name, Type result, ValueRange args) {
   return LLVM::CallIntrinsicOp::create(e.b, e.loc, result,
                                        e.b.getStringAttr(name), args)
       .getResult(0);
 }
 
+/// The target has AVX2's integer instructions (with or without VNNI).
+bool hasX86Avx2(const Emitter &e) {
+  return e.integerDot == IntegerDot::X86Avx2 ||
+         e.integerDot == IntegerDot::X86AvxVnni;
+}
+
+/// acc + the sums of each group of 4 lanes of u (unsigned) x x (signed),
+/// one vpdpbusd (`u`, `x`: vector<32 x i8> or vector<16 x i8>; `acc`: the
+/// matching vector of i32, or null for zero).
+Value emitVnniDot(Emitter &e, Value acc, Value u, Value x) {
+  int64_t n = cast<VectorType>(u.getType()).getNumElements();
+  VectorType words = VectorType::get({n / 4}, e.b.getI32Type());
+  if (!acc)
+    acc = e.intSplat(words, 0);
+  return callX86(e,
+                 n == 32 ? "llvm.x86.avx512.vpdpbusd.256"
+                         : "llvm.x86.avx512.vpdpbusd.128",
+                 words, {acc, u, x});
+}
+
 /// The bias emitIntegerDot subtracts from `n` codes (see there): on AVX2,
-/// the format's own where it prefers one, else 128 for codes above 127.
+/// the format's own where it prefers one, else 128 for codes above 127;
+/// with VNNI none (vpdpbusd does not saturate).
 int64_t integerDotBias(const Emitter &e, int64_t n, unsigned maxCode,
                        int64_t preferredBias) {
   if (e.integerDot != IntegerDot::X86Avx2 || (n != 32 && n != 16))
@@ -426,13 +447,16 @@ int64_t integerDotBias(const Emitter &e, int64_t n, unsigned maxCode,
 /// `preferredBias` when the codes are a symmetric format's shifted signed
 /// ones (then u - bias fits in i8 and |u - bias| * sign(x, u - bias) needs no
 /// offset term), else 128 for codes above 127 (vpmaddubsw saturates pairs of
-/// products above 127 x 127 x 2), else 0; the portable code always uses 0.
+/// products above 127 x 127 x 2), else 0; VNNI (vpdpbusd, which does not
+/// saturate) and the portable code always use 0.
 Value emitIntegerDot(Emitter &e, Value u, Value x, unsigned maxCode,
                      int64_t preferredBias, int64_t &bias) {
   auto type = cast<VectorType>(u.getType());
   int64_t n = type.getNumElements();
   Type i8 = e.b.getI8Type(), i16 = e.b.getI16Type(), i32 = e.b.getI32Type();
   bias = integerDotBias(e, n, maxCode, preferredBias);
+  if (e.integerDot == IntegerDot::X86AvxVnni && (n == 32 || n == 16))
+    return emitVnniDot(e, Value(), u, x);
   if (e.integerDot == IntegerDot::X86Avx2 && (n == 32 || n == 16)) {
     bool wide = n == 32;
     auto call = [&](StringRef name, Type result, ValueRange args) {
@@ -647,7 +671,7 @@ Value emitReduceRows(Emitter &e, ArrayRef<Value> rows) {
   auto add = [&](Value x, Value y) {
     return isFloat ? e.fadd(x, y) : e.add(x, y);
   };
-  if (e.integerDot == IntegerDot::X86Avx2 && !isFloat && W == 8 && R == 8) {
+  if (hasX86Avx2(e) && !isFloat && W == 8 && R == 8) {
     VectorType v8 = VectorType::get({8}, b.getI32Type());
     auto hadd = [&](Value x, Value y) {
       return callX86(e, "llvm.x86.avx2.phadd.d", v8, {x, y});
@@ -722,7 +746,7 @@ Value emitTileRunScales(Emitter &e, const WeightFormat &f, Value w, Value run,
 /// (Q4_0, Q4_1: element j in the low nibble of byte j, element 16 + j in
 /// its high nibble), so that one 32-byte load holds two rows' codes.
 bool usesNibblePairs(const Emitter &e, const WeightFormat &f) {
-  return e.integerDot == IntegerDot::X86Avx2 && f.interleave == 8 &&
+  return hasX86Avx2(e) && f.interleave == 8 &&
          f.splitHeaderBytes() > 0 &&
          (f.quant == qnt::QuantFormat::Q4_0 ||
           f.quant == qnt::QuantFormat::Q4_1);
@@ -930,7 +954,7 @@ void emitGemvInt8Tiles(Emitter &e, const MatmulSpec &spec,
 /// tiles (emitGemmInt8Tiles): 8-row tiles, runs of 16 or 32.
 bool usesBroadcastTiles(const Emitter &e, const WeightFormat &f) {
   int64_t run = getIntegerRunLength(f);
-  return e.integerDot == IntegerDot::X86Avx2 && f.interleave == 8 &&
+  return hasX86Avx2(e) && f.interleave == 8 &&
          (run == 16 || run == 32);
 }
 
@@ -1142,6 +1166,12 @@ void emitGemmInt8Tiles(Emitter &e, const MatmulSpec &spec,
           Value u = rule.bias ? math::AbsIOp::create(b, e.loc, w).getResult() : w;
           for (size_t t = 0; t < T; ++t) {
             Value x = xb[t];
+            if (e.integerDot == IntegerDot::X86AvxVnni) {
+              // i32 sums straight away: no i16 stage, no sign trick (the
+              // codes are unsigned, rule.bias is 0).
+              sum32[t][h] = emitVnniDot(e, sum32[t][h], u, x);
+              continue;
+            }
             if (rule.bias)
               x = callX86(e, "llvm.x86.avx2.psign.b", bytes32, {x, w});
             Value p = callX86(e, "llvm.x86.avx2.pmadd.ub.sw", halves16, {u, x});
@@ -1151,7 +1181,7 @@ void emitGemmInt8Tiles(Emitter &e, const MatmulSpec &spec,
                     : p;
           }
         }
-        if (++inGroup == i16Group)
+        if (e.integerDot != IntegerDot::X86AvxVnni && ++inGroup == i16Group)
           flush();
       }
       if (inGroup)

@@ -63,8 +63,10 @@ struct RouteSpec {
 /// How 8-bit integer dot products are computed: portable vector code, or
 /// the target's instructions (selected by the compiler, per target).
 enum class IntegerDot {
-  Generic,   // extend, multiply, add: any target
-  X86Avx2,   // vpmaddubsw + vpmaddwd
+  Generic,    // extend, multiply, add: any target
+  X86Avx2,    // vpmaddubsw + vpmaddwd
+  X86AvxVnni, // AVX2 and vpdpbusd on ymm/xmm (AVX-VNNI, or AVX512-VNNI
+              // with AVX512VL): u8 x s8 dots into i32, no saturation
 };
 
 /// Generates kernels into a module, each once per specialisation.

@@ -979,8 +979,28 @@ Error Compilation::runCodegen() {
   lowering.maxBatch = options.maxBatch;
   bool x86Avx2 = llvm::Triple(options.target.triple).isX86() &&
                  options.target.hasFeature("avx2");
-  lowering.integerDot =
-      x86Avx2 ? codegen::IntegerDot::X86Avx2 : codegen::IntegerDot::Generic;
+  // vpdpbusd on ymm: AVX-VNNI, or AVX512-VNNI with its 256-bit forms (VL).
+  bool x86Vnni = x86Avx2 && (options.target.hasFeature("avxvnni") ||
+                             (options.target.hasFeature("avx512vnni") &&
+                              options.target.hasFeature("avx512vl")));
+  lowering.integerDot = x86Vnni   ? codegen::IntegerDot::X86AvxVnni
+                        : x86Avx2 ? codegen::IntegerDot::X86Avx2
+                                  : codegen::IntegerDot::Generic;
+  if (options.integerDot == "portable") {
+    lowering.integerDot = codegen::IntegerDot::Generic;
+  } else if (options.integerDot == "avx2" || options.integerDot == "avx-vnni") {
+    bool vnni = options.integerDot == "avx-vnni";
+    if (vnni ? !x86Vnni : !x86Avx2)
+      return makeError("codegen: --integer-dot=" + options.integerDot +
+                       ": target '" + options.target.name + "' lacks " +
+                       (vnni ? "AVX-VNNI (or AVX512-VNNI with AVX512VL)"
+                             : "AVX2"));
+    lowering.integerDot = vnni ? codegen::IntegerDot::X86AvxVnni
+                               : codegen::IntegerDot::X86Avx2;
+  } else if (!options.integerDot.empty()) {
+    return makeError("codegen: --integer-dot: expected portable, avx2 or "
+                     "avx-vnni, got '" + options.integerDot + "'");
+  }
   lowering.int8Activations = options.int8Activations.value_or(x86Avx2);
   lowering.prefetchExtra = options.prefetchExtra;
   if (options.instrument) {

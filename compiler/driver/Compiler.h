@@ -59,6 +59,10 @@ struct CompileOptions {
   /// 8-bit activations for quantized matmuls: std::nullopt chooses per
   /// target (on where the target has fast integer dot products).
   std::optional<bool> int8Activations;
+  /// The integer dot product of 8-bit activations: "" chooses the target's
+  /// best; "portable", "avx2" or "avx-vnni" ask for one (an error where the
+  /// target lacks it). For comparisons on one host.
+  std::string integerDot;
   /// Experts the pre-gated prefetch predicts per token beyond the next
   /// layer's k (codegen::CpuLoweringOptions::prefetchExtra).
   int64_t prefetchExtra = 0;

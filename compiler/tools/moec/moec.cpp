@@ -291,6 +291,12 @@ cl::opt<std::string> compileActivations(
              "dot products) or auto (int8 where the target has fast integer "
              "dot products)"),
     cl::sub(cl::SubCommand::getTopLevel()));
+cl::opt<std::string> compileIntegerDot(
+    "integer-dot", cl::Hidden,
+    cl::desc("The integer dot product of 8-bit activations: portable, avx2 "
+             "or avx-vnni (default: the target's best; for comparing them on "
+             "one host)"),
+    cl::sub(cl::SubCommand::getTopLevel()));
 cl::opt<bool> compileInstrument(
     "instrument",
     cl::desc("Generated code reports every projection's input and the routed "
@@ -1073,6 +1079,7 @@ int runCompile() {
     options.memoryBudget = *budget;
   }
   options.calibrationPath = compileCalibration;
+  options.integerDot = compileIntegerDot;
   if (compileActivations == "f32")
     options.int8Activations = false;
   else if (compileActivations == "int8")

@@ -176,6 +176,30 @@ bool hostHasAvx2() {
   return it != features.end() && it->second;
 }
 
+/// vpdpbusd on ymm and xmm: AVX-VNNI, or AVX512-VNNI with AVX512VL (what
+/// the compiler asks of a target for IntegerDot::X86AvxVnni).
+bool hostHasAvxVnni() {
+  llvm::StringMap<bool> features = llvm::sys::getHostCPUFeatures();
+  auto has = [&](llvm::StringRef name) {
+    auto it = features.find(name);
+    return it != features.end() && it->second;
+  };
+  return has("avx2") &&
+         (has("avxvnni") || (has("avx512vnni") && has("avx512vl")));
+}
+
+/// The integer dot products this host can run: the portable one, AVX2's,
+/// VNNI's. (On a host without VNNI its cases are not registered; CI's
+/// machines, Sapphire Rapids and Zen 4, have it.)
+std::vector<IntegerDot> hostIntegerDots() {
+  std::vector<IntegerDot> dots = {IntegerDot::Generic};
+  if (hostHasAvx2())
+    dots.push_back(IntegerDot::X86Avx2);
+  if (hostHasAvxVnni())
+    dots.push_back(IntegerDot::X86AvxVnni);
+  return dots;
+}
+
 bool decodable(const WeightFormat &format, unsigned lanes) {
   return format.blockElements(lanes) % lanes == 0;
 }
@@ -644,8 +668,9 @@ void PrintTo(const Case &c, std::ostream *os) {
   *os << c.format.name() << ", lanes " << c.lanes << ", "
       << variantName(c.variant)
       << (!c.int8                                   ? ""
-          : c.integerDot == IntegerDot::X86Avx2 ? ", 8-bit activations, AVX2"
-                                                : ", 8-bit activations");
+          : c.integerDot == IntegerDot::X86Avx2    ? ", 8-bit activations, AVX2"
+          : c.integerDot == IntegerDot::X86AvxVnni ? ", 8-bit activations, VNNI"
+                                                   : ", 8-bit activations");
 }
 
 std::string caseName(const ::testing::TestParamInfo<Case> &info) {
@@ -661,6 +686,8 @@ std::string caseName(const ::testing::TestParamInfo<Case> &info) {
     name += "_i8act";
   if (info.param.int8 && info.param.integerDot == IntegerDot::X86Avx2)
     name += "_avx2";
+  if (info.param.int8 && info.param.integerDot == IntegerDot::X86AvxVnni)
+    name += "_avxvnni";
   return name;
 }
 
@@ -990,12 +1017,10 @@ std::vector<Case> variantCases() {
 }
 
 /// 8-bit activations: every block format (the float formats have no integer
-/// form), at each width, with the generic integer dot product and, where
-/// the host has AVX2, with AVX2's; the variants for two formats.
+/// form), at each width, with the generic integer dot product and those of
+/// the host (hostIntegerDots); the variants for two formats.
 std::vector<Case> int8Cases() {
-  std::vector<IntegerDot> dots = {IntegerDot::Generic};
-  if (hostHasAvx2())
-    dots.push_back(IntegerDot::X86Avx2);
+  std::vector<IntegerDot> dots = hostIntegerDots();
   std::vector<Case> cases;
   for (IntegerDot dot : dots) {
     for (const WeightFormat &format : allFormats())
@@ -1041,9 +1066,7 @@ INSTANTIATE_TEST_SUITE_P(AllFormats, MatmulInt8,
 /// rows than a reduction's lanes); f32 activations for a few formats
 /// (row-major kernels reading interleaved rows).
 std::vector<Case> interleavedCases() {
-  std::vector<IntegerDot> dots = {IntegerDot::Generic};
-  if (hostHasAvx2())
-    dots.push_back(IntegerDot::X86Avx2);
+  std::vector<IntegerDot> dots = hostIntegerDots();
   auto interleaved = [](WeightFormat f, unsigned rows) {
     f.interleave = rows;
     return f;
