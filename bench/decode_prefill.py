@@ -17,8 +17,9 @@ Steps (progress on standard error):
   5. ROUNDS times (default 3), interleaved: memory read bandwidth (THREADS
      threads, 256-bit loads, 1 GiB, best of 5 passes), the int8 dot-product
      peak (best instruction the host has), OUT/model-run (PROMPT prompt
-     tokens then DECODE greedy decode steps) and llama.cpp on the same GGUF
-     with the same threads, prompt and steps; each figure is the best round;
+     tokens then DECODE greedy decode steps, after an untimed warm-up pass)
+     and llama.cpp on the same GGUF with the same threads, prompt and steps
+     (after the same warm-up); each figure is the best round;
 and prints one Markdown table (header and one row) and one JSON object on
 standard output. Exit status 0 when every step ran; 1 on a setup error; 2
 when moec or llama.cpp failed on the model (the figures that exist are still
@@ -266,9 +267,10 @@ TIMING = re.compile(
 def run_moec(outdir, prompt, decode, threads):
     exe = os.path.join(outdir, "model-run")
     # -n N generates N tokens and evaluates N-1 of them: DECODE + 1 gives
-    # DECODE timed decode steps.
+    # DECODE timed decode steps. --warmup: first the same prompt and 4
+    # decode steps untimed, then a reset, as llama_peer.py gives llama.cpp.
     cmd = [exe, "--prompt-ids", ",".join(map(str, prompt)), "-n", str(decode + 1),
-           "-t", str(threads)]
+           "-t", str(threads), "--warmup"]
     stdout, stderr, wall = run(cmd, f"moec model-run ({len(prompt)}-token prompt, "
                                     f"{decode} decode steps, {threads} threads)")
     t = {}

@@ -111,6 +111,10 @@ const char *const kUsage =
     "                         instrumentation (what moec calibrate does)\n"
     "  --logits-out FILE      with --prompt-ids: write the float32 logits\n"
     "                         after every token evaluated\n"
+    "  --warmup               with --prompt-ids: first an untimed pass (the\n"
+    "                         prompt and 4 decode steps, then a reset), as\n"
+    "                         benchmarks give llama.cpp; page faults of the\n"
+    "                         buffers and cold caches leave the timed run\n"
     "  -h, --help             this text\n";
 
 [[noreturn]] void die(const std::string &message) {
@@ -271,7 +275,7 @@ struct Options {
             hessianLayer = -2;
   uint64_t memoryBudget = 0;
   int cachePolicy = 0, ioMode = 0, batch = 0;
-  bool noPrefetch = false;
+  bool noPrefetch = false, warmup = false;
   moec_sampler_params sampling = moec_sampler_default_params();
 };
 
@@ -405,6 +409,9 @@ Options parseOptions(int argc, char **argv) {
     } else if (arg == "--no-prefetch") {
       flagOnly();
       o.noPrefetch = true;
+    } else if (arg == "--warmup") {
+      flagOnly();
+      o.warmup = true;
     } else if (arg == "--logits-out") {
       o.logitsPath = takeValue();
       if (o.logitsPath.empty())
@@ -446,6 +453,12 @@ Options parseOptions(int argc, char **argv) {
     die("--prompt-ids: give the prompt as text (-p, -f) or as ids, not both");
   if (!o.logitsPath.empty() && !o.haveIds)
     die("--logits-out: needs --prompt-ids");
+  if (o.warmup && !o.haveIds)
+    die("--warmup: needs --prompt-ids");
+  if (o.warmup && (!o.statsPath.empty() || !o.calibrationPath.empty() ||
+                   !o.hessianPath.empty()))
+    die("--warmup: the warm-up pass would enter --stats, --calibration-out "
+        "and --hessian-out; use it without them");
   if (o.perplexity && (o.promptFlag != "-f" && o.promptFlag != "--file"))
     die("--perplexity: needs the text to score (-f FILE)");
   if (o.perplexity && o.chat)
@@ -592,6 +605,11 @@ public:
     }
     std::fprintf(stderr, "\nmodel-run: %16s = %10.2f ms\n", "load time",
                  loadMs);
+    if (options.warmup)
+      std::fprintf(stderr,
+                   "model-run: %16s = %10.2f ms (untimed: the prompt and %lld "
+                   "decode steps, then a reset)\n",
+                   "warm-up time", warmupMs, warmupDecodes);
     printTiming("prompt eval time", promptMs, promptTokens, "tokens");
     printTiming("eval time", evalMs, decodes, "runs");
     std::fprintf(stderr,
@@ -604,8 +622,8 @@ public:
   moec_model *model;
   const Options &options;
   const int64_t vocab, context;
-  double promptMs = 0, evalMs = 0;
-  long long promptTokens = 0, decodes = 0, generated = 0;
+  double promptMs = 0, evalMs = 0, warmupMs = 0;
+  long long promptTokens = 0, decodes = 0, generated = 0, warmupDecodes = 0;
   /// JSON members a mode adds to --stats (each followed by ", ").
   std::string statsMembers;
 };
@@ -641,6 +659,23 @@ int runIds(Session &s, const Options &o, double loadMs) {
       die(message);
     }
   };
+  if (o.warmup) {
+    // The same work as the timed run, untimed, then a reset: what
+    // bench/llama_peer.py gives llama.cpp before its timed pass.
+    auto warmupStart = std::chrono::steady_clock::now();
+    check(moec_model_prefill(model, o.promptIds.data(),
+                             int64_t(o.promptIds.size())));
+    long long steps =
+        std::min<long long>(4, s.context - (long long)o.promptIds.size());
+    for (long long step = 0; step < steps; ++step) {
+      const float *row = moec_model_logits(model);
+      int32_t next = int32_t(std::max_element(row, row + s.vocab) - row);
+      check(moec_model_decode(model, next));
+      ++s.warmupDecodes;
+    }
+    moec_model_reset(model);
+    s.warmupMs = millisecondsSince(warmupStart);
+  }
   auto promptStart = std::chrono::steady_clock::now();
   if (logits.isOpen()) {
     std::vector<float> rows(o.promptIds.size() * size_t(s.vocab));

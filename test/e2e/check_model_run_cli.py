@@ -125,6 +125,27 @@ def case_text_is_the_decoded_greedy_ids(args):
     expect(out.stdout == want, f"\n got  {out.stdout!r}\n want {want!r}")
 
 
+def case_warmup_leaves_the_same_tokens_and_logits(args):
+    # --warmup runs the prompt and 4 decode steps untimed, then resets the
+    # model: the timed run must be the cold run, token for token and bit
+    # for bit, and say how long the warm-up took.
+    prompt = ",".join(str(i) for i in range(3, 40))
+    got = {}
+    for name, extra in (("cold", []), ("warm", ["--warmup"])):
+        path = os.path.join(args.workdir, f"warmup-{name}.f32")
+        out = run([model_run(args), "--prompt-ids", prompt, "-n", "12", "-t",
+                   "2", "--logits-out", path] + extra)
+        expect(out.returncode == 0, out.stderr.decode())
+        got[name] = (out.stdout, open(path, "rb").read(), out.stderr.decode())
+    expect(got["warm"][0] == got["cold"][0],
+           f"tokens: {got['warm'][0]!r} vs {got['cold'][0]!r}")
+    expect(got["warm"][1] == got["cold"][1], "logits differ after --warmup")
+    expect(re.search(r"warm-up time = +[0-9.]+ ms \(untimed: the prompt and 4 "
+                     r"decode steps, then a reset\)", got["warm"][2]),
+           got["warm"][2])
+    expect("warm-up" not in got["cold"][2], got["cold"][2])
+
+
 def case_same_seed_same_text(args):
     def sample(seed):
         out = run([model_run(args), "-p", "The", "-n", "48", "--seed", str(seed),
@@ -654,6 +675,9 @@ BAD = {
                                     "-c: 100000 is more than the model's context"),
     "logits-out-needs-ids": (["-p", "x", "--logits-out", "l.bin"],
                              "--logits-out: needs --prompt-ids"),
+    "warmup-needs-ids": (["-p", "x", "--warmup"], "--warmup: needs --prompt-ids"),
+    "warmup-with-stats": (["--prompt-ids", "1", "--warmup", "--stats", "s.json"],
+                          "--warmup: the warm-up pass would enter --stats"),
     "ids-outside-vocabulary": (["--prompt-ids", "1,99999"],
                                "--prompt-ids: 99999 is outside the vocabulary"),
     "ids-and-text": (["--prompt-ids", "1", "-p", "x"],
