@@ -115,6 +115,11 @@ const char *const kUsage =
     "                         prompt and 4 decode steps, then a reset), as\n"
     "                         benchmarks give llama.cpp; page faults of the\n"
     "                         buffers and cold caches leave the timed run\n"
+    "  --repeat N             with --prompt-ids: N timed passes (a reset\n"
+    "                         between), each generating the same ids (an\n"
+    "                         error otherwise); the timing lines give the\n"
+    "                         fastest prompt eval and eval, one more line\n"
+    "                         every pass's speeds\n"
     "  -h, --help             this text\n";
 
 [[noreturn]] void die(const std::string &message) {
@@ -276,6 +281,7 @@ struct Options {
   uint64_t memoryBudget = 0;
   int cachePolicy = 0, ioMode = 0, batch = 0;
   bool noPrefetch = false, warmup = false;
+  long long repeat = 1;
   moec_sampler_params sampling = moec_sampler_default_params();
 };
 
@@ -412,6 +418,8 @@ Options parseOptions(int argc, char **argv) {
     } else if (arg == "--warmup") {
       flagOnly();
       o.warmup = true;
+    } else if (arg == "--repeat") {
+      o.repeat = parseInt(arg, takeValue(), 1, 1000000);
     } else if (arg == "--logits-out") {
       o.logitsPath = takeValue();
       if (o.logitsPath.empty())
@@ -455,6 +463,12 @@ Options parseOptions(int argc, char **argv) {
     die("--logits-out: needs --prompt-ids");
   if (o.warmup && !o.haveIds)
     die("--warmup: needs --prompt-ids");
+  if (o.repeat > 1 && !o.haveIds)
+    die("--repeat: needs --prompt-ids");
+  if (o.repeat > 1 && (!o.statsPath.empty() || !o.calibrationPath.empty() ||
+                       !o.hessianPath.empty()))
+    die("--repeat: every pass would enter --stats, --calibration-out and "
+        "--hessian-out; use it without them");
   if (o.warmup && (!o.statsPath.empty() || !o.calibrationPath.empty() ||
                    !o.hessianPath.empty()))
     die("--warmup: the warm-up pass would enter --stats, --calibration-out "
@@ -676,42 +690,78 @@ int runIds(Session &s, const Options &o, double loadMs) {
     moec_model_reset(model);
     s.warmupMs = millisecondsSince(warmupStart);
   }
-  auto promptStart = std::chrono::steady_clock::now();
-  if (logits.isOpen()) {
-    std::vector<float> rows(o.promptIds.size() * size_t(s.vocab));
-    check(moec_model_eval_all(model, o.promptIds.data(),
-                              int64_t(o.promptIds.size()), rows.data()));
-    logits.write(rows.data(), int64_t(rows.size()));
-  } else {
-    check(moec_model_prefill(model, o.promptIds.data(),
-                             int64_t(o.promptIds.size())));
-  }
-  s.promptMs = millisecondsSince(promptStart);
-  s.promptTokens = (long long)o.promptIds.size();
+  // One timed pass: the prompt, then the generated ids; logits only on
+  // the first (--repeat's further passes must generate the same ids).
+  auto timedPass = [&](bool writeLogits, double &promptMs, double &evalMs,
+                       long long &decodes) {
+    auto promptStart = std::chrono::steady_clock::now();
+    if (writeLogits) {
+      std::vector<float> rows(o.promptIds.size() * size_t(s.vocab));
+      check(moec_model_eval_all(model, o.promptIds.data(),
+                                int64_t(o.promptIds.size()), rows.data()));
+      logits.write(rows.data(), int64_t(rows.size()));
+    } else {
+      check(moec_model_prefill(model, o.promptIds.data(),
+                               int64_t(o.promptIds.size())));
+    }
+    promptMs = millisecondsSince(promptStart);
 
-  // Greedy unless sampling is asked for: ids are what tests compare.
-  moec_sampler_params params = o.sampling;
-  char error[256];
-  moec_sampler *sampler = moec_sampler_new(&params, error, sizeof(error));
-  if (!sampler)
-    die(error);
-  std::vector<int32_t> generated;
-  auto evalStart = std::chrono::steady_clock::now();
-  for (long long step = 0; step < predict; ++step) {
-    int32_t next = moec_sampler_sample(sampler, moec_model_logits(model),
-                                       s.vocab);
-    generated.push_back(next);
-    if (step + 1 == predict)
-      break;
-    check(moec_model_decode(model, next));
-    ++s.decodes;
-    if (logits.isOpen())
-      logits.write(moec_model_logits(model), s.vocab);
-  }
-  s.evalMs = millisecondsSince(evalStart);
-  s.generated = (long long)generated.size();
-  moec_sampler_free(sampler);
+    // Greedy unless sampling is asked for: ids are what tests compare.
+    moec_sampler_params params = o.sampling;
+    char error[256];
+    moec_sampler *sampler = moec_sampler_new(&params, error, sizeof(error));
+    if (!sampler)
+      die(error);
+    std::vector<int32_t> ids;
+    decodes = 0;
+    auto evalStart = std::chrono::steady_clock::now();
+    for (long long step = 0; step < predict; ++step) {
+      int32_t next = moec_sampler_sample(sampler, moec_model_logits(model),
+                                         s.vocab);
+      ids.push_back(next);
+      if (step + 1 == predict)
+        break;
+      check(moec_model_decode(model, next));
+      ++decodes;
+      if (writeLogits)
+        logits.write(moec_model_logits(model), s.vocab);
+    }
+    evalMs = millisecondsSince(evalStart);
+    moec_sampler_free(sampler);
+    return ids;
+  };
+  std::vector<int32_t> generated =
+      timedPass(logits.isOpen(), s.promptMs, s.evalMs, s.decodes);
   logits.commit();
+  s.promptTokens = (long long)o.promptIds.size();
+  s.generated = (long long)generated.size();
+  if (o.repeat > 1) {
+    // Every pass's speeds on one line; the timing lines keep the fastest.
+    std::string passes;
+    auto rate = [](long long n, double ms) { return ms > 0 ? 1000.0 * n / ms : 0.0; };
+    auto record = [&](double promptMs, double evalMs, long long decodes) {
+      char text[96];
+      std::snprintf(text, sizeof(text), "%s%.2f/%.2f", passes.empty() ? "" : " ",
+                    rate(s.promptTokens, promptMs), rate(decodes, evalMs));
+      passes += text;
+    };
+    record(s.promptMs, s.evalMs, s.decodes);
+    for (long long pass = 1; pass < o.repeat; ++pass) {
+      moec_model_reset(model);
+      double promptMs = 0, evalMs = 0;
+      long long decodes = 0;
+      if (timedPass(false, promptMs, evalMs, decodes) != generated)
+        die("--repeat: pass " + std::to_string(pass + 1) +
+            " generated other ids than the first");
+      record(promptMs, evalMs, decodes);
+      s.promptMs = std::min(s.promptMs, promptMs);
+      s.evalMs = std::min(s.evalMs, evalMs);
+    }
+    std::fprintf(stderr,
+                 "model-run: %lld passes, prompt eval / eval tokens per second: "
+                 "%s\n",
+                 o.repeat, passes.c_str());
+  }
 
   std::string line;
   for (size_t i = 0; i < generated.size(); ++i)

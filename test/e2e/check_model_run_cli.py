@@ -146,6 +146,38 @@ def case_warmup_leaves_the_same_tokens_and_logits(args):
     expect("warm-up" not in got["cold"][2], got["cold"][2])
 
 
+def case_repeat_times_passes_of_the_same_ids(args):
+    # --repeat 3: three timed passes, the same ids as one pass (the first
+    # writes the logits, bit for bit a single run's), a line of every
+    # pass's speeds, and timing lines no slower than any pass.
+    prompt = ",".join(str(i) for i in range(5, 30))
+    one = os.path.join(args.workdir, "repeat-one.f32")
+    three = os.path.join(args.workdir, "repeat-three.f32")
+    a = run([model_run(args), "--prompt-ids", prompt, "-n", "9", "-t", "2",
+             "--logits-out", one])
+    b = run([model_run(args), "--prompt-ids", prompt, "-n", "9", "-t", "2",
+             "--logits-out", three, "--repeat", "3"])
+    expect(a.returncode == 0 and b.returncode == 0,
+           a.stderr.decode() + b.stderr.decode())
+    expect(a.stdout == b.stdout, f"ids: {b.stdout!r} vs {a.stdout!r}")
+    expect(open(one, "rb").read() == open(three, "rb").read(),
+           "logits of --repeat's first pass differ from a single run's")
+    err = b.stderr.decode()
+    m = re.search(r"3 passes, prompt eval / eval tokens per second: "
+                  r"((?:[0-9.]+/[0-9.]+ ?){3})\n", err)
+    expect(m, err)
+    passes = [tuple(map(float, p.split("/"))) for p in m.group(1).split()]
+    best_prompt = float(re.search(r"prompt eval time = .*?([0-9.]+) tokens per "
+                                  r"second", err).group(1))
+    best_eval = float(re.search(r"\n[^\n]*  eval time = .*?([0-9.]+) tokens per "
+                                r"second", err).group(1))
+    # Printed with two decimals: compare at that precision.
+    expect(abs(best_prompt - max(p for p, _ in passes)) < 0.02,
+           f"prompt eval {best_prompt} vs passes {passes}")
+    expect(abs(best_eval - max(e for _, e in passes)) < 0.02,
+           f"eval {best_eval} vs passes {passes}")
+
+
 def case_same_seed_same_text(args):
     def sample(seed):
         out = run([model_run(args), "-p", "The", "-n", "48", "--seed", str(seed),
@@ -676,6 +708,11 @@ BAD = {
     "logits-out-needs-ids": (["-p", "x", "--logits-out", "l.bin"],
                              "--logits-out: needs --prompt-ids"),
     "warmup-needs-ids": (["-p", "x", "--warmup"], "--warmup: needs --prompt-ids"),
+    "repeat-needs-ids": (["-p", "x", "--repeat", "2"], "--repeat: needs --prompt-ids"),
+    "repeat-zero": (["--prompt-ids", "1", "--repeat", "0"],
+                    "--repeat: 0 is out of range (1..1000000)"),
+    "repeat-with-stats": (["--prompt-ids", "1", "--repeat", "2", "--stats", "s.json"],
+                          "--repeat: every pass would enter --stats"),
     "warmup-with-stats": (["--prompt-ids", "1", "--warmup", "--stats", "s.json"],
                           "--warmup: the warm-up pass would enter --stats"),
     "ids-outside-vocabulary": (["--prompt-ids", "1,99999"],
