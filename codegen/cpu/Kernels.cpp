@@ -220,12 +220,27 @@ struct MatmulOperands {
   Value tokens, nLo, nHi;
 };
 
-/// An f32 at byte `at` of an i8 memref.
-Value loadF32Bytes(Emitter &e, Value mem, Value at) {
+/// A 4-byte scalar of `type` (f32, i32) at byte `at` of an i8 memref.
+Value loadScalarBytes(Emitter &e, Value mem, Value at, Type type) {
   Value bytes = vector::LoadOp::create(
       e.b, e.loc, VectorType::get({4}, e.b.getI8Type()), mem, at);
-  Value f = vector::BitCastOp::create(e.b, e.loc, e.vec(1), bytes);
-  return vector::ExtractOp::create(e.b, e.loc, f, 0);
+  Value v = vector::BitCastOp::create(e.b, e.loc, VectorType::get({1}, type),
+                                      bytes);
+  return vector::ExtractOp::create(e.b, e.loc, v, 0);
+}
+
+/// An f32 at byte `at` of an i8 memref.
+Value loadF32Bytes(Emitter &e, Value mem, Value at) {
+  return loadScalarBytes(e, mem, at, e.f32());
+}
+
+/// Stores a 4-byte scalar (f32, i32) at byte `at` of an i8 memref.
+void storeScalarBytes(Emitter &e, Value value, Value mem, Value at) {
+  Value v = vector::BroadcastOp::create(
+      e.b, e.loc, VectorType::get({1}, value.getType()), value);
+  e.vstore(vector::BitCastOp::create(
+               e.b, e.loc, VectorType::get({4}, e.b.getI8Type()), v),
+           mem, at);
 }
 
 /// The epilogue of one output: SwiGLU of the gate/up pair, bias, residual,
@@ -1252,14 +1267,8 @@ void emitGemmInt8Tiles(Emitter &e, const MatmulSpec &spec,
           }
           if (foldBias)
             for (int64_t t = 0; t < T; ++t) {
-              Value sumBytes = vector::LoadOp::create(
-                  b, e.loc, VectorType::get({4}, b.getI8Type()), o.x,
-                  e.add(xCodeSums[t], e.mul(ri, 4)));
-              Value sum = vector::ExtractOp::create(
-                  b, e.loc,
-                  vector::BitCastOp::create(
-                      b, e.loc, VectorType::get({1}, b.getI32Type()), sumBytes),
-                  0);
+              Value sum = loadScalarBytes(
+                  e, o.x, e.add(xCodeSums[t], e.mul(ri, 4)), b.getI32Type());
               Value owed = arith::MulIOp::create(
                   b, e.loc, vector::BroadcastOp::create(b, e.loc, rowsI32, sum),
                   e.intSplat(rowsI32, rule.symBias));
@@ -1284,23 +1293,24 @@ void emitGemmInt8Tiles(Emitter &e, const MatmulSpec &spec,
             Value dot = arith::SIToFPOp::create(b, e.loc, rowsF32, dotsI32[t]);
             Value dxv = e.splat(dx, unsigned(R));
             Value &av = acc[t];
-            if (rule.offsetIsBiasedScale && !foldBias) {
+            const bool biasInF32 = rule.offsetIsBiasedScale && !foldBias;
+            Value xsum = biasInF32 || rule.offsetStored
+                             ? emitActivationRunSum(
+                                   e, o.x, xSums[t], el, run,
+                                   run < 16 ? loadActivationCodes(t, el)
+                                            : Value(),
+                                   dx)
+                             : Value();
+            if (biasInF32) {
               // scale x (dot x dx - symBias x sum(x)): two FMAs.
-              Value xsum = emitActivationRunSum(
-                  e, o.x, xSums[t], el, run,
-                  run < 16 ? loadActivationCodes(t, el) : Value(), dx);
               Value biased = e.splat(
                   e.fmul(xsum, e.cf(-double(rule.symBias))), unsigned(R));
               av = e.fma(sc, e.fma(dot, dxv, biased), av);
               continue;
             }
             av = e.fma(dot, e.fmul(sc, dxv), av);
-            if (rule.offsetStored) {
-              Value xsum = emitActivationRunSum(
-                  e, o.x, xSums[t], el, run,
-                  run < 16 ? loadActivationCodes(t, el) : Value(), dx);
+            if (rule.offsetStored)
               av = e.fma(off, e.splat(xsum, unsigned(R)), av);
-            }
           }
         };
         SmallVector<Value> init(T, e.zeroVec(unsigned(R)));
@@ -1647,33 +1657,21 @@ void emitQuantizeBlock(Emitter &e, ArrayRef<Value> v, Value q, Value out,
     else
       halfSums.back() = arith::AddIOp::create(b, e.loc, halfSums.back(), sum);
   }
-  auto storeF32 = [&](Value value, Value at) {
-    Value vec = vector::BroadcastOp::create(b, e.loc, e.vec(1), value);
-    Value bytes = vector::BitCastOp::create(
-        b, e.loc, VectorType::get({4}, b.getI8Type()), vec);
-    e.vstore(bytes, q, at);
-  };
-  storeF32(d, e.add(e.add(out, k), e.mul(blk, 4)));
+  storeScalarBytes(e, d, q, e.add(e.add(out, k), e.mul(blk, 4)));
   for (int h = 0; h < 2; ++h) {
     Value sumF = arith::SIToFPOp::create(b, e.loc, e.f32(), halfSums[h]);
-    storeF32(e.fmul(d, sumF),
-             e.add(e.add(out, k + k / 8 + 4 * h), e.mul(blk, 8)));
+    storeScalarBytes(e, e.fmul(d, sumF), q,
+                     e.add(e.add(out, k + k / 8 + 4 * h), e.mul(blk, 8)));
   }
   // The integer sums, for kernels that take a symmetric format's bias off
   // the integer dot before it becomes f32 (emitGemmInt8Tiles).
-  auto storeI32 = [&](Value value, Value at) {
-    Value vec = vector::BroadcastOp::create(
-        b, e.loc, VectorType::get({1}, b.getI32Type()), value);
-    e.vstore(vector::BitCastOp::create(
-                 b, e.loc, VectorType::get({4}, b.getI8Type()), vec),
-             q, at);
-  };
   const int64_t sums16 = KernelLibrary::getQuantizedCodeSumsOffset(k, 16);
   const int64_t sums32 = KernelLibrary::getQuantizedCodeSumsOffset(k, 32);
   for (int h = 0; h < 2; ++h)
-    storeI32(halfSums[h], e.add(e.add(out, sums16 + 4 * h), e.mul(blk, 8)));
-  storeI32(arith::AddIOp::create(b, e.loc, halfSums[0], halfSums[1]),
-           e.add(e.add(out, sums32), e.mul(blk, 4)));
+    storeScalarBytes(e, halfSums[h], q,
+                     e.add(e.add(out, sums16 + 4 * h), e.mul(blk, 8)));
+  storeScalarBytes(e, arith::AddIOp::create(b, e.loc, halfSums[0], halfSums[1]),
+                   q, e.add(e.add(out, sums32), e.mul(blk, 4)));
 }
 
 /// 1 / sqrt(mean(x^2) + eps) of the `dim` activations at x[at].

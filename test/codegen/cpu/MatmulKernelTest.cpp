@@ -154,38 +154,22 @@ int64_t columnsFor(const WeightFormat &format) {
   return 256;
 }
 
+/// Whether the host CPU has `feature` (as LLVM names it; the OS's enabling
+/// of the register state included).
+bool hostHas(llvm::StringRef feature) {
+  llvm::StringMap<bool> features = llvm::sys::getHostCPUFeatures();
+  auto it = features.find(feature);
+  return it != features.end() && it->second;
+}
+
 /// Vector widths to test: 4 and 8 everywhere (LLVM legalizes them on any
 /// x86-64 or AArch64 host); 16 only where the CPU has AVX-512, decided at
 /// run time from the host's features.
-bool hostHasAvx512() {
-  llvm::StringMap<bool> features = llvm::sys::getHostCPUFeatures();
-  auto it = features.find("avx512f");
-  return it != features.end() && it->second;
-}
-
 std::vector<unsigned> lanesToTest() {
   std::vector<unsigned> lanes = {4, 8};
-  if (hostHasAvx512())
+  if (hostHas("avx512f"))
     lanes.push_back(16);
   return lanes;
-}
-
-bool hostHasAvx2() {
-  llvm::StringMap<bool> features = llvm::sys::getHostCPUFeatures();
-  auto it = features.find("avx2");
-  return it != features.end() && it->second;
-}
-
-/// vpdpbusd on ymm and xmm: AVX-VNNI, or AVX512-VNNI with AVX512VL (what
-/// the compiler asks of a target for IntegerDot::X86AvxVnni).
-bool hostHasAvxVnni() {
-  llvm::StringMap<bool> features = llvm::sys::getHostCPUFeatures();
-  auto has = [&](llvm::StringRef name) {
-    auto it = features.find(name);
-    return it != features.end() && it->second;
-  };
-  return has("avx2") &&
-         (has("avxvnni") || (has("avx512vnni") && has("avx512vl")));
 }
 
 /// The integer dot products this host can run: the portable one, AVX2's,
@@ -193,9 +177,12 @@ bool hostHasAvxVnni() {
 /// machines, Sapphire Rapids and Zen 4, have it.)
 std::vector<IntegerDot> hostIntegerDots() {
   std::vector<IntegerDot> dots = {IntegerDot::Generic};
-  if (hostHasAvx2())
-    dots.push_back(IntegerDot::X86Avx2);
-  if (hostHasAvxVnni())
+  if (!hostHas("avx2"))
+    return dots;
+  dots.push_back(IntegerDot::X86Avx2);
+  // vpdpbusd on ymm and xmm: AVX-VNNI, or AVX512-VNNI with AVX512VL (what
+  // the compiler asks of a target for IntegerDot::X86AvxVnni).
+  if (hostHas("avxvnni") || (hostHas("avx512vnni") && hostHas("avx512vl")))
     dots.push_back(IntegerDot::X86AvxVnni);
   return dots;
 }
