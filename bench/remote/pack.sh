@@ -107,34 +107,37 @@ for n in membw int8peak; do
 done
 
 # llama-bench from the release setup_llama_cpp.sh installs.
+build_llama_bench() {
+  if [[ -z "$LLAMA_SRC" ]]; then
+    local py=$WORK/llama-venv/bin/python
+    [[ -x "$py" ]] || py=python3
+    log "downloading llama-cpp-python==$VERSION's source"
+    "$py" -m pip download --quiet --no-deps --no-binary :all: \
+      "llama-cpp-python==$VERSION" -d "$TMP/dl" >&2 || die "download failed"
+    tar -xzf "$TMP"/dl/llama_cpp_python-*.tar.gz -C "$TMP"
+    LLAMA_SRC=$(echo "$TMP"/llama_cpp_python-*/vendor/llama.cpp)
+  fi
+  log "building llama-bench for $TARGET (10 to 20 minutes on 2 cores)"
+  cmake -S "$LLAMA_SRC" -B "$TMP/llama-build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+    -DBUILD_SHARED_LIBS=OFF -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF \
+    -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DGGML_NATIVE=OFF \
+    -DGGML_SSE42=ON "${GGML[@]}" \
+    -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF >"$TMP/cmake.log" 2>&1 \
+    || { tail -20 "$TMP/cmake.log" >&2; die "configuring llama.cpp failed"; }
+  ninja -C "$TMP/llama-build" llama-bench >"$TMP/ninja.log" 2>&1 \
+    || { tail -20 "$TMP/ninja.log" >&2; die "building llama-bench failed"; }
+  strip -o "$TMP/llama-bench" "$TMP/llama-build/bin/llama-bench"
+}
 if [[ -n "$LLAMA_BENCH" ]]; then
   [[ -x "$LLAMA_BENCH" ]] || die "--llama-bench $LLAMA_BENCH is not an executable"
   strip -o "$TMP/llama-bench" "$LLAMA_BENCH"
 else
-if [[ -z "$LLAMA_SRC" ]]; then
-  PY=$WORK/llama-venv/bin/python
-  [[ -x "$PY" ]] || PY=python3
-  log "downloading llama-cpp-python==$VERSION's source"
-  "$PY" -m pip download --quiet --no-deps --no-binary :all: \
-    "llama-cpp-python==$VERSION" -d "$TMP/dl" >&2 || die "download failed"
-  tar -xzf "$TMP"/dl/llama_cpp_python-*.tar.gz -C "$TMP"
-  LLAMA_SRC=$(echo "$TMP"/llama_cpp_python-*/vendor/llama.cpp)
-fi
-log "building llama-bench for $TARGET (10 to 20 minutes on 2 cores)"
-cmake -S "$LLAMA_SRC" -B "$TMP/llama-build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-  -DBUILD_SHARED_LIBS=OFF -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF \
-  -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DGGML_NATIVE=OFF \
-  -DGGML_SSE42=ON "${GGML[@]}" \
-  -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF >"$TMP/cmake.log" 2>&1 \
-  || die "configuring llama.cpp failed: $TMP/cmake.log"
-ninja -C "$TMP/llama-build" llama-bench >"$TMP/ninja.log" 2>&1 \
-  || { tail -20 "$TMP/ninja.log" >&2; die "building llama-bench failed"; }
-strip -o "$TMP/llama-bench" "$TMP/llama-build/bin/llama-bench"
+  build_llama_bench
 fi
 xz -T0 -6 -c "$TMP/llama-bench" > "$PACK/llama-bench.xz"
 
 # Shared libraries a bare host may lack (libc and libstdc++ it has).
-for exe in "$PACK/model-run" "$TMP/llama-bench"; do
+for exe in "$TMP/moec" "$PACK/model-run" "$TMP/llama-bench"; do
   ldd "$exe" | awk '/=> \//{print $3}'
 done | sort -u | while read -r so; do
   case "$(basename "$so")" in
@@ -144,8 +147,10 @@ done | sort -u | while read -r so; do
 done
 
 cp "$VOCAB" "$PACK/vocab.gguf"
+# decode_prefill.py's prompt: 128 fixed pseudo-random ids of the vocabulary.
+VOCAB_SIZE=$("$MOEC" inspect "$GGUF" | awk '/^vocabulary/{print $2; exit}')
 python3 -c "import sys; sys.path.insert(0, '$ROOT/bench'); import decode_prefill as d; \
-print(','.join(map(str, d.prompt_ids(128, 32000))))" > "$PACK/prompt.txt"
+print(','.join(map(str, d.prompt_ids(128, $VOCAB_SIZE))))" > "$PACK/prompt.txt"
 cp "$HERE/run.sh" "$PACK/run.sh"
 echo "$TARGET" > "$PACK/target"
 log "packed $(du -sh "$PACK" | cut -f1) into $PACK; there: bash $PACK/run.sh"
