@@ -9,7 +9,7 @@
 # --llama-src: a llama.cpp tree to build llama-bench from (default: the
 # release's source from PyPI); --llama-bench: one already built for T.
 #
-# PACK gets (about 30 MB):
+# PACK gets (about 36 MB):
 #   moec.xz            this build's moec, linked against LLVM's and MLIR's
 #                      static archives: synthesizes and bundles the model there
 #   model-run          the benchmark model's code compiled here for T
