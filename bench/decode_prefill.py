@@ -360,6 +360,61 @@ def ratio(a, b):
     return a / b if a is not None and b else None
 
 
+def speed_figures(bpt, ops_per_token, bw, peak, dec, pre, ldec, lpre):
+    """One run's figures from its best rounds: decode and prefill against
+    the bounds and against llama.cpp (None where a side is missing)."""
+    eff_bw = dec * bpt / GB if dec else None
+    pre_ops = pre * ops_per_token if pre else None
+    lpre_ops = lpre * ops_per_token if lpre else None
+    return {
+        "decode_tokens_per_s": dec,
+        "prefill_tokens_per_s": pre,
+        "weight_bytes_per_token": bpt,
+        "decode_effective_GBps": eff_bw,
+        "decode_share_of_read_bandwidth": ratio(eff_bw, bw),
+        "read_bandwidth_GBps": bw,
+        "prefill_ops_per_s": pre_ops,
+        "prefill_share_of_int8_peak": ratio(pre_ops, peak),
+        "int8_peak_ops_per_s": peak,
+        "llama_cpp_decode_tokens_per_s": ldec,
+        "llama_cpp_prefill_tokens_per_s": lpre,
+        "llama_cpp_decode_effective_GBps": ldec * bpt / GB if ldec else None,
+        "llama_cpp_decode_share_of_read_bandwidth":
+            ratio(ldec * bpt / GB if ldec else None, bw),
+        "llama_cpp_prefill_share_of_int8_peak": ratio(lpre_ops, peak),
+        "decode_moec_over_llama_cpp": ratio(dec, ldec),
+        "prefill_moec_over_llama_cpp": ratio(pre, lpre),
+    }
+
+
+# The Markdown row's leading columns (remote/summarize.py prints them too).
+SPEED_HEADER = ["machine", "threads", "decode tok/s", "weight MiB/token",
+                "decode GB/s (share of read BW)", "read BW GB/s", "prefill tok/s",
+                "prefill G ops/s (share of int8 peak)", "int8 peak G ops/s",
+                "llama.cpp decode tok/s", "llama.cpp prefill tok/s",
+                "decode moec/llama.cpp", "prefill moec/llama.cpp"]
+
+
+def speed_cells(machine, threads, fig):
+    """SPEED_HEADER's cells for speed_figures' `fig`."""
+    share = fig["decode_share_of_read_bandwidth"]
+    pshare = fig["prefill_share_of_int8_peak"]
+    pre_ops, peak = fig["prefill_ops_per_s"], fig["int8_peak_ops_per_s"]
+    return [
+        machine, str(threads), fmt(fig["decode_tokens_per_s"], ".2f"),
+        fmt(fig["weight_bytes_per_token"] / 2**20, ".1f"),
+        f"{fmt(fig['decode_effective_GBps'], '.1f')} "
+        f"({fmt(share and share * 100, '.0f')}%)",
+        fmt(fig["read_bandwidth_GBps"], ".1f"), fmt(fig["prefill_tokens_per_s"], ".1f"),
+        f"{fmt(pre_ops and pre_ops / 1e9, '.0f')} "
+        f"({fmt(pshare and pshare * 100, '.1f')}%)",
+        fmt(peak and peak / 1e9, ".0f"), fmt(fig["llama_cpp_decode_tokens_per_s"], ".2f"),
+        fmt(fig["llama_cpp_prefill_tokens_per_s"], ".1f"),
+        fmt(fig["decode_moec_over_llama_cpp"], ".2f"),
+        fmt(fig["prefill_moec_over_llama_cpp"], ".2f"),
+    ]
+
+
 def main():
     ap = argparse.ArgumentParser(
         description="moec decode/prefill benchmark (bench/README.md)")
@@ -577,32 +632,13 @@ def main():
     pre = moec["prefill_tokens_per_s"] if moec else None
     ldec = llama["decode_tokens_per_s"] if llama else None
     lpre = llama["prefill_tokens_per_s"] if llama else None
-    eff_bw = dec * bpt / GB if dec else None
-    pre_ops = pre * ops_per_token if pre else None
-    lpre_ops = lpre * ops_per_token if lpre else None
-    fig = {
-        "decode_tokens_per_s": dec,
-        "prefill_tokens_per_s": pre,
-        "weight_bytes_per_token": bpt,
-        "decode_effective_GBps": eff_bw,
-        "decode_share_of_read_bandwidth": ratio(eff_bw, bw),
-        "read_bandwidth_GBps": bw,
-        "prefill_ops_per_s": pre_ops,
-        "prefill_share_of_int8_peak": ratio(pre_ops, peak),
-        "int8_peak_ops_per_s": peak,
-        "llama_cpp_decode_tokens_per_s": ldec,
-        "llama_cpp_prefill_tokens_per_s": lpre,
-        "llama_cpp_decode_effective_GBps": ldec * bpt / GB if ldec else None,
-        "llama_cpp_decode_share_of_read_bandwidth":
-            ratio(ldec * bpt / GB if ldec else None, bw),
-        "llama_cpp_prefill_share_of_int8_peak": ratio(lpre_ops, peak),
-        "decode_moec_over_llama_cpp": ratio(dec, ldec),
-        "prefill_moec_over_llama_cpp": ratio(pre, lpre),
+    fig = speed_figures(bpt, ops_per_token, bw, peak, dec, pre, ldec, lpre)
+    fig.update({
         "compile_s": compile_fig.get("compile_total_s"),
         "copy_s": compile_fig.get("copy_s"),
         "compile_over_copy": compile_fig.get("compile_over_copy"),
         "llama_cpp_system_info": llama["system_info"] if llama else None,
-    }
+    })
     if moec and llama:
         fig["greedy_tokens_agreeing"] = common_prefix(moec["generated"], llama["generated"])
     share = fig["decode_share_of_read_bandwidth"]
@@ -616,20 +652,9 @@ def main():
     result["figures"] = fig
     result["machine"]["load_average_after"] = loadavg()
 
-    header = ["machine", "threads", "decode tok/s", "weight MiB/token",
-              "decode GB/s (share of read BW)", "read BW GB/s", "prefill tok/s",
-              "prefill G ops/s (share of int8 peak)", "int8 peak G ops/s",
-              "llama.cpp decode tok/s", "llama.cpp prefill tok/s",
-              "decode moec/llama.cpp", "prefill moec/llama.cpp",
-              "compile s", "copy s", "compile/copy", "llama.cpp system info"]
-    row = [
-        model_name, str(args.threads), fmt(dec, ".2f"), fmt(bpt / 2**20, ".1f"),
-        f"{fmt(eff_bw, '.1f')} ({fmt(share and share * 100, '.0f')}%)",
-        fmt(bw, ".1f"), fmt(pre, ".1f"),
-        f"{fmt(pre_ops and pre_ops / 1e9, '.0f')} "
-        f"({fmt(fig['prefill_share_of_int8_peak'] and fig['prefill_share_of_int8_peak'] * 100, '.1f')}%)",
-        fmt(peak / 1e9, ".0f"), fmt(ldec, ".2f"), fmt(lpre, ".1f"),
-        fmt(fig["decode_moec_over_llama_cpp"], ".2f"), fmt(pratio, ".2f"),
+    header = SPEED_HEADER + ["compile s", "copy s", "compile/copy",
+                             "llama.cpp system info"]
+    row = speed_cells(model_name, args.threads, fig) + [
         fmt(fig["compile_s"], ".1f"), fmt(fig["copy_s"], ".1f"), fmt(cratio, ".2f"),
         (fig["llama_cpp_system_info"] or "n/a").replace("|", "\\|"),
     ]

@@ -20,7 +20,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import decode_prefill as bench  # noqa: E402
 
-GB = 1e9
+GB = bench.GB
 
 
 def parse(text):
@@ -88,47 +88,18 @@ def main():
     dec, pre = best(rounds, "decode_tokens_per_s"), best(rounds, "prefill_tokens_per_s")
     ldec = best(rounds, "llama_cpp_decode_tokens_per_s")
     lpre = best(rounds, "llama_cpp_prefill_tokens_per_s")
-    ratio = bench.ratio
-    eff = dec * bpt / GB if dec else None
-    fig = {
-        "decode_tokens_per_s": dec, "prefill_tokens_per_s": pre,
-        "weight_bytes_per_token": bpt, "decode_effective_GBps": eff,
-        "decode_share_of_read_bandwidth": ratio(eff, bw),
-        "read_bandwidth_GBps": bw,
-        "prefill_ops_per_s": pre * ops if pre else None,
-        "prefill_share_of_int8_peak": ratio(pre * ops if pre else None, peak),
-        "int8_peak_ops_per_s": peak,
-        "llama_cpp_decode_tokens_per_s": ldec, "llama_cpp_prefill_tokens_per_s": lpre,
-        "llama_cpp_decode_share_of_read_bandwidth":
-            ratio(ldec * bpt / GB if ldec else None, bw),
-        "decode_moec_over_llama_cpp": ratio(dec, ldec),
-        "prefill_moec_over_llama_cpp": ratio(pre, lpre),
-        # Per round: the decode share against that round's own membw.
-        "decode_share_per_round": [
-            ratio(r["decode_tokens_per_s"] * bpt / GB if r["decode_tokens_per_s"] else None,
-                  r["read_bandwidth_GBps"]) for r in rounds],
-        "prefill_ratio_per_round": [
-            ratio(r["prefill_tokens_per_s"], r["llama_cpp_prefill_tokens_per_s"])
-            for r in rounds],
-    }
-    fmt = bench.fmt
-    share = fig["decode_share_of_read_bandwidth"]
-    pshare = fig["prefill_share_of_int8_peak"]
-    header = ["machine", "threads", "decode tok/s", "weight MiB/token",
-              "decode GB/s (share of read BW)", "read BW GB/s", "prefill tok/s",
-              "prefill G ops/s (share of int8 peak)", "int8 peak G ops/s",
-              "llama.cpp decode tok/s", "llama.cpp prefill tok/s",
-              "decode moec/llama.cpp", "prefill moec/llama.cpp", "peer"]
-    row = [machine.get("cpu", "unknown"), str(machine.get("threads")), fmt(dec, ".2f"),
-           fmt(bpt / 2**20, ".1f"),
-           f"{fmt(eff, '.1f')} ({fmt(share and share * 100, '.0f')}%)", fmt(bw, ".1f"),
-           fmt(pre, ".1f"),
-           f"{fmt(fig['prefill_ops_per_s'] and fig['prefill_ops_per_s'] / 1e9, '.0f')} "
-           f"({fmt(pshare and pshare * 100, '.1f')}%)",
-           fmt(peak and peak / 1e9, ".0f"), fmt(ldec, ".2f"), fmt(lpre, ".1f"),
-           fmt(fig["decode_moec_over_llama_cpp"], ".2f"),
-           fmt(fig["prefill_moec_over_llama_cpp"], ".2f"),
-           "llama-bench " + (rounds[0].get("llama_cpp_build") or "?")]
+    fig = bench.speed_figures(bpt, ops, bw, peak, dec, pre, ldec, lpre)
+    # Per round: the decode share against that round's own membw.
+    fig["decode_share_per_round"] = [
+        bench.ratio(r["decode_tokens_per_s"] * bpt / GB
+                    if r["decode_tokens_per_s"] else None, r["read_bandwidth_GBps"])
+        for r in rounds]
+    fig["prefill_ratio_per_round"] = [
+        bench.ratio(r["prefill_tokens_per_s"], r["llama_cpp_prefill_tokens_per_s"])
+        for r in rounds]
+    header = bench.SPEED_HEADER + ["peer"]
+    row = bench.speed_cells(machine.get("cpu", "unknown"), machine.get("threads"), fig) + [
+        "llama-bench " + (rounds[0].get("llama_cpp_build") or "?")]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     print("| " + " | ".join(row) + " |")

@@ -465,12 +465,14 @@ Options parseOptions(int argc, char **argv) {
     die("--warmup: needs --prompt-ids");
   if (o.repeat > 1 && !o.haveIds)
     die("--repeat: needs --prompt-ids");
-  if (o.repeat > 1 && (!o.statsPath.empty() || !o.calibrationPath.empty() ||
-                       !o.hessianPath.empty()))
+  // What a run collects would also count the passes --repeat and --warmup
+  // add.
+  const bool collects = !o.statsPath.empty() || !o.calibrationPath.empty() ||
+                        !o.hessianPath.empty();
+  if (o.repeat > 1 && collects)
     die("--repeat: every pass would enter --stats, --calibration-out and "
         "--hessian-out; use it without them");
-  if (o.warmup && (!o.statsPath.empty() || !o.calibrationPath.empty() ||
-                   !o.hessianPath.empty()))
+  if (o.warmup && collects)
     die("--warmup: the warm-up pass would enter --stats, --calibration-out "
         "and --hessian-out; use it without them");
   if (o.perplexity && (o.promptFlag != "-f" && o.promptFlag != "--file"))
