@@ -1824,7 +1824,8 @@ func::FuncOp KernelLibrary::rope(const RopeSpec &spec) {
   MLIRContext *ctx = module.getContext();
   Type index = IndexType::get(ctx);
   SmallVector<Type> args = {f32Type(ctx), index, f32Type(ctx), index,
-                            i32Type(ctx), index, index,        index};
+                            i32Type(ctx), index, index,        index,
+                            index};
   std::string name =
       llvm::formatv("moec_rope_{0}_{1}x{2}_theta{3}", spec.neox ? "neox" : "interleaved",
                     spec.heads, spec.headDim, nameOf(spec.theta));
@@ -1850,14 +1851,16 @@ func::FuncOp KernelLibrary::rope(const RopeSpec &spec) {
   }
   return getOrCreate(name, args, [&](OpBuilder &b, ValueRange a) {
     Emitter e{b, module.getLoc(), lanes, integerDot};
-    Value x = a[0], xOff = a[1], y = a[2], yOff = a[3], pos = a[4];
+    Value x = a[0], xOff = a[1], y = a[2], yOff = a[3], pos = a[4],
+          posOff = a[5];
     Value lo, hi;
-    std::tie(lo, hi) = e.split(a[5], a[6], a[7]);
+    std::tie(lo, hi) = e.split(a[6], a[7], a[8]);
     Value freqs = memref::GetGlobalOp::create(
         b, e.loc, MemRefType::get({half}, b.getF64Type()), table);
     int64_t rowElems = spec.heads * spec.headDim;
     e.loop(lo, hi, 1, [&](Value t) {
-      Value p = arith::SIToFPOp::create(b, e.loc, e.f64(), e.load(pos, t));
+      Value p = arith::SIToFPOp::create(b, e.loc, e.f64(),
+                                        e.load(pos, e.add(posOff, t)));
       e.loop(e.idx(0), e.idx(half), 1, [&](Value i) {
         Value angle = e.fmul(p, e.load(freqs, i));
         Value c = arith::TruncFOp::create(
@@ -1913,14 +1916,14 @@ func::FuncOp KernelLibrary::attention(const AttentionSpec &spec) {
   unsigned w = chunkWidth(lanes, spec.headDim);
   SmallVector<Type> args = {f32Type(ctx), index, f32Type(ctx), index,
                             index,        f32Type(ctx), index, i32Type(ctx),
-                            index,        index,        index};
+                            index,        index,        index, index};
   std::string name =
       llvm::formatv("moec_attention_{0}h{1}kv{2}_scale{3}", spec.heads,
                     spec.kvHeads, spec.headDim, nameOf(spec.scale));
   return getOrCreate(name, args, [&](OpBuilder &b, ValueRange a) {
     Emitter e{b, module.getLoc(), lanes, integerDot};
     Value q = a[0], qOff = a[1], cache = a[2], kc = a[3], vc = a[4], y = a[5],
-          yOff = a[6], pos = a[7];
+          yOff = a[6], pos = a[7], posOff = a[8];
     const int64_t hd = spec.headDim, group = spec.heads / spec.kvHeads;
     const int64_t kvRow = spec.kvHeads * hd;
     // An item is a token and `hb` query heads of one KV group: each step's
@@ -1936,7 +1939,7 @@ func::FuncOp KernelLibrary::attention(const AttentionSpec &spec) {
     Value state = memref::AllocaOp::create(
         b, e.loc, MemRefType::get({2 * hb}, e.f32()), b.getI64IntegerAttr(64));
     Value lo, hi;
-    std::tie(lo, hi) = e.split(e.mul(a[8], chunks), a[9], a[10]);
+    std::tie(lo, hi) = e.split(e.mul(a[9], chunks), a[10], a[11]);
     e.loop(lo, hi, 1, [&](Value item) {
       Value t = e.div(item, chunks);
       Value h0 = e.mul(e.rem(item, chunks), hb);
@@ -1955,7 +1958,7 @@ func::FuncOp KernelLibrary::attention(const AttentionSpec &spec) {
         e.store(negInf, state, hh);
         e.store(e.cf(0.0), state, e.add(hh, hb));
       });
-      Value last = e.toIndex(e.load(pos, t));
+      Value last = e.toIndex(e.load(pos, e.add(posOff, t)));
       // Online softmax over cache rows 0..last, w rows per step: the output
       // rows rescaled as m grows. A step's w scores form one vector (lane j:
       // row p + j), so the exponentials are vector ones and each output row

@@ -128,7 +128,8 @@ public:
   ///  thread, threads).
   mlir::func::FuncOp embed(const WeightFormat &format, int64_t dim);
 
-  /// (x, xOff, y, yOff, positions: memref<?xi32>, T, thread, threads).
+  /// (x, xOff, y, yOff, positions: memref<?xi32>, positionsOff, T, thread,
+  ///  threads): token t's position is positions[positionsOff + t].
   mlir::func::FuncOp rope(const RopeSpec &spec);
 
   /// Stores keys and values at their positions: (k, kOff, v, vOff,
@@ -136,8 +137,9 @@ public:
   /// threads).
   mlir::func::FuncOp kvStore(int64_t rowElements);
 
-  /// (q, qOff, cache, kCacheOff, vCacheOff, y, yOff, positions, T, thread,
-  ///  threads).
+  /// (q, qOff, cache, kCacheOff, vCacheOff, y, yOff, positions,
+  ///  positionsOff, T, thread, threads): query t's position is
+  ///  positions[positionsOff + t].
   mlir::func::FuncOp attention(const AttentionSpec &spec);
 
   /// Softmax routing: (logits, lOff, ids: memref<?xi32>, idsOff, weights,

@@ -268,6 +268,39 @@ private:
   }
   Value off(const Buffer &buf) { return idx(buf.offset); }
 
+  /// Rows [start, start + count) of the batch's tokens. Buffers indexed by
+  /// token keep every row at its token's place, so that an op over some of
+  /// the rows reads and writes them where an op over all of them would.
+  struct RowRange {
+    Value start, count;
+    bool all;
+  };
+  /// The rows the op being lowered computes.
+  RowRange opRows;
+  RowRange allRows, lastRows;
+  /// Ops that compute the last token's rows only unless every token's
+  /// logits are asked for: the last layer after its keys and values.
+  DenseSet<Operation *> lastTokenOps;
+  void findLastTokenOps(Block &body);
+  /// The rows `v` holds: those its producer computed.
+  RowRange rowsOf(Value v) {
+    Operation *def = root(v).getDefiningOp();
+    return def && lastTokenOps.count(def) ? lastRows : allRows;
+  }
+  /// Element offset of the first row of `rows` in `buf` (rows of `width`).
+  Value at(const Buffer &buf, int64_t width) {
+    return at(buf, width, opRows);
+  }
+  Value at(const Buffer &buf, int64_t width, const RowRange &r) {
+    return rowsAt(buf.offset, width, r);
+  }
+  /// `base` plus the rows before `r` (rows of `width` units).
+  Value rowsAt(int64_t base, int64_t width, const RowRange &r) {
+    if (r.all)
+      return idx(base);
+    return addIdx(idx(base), mulIdx(r.start, width));
+  }
+
   /// Runs `body(expert)` for each expert whose row range in `offsets`
   /// (moe.dispatch's, E + 1 entries) is not empty.
   void forEachExpertWithRows(const Buffer &offsets, int64_t experts,
@@ -297,9 +330,10 @@ private:
     return options.int8Activations && getIntegerRunLength(format) > 0 &&
            k % 32 == 0;
   }
-  /// The 8-bit form of activations `x` (rows of `k`; `rows` of at most
-  /// `maxRows`), quantized once per value: the buffer lives as long as `x`.
-  Buffer quantized(Value key, const Buffer &x, int64_t k, Value rows,
+  /// The 8-bit form of activations `x` (rows of `k`; the rows `r` of at
+  /// most `maxRows`, each at its place), quantized once per value: the
+  /// buffer lives as long as `x`.
+  Buffer quantized(Value key, const Buffer &x, int64_t k, const RowRange &r,
                    int64_t maxRows) {
     auto it = key ? quantizedCache.find(key) : quantizedCache.end();
     if (it != quantizedCache.end())
@@ -311,14 +345,19 @@ private:
       quantizedCache[key] = q;
     else
       temporaries.push_back(q);
-    quantizeInto(x, q, k, rows);
+    quantizeInto(x, q, k, r);
     return q;
   }
-  void quantizeInto(const Buffer &x, const Buffer &q, int64_t k, Value rows) {
+  void quantizeInto(const Buffer &x, const Buffer &q, int64_t k,
+                    const RowRange &r) {
     access({x}, {q});
     call(lib.quantizeActivations(k),
-         {scratchF32, off(x), scratchArg, idx(q.offset * 4), rows, threadIdx,
-          threadCount});
+         {scratchF32, at(x, k, r), scratchArg, quantizedAt(q, k, r), r.count,
+          threadIdx, threadCount});
+  }
+  /// Byte offset of the first row of `r` in the 8-bit activations `q`.
+  Value quantizedAt(const Buffer &q, int64_t k, const RowRange &r) {
+    return rowsAt(q.offset * 4, KernelLibrary::getQuantizedRowBytes(k), r);
   }
 
   /// A single arith.addf user whose other operand already has a buffer: the
@@ -409,7 +448,7 @@ private:
   Value logitsResult;
   DenseSet<Operation *> fusedAway;
 
-  Value ctxArg, threadIdx, threadCount, tokenCount, allLogits, tokensArg,
+  Value ctxArg, threadIdx, threadCount, tokenCount, forwardFlags, tokensArg,
       positionsArg, logitsArg, residentArg, expertsArg, scratchArg, kvArg;
   Value scratchF32, scratchI32, scratchI64, kvF32;
 
@@ -507,7 +546,7 @@ LogicalResult ScheduleBuilder::run() {
   threadIdx = toIndex(args[1]);
   threadCount = toIndex(args[2]);
   tokenCount = toIndex(args[3]);
-  allLogits = args[4];
+  forwardFlags = args[4];
   tokensArg = args[5];
   positionsArg = args[6];
   logitsArg = args[7];
@@ -540,6 +579,23 @@ LogicalResult ScheduleBuilder::run() {
   auto ret = cast<func::ReturnOp>(body.getTerminator());
   logitsResult = ret.getOperand(0);
 
+  // Unless every token's logits or every token's routing are asked for
+  // (any of moec_forward_flags_e), the last layer computes past its keys
+  // and values for the last token only.
+  allRows = {idx(0), tokenCount, /*all=*/true};
+  lastRows = allRows;
+  findLastTokenOps(body);
+  if (!lastTokenOps.empty()) {
+    Value every = arith::CmpIOp::create(
+        b, loc, arith::CmpIPredicate::ne, forwardFlags,
+        arith::ConstantIntOp::create(b, loc, 0, 64));
+    lastRows = {arith::SelectOp::create(
+                    b, loc, every, idx(0),
+                    arith::SubIOp::create(b, loc, tokenCount, idx(1))),
+                arith::SelectOp::create(b, loc, every, tokenCount, idx(1)),
+                /*all=*/false};
+  }
+
   // Liveness: the last op that reads each buffer-owning value.
   DenseMap<Operation *, unsigned> position;
   DenseMap<Value, unsigned> lastUse;
@@ -552,6 +608,7 @@ LogicalResult ScheduleBuilder::run() {
   }
 
   for (Operation &op : body) {
+    opRows = lastTokenOps.count(&op) ? lastRows : allRows;
     if (!fusedAway.count(&op) && failed(lower(&op)))
       return failure();
     // Free what died here (values whose last reader this was) and the
@@ -607,6 +664,51 @@ LogicalResult ScheduleBuilder::run() {
   for (auto bank : llvm::make_early_inc_range(module.getOps<moe::ExpertsOp>()))
     bank.erase();
   return success();
+}
+
+void ScheduleBuilder::findLastTokenOps(Block &body) {
+  // Instrumented code observes the inputs of every token.
+  if (options.instrument)
+    return;
+  // Whether `use` reads the last token's rows of its value only: the
+  // output head's input (the logits of one token), or an operand of an op
+  // that computes the last token only, except the keys and values that
+  // attention stores for every token.
+  auto readsLastRows = [&](OpOperand &use) {
+    Operation *user = use.getOwner();
+    if (isa<tensor::DimOp>(user))
+      return true;
+    if (auto mm = dyn_cast<qnt::MatmulOp>(user);
+        mm && mm.getResult() == logitsResult)
+      return &use == &mm.getInputMutable();
+    if (auto attention = dyn_cast<moe::AttentionOp>(user))
+      return lastTokenOps.count(user) && &use == &attention.getQueryMutable();
+    return lastTokenOps.count(user) > 0;
+  };
+  // Users come after their producers: a backward walk decides them first.
+  for (Operation &op : llvm::reverse(body)) {
+    if (!isa<moe::RmsNormOp, qnt::MatmulOp, moe::RopeOp, moe::AttentionOp,
+             moe::RouteOp, moe::DispatchOp, moe::ExpertFfnOp, moe::CombineOp,
+             moe::SharedExpertOp, arith::AddFOp, tensor::ExpandShapeOp,
+             tensor::CollapseShapeOp>(op))
+      continue;
+    if (auto mm = dyn_cast<qnt::MatmulOp>(op);
+        mm && mm.getResult() == logitsResult)
+      continue;
+    // Attention's caches are written for every token by its key/value
+    // store, whatever rows its output has.
+    SmallVector<Value> outputs(op.getResults());
+    if (auto attention = dyn_cast<moe::AttentionOp>(op))
+      outputs = {attention.getResult()};
+    bool lastOnly = true, used = false;
+    for (Value v : outputs)
+      for (OpOperand &use : v.getUses()) {
+        used = true;
+        lastOnly &= readsLastRows(use);
+      }
+    if (used && lastOnly)
+      lastTokenOps.insert(&op);
+  }
 }
 
 LogicalResult ScheduleBuilder::lower(Operation *op) {
@@ -696,17 +798,18 @@ LogicalResult ScheduleBuilder::lowerRmsNorm(moe::RmsNormOp op) {
     quantizedCache[op.getResult()] = q;
     access({*in}, {q});
     call(lib.rmsNormQuantize(spec),
-         {scratchF32, off(*in), scratchArg, idx(q.offset * 4), residentArg,
-          idx(weight->offset), tokenCount, threadIdx, threadCount});
+         {scratchF32, at(*in, dim), scratchArg, quantizedAt(q, dim, opRows),
+          residentArg, idx(weight->offset), opRows.count, threadIdx,
+          threadCount});
     return success();
   }
 
   Buffer out = allocate(op.getResult(), options.maxBatch * perToken);
   access({*in}, {out});
-  Value rows = mulIdx(tokenCount, perToken / dim);
+  Value rows = mulIdx(opRows.count, perToken / dim);
   call(lib.rmsNorm(spec),
-       {scratchF32, off(*in), scratchF32, off(out), residentArg,
-        idx(weight->offset), rows, threadIdx, threadCount});
+       {scratchF32, at(*in, perToken), scratchF32, at(out, perToken),
+        residentArg, idx(weight->offset), rows, threadIdx, threadCount});
   return success();
 }
 
@@ -751,14 +854,14 @@ LogicalResult ScheduleBuilder::lowerMatmul(qnt::MatmulOp op) {
 
   // The activations the kernel reads: f32, or their 8-bit form.
   Buffer xIn = *x;
-  Value xMem = scratchF32, xOff = off(*x);
+  Value xMem = scratchF32, xOff = at(*x, spec.k);
   int64_t xRow = spec.k;
   if (int8) {
     spec.int8Activations = true;
-    xIn = quantized(root(op.getInput()), *x, spec.k, tokenCount,
+    xIn = quantized(root(op.getInput()), *x, spec.k, rowsOf(op.getInput()),
                     options.maxBatch);
     xMem = scratchArg;
-    xOff = idx(xIn.offset * 4);
+    xOff = quantizedAt(xIn, spec.k, opRows);
     xRow = KernelLibrary::getQuantizedRowBytes(spec.k);
   }
 
@@ -769,7 +872,10 @@ LogicalResult ScheduleBuilder::lowerMatmul(qnt::MatmulOp op) {
     access({xIn}, {out});
     func::FuncOp fn = lib.matmul(spec);
     Value all = arith::CmpIOp::create(
-        b, loc, arith::CmpIPredicate::ne, allLogits,
+        b, loc, arith::CmpIPredicate::ne,
+        arith::AndIOp::create(
+            b, loc, forwardFlags,
+            arith::ConstantIntOp::create(b, loc, MOEC_FORWARD_ALL_LOGITS, 64)),
         arith::ConstantIntOp::create(b, loc, 0, 64));
     Value lastRow = mulIdx(arith::SubIOp::create(b, loc, tokenCount, idx(1)),
                            xRow);
@@ -793,7 +899,7 @@ LogicalResult ScheduleBuilder::lowerMatmul(qnt::MatmulOp op) {
     if (failed(r))
       return failure();
     spec.accumulate = true;
-    accArgs = {scratchF32, off(*r)};
+    accArgs = {scratchF32, at(*r, spec.n)};
     reads.push_back(*r);
     fusedAway.insert(add);
     resultValue = add.getResult();
@@ -801,10 +907,10 @@ LogicalResult ScheduleBuilder::lowerMatmul(qnt::MatmulOp op) {
   Buffer out = allocate(resultValue, options.maxBatch * spec.n);
   access(reads, {out});
   SmallVector<Value> args = {residentArg, idx(weight->offset), xMem, xOff,
-                             scratchF32, off(out)};
+                             scratchF32, at(out, spec.n)};
   args.append(accArgs);
   args.append(biasArgs);
-  args.append({tokenCount, threadIdx, threadCount});
+  args.append({opRows.count, threadIdx, threadCount});
   call(lib.matmul(spec), args);
   return success();
 }
@@ -820,8 +926,10 @@ LogicalResult ScheduleBuilder::lowerRope(moe::RopeOp op) {
     return failure();
   Buffer out = allocate(op.getResult(), options.maxBatch * spec.heads * spec.headDim);
   access({*in, *pos}, {out});
-  call(lib.rope(spec), {scratchF32, off(*in), scratchF32, off(out),
-                        positionsArg, tokenCount, threadIdx, threadCount});
+  int64_t width = spec.heads * spec.headDim;
+  call(lib.rope(spec),
+       {scratchF32, at(*in, width), scratchF32, at(out, width), positionsArg,
+        opRows.start, opRows.count, threadIdx, threadCount});
   return success();
 }
 
@@ -850,9 +958,11 @@ LogicalResult ScheduleBuilder::lowerAttention(moe::AttentionOp op) {
   Buffer out =
       allocate(op.getResult(), options.maxBatch * spec.heads * spec.headDim);
   access({*q, *kc, *vc, *pos}, {out});
+  int64_t width = spec.heads * spec.headDim;
   call(lib.attention(spec),
-       {scratchF32, off(*q), kvF32, off(*kc), off(*vc), scratchF32, off(out),
-        positionsArg, tokenCount, threadIdx, threadCount});
+       {scratchF32, at(*q, width), kvF32, off(*kc), off(*vc), scratchF32,
+        at(out, width), positionsArg, opRows.start, opRows.count, threadIdx,
+        threadCount});
   return success();
 }
 
@@ -872,9 +982,9 @@ LogicalResult ScheduleBuilder::lowerRoute(moe::RouteOp op) {
   Buffer probs = temporary(options.maxBatch * experts);
   access({*logits}, {ids, weights, probs});
   call(lib.route({experts, k, op.getNormalize()}),
-       {scratchF32, off(*logits), scratchI32, off(ids), scratchF32,
-        off(weights), scratchF32, off(probs), tokenCount, threadIdx,
-        threadCount});
+       {scratchF32, at(*logits, experts), scratchI32, at(ids, k), scratchF32,
+        at(weights, k), scratchF32, at(probs, experts), opRows.count,
+        threadIdx, threadCount});
 
   // Thread 0 tells the runtime where each token goes (moec_rt_routing),
   // naming the layer of the expert bank the ids are dispatched to.
@@ -889,9 +999,10 @@ LogicalResult ScheduleBuilder::lowerRoute(moe::RouteOp op) {
     Value l = arith::ConstantIntOp::create(b, loc, *layer, 32);
     Value kv = arith::ConstantIntOp::create(b, loc, k, 64);
     func::CallOp::create(b, loc, routingFn,
-                         ValueRange{ctxArg, l, i64(tokenCount), kv,
-                                    i64(idx(ids.offset * 4)),
-                                    i64(idx(weights.offset * 4))});
+                         ValueRange{ctxArg, l, i64(opRows.count), kv,
+                                    i64(rowsAt(ids.offset * 4, 4 * k, opRows)),
+                                    i64(rowsAt(weights.offset * 4, 4 * k,
+                                                opRows))});
   });
   return predictNextLayer(op, *layer);
 }
@@ -931,6 +1042,9 @@ LogicalResult ScheduleBuilder::predictNextLayer(moe::RouteOp op,
     return failure();
   auto wShape = weightShape(router.getWeights().getType());
   int64_t experts = wShape.front();
+  // The rows the next layer routes: its last token's alone when it
+  // computes only that one.
+  RowRange r = lastTokenOps.count(next) ? lastRows : opRows;
   // The next layer's k, plus the extra experts asked for (recall bought
   // with precision), at most every expert.
   int64_t k = std::min<int64_t>(experts, next.getK() + options.prefetchExtra);
@@ -945,16 +1059,17 @@ LogicalResult ScheduleBuilder::predictNextLayer(moe::RouteOp op,
   Buffer logits = temporary(options.maxBatch * experts);
   access({*x}, {logits});
   call(lib.matmul(spec), {residentArg, idx(weight->offset), scratchF32,
-                          off(*x), scratchF32, off(logits), tokenCount,
-                          threadIdx, threadCount});
+                          at(*x, spec.k, r), scratchF32,
+                          at(logits, experts, r), r.count, threadIdx,
+                          threadCount});
   Buffer ids = temporary(options.maxBatch * k);
   Buffer weights = temporary(options.maxBatch * k);
   Buffer probs = temporary(options.maxBatch * experts);
   access({logits}, {ids, weights, probs});
   call(lib.route({experts, k, next.getNormalize()}),
-       {scratchF32, off(logits), scratchI32, off(ids), scratchF32,
-        off(weights), scratchF32, off(probs), tokenCount, threadIdx,
-        threadCount});
+       {scratchF32, at(logits, experts, r), scratchI32, at(ids, k, r),
+        scratchF32, at(weights, k, r), scratchF32, at(probs, experts, r),
+        r.count, threadIdx, threadCount});
   access({ids}, {});
   onThread0([&] {
     Value l = arith::ConstantIntOp::create(b, loc, *nextLayer, 32);
@@ -963,10 +1078,11 @@ LogicalResult ScheduleBuilder::predictNextLayer(moe::RouteOp op,
         b, loc, predictFn,
         ValueRange{ctxArg, l,
                    arith::IndexCastOp::create(b, loc, b.getI64Type(),
-                                              tokenCount),
+                                              r.count),
                    kv,
-                   arith::IndexCastOp::create(b, loc, b.getI64Type(),
-                                              idx(ids.offset * 4))});
+                   arith::IndexCastOp::create(
+                       b, loc, b.getI64Type(),
+                       rowsAt(ids.offset * 4, 4 * k, r))});
   });
   return success();
 }
@@ -990,14 +1106,14 @@ LogicalResult ScheduleBuilder::lowerDispatch(moe::DispatchOp op) {
   access({*ids}, {slots, offsets});
   onThread0([&] {
     call(lib.dispatchPlan(experts, k),
-         {scratchI32, off(*ids), scratchI32, off(offsets), scratchI32,
+         {scratchI32, at(*ids, k), scratchI32, off(offsets), scratchI32,
           off(slots), scratchI32, idx(slots.offset + pairs), scratchI32,
-          idx(slots.offset + 2 * pairs), tokenCount});
+          idx(slots.offset + 2 * pairs), opRows.count});
   });
   access({*x, slots}, {rows});
   call(lib.dispatchGather(dim, k),
-       {scratchF32, off(*x), scratchI32, off(slots), scratchF32, off(rows),
-        tokenCount, threadIdx, threadCount});
+       {scratchF32, at(*x, dim), scratchI32, off(slots), scratchF32, off(rows),
+        opRows.count, threadIdx, threadCount});
   return success();
 }
 
@@ -1112,7 +1228,8 @@ LogicalResult ScheduleBuilder::lowerExpertFfn(moe::ExpertFfnOp op) {
   // Every routed row (tokens x k of them) is quantized once for the
   // groups' gate/up kernels on 8-bit activations, the SwiGLU output once
   // per pass for their down kernels.
-  Value routedRows = mulIdx(tokenCount, maxRows / options.maxBatch);
+  Value routedRows = mulIdx(opRows.count, maxRows / options.maxBatch);
+  RowRange routed{idx(0), routedRows, /*all=*/true};
   bool int8GateUp = false, int8Down = false;
   for (Group &g : groups) {
     g.gateUp.int8Activations = useInt8(g.gateUp.format, hidden);
@@ -1122,7 +1239,7 @@ LogicalResult ScheduleBuilder::lowerExpertFfn(moe::ExpertFfnOp op) {
   }
   Buffer xQ = *rows;
   if (int8GateUp)
-    xQ = quantized(root(op.getRows()), *rows, hidden, routedRows, maxRows);
+    xQ = quantized(root(op.getRows()), *rows, hidden, routed, maxRows);
   observeInput(bank.getGate().getName(), *rows, routedRows, hidden,
                &*offsets);
   observeInput(bank.getUp().getName(), *rows, routedRows, hidden, &*offsets);
@@ -1147,7 +1264,7 @@ LogicalResult ScheduleBuilder::lowerExpertFfn(moe::ExpertFfnOp op) {
             threadIdx, threadCount});
     }
     if (int8Down)
-      quantizeInto(h, hQ, ffn, routedRows);
+      quantizeInto(h, hQ, ffn, routed);
     else if (first)
       observeInput(bank.getDown().getName(), h, routedRows, ffn, &*offsets);
     access({hQ, h, *offsets, extents}, {out});
@@ -1263,17 +1380,19 @@ LogicalResult ScheduleBuilder::lowerCombine(moe::CombineOp op) {
     auto r = bufferOf(op, residual);
     if (failed(r))
       return failure();
-    resArgs = {scratchF32, off(*r)};
+    resArgs = {scratchF32, at(*r, dim)};
     reads.push_back(*r);
     fusedAway.insert(add);
     resultValue = add.getResult();
   }
   Buffer out = allocate(resultValue, options.maxBatch * dim);
   access(reads, {out});
-  SmallVector<Value> args = {scratchF32, off(*y), scratchI32, off(inverse),
-                             scratchF32, off(*weights), scratchF32, off(out)};
+  // Expert outputs and the inverse map are by (routed) pair, from 0.
+  SmallVector<Value> args = {scratchF32, off(*y),         scratchI32,
+                             off(inverse), scratchF32,    at(*weights, k),
+                             scratchF32,   at(out, dim)};
   args.append(resArgs);
-  args.append({tokenCount, threadIdx, threadCount});
+  args.append({opRows.count, threadIdx, threadCount});
   call(lib.combine(dim, k, bool(add)), args);
   return success();
 }
@@ -1299,13 +1418,13 @@ LogicalResult ScheduleBuilder::lowerSharedExpert(moe::SharedExpertOp op) {
   MatmulSpec gateUp{gate->format, ffn, hidden, /*swiglu=*/true};
   MatmulSpec down{downW->format, hidden, ffn};
   Buffer xIn = *x;
-  Value xMem = scratchF32, xOff = off(*x);
+  Value xMem = scratchF32, xOff = at(*x, hidden);
   if (useInt8(gateUp.format, hidden)) {
     gateUp.int8Activations = true;
-    xIn = quantized(root(op.getInput()), *x, hidden, tokenCount,
+    xIn = quantized(root(op.getInput()), *x, hidden, rowsOf(op.getInput()),
                     options.maxBatch);
     xMem = scratchArg;
-    xOff = idx(xIn.offset * 4);
+    xOff = quantizedAt(xIn, hidden, opRows);
   }
   observeInput(op.getGate().getName(), *x, tokenCount, hidden);
   observeInput(op.getUp().getName(), *x, tokenCount, hidden);
@@ -1313,22 +1432,22 @@ LogicalResult ScheduleBuilder::lowerSharedExpert(moe::SharedExpertOp op) {
   access({xIn}, {h});
   call(lib.matmul(gateUp),
        {residentArg, idx(gate->offset), idx(up->offset), xMem, xOff,
-        scratchF32, off(h), tokenCount, threadIdx, threadCount});
+        scratchF32, at(h, ffn), opRows.count, threadIdx, threadCount});
   Buffer hIn = h;
-  Value hMem = scratchF32, hOff = off(h);
+  Value hMem = scratchF32, hOff = at(h, ffn);
   if (useInt8(down.format, ffn)) {
     down.int8Activations = true;
-    hIn = quantized(Value(), h, ffn, tokenCount, options.maxBatch);
+    hIn = quantized(Value(), h, ffn, opRows, options.maxBatch);
     hMem = scratchArg;
-    hOff = idx(hIn.offset * 4);
+    hOff = quantizedAt(hIn, ffn, opRows);
   }
   if (!down.int8Activations)
     observeInput(op.getDown().getName(), h, tokenCount, ffn);
   Buffer out = allocate(op.getResult(), options.maxBatch * hidden);
   access({hIn}, {out});
   call(lib.matmul(down),
-       {residentArg, idx(downW->offset), hMem, hOff, scratchF32, off(out),
-        tokenCount, threadIdx, threadCount});
+       {residentArg, idx(downW->offset), hMem, hOff, scratchF32,
+        at(out, hidden), opRows.count, threadIdx, threadCount});
   if (auto inputGate = op.getInputGateAttr()) {
     auto g = residentOfRef(op, inputGate);
     if (failed(g) || failed(checkBlocks(op, g->format, hidden)))
@@ -1336,12 +1455,12 @@ LogicalResult ScheduleBuilder::lowerSharedExpert(moe::SharedExpertOp op) {
     Buffer gl = temporary(options.maxBatch);
     access({*x}, {gl});
     call(lib.matmul({g->format, 1, hidden}),
-         {residentArg, idx(g->offset), scratchF32, off(*x), scratchF32,
-          off(gl), tokenCount, threadIdx, threadCount});
+         {residentArg, idx(g->offset), scratchF32, at(*x, hidden), scratchF32,
+          at(gl, 1), opRows.count, threadIdx, threadCount});
     access({out, gl}, {out});
     call(lib.sigmoidScale(hidden),
-         {scratchF32, off(out), scratchF32, off(gl), scratchF32, off(out),
-          tokenCount, threadIdx, threadCount});
+         {scratchF32, at(out, hidden), scratchF32, at(gl, 1), scratchF32,
+          at(out, hidden), opRows.count, threadIdx, threadCount});
   }
   return success();
 }
@@ -1359,8 +1478,9 @@ LogicalResult ScheduleBuilder::lowerAdd(arith::AddFOp op) {
     return failure();
   Buffer out = allocate(op.getResult(), options.maxBatch * dim);
   access({*lhs, *rhs}, {out});
-  call(lib.add(dim), {scratchF32, off(*lhs), scratchF32, off(*rhs), scratchF32,
-                      off(out), tokenCount, threadIdx, threadCount});
+  call(lib.add(dim),
+       {scratchF32, at(*lhs, dim), scratchF32, at(*rhs, dim), scratchF32,
+        at(out, dim), opRows.count, threadIdx, threadCount});
   return success();
 }
 

@@ -25,7 +25,7 @@ extern "C" {
 #endif
 
 #define MOEC_ABI_VERSION_MAJOR 0
-#define MOEC_ABI_VERSION_MINOR 6
+#define MOEC_ABI_VERSION_MINOR 7
 
 /* The version of the ABI an artifact was compiled against, as the compiler
  * embeds it. */
@@ -114,13 +114,27 @@ enum moec_model_info_index_e {
 /* Defined by compiled code. */
 extern const int64_t moec_model_info[MOEC_INFO_COUNT];
 
+/* The `flags` of moec_model_forward. */
+enum moec_forward_flags_e {
+  /* The logits of every token (n_tokens x vocab), not the last one's
+   * (vocab). */
+  MOEC_FORWARD_ALL_LOGITS = 1,
+  /* Since 0.7: every token through every layer even when only the last
+   * token's logits are asked for (else the last layer computes past its
+   * keys and values for the last token alone, and reports its routing for
+   * that token only); a runtime that records every token's routing sets it.
+   * Code of 0.6 and before computes every token always and reads any
+   * nonzero `flags` as MOEC_FORWARD_ALL_LOGITS: never pass it this flag. */
+  MOEC_FORWARD_EVERY_TOKEN = 2,
+};
+
 /* Defined by compiled code: runs `n_tokens` (1..max_batch) tokens at
- * `positions` through the model, writing the logits of every token
- * (all_logits != 0, n_tokens x vocab) or of the last one (vocab). Called
- * on every pool thread at once; see above. */
+ * `positions` through the model, writing the logits `flags` asks for
+ * (moec_forward_flags_e). Called on every pool thread at once; see
+ * above. */
 void _mlir_ciface_moec_model_forward(
     moec_rt_context_t *ctx, int64_t thread_index, int64_t thread_count,
-    int64_t n_tokens, int64_t all_logits, moec_buffer_t *tokens /* i32 */,
+    int64_t n_tokens, int64_t flags, moec_buffer_t *tokens /* i32 */,
     moec_buffer_t *positions /* i32 */, moec_buffer_t *logits /* f32 */,
     moec_buffer_t *resident /* i8 */, moec_buffer_t *experts /* i8 */,
     moec_buffer_t *scratch /* i8 */, moec_buffer_t *kv /* i8 */);

@@ -1160,12 +1160,16 @@ bool Model::forward(const int32_t *tokens, int64_t n, float *logits,
   ctx->batchPosition = position;
   ctx->sequence = sequence;
   auto forwardFn = code.forward;
-  int64_t all = allLogits ? 1 : 0;
+  // Recorded routing names every token: code that may compute the last
+  // layer for the last token alone (ABI 0.7) is asked not to.
+  int64_t flags = allLogits ? MOEC_FORWARD_ALL_LOGITS : 0;
+  if (ctx->recordRouting && code.info[MOEC_INFO_ABI_MINOR] >= 7)
+    flags |= MOEC_FORWARD_EVERY_TOKEN;
   if (ctx->calibration)
     ctx->calibration->addTokens(n);
   auto started = std::chrono::steady_clock::now();
   pool->run([&](unsigned thread, unsigned threads) {
-    forwardFn(ctx, thread, threads, n, all, &tokenBuffer, &positionBuffer,
+    forwardFn(ctx, thread, threads, n, flags, &tokenBuffer, &positionBuffer,
               &logitBuffer, &residentBuffer, &expertBuffer, &scratchBuffer,
               &kvBuffer);
   });

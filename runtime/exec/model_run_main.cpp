@@ -111,6 +111,12 @@ const char *const kUsage =
     "                         instrumentation (what moec calibrate does)\n"
     "  --logits-out FILE      with --prompt-ids: write the float32 logits\n"
     "                         after every token evaluated\n"
+    "  --generated-logits-out FILE\n"
+    "                         with --prompt-ids: write the float32 logits\n"
+    "                         each generated id is chosen from (the prompt's\n"
+    "                         last position, then each step's), the prompt\n"
+    "                         run as a plain prefill that computes only the\n"
+    "                         last position's\n"
     "  --warmup               with --prompt-ids: first an untimed pass (the\n"
     "                         prompt and 4 decode steps, then a reset), as\n"
     "                         benchmarks give llama.cpp; page faults of the\n"
@@ -270,8 +276,8 @@ private:
 };
 
 struct Options {
-  std::string bundle, logitsPath, prompt, promptFlag, statsPath, mode,
-      klBasePath, calibrationPath, hessianPath, promptPath;
+  std::string bundle, logitsPath, generatedLogitsPath, prompt, promptFlag,
+      statsPath, mode, klBasePath, calibrationPath, hessianPath, promptPath;
   std::vector<int32_t> promptIds;
   bool havePrompt = false, haveIds = false, chat = false, perplexity = false,
        ignoreEos = false, haveSeed = false, haveWindow = false,
@@ -424,6 +430,10 @@ Options parseOptions(int argc, char **argv) {
       o.logitsPath = takeValue();
       if (o.logitsPath.empty())
         die(arg + ": needs a value");
+    } else if (arg == "--generated-logits-out") {
+      o.generatedLogitsPath = takeValue();
+      if (o.generatedLogitsPath.empty())
+        die(arg + ": needs a value");
     } else if (arg == "--stats") {
       o.statsPath = takeValue();
       if (o.statsPath.empty())
@@ -461,6 +471,11 @@ Options parseOptions(int argc, char **argv) {
     die("--prompt-ids: give the prompt as text (-p, -f) or as ids, not both");
   if (!o.logitsPath.empty() && !o.haveIds)
     die("--logits-out: needs --prompt-ids");
+  if (!o.generatedLogitsPath.empty() && !o.haveIds)
+    die("--generated-logits-out: needs --prompt-ids");
+  if (!o.logitsPath.empty() && !o.generatedLogitsPath.empty())
+    die("--generated-logits-out: not with --logits-out (a prompt runs either "
+        "for every position's logits or for the last one's)");
   if (o.warmup && !o.haveIds)
     die("--warmup: needs --prompt-ids");
   if (o.repeat > 1 && !o.haveIds)
@@ -665,9 +680,14 @@ int runIds(Session &s, const Options &o, double loadMs) {
         " generated tokens do not fit the model's context of " +
         std::to_string(s.context));
 
+  // One of the two logits files: every position's (the prompt through
+  // eval_all) or the generating positions' (a plain prefill).
   OutputFile logits;
-  if (!o.logitsPath.empty())
+  const bool everyPosition = !o.logitsPath.empty();
+  if (everyPosition)
     logits.open("--logits-out", o.logitsPath);
+  else if (!o.generatedLogitsPath.empty())
+    logits.open("--generated-logits-out", o.generatedLogitsPath);
   auto check = [&](int rc) {
     if (rc != 0) {
       std::string message = moec_model_error(model);
@@ -697,7 +717,7 @@ int runIds(Session &s, const Options &o, double loadMs) {
   auto timedPass = [&](bool writeLogits, double &promptMs, double &evalMs,
                        long long &decodes) {
     auto promptStart = std::chrono::steady_clock::now();
-    if (writeLogits) {
+    if (writeLogits && everyPosition) {
       std::vector<float> rows(o.promptIds.size() * size_t(s.vocab));
       check(moec_model_eval_all(model, o.promptIds.data(),
                                 int64_t(o.promptIds.size()), rows.data()));
@@ -705,6 +725,8 @@ int runIds(Session &s, const Options &o, double loadMs) {
     } else {
       check(moec_model_prefill(model, o.promptIds.data(),
                                int64_t(o.promptIds.size())));
+      if (writeLogits && predict > 0)
+        logits.write(moec_model_logits(model), s.vocab);
     }
     promptMs = millisecondsSince(promptStart);
 

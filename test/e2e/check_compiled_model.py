@@ -12,6 +12,10 @@ token sequence:
     top-1/top-2 margin exceeds twice the largest logit error seen in the run
     (elsewhere rounding may legitimately flip it).
 
+The prompt's last position is also checked from a plain prefill
+(--generated-logits-out), which computes the last layer for that token
+alone; the other run asks for every position's logits.
+
 The generated tokens come from the compiled model; the reference is run on
 the same sequence (teacher forcing), so one divergent argmax does not derail
 the rest of the comparison.
@@ -162,6 +166,26 @@ def main():
                 mismatched += 1
                 print(f"position {i}: top-1 {got[i].argmax()} vs reference "
                       f"{ref[i].argmax()} (margin {margins[i]:.4g})")
+    # A plain prefill computes the last layer past its keys and values for
+    # the prompt's last token alone: its logits must be the reference's too.
+    last_path = os.path.join(a.workdir, "prefill-last.f32")
+    run([os.path.join(out, "model-run"), "--prompt-ids",
+         ",".join(map(str, prompt)), "-n", "1", "-t", str(a.threads),
+         "--generated-logits-out", last_path])
+    last = np.fromfile(last_path, dtype=np.float32)
+    if last.size != vocab:
+        sys.exit(f"--generated-logits-out: {last.size} floats, expected one "
+                 f"row of {vocab}")
+    want = ref[a.prompt - 1].astype(np.float64)
+    last_error = float(np.abs(last - want).max() / np.abs(want).max())
+    worst = max(worst, last_error)
+    if margins[a.prompt - 1] > 2 * abs_err and \
+            last.argmax() != ref[a.prompt - 1].argmax():
+        mismatched += 1
+        print(f"prefill's last position: top-1 {last.argmax()} vs reference "
+              f"{ref[a.prompt - 1].argmax()}")
+    print(f"prefill's last position alone: relative logit error "
+          f"{last_error:.3g}")
     # Greedy decoding itself: every generated token is the argmax of the
     # compiled logits of its position.
     for s in range(a.steps - 1):

@@ -146,6 +146,43 @@ def case_warmup_leaves_the_same_tokens_and_logits(args):
     expect("warm-up" not in got["cold"][2], got["cold"][2])
 
 
+def case_generated_logits_are_those_the_ids_come_from(args):
+    # --generated-logits-out: one row per generated id, the prompt run as a
+    # plain prefill (its last layer computes the last token alone). The
+    # rows are --logits-out's rows of the same positions: the prompt's last
+    # within rounding (other rows in a batch change a kernel's blocking),
+    # the decode steps bit for bit (the same keys and values were stored);
+    # and each id is its row's argmax.
+    import numpy as np
+    prompt = [(7 * i + 3) % 200 for i in range(45)]
+    ids = ",".join(map(str, prompt))
+    every = os.path.join(args.workdir, "generated-every.f32")
+    generated = os.path.join(args.workdir, "generated-only.f32")
+    a = run([model_run(args), "--prompt-ids", ids, "-n", "6", "-t", "2",
+             "--logits-out", every])
+    b = run([model_run(args), "--prompt-ids", ids, "-n", "6", "-t", "2",
+             "--generated-logits-out", generated])
+    expect(a.returncode == 0 and b.returncode == 0,
+           a.stderr.decode() + b.stderr.decode())
+    tokens = [int(t) for t in b.stdout.split()]
+    rows = np.fromfile(generated, dtype=np.float32)
+    expect(rows.size % 6 == 0, f"{rows.size} floats for 6 rows")
+    rows = rows.reshape(6, -1)
+    all_rows = np.fromfile(every, dtype=np.float32).reshape(-1, rows.shape[1])
+    expect(all_rows.shape[0] == len(prompt) + 5, f"{all_rows.shape}")
+    first = all_rows[len(prompt) - 1].astype(np.float64)
+    error = float(np.abs(rows[0] - first).max() / np.abs(first).max())
+    expect(error < 1e-3, f"the prompt's last row differs by {error:.3g}")
+    same = a.stdout == b.stdout
+    if same:
+        expect(np.array_equal(rows[1:], all_rows[len(prompt):]),
+               "decode rows differ from --logits-out's")
+    expect([int(r.argmax()) for r in rows] == tokens,
+           f"ids {tokens} are not their rows' argmax")
+    print(f"the prompt's last row within {error:.3g} of --logits-out's; "
+          f"ids {'the same' if same else 'differ after a near tie'}")
+
+
 def case_repeat_times_passes_of_the_same_ids(args):
     # --repeat 3: three timed passes, the same ids as one pass (the first
     # writes the logits, bit for bit a single run's), a line of every
@@ -707,6 +744,13 @@ BAD = {
                                     "-c: 100000 is more than the model's context"),
     "logits-out-needs-ids": (["-p", "x", "--logits-out", "l.bin"],
                              "--logits-out: needs --prompt-ids"),
+    "generated-logits-out-needs-ids": (
+        ["-p", "x", "--generated-logits-out", "l.bin"],
+        "--generated-logits-out: needs --prompt-ids"),
+    "generated-logits-out-with-logits-out": (
+        ["--prompt-ids", "1", "--logits-out", "a.bin", "--generated-logits-out",
+         "b.bin"],
+        "--generated-logits-out: not with --logits-out"),
     "warmup-needs-ids": (["-p", "x", "--warmup"], "--warmup: needs --prompt-ids"),
     "repeat-needs-ids": (["-p", "x", "--repeat", "2"], "--repeat: needs --prompt-ids"),
     "repeat-zero": (["--prompt-ids", "1", "--repeat", "0"],

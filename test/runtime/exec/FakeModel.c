@@ -52,7 +52,7 @@ static void *check(const moec_buffer_t *b, int64_t size, int exact,
 
 void _mlir_ciface_moec_model_forward(
     moec_rt_context_t *ctx, int64_t thread_index, int64_t thread_count,
-    int64_t n, int64_t all_logits, moec_buffer_t *tokens,
+    int64_t n, int64_t flags, moec_buffer_t *tokens,
     moec_buffer_t *positions, moec_buffer_t *logits, moec_buffer_t *resident,
     moec_buffer_t *experts, moec_buffer_t *scratch, moec_buffer_t *kv) {
   if (thread_count < 1 || thread_index < 0 || thread_index >= thread_count)
@@ -61,6 +61,9 @@ void _mlir_ciface_moec_model_forward(
     fail("token count");
   const int32_t *tok = check(tokens, n, 1, 0, "tokens");
   const int32_t *pos = check(positions, n, 1, 0, "positions");
+  const int all_logits = (flags & MOEC_FORWARD_ALL_LOGITS) != 0;
+  if (flags & ~(int64_t)(MOEC_FORWARD_ALL_LOGITS | MOEC_FORWARD_EVERY_TOKEN))
+    fail("flags");
   float *out =
       check(logits, all_logits ? n * FAKE_VOCAB : FAKE_VOCAB, 1, 0, "logits");
   const uint8_t *res = check(resident, FAKE_RESIDENT_BYTES, 1, 1, "resident");
