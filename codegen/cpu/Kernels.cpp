@@ -190,6 +190,17 @@ func::FuncOp KernelLibrary::getOrCreate(
   b.setInsertionPointToStart(entry);
   body(b, entry->getArguments());
   func::ReturnOp::create(b, module.getLoc());
+  // Stack buffers of a fixed size (a GEMM's tile) are allocated once, on
+  // entry: one inside a loop (over claimed units, over experts) would take
+  // new stack on every iteration until the kernel returns. None is read
+  // before the iteration that uses it writes it.
+  SmallVector<memref::AllocaOp> nested;
+  fn.walk([&](memref::AllocaOp alloca) {
+    if (alloca->getBlock() != entry && alloca->getNumOperands() == 0)
+      nested.push_back(alloca);
+  });
+  for (memref::AllocaOp alloca : nested)
+    alloca->moveBefore(entry, entry->begin());
   kernels[name] = fn;
   return fn;
 }
@@ -271,13 +282,48 @@ void loopRowTiles(Emitter &e, Value lo, Value hi, int64_t step,
 }
 
 /// This thread's rows of the matrix: whole tiles where rows are interleaved.
-std::pair<Value, Value> splitRows(Emitter &e, const MatmulSpec &spec,
-                                  Value thread, Value threads) {
-  const unsigned il = spec.format.interleave;
-  if (il <= 1)
-    return e.split(e.idx(spec.n), thread, threads);
-  auto [lo, hi] = e.split(e.idx(spec.n / il), thread, threads);
-  return {e.mul(lo, il), e.mul(hi, il)};
+/// Rows of a matmul per claimed chunk: whole tiles of interleaved rows,
+/// about 64 rows (tens of KiB of weights: a claim's atomic add is noise
+/// beside it, and a thread's chunks stay long sequential streams).
+int64_t claimRows(const MatmulSpec &spec) {
+  const int64_t il = std::max<int64_t>(1, spec.format.interleave);
+  if (spec.claimRows > 0)
+    return (spec.claimRows + il - 1) / il * il;
+  return std::max<int64_t>(il, 64 / il * il);
+}
+
+/// Runs `body(unit)` for units [0, units) handed out to the threads as
+/// they come for them: thread t takes unit t first, then the next unclaimed
+/// one (threads + the count of counters[at] before its atomic increment),
+/// until none is left. A thread slowed down (by another process, or on a
+/// smaller core of a big.LITTLE CPU) takes fewer units instead of leaving
+/// the others waiting at the next barrier. Every unit runs exactly once, on
+/// whichever thread, so results do not depend on the split. counters[at]
+/// must be 0 when the first thread arrives (the schedule zeroes its
+/// counters before its first kernel).
+void emitClaimedUnits(Emitter &e, Value thread, Value threads, Value counters,
+                      Value at, Value units,
+                      function_ref<void(Value)> body) {
+  OpBuilder &b = e.b;
+  Type index = b.getIndexType();
+  scf::WhileOp::create(
+      b, e.loc, TypeRange{index}, ValueRange{thread},
+      [&](OpBuilder &nb, Location loc, ValueRange args) {
+        Value more = arith::CmpIOp::create(nb, loc, arith::CmpIPredicate::ult,
+                                           args[0], units);
+        scf::ConditionOp::create(nb, loc, more, args);
+      },
+      [&](OpBuilder &nb, Location loc, ValueRange args) {
+        OpBuilder::InsertionGuard guard(b);
+        b.setInsertionPoint(nb.getInsertionBlock(), nb.getInsertionPoint());
+        body(args[0]);
+        Value claimed = memref::AtomicRMWOp::create(
+            b, loc, arith::AtomicRMWKind::addi,
+            arith::ConstantIntOp::create(b, loc, 1, 32), counters,
+            ValueRange{at});
+        Value next = e.add(e.toIndex(claimed), threads);
+        scf::YieldOp::create(b, loc, next);
+      });
 }
 
 /// Where row `inTile` of a tile's run of blocks (the tile's blocks of one
@@ -1505,11 +1551,13 @@ func::FuncOp KernelLibrary::matmul(const MatmulSpec &spec) {
     args.append({f32Type(ctx), index});
   if (spec.bias)
     args.append({bytesType(ctx), index});
-  args.append({index, index, index});
+  args.append({index, index, index, i32Type(ctx), index});
   std::string name = llvm::formatv(
       "moec_matmul_{0}_{1}x{2}{3}{4}{5}{6}", spec.format.name(), spec.n,
       spec.k, spec.swiglu ? "_swiglu" : "", spec.accumulate ? "_acc" : "",
       spec.bias ? "_bias" : "", spec.int8Activations ? "_i8act" : "");
+  if (spec.claimRows > 0)
+    name += "_claim" + std::to_string(claimRows(spec));
   return getOrCreate(name, args, [&](OpBuilder &b, ValueRange a) {
     Emitter e{b, module.getLoc(), lanes, integerDot};
     MatmulOperands o;
@@ -1532,8 +1580,16 @@ func::FuncOp KernelLibrary::matmul(const MatmulSpec &spec) {
     }
     o.tokens = a[i++];
     Value thread = a[i++], threads = a[i++];
-    std::tie(o.nLo, o.nHi) = splitRows(e, spec, thread, threads);
-    emitMatmulCore(e, spec, o);
+    Value counters = a[i++], counterAt = a[i++];
+    const int64_t chunk = claimRows(spec);
+    Value units = e.idx((spec.n + chunk - 1) / chunk);
+    emitClaimedUnits(e, thread, threads, counters, counterAt, units,
+                     [&](Value unit) {
+                       o.nLo = e.mul(unit, chunk);
+                       o.nHi = arith::MinUIOp::create(
+                           e.b, e.loc, e.add(o.nLo, chunk), e.idx(spec.n));
+                       emitMatmulCore(e, spec, o);
+                     });
   });
 }
 
@@ -1547,7 +1603,8 @@ func::FuncOp KernelLibrary::expertMatmul(const MatmulSpec &spec,
   SmallVector<Type> args = {bytesType(ctx), i64Type(ctx), index,
                             i32Type(ctx),   index,        xType,
                             index,          f32Type(ctx), index,
-                            index,          index};
+                            index,          index,        i32Type(ctx),
+                            index};
   std::string name = llvm::formatv(
       "moec_expert_matmul_{0}_{1}x{2}{3}{4}_e{5}_at{6}_{7}",
       spec.format.name(), spec.n, spec.k, spec.swiglu ? "_swiglu" : "",
@@ -1578,46 +1635,72 @@ func::FuncOp KernelLibrary::expertMatmul(const MatmulSpec &spec,
     Emitter e{b, module.getLoc(), lanes, integerDot};
     Value arena = a[0], extents = a[1], extentsOff = a[2], offsets = a[3],
           offsetsOff = a[4];
-    Value thread = a[9], threads = a[10];
-    Value nLo, nHi;
-    std::tie(nLo, nHi) = splitRows(e, spec, thread, threads);
+    Value thread = a[9], threads = a[10], counters = a[11], counterAt = a[12];
     Value memberIds;
     if (!table.empty())
       memberIds = memref::GetGlobalOp::create(
           b, e.loc,
           MemRefType::get({int64_t(members.size())}, b.getI32Type()), table);
     int64_t count = members.empty() ? experts : int64_t(members.size());
-    e.loop(e.idx(0), e.idx(count), 1, [&](Value i) {
-      Value x = memberIds ? e.toIndex(memref::LoadOp::create(
-                                b, e.loc, memberIds, ValueRange{i}))
-                          : i;
+    auto expertOf = [&](Value i) {
+      return memberIds ? e.toIndex(memref::LoadOp::create(
+                             b, e.loc, memberIds, ValueRange{i}))
+                       : i;
+    };
+    // The experts with rows whose extent is in this pass (-1: not this
+    // pass's: its read was in flight, or it is done), listed by every
+    // thread alike; the units are their chunks of rows, expert by expert.
+    Value active = memref::AllocaOp::create(
+        b, e.loc, MemRefType::get({count}, b.getIndexType()));
+    Value activeCount =
+        e.loop(e.idx(0), e.idx(count), 1, {e.idx(0)},
+               [&](Value i, ValueRange acc) {
+                 Value x = expertOf(i);
+                 Value r0 = e.toIndex(e.load(offsets, e.add(offsetsOff, x)));
+                 Value r1 = e.toIndex(
+                     e.load(offsets, e.add(e.add(offsetsOff, x), 1)));
+                 Value extent = e.load(extents, e.add(extentsOff, x));
+                 Value present = arith::CmpIOp::create(
+                     e.b, e.loc, arith::CmpIPredicate::sge, extent,
+                     arith::ConstantIntOp::create(e.b, e.loc, 0, 64));
+                 Value rowsThere = e.cmp(arith::CmpIPredicate::ult, r0, r1);
+                 Value take = arith::AndIOp::create(e.b, e.loc, rowsThere,
+                                                    present);
+                 // Written at the next free place; kept when taken.
+                 memref::StoreOp::create(b, e.loc, x, active, acc[0]);
+                 Value next = e.add(acc[0], e.select(take, e.idx(1),
+                                                     e.idx(0)));
+                 return SmallVector<Value>{next};
+               })[0];
+    const int64_t chunk = claimRows(spec);
+    const int64_t chunksPerExpert = (spec.n + chunk - 1) / chunk;
+    Value units = e.mul(activeCount, chunksPerExpert);
+    emitClaimedUnits(e, thread, threads, counters, counterAt, units,
+                     [&](Value unit) {
+      Value x = memref::LoadOp::create(b, e.loc, active,
+                                       ValueRange{e.div(unit, chunksPerExpert)});
+      Value piece = e.rem(unit, chunksPerExpert);
       Value r0 = e.toIndex(e.load(offsets, e.add(offsetsOff, x)));
       Value r1 = e.toIndex(e.load(offsets, e.add(e.add(offsetsOff, x), 1)));
-      // Extent -1: not this pass's (its read was in flight, or it is done).
       Value extent = e.load(extents, e.add(extentsOff, x));
-      Value present = arith::CmpIOp::create(
-          e.b, e.loc, arith::CmpIPredicate::sge, extent,
-          arith::ConstantIntOp::create(e.b, e.loc, 0, 64));
-      Value rowsThere = e.cmp(arith::CmpIPredicate::ult, r0, r1);
-      e.ifThen(arith::AndIOp::create(e.b, e.loc, rowsThere, present), [&] {
-        Value base = arith::IndexCastOp::create(e.b, e.loc,
-                                                e.b.getIndexType(), extent);
-        MatmulOperands o;
-        o.w = arena;
-        o.wOff.push_back(e.add(base, partOffset));
-        if (spec.swiglu)
-          o.wOff.push_back(e.add(base, partOffset2));
-        o.x = a[5];
-        o.xOff = e.add(a[6], e.mul(r0, spec.int8Activations
-                                           ? getQuantizedRowBytes(spec.k)
-                                           : spec.k));
-        o.y = a[7];
-        o.yOff = e.add(a[8], e.mul(r0, spec.n));
-        o.tokens = e.sub(r1, r0);
-        o.nLo = nLo;
-        o.nHi = nHi;
-        emitMatmulCore(e, spec, o);
-      });
+      Value base =
+          arith::IndexCastOp::create(e.b, e.loc, e.b.getIndexType(), extent);
+      MatmulOperands o;
+      o.w = arena;
+      o.wOff.push_back(e.add(base, partOffset));
+      if (spec.swiglu)
+        o.wOff.push_back(e.add(base, partOffset2));
+      o.x = a[5];
+      o.xOff = e.add(a[6], e.mul(r0, spec.int8Activations
+                                         ? getQuantizedRowBytes(spec.k)
+                                         : spec.k));
+      o.y = a[7];
+      o.yOff = e.add(a[8], e.mul(r0, spec.n));
+      o.tokens = e.sub(r1, r0);
+      o.nLo = e.mul(piece, chunk);
+      o.nHi = arith::MinUIOp::create(e.b, e.loc, e.add(o.nLo, chunk),
+                                     e.idx(spec.n));
+      emitMatmulCore(e, spec, o);
     });
   });
 }

@@ -36,6 +36,9 @@ struct MatmulSpec {
   /// Integer dot products against activations quantized to 8 bits (see
   /// KernelLibrary::quantizeActivations): x is then that i8 buffer.
   bool int8Activations = false;
+  /// Rows per unit the threads claim (0: the default, about 64; tests ask
+  /// for smaller units). A multiple of the format's interleave.
+  int64_t claimRows = 0;
 };
 
 struct RmsNormSpec {
@@ -80,15 +83,19 @@ public:
   unsigned getLanes() const { return lanes; }
 
   /// (w: memref<?xi8>, wOff, [wOff2], x: memref<?xf32>, xOff, y, yOff,
-  ///  [acc, accOff], [bias: memref<?xi8>, biasOff], T, thread, threads):
-  /// rows [0, n) split across threads, T tokens.
+  ///  [acc, accOff], [bias: memref<?xi8>, biasOff], T, thread, threads,
+  ///  counters: memref<?xi32>, counterAt): rows [0, n), T tokens; the
+  /// threads claim chunks of rows from counters[counterAt], which is 0
+  /// before the first thread arrives.
   mlir::func::FuncOp matmul(const MatmulSpec &spec);
 
   /// The routed experts' projections: for each expert e with rows
   /// [offsets[e], offsets[e + 1]) of x, the matmul of its weights at
   /// arena[extents[e] + partOffset(s)] (arena: memref<?xi8>, extents:
   /// memref<?xi64>, offsets: memref<?xi32>). Args: (arena, extents,
-  /// extentsOff, offsets, offsetsOff, x, xOff, y, yOff, thread, threads).
+  /// extentsOff, offsets, offsetsOff, x, xOff, y, yOff, thread, threads,
+  /// counters, counterAt): the threads claim (expert, chunk of rows) units
+  /// as matmul's do.
   /// `members`: the experts of one format group of a bank of mixed formats
   /// (ascending; a constant table in the object); empty: all `experts`.
   mlir::func::FuncOp expertMatmul(const MatmulSpec &spec, int64_t experts,

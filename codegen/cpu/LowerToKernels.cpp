@@ -90,6 +90,12 @@ public:
     }
   }
   int64_t highWater() const { return top; }
+  /// `size` elements above everything allocated so far, never reused.
+  int64_t reserveTop(int64_t size) {
+    int64_t at = top;
+    top += alignUp(size);
+    return at;
+  }
 
 private:
   static int64_t alignUp(int64_t n) { return (n + 15) / 16 * 16; }
@@ -267,6 +273,17 @@ private:
     body();
   }
   Value off(const Buffer &buf) { return idx(buf.offset); }
+
+  /// The counters the matmul kernels' threads claim their chunks of rows
+  /// from (emitClaimedUnits): one per call site, 64 bytes apart, in scratch
+  /// above every buffer; thread 0 zeroes them before the first kernel.
+  /// Their base is a constant set once the schedule is complete.
+  arith::ConstantIndexOp claimsBase;
+  int64_t claimSites = 0;
+  Value claims() { return scratchI32; }
+  Value nextClaim() { return addIdx(claimsBase, idx(16 * claimSites++)); }
+  SmallVector<Value, 2> claimArgs() { return {claims(), nextClaim()}; }
+  void placeClaimCounters();
 
   /// Rows [start, start + count) of the batch's tokens. Buffers indexed by
   /// token keep every row at its token's place, so that an op over some of
@@ -565,6 +582,7 @@ LogicalResult ScheduleBuilder::run() {
   scratchI32 = view(scratchArg, b.getI32Type(), 4);
   scratchI64 = view(scratchArg, b.getI64Type(), 8);
   kvF32 = view(kvArg, b.getF32Type(), 4);
+  claimsBase = arith::ConstantIndexOp::create(b, loc, 0);
 
   // Arguments of @forward: tokens, positions, then the KV caches.
   Block &body = forward.getBody().front();
@@ -634,6 +652,7 @@ LogicalResult ScheduleBuilder::run() {
     temporaries.clear();
   }
   func::ReturnOp::create(b, loc);
+  placeClaimCounters();
 
   // The info table.
   b.setInsertionPointToEnd(module.getBody());
@@ -664,6 +683,32 @@ LogicalResult ScheduleBuilder::run() {
   for (auto bank : llvm::make_early_inc_range(module.getOps<moe::ExpertsOp>()))
     bank.erase();
   return success();
+}
+
+void ScheduleBuilder::placeClaimCounters() {
+  if (claimSites == 0)
+    return;
+  int64_t base = allocator.reserveTop(16 * claimSites);
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPoint(claimsBase);
+  claimsBase->setAttr("value", b.getIndexAttr(base));
+  // Zeroed before the first kernel of every forward call; the barrier
+  // orders the stores before any thread's first claim.
+  b.setInsertionPointAfter(claimsBase);
+  onThread0([&] {
+    Value zero = arith::ConstantIntOp::create(b, loc, 0, 32);
+    scf::ForOp::create(
+        b, loc, idx(0), idx(claimSites), idx(1), ValueRange{},
+        [&](OpBuilder &nb, Location l, Value i, ValueRange) {
+          Value at = arith::AddIOp::create(
+              nb, l, claimsBase,
+              arith::MulIOp::create(nb, l, i,
+                                    arith::ConstantIndexOp::create(nb, l, 16)));
+          memref::StoreOp::create(nb, l, zero, scratchI32, ValueRange{at});
+          scf::YieldOp::create(nb, l);
+        });
+  });
+  func::CallOp::create(b, loc, barrierFn, ValueRange{ctxArg});
 }
 
 void ScheduleBuilder::findLastTokenOps(Block &body) {
@@ -886,6 +931,7 @@ LogicalResult ScheduleBuilder::lowerMatmul(qnt::MatmulOp op) {
                                rowOff, logitsArg, idx(0)};
     args.append(biasArgs);
     args.append({rows, threadIdx, threadCount});
+    args.append(claimArgs());
     call(fn, args);
     return success();
   }
@@ -911,6 +957,7 @@ LogicalResult ScheduleBuilder::lowerMatmul(qnt::MatmulOp op) {
   args.append(accArgs);
   args.append(biasArgs);
   args.append({opRows.count, threadIdx, threadCount});
+  args.append(claimArgs());
   call(lib.matmul(spec), args);
   return success();
 }
@@ -1061,7 +1108,7 @@ LogicalResult ScheduleBuilder::predictNextLayer(moe::RouteOp op,
   call(lib.matmul(spec), {residentArg, idx(weight->offset), scratchF32,
                           at(*x, spec.k, r), scratchF32,
                           at(logits, experts, r), r.count, threadIdx,
-                          threadCount});
+                          threadCount, claims(), nextClaim()});
   Buffer ids = temporary(options.maxBatch * k);
   Buffer weights = temporary(options.maxBatch * k);
   Buffer probs = temporary(options.maxBatch * experts);
@@ -1261,7 +1308,7 @@ LogicalResult ScheduleBuilder::lowerExpertFfn(moe::ExpertFfnOp op) {
            {expertsArg, scratchI64, idx(extents.offset / 2), scratchI32,
             off(*offsets), q ? scratchArg : scratchF32,
             q ? idx(xQ.offset * 4) : off(*rows), scratchF32, off(h),
-            threadIdx, threadCount});
+            threadIdx, threadCount, claims(), nextClaim()});
     }
     if (int8Down)
       quantizeInto(h, hQ, ffn, routed);
@@ -1274,7 +1321,7 @@ LogicalResult ScheduleBuilder::lowerExpertFfn(moe::ExpertFfnOp op) {
            {expertsArg, scratchI64, idx(extents.offset / 2), scratchI32,
             off(*offsets), q ? scratchArg : scratchF32,
             q ? idx(hQ.offset * 4) : off(h), scratchF32, off(out), threadIdx,
-            threadCount});
+            threadCount, claims(), nextClaim()});
     }
   };
   computePass(/*first=*/true);
@@ -1432,7 +1479,7 @@ LogicalResult ScheduleBuilder::lowerSharedExpert(moe::SharedExpertOp op) {
   access({xIn}, {h});
   call(lib.matmul(gateUp),
        {residentArg, idx(gate->offset), idx(up->offset), xMem, xOff,
-        scratchF32, at(h, ffn), opRows.count, threadIdx, threadCount});
+        scratchF32, at(h, ffn), opRows.count, threadIdx, threadCount, claims(), nextClaim()});
   Buffer hIn = h;
   Value hMem = scratchF32, hOff = at(h, ffn);
   if (useInt8(down.format, ffn)) {
@@ -1447,7 +1494,7 @@ LogicalResult ScheduleBuilder::lowerSharedExpert(moe::SharedExpertOp op) {
   access({hIn}, {out});
   call(lib.matmul(down),
        {residentArg, idx(downW->offset), hMem, hOff, scratchF32,
-        at(out, hidden), opRows.count, threadIdx, threadCount});
+        at(out, hidden), opRows.count, threadIdx, threadCount, claims(), nextClaim()});
   if (auto inputGate = op.getInputGateAttr()) {
     auto g = residentOfRef(op, inputGate);
     if (failed(g) || failed(checkBlocks(op, g->format, hidden)))
@@ -1456,7 +1503,7 @@ LogicalResult ScheduleBuilder::lowerSharedExpert(moe::SharedExpertOp op) {
     access({*x}, {gl});
     call(lib.matmul({g->format, 1, hidden}),
          {residentArg, idx(g->offset), scratchF32, at(*x, hidden), scratchF32,
-          at(gl, 1), opRows.count, threadIdx, threadCount});
+          at(gl, 1), opRows.count, threadIdx, threadCount, claims(), nextClaim()});
     access({out, gl}, {out});
     call(lib.sigmoidScale(hidden),
          {scratchF32, at(out, hidden), scratchF32, at(gl, 1), scratchF32,

@@ -376,7 +376,8 @@ struct WeightLayout {
 /// One matmul compiled for this machine, with two public entry points:
 ///
 ///   @run(w: memref<?xi8>, x: memref<?xf32>, q: memref<?xi8>,
-///        y: memref<?xf32>, acc: memref<?xf32>, T, thread, threads)
+///        y: memref<?xf32>, acc: memref<?xf32>, T, thread, threads,
+///        counter: memref<?xi32>)
 ///     calls the kernel with the offsets above (x for f32 activations, q at
 ///     kQOffset for 8-bit ones; acc and the bias only where the spec has
 ///     them, the bias from w);
@@ -438,7 +439,7 @@ public:
 
   std::string run(GuardedBuffer &w, GuardedBuffer &x, GuardedBuffer *q,
                   std::vector<float> &y, std::vector<float> *acc, int64_t T,
-                  int64_t thread, int64_t threads) {
+                  int64_t thread, int64_t threads, int32_t &counter) {
     float dummy = 0;
     int8_t dummyByte = 0;
     auto wView = view(reinterpret_cast<int8_t *>(w.data), w.size);
@@ -452,8 +453,10 @@ public:
     auto *qArg = &qView;
     auto *yArg = &yView;
     auto *accArg = &accView;
+    auto counterView = view(&counter, 1);
+    auto *counterArg = &counterView;
     if (llvm::Error e = engine->invoke("run", wArg, xArg, qArg, yArg, accArg,
-                                       T, thread, threads))
+                                       T, thread, threads, counterArg))
       return llvm::toString(std::move(e));
     return "";
   }
@@ -518,7 +521,9 @@ private:
       auto run = func::FuncOp::create(
           b, loc, "run",
           b.getFunctionType({bytes, floats, bytes, floats, floats, index,
-                             index, index},
+                             index, index,
+                             MemRefType::get({ShapedType::kDynamic},
+                                             b.getI32Type())},
                             {}));
       run->setAttr(LLVM::LLVMDialect::getEmitCWrapperAttrName(),
                    b.getUnitAttr());
@@ -538,7 +543,7 @@ private:
         operands.append({arg(4), constant(kAccOffset)});
       if (spec.bias)
         operands.append({arg(0), constant(layout.biasOff)});
-      operands.append({arg(5), arg(6), arg(7)});
+      operands.append({arg(5), arg(6), arg(7), arg(8), constant(0)});
       if (!checkArguments(kernel, operands))
         return module;
       func::CallOp::create(b, loc, kernel, operands);
@@ -687,6 +692,8 @@ MatmulSpec specOf(const Case &c) {
   spec.accumulate = c.variant.accumulate;
   spec.bias = c.variant.bias;
   spec.int8Activations = c.int8;
+  // Units of one tile (or 8 rows): three threads claim several each.
+  spec.claimRows = std::max<int64_t>(8, c.format.interleave);
   return spec;
 }
 
@@ -789,9 +796,13 @@ public:
 
     const float sentinel = llvm::bit_cast<float>(0x7fc0dead);
     std::vector<float> y(kYOffset + T * spec.n + kYSlack, sentinel);
+    // The threads' calls in turn: each takes its first unit, the first
+    // also claims every unit left (a unit nobody computed leaves the
+    // sentinel, which the checks below catch).
+    int32_t counter = 0;
     for (int64_t thread = 0; thread < threads; ++thread)
       ASSERT_EQ(kernel.run(w, x, q.get(), y, spec.accumulate ? &acc : nullptr,
-                           T, thread, threads),
+                           T, thread, threads, counter),
                 "");
 
     int64_t untouched = 0;
