@@ -281,7 +281,6 @@ void loopRowTiles(Emitter &e, Value lo, Value hi, int64_t step,
     e.loop(mainEnd, hi, 1, [&](Value n) { body(n, 1); });
 }
 
-/// This thread's rows of the matrix: whole tiles where rows are interleaved.
 /// Rows of a matmul per claimed chunk: whole tiles of interleaved rows,
 /// about 64 rows (tens of KiB of weights: a claim's atomic add is noise
 /// beside it, and a thread's chunks stay long sequential streams).

@@ -296,7 +296,8 @@ private:
   RowRange opRows;
   RowRange allRows, lastRows;
   /// Ops that compute the last token's rows only unless every token's
-  /// logits are asked for: the last layer after its keys and values.
+  /// logits or routing are asked for: the last layer after its keys and
+  /// values (findLastTokenOps).
   DenseSet<Operation *> lastTokenOps;
   void findLastTokenOps(Block &body);
   /// The rows `v` holds: those its producer computed.
@@ -304,7 +305,7 @@ private:
     Operation *def = root(v).getDefiningOp();
     return def && lastTokenOps.count(def) ? lastRows : allRows;
   }
-  /// Element offset of the first row of `rows` in `buf` (rows of `width`).
+  /// Element offset in `buf` (rows of `width`) of the op's first row.
   Value at(const Buffer &buf, int64_t width) {
     return at(buf, width, opRows);
   }
