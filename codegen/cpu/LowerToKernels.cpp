@@ -1104,6 +1104,22 @@ LogicalResult ScheduleBuilder::predictNextLayer(moe::RouteOp op,
       useInt8(spec.format, spec.k) ||
       failed(checkBlocks(router, spec.format, spec.k)))
     return success(); // no prediction rather than a wrong one
+  // Only a runtime that streams experts reads predictions ahead
+  // (MOEC_FORWARD_PREDICT); others skip the router's second pass. All
+  // threads take the same branch. What the branch reads and writes stays
+  // pending after it, as if it ran, with what was pending before it, as if
+  // it did not: later barriers cover both.
+  Value predict = arith::CmpIOp::create(
+      b, loc, arith::CmpIPredicate::ne,
+      arith::AndIOp::create(
+          b, loc, forwardFlags,
+          arith::ConstantIntOp::create(b, loc, MOEC_FORWARD_PREDICT, 64)),
+      arith::ConstantIntOp::create(b, loc, 0, 64));
+  auto branch = scf::IfOp::create(b, loc, predict, /*withElseRegion=*/false);
+  SmallVector<Buffer> readBefore = readSinceBarrier,
+                      writtenBefore = writtenSinceBarrier;
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(&branch.getThenRegion().front());
   Buffer logits = temporary(options.maxBatch * experts);
   access({*x}, {logits});
   call(lib.matmul(spec), {residentArg, idx(weight->offset), scratchF32,
@@ -1132,6 +1148,8 @@ LogicalResult ScheduleBuilder::predictNextLayer(moe::RouteOp op,
                        b, loc, b.getI64Type(),
                        rowsAt(ids.offset * 4, 4 * k, r))});
   });
+  readSinceBarrier.append(readBefore.begin(), readBefore.end());
+  writtenSinceBarrier.append(writtenBefore.begin(), writtenBefore.end());
   return success();
 }
 

@@ -126,6 +126,11 @@ enum moec_forward_flags_e {
    * Code of 0.6 and before computes every token always and reads any
    * nonzero `flags` as MOEC_FORWARD_ALL_LOGITS: never pass it this flag. */
   MOEC_FORWARD_EVERY_TOKEN = 2,
+  /* Since 0.7: the runtime reads predicted experts ahead (it streams
+   * experts and prefetches): compiled code computes the next layer's
+   * predicted routing and reports it (moec_rt_predict); without this flag
+   * it skips that work. Never pass it to code of 0.6 and before. */
+  MOEC_FORWARD_PREDICT = 4,
 };
 
 /* Defined by compiled code: runs `n_tokens` (1..max_batch) tokens at

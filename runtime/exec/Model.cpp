@@ -1165,6 +1165,9 @@ bool Model::forward(const int32_t *tokens, int64_t n, float *logits,
   int64_t flags = allLogits ? MOEC_FORWARD_ALL_LOGITS : 0;
   if (ctx->recordRouting && code.info[MOEC_INFO_ABI_MINOR] >= 7)
     flags |= MOEC_FORWARD_EVERY_TOKEN;
+  // Predictions are worth their router pass only where they are read ahead.
+  if (ctx->streamer && ctx->prefetch && code.info[MOEC_INFO_ABI_MINOR] >= 7)
+    flags |= MOEC_FORWARD_PREDICT;
   if (ctx->calibration)
     ctx->calibration->addTokens(n);
   auto started = std::chrono::steady_clock::now();

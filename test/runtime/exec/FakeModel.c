@@ -62,7 +62,8 @@ void _mlir_ciface_moec_model_forward(
   const int32_t *tok = check(tokens, n, 1, 0, "tokens");
   const int32_t *pos = check(positions, n, 1, 0, "positions");
   const int all_logits = (flags & MOEC_FORWARD_ALL_LOGITS) != 0;
-  if (flags & ~(int64_t)(MOEC_FORWARD_ALL_LOGITS | MOEC_FORWARD_EVERY_TOKEN))
+  if (flags & ~(int64_t)(MOEC_FORWARD_ALL_LOGITS | MOEC_FORWARD_EVERY_TOKEN |
+                         MOEC_FORWARD_PREDICT))
     fail("flags");
   float *out =
       check(logits, all_logits ? n * FAKE_VOCAB : FAKE_VOCAB, 1, 0, "logits");
