@@ -273,6 +273,13 @@ private:
     body();
   }
   Value off(const Buffer &buf) { return idx(buf.offset); }
+  /// Whether the forward call's flags (moec_forward_flags_e) hold `flag`.
+  Value hasForwardFlag(int64_t flag) {
+    Value bit = arith::AndIOp::create(
+        b, loc, forwardFlags, arith::ConstantIntOp::create(b, loc, flag, 64));
+    return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ne, bit,
+                                 arith::ConstantIntOp::create(b, loc, 0, 64));
+  }
 
   /// The counters the matmul kernels' threads claim their chunks of rows
   /// from (emitClaimedUnits): one per call site, 64 bytes apart, in scratch
@@ -917,12 +924,7 @@ LogicalResult ScheduleBuilder::lowerMatmul(qnt::MatmulOp op) {
     Buffer out{Logits, 0, options.maxBatch * spec.n};
     access({xIn}, {out});
     func::FuncOp fn = lib.matmul(spec);
-    Value all = arith::CmpIOp::create(
-        b, loc, arith::CmpIPredicate::ne,
-        arith::AndIOp::create(
-            b, loc, forwardFlags,
-            arith::ConstantIntOp::create(b, loc, MOEC_FORWARD_ALL_LOGITS, 64)),
-        arith::ConstantIntOp::create(b, loc, 0, 64));
+    Value all = hasForwardFlag(MOEC_FORWARD_ALL_LOGITS);
     Value lastRow = mulIdx(arith::SubIOp::create(b, loc, tokenCount, idx(1)),
                            xRow);
     Value rowOff = arith::SelectOp::create(b, loc, all, xOff,
@@ -1109,13 +1111,9 @@ LogicalResult ScheduleBuilder::predictNextLayer(moe::RouteOp op,
   // threads take the same branch. What the branch reads and writes stays
   // pending after it, as if it ran, with what was pending before it, as if
   // it did not: later barriers cover both.
-  Value predict = arith::CmpIOp::create(
-      b, loc, arith::CmpIPredicate::ne,
-      arith::AndIOp::create(
-          b, loc, forwardFlags,
-          arith::ConstantIntOp::create(b, loc, MOEC_FORWARD_PREDICT, 64)),
-      arith::ConstantIntOp::create(b, loc, 0, 64));
-  auto branch = scf::IfOp::create(b, loc, predict, /*withElseRegion=*/false);
+  auto branch = scf::IfOp::create(b, loc,
+                                  hasForwardFlag(MOEC_FORWARD_PREDICT),
+                                  /*withElseRegion=*/false);
   SmallVector<Buffer> readBefore = readSinceBarrier,
                       writtenBefore = writtenSinceBarrier;
   OpBuilder::InsertionGuard guard(b);
