@@ -652,7 +652,7 @@ struct Case {
 /// row-major weights; for interleaved ones, a few tiles of rows, an odd
 /// number so that three threads get unequal shares.
 int64_t rowsFor(const WeightFormat &format) {
-  return format.interleave > 1 ? 5 * int64_t(format.interleave) : kRows;
+  return format.interleave > 1 ? 13 * int64_t(format.interleave) : kRows;
 }
 
 // gtest prints a failing case's parameter with this rather than its bytes.
@@ -692,8 +692,12 @@ MatmulSpec specOf(const Case &c) {
   spec.accumulate = c.variant.accumulate;
   spec.bias = c.variant.bias;
   spec.int8Activations = c.int8;
-  // Units of one tile (or 8 rows): three threads claim several each.
-  spec.claimRows = std::max<int64_t>(8, c.format.interleave);
+  // Units of 8 rows: three threads claim several each. Interleaved rows:
+  // units of 5 tiles (5, 5 and 3 of the 13), which the GEMV reads as one
+  // pass over four streams and a tile left over (two passes over two
+  // streams and one left for a SwiGLU pair), and as three tiles left over
+  // (one pass and one tile).
+  spec.claimRows = c.format.interleave > 1 ? 5 * c.format.interleave : 8;
   return spec;
 }
 
