@@ -1,10 +1,15 @@
 /* bench/membw.c - memory read bandwidth: the bound for decode from memory.
  *
- *   membw [-t THREADS] [-s MIB] [-r REPEATS]      (defaults: 2, 1024, 5)
+ *   membw [-t THREADS] [-s MIB] [-r REPEATS] [-p STREAMS]
+ *                                      (defaults: 2, 1024, 5, 1)
  *
  * Reads a buffer of at least 1 GiB with 256-bit vector loads on THREADS
  * threads (each a contiguous slice), REPEATS times, and prints the best
- * pass as "membw: X GB/s (...)" on stdout (GB = 1e9 bytes). Built by
+ * pass as "membw: X GB/s (...)" on stdout (GB = 1e9 bytes). With STREAMS
+ * > 1 each thread cuts its slice into that many parts and reads them side
+ * by side, 256 bytes of each in turn: a core's prefetchers follow several
+ * streams at once, and on some machines (a Sapphire Rapids guest) 4 streams
+ * per thread read about a fifth faster than one. Built by
  * bench/decode_prefill.py with clang -O2 and explicit -m flags (never
  * -march=native). The buffer is written first so that every page is real
  * memory (an untouched page would read the shared zero page), with
@@ -64,13 +69,43 @@ static long long read_slice(const __m256i *p, size_t count) {
   return out[0] + out[1] + out[2] + out[3];
 }
 
+/* One pass over a slice as `streams` parts read side by side, 256 bytes
+ * (8 vectors) of each in turn; what the parts leave over, read after. */
+static long long read_slice_streams(const __m256i *p, size_t count,
+                                    int streams) {
+  if (streams <= 1)
+    return read_slice(p, count);
+  size_t part = count / (size_t)streams / 8 * 8;
+  __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+  for (size_t i = 0; i < part; i += 8) {
+    for (int k = 0; k < streams; ++k) {
+      const __m256i *q = p + (size_t)k * part + i;
+      a0 = _mm256_add_epi64(a0, _mm256_load_si256(q + 0));
+      a1 = _mm256_add_epi64(a1, _mm256_load_si256(q + 1));
+      a2 = _mm256_add_epi64(a2, _mm256_load_si256(q + 2));
+      a3 = _mm256_add_epi64(a3, _mm256_load_si256(q + 3));
+      a0 = _mm256_add_epi64(a0, _mm256_load_si256(q + 4));
+      a1 = _mm256_add_epi64(a1, _mm256_load_si256(q + 5));
+      a2 = _mm256_add_epi64(a2, _mm256_load_si256(q + 6));
+      a3 = _mm256_add_epi64(a3, _mm256_load_si256(q + 7));
+    }
+  }
+  __m256i s = _mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3));
+  long long out[4];
+  _mm256_storeu_si256((__m256i *)out, s);
+  size_t done = part * (size_t)streams;
+  return out[0] + out[1] + out[2] + out[3] + read_slice(p + done, count - done);
+}
+
+static int streams_per_thread = 1;
+
 static void *worker(void *arg) {
   Slice *s = (Slice *)arg;
   /* First touch by the thread that reads the slice. */
   memset((void *)s->begin, 0x5a + s->index, s->count * sizeof(__m256i));
   for (int r = 0; r < repeats; ++r) {
     pthread_barrier_wait(&start_barrier);
-    s->sink += read_slice(s->begin, s->count);
+    s->sink += read_slice_streams(s->begin, s->count, streams_per_thread);
     pthread_barrier_wait(&end_barrier);
   }
   return NULL;
@@ -80,19 +115,22 @@ int main(int argc, char **argv) {
   int threads = 2;
   long long mib = 1024;
   int opt;
-  while ((opt = getopt(argc, argv, "t:s:r:h")) != -1) {
+  while ((opt = getopt(argc, argv, "t:s:r:p:h")) != -1) {
     switch (opt) {
     case 't': threads = atoi(optarg); break;
     case 's': mib = atoll(optarg); break;
     case 'r': repeats = atoi(optarg); break;
+    case 'p': streams_per_thread = atoi(optarg); break;
     default:
-      fprintf(stderr, "usage: membw [-t THREADS] [-s MIB >= 1024] [-r REPEATS]\n");
+      fprintf(stderr, "usage: membw [-t THREADS] [-s MIB >= 1024] [-r REPEATS] "
+                      "[-p STREAMS]\n");
       return 2;
     }
   }
-  if (threads < 1 || threads > 1024 || repeats < 1 || mib < 1) {
-    fprintf(stderr, "membw: bad arguments (threads %d, MiB %lld, repeats %d)\n",
-            threads, mib, repeats);
+  if (threads < 1 || threads > 1024 || repeats < 1 || mib < 1 ||
+      streams_per_thread < 1 || streams_per_thread > 64) {
+    fprintf(stderr, "membw: bad arguments (threads %d, MiB %lld, repeats %d, "
+                    "streams %d)\n", threads, mib, repeats, streams_per_thread);
     return 2;
   }
   if (mib < 1024)
@@ -143,9 +181,10 @@ int main(int argc, char **argv) {
     sink += slices[t].sink;
   }
   printf("membw: %.2f GB/s (best of %d; mean %.2f GB/s; %lld MiB; %d threads; "
-         "256-bit loads; checksum %lld)\n",
+         "%d stream%s per thread; 256-bit loads; checksum %lld)\n",
          (double)bytes / best / 1e9, repeats, (double)bytes * repeats / sum / 1e9,
-         mib, threads, sink & 0xff);
+         mib, threads, streams_per_thread, streams_per_thread == 1 ? "" : "s",
+         sink & 0xff);
   free(buffer);
   return 0;
 }
