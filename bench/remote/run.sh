@@ -6,7 +6,8 @@
 #
 # Synthesizes the benchmark model (moec synth, deterministic: the GGUF the
 # pack's code was compiled from), writes its bundle for the pack's target,
-# then ROUNDS times, one after the other: membw and int8peak on THREADS
+# then ROUNDS times, one after the other: membw (1 and 4 streams per
+# thread) and int8peak on THREADS
 # threads, model-run (the 128 prompt ids, 64 decode steps, --warmup) and
 # llama-bench (pp128 and tg64, one repetition after its own warm-up).
 # Everything goes to standard output and to $OUT/remote-bench.log (or
@@ -52,7 +53,7 @@ echo "== bundle ($((SECONDS - T0)) s)"
 PROMPT=$(cat prompt.txt)
 for r in $(seq "$ROUNDS"); do
   echo "== round $r ($((SECONDS - T0)) s) load $(cut -d' ' -f1-3 /proc/loadavg)"
-  ./membw -t "$THREADS" -s 1024 -r 5 | tail -n 1
+  for streams in 1 4; do ./membw -t "$THREADS" -s 1024 -r 5 -p "$streams" | tail -n 1; done
   ./int8peak -t "$THREADS" -r 5 | tail -n 1
   ./model-run -m "$WORK/model.moeb" --prompt-ids "$PROMPT" -n 65 -t "$THREADS" --warmup \
     2>&1 >"$WORK/ids.txt" | grep -E "eval time|load time"
