@@ -982,8 +982,10 @@ void emitGemvInt8Tiles(Emitter &e, const MatmulSpec &spec,
                     e, o.x, sums, e.add(e0, j * run), run, xq[j], dx[j]);
               return xsum[j];
             };
-            for (size_t tile = 0; tile < nTiles; ++tile)
-            for (unsigned m = 0; m < nMats; ++m) {
+            // Each tile's matrices in turn, a stream each.
+            for (size_t stream = 0; stream < nTiles * nMats; ++stream) {
+              const size_t tile = stream / nMats;
+              const unsigned m = stream % nMats;
               Value tileBlock =
                   e.add(e.add(o.wOff[m], e.mul(n0s[tile], rowBytes)),
                         e.mul(blk, R * blockBytes));
@@ -1029,7 +1031,7 @@ void emitGemvInt8Tiles(Emitter &e, const MatmulSpec &spec,
                         if (rule.offsetStored)
                           runOffsets[j].push_back(rule.storedOffset(e, ri));
                       });
-              const size_t at = 2 * (tile * nMats + m);
+              const size_t at = 2 * stream;
               for (int64_t j = 0; j < runsPerBlock; ++j) {
                 activations(j);
                 Value dot = arith::SIToFPOp::create(
