@@ -46,55 +46,41 @@ static double now_seconds(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* One pass over a slice: 8 loads per iteration into 4 independent
- * accumulators, so that loads, not the adds, set the pace. */
-static long long read_slice(const __m256i *p, size_t count) {
-  __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
-  size_t i = 0;
-  for (; i + 8 <= count; i += 8) {
-    a0 = _mm256_add_epi64(a0, _mm256_load_si256(p + i + 0));
-    a1 = _mm256_add_epi64(a1, _mm256_load_si256(p + i + 1));
-    a2 = _mm256_add_epi64(a2, _mm256_load_si256(p + i + 2));
-    a3 = _mm256_add_epi64(a3, _mm256_load_si256(p + i + 3));
-    a0 = _mm256_add_epi64(a0, _mm256_load_si256(p + i + 4));
-    a1 = _mm256_add_epi64(a1, _mm256_load_si256(p + i + 5));
-    a2 = _mm256_add_epi64(a2, _mm256_load_si256(p + i + 6));
-    a3 = _mm256_add_epi64(a3, _mm256_load_si256(p + i + 7));
-  }
-  for (; i < count; ++i)
-    a0 = _mm256_add_epi64(a0, _mm256_load_si256(p + i));
-  __m256i s = _mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3));
+/* 8 loads (256 bytes) from q into 4 independent accumulators, so that
+ * loads, not the adds, set the pace. */
+static inline void add8(const __m256i *q, __m256i acc[4]) {
+  acc[0] = _mm256_add_epi64(acc[0], _mm256_load_si256(q + 0));
+  acc[1] = _mm256_add_epi64(acc[1], _mm256_load_si256(q + 1));
+  acc[2] = _mm256_add_epi64(acc[2], _mm256_load_si256(q + 2));
+  acc[3] = _mm256_add_epi64(acc[3], _mm256_load_si256(q + 3));
+  acc[0] = _mm256_add_epi64(acc[0], _mm256_load_si256(q + 4));
+  acc[1] = _mm256_add_epi64(acc[1], _mm256_load_si256(q + 5));
+  acc[2] = _mm256_add_epi64(acc[2], _mm256_load_si256(q + 6));
+  acc[3] = _mm256_add_epi64(acc[3], _mm256_load_si256(q + 7));
+}
+
+static long long sum_of(__m256i acc[4]) {
+  __m256i s = _mm256_add_epi64(_mm256_add_epi64(acc[0], acc[1]),
+                               _mm256_add_epi64(acc[2], acc[3]));
   long long out[4];
   _mm256_storeu_si256((__m256i *)out, s);
   return out[0] + out[1] + out[2] + out[3];
 }
 
 /* One pass over a slice as `streams` parts read side by side, 256 bytes
- * (8 vectors) of each in turn; what the parts leave over, read after. */
+ * (8 vectors) of each in turn (one part: a plain sequential read); what
+ * the parts leave over, read after. */
 static long long read_slice_streams(const __m256i *p, size_t count,
                                     int streams) {
-  if (streams <= 1)
-    return read_slice(p, count);
   size_t part = count / (size_t)streams / 8 * 8;
-  __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
-  for (size_t i = 0; i < part; i += 8) {
-    for (int k = 0; k < streams; ++k) {
-      const __m256i *q = p + (size_t)k * part + i;
-      a0 = _mm256_add_epi64(a0, _mm256_load_si256(q + 0));
-      a1 = _mm256_add_epi64(a1, _mm256_load_si256(q + 1));
-      a2 = _mm256_add_epi64(a2, _mm256_load_si256(q + 2));
-      a3 = _mm256_add_epi64(a3, _mm256_load_si256(q + 3));
-      a0 = _mm256_add_epi64(a0, _mm256_load_si256(q + 4));
-      a1 = _mm256_add_epi64(a1, _mm256_load_si256(q + 5));
-      a2 = _mm256_add_epi64(a2, _mm256_load_si256(q + 6));
-      a3 = _mm256_add_epi64(a3, _mm256_load_si256(q + 7));
-    }
-  }
-  __m256i s = _mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3));
-  long long out[4];
-  _mm256_storeu_si256((__m256i *)out, s);
-  size_t done = part * (size_t)streams;
-  return out[0] + out[1] + out[2] + out[3] + read_slice(p + done, count - done);
+  __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(),
+                    _mm256_setzero_si256(), _mm256_setzero_si256()};
+  for (size_t i = 0; i < part; i += 8)
+    for (int k = 0; k < streams; ++k)
+      add8(p + (size_t)k * part + i, acc);
+  for (size_t i = part * (size_t)streams; i < count; ++i)
+    acc[0] = _mm256_add_epi64(acc[0], _mm256_load_si256(p + i));
+  return sum_of(acc);
 }
 
 static int streams_per_thread = 1;

@@ -51,7 +51,9 @@ struct Emitter {
   Value mul(Value a, int64_t c) { return c == 1 ? a : mul(a, idx(c)); }
   Value div(Value a, Value c) { return arith::DivUIOp::create(b, loc, a, c); }
   Value div(Value a, int64_t c) { return c == 1 ? a : div(a, idx(c)); }
-  Value rem(Value a, int64_t c) { return arith::RemUIOp::create(b, loc, a, idx(c)); }
+  Value rem(Value a, Value c) { return arith::RemUIOp::create(b, loc, a, c); }
+  Value rem(Value a, int64_t c) { return rem(a, idx(c)); }
+  Value ceilDiv(Value a, Value c) { return div(add(a, sub(c, idx(1))), c); }
   Value fadd(Value a, Value c) { return arith::AddFOp::create(b, loc, a, c); }
   Value fsub(Value a, Value c) { return arith::SubFOp::create(b, loc, a, c); }
   Value fmul(Value a, Value c) { return arith::MulFOp::create(b, loc, a, c); }
@@ -282,6 +284,12 @@ void loopRowTiles(Emitter &e, Value lo, Value hi, int64_t step,
     e.loop(mainEnd, hi, 1, [&](Value n) { body(n, 1); });
 }
 
+/// Bytes of one weight row of the matrix (row-major or interleaved alike).
+int64_t weightRowBytes(const MatmulSpec &spec, unsigned lanes) {
+  return spec.k / spec.format.blockElements(lanes) *
+         spec.format.blockBytes(lanes);
+}
+
 /// Weight bytes per claimed unit: each unit is a new stream for the
 /// hardware prefetchers to pick up and ends with a software prefetch past
 /// its last row, so short units cost bandwidth. Measured on the benchmark
@@ -305,9 +313,8 @@ int64_t claimRows(const MatmulSpec &spec, unsigned lanes) {
   const int64_t granule = claimGranule(spec);
   if (spec.claimRows > 0)
     return (spec.claimRows + granule - 1) / granule * granule;
-  const int64_t rowBytes = spec.k / spec.format.blockElements(lanes) *
-                           spec.format.blockBytes(lanes) *
-                           (spec.swiglu ? 2 : 1);
+  const int64_t rowBytes =
+      weightRowBytes(spec, lanes) * (spec.swiglu ? 2 : 1);
   return std::max(granule, kClaimUnitBytes / rowBytes / granule * granule);
 }
 
@@ -324,10 +331,6 @@ Value emitUnitRows(Emitter &e, const MatmulSpec &spec, Value rows,
   Value share = e.mul(e.div(e.div(rows, e.mul(threads, 4)), granule), granule);
   Value fewer = arith::MinUIOp::create(e.b, e.loc, share, e.idx(most));
   return arith::MaxUIOp::create(e.b, e.loc, fewer, e.idx(granule));
-}
-
-Value ceilDiv(Emitter &e, Value a, Value c) {
-  return e.div(e.add(a, e.sub(c, e.idx(1))), c);
 }
 
 /// Runs `body(unit)` for units [0, units) handed out to the threads as
@@ -386,8 +389,7 @@ BlockAddress runBlockAddress(Emitter &e, const WeightFormat &f, Value run,
 BlockAddress blockAddress(Emitter &e, const MatmulSpec &spec, Value wOff,
                           Value row, Value blk) {
   const int64_t blockBytes = spec.format.blockBytes(e.lanes);
-  const int64_t rowBytes = spec.k / spec.format.blockElements(e.lanes) *
-                           blockBytes;
+  const int64_t rowBytes = weightRowBytes(spec, e.lanes);
   const unsigned il = spec.format.interleave;
   if (il <= 1)
     return BlockAddress(
@@ -1660,7 +1662,7 @@ func::FuncOp KernelLibrary::matmul(const MatmulSpec &spec) {
     Value thread = a[i++], threads = a[i++];
     Value counters = a[i++], counterAt = a[i++];
     Value chunk = emitUnitRows(e, spec, e.idx(spec.n), threads);
-    Value units = ceilDiv(e, e.idx(spec.n), chunk);
+    Value units = e.ceilDiv(e.idx(spec.n), chunk);
     emitClaimedUnits(e, thread, threads, counters, counterAt, units,
                      [&](Value unit) {
                        o.nLo = e.mul(unit, chunk);
@@ -1752,13 +1754,13 @@ func::FuncOp KernelLibrary::expertMatmul(const MatmulSpec &spec,
                })[0];
     Value chunk =
         emitUnitRows(e, spec, e.mul(activeCount, spec.n), threads);
-    Value chunksPerExpert = ceilDiv(e, e.idx(spec.n), chunk);
+    Value chunksPerExpert = e.ceilDiv(e.idx(spec.n), chunk);
     Value units = e.mul(activeCount, chunksPerExpert);
     emitClaimedUnits(e, thread, threads, counters, counterAt, units,
                      [&](Value unit) {
       Value x = memref::LoadOp::create(b, e.loc, active,
                                        ValueRange{e.div(unit, chunksPerExpert)});
-      Value piece = arith::RemUIOp::create(e.b, e.loc, unit, chunksPerExpert);
+      Value piece = e.rem(unit, chunksPerExpert);
       Value r0 = e.toIndex(e.load(offsets, e.add(offsetsOff, x)));
       Value r1 = e.toIndex(e.load(offsets, e.add(e.add(offsetsOff, x), 1)));
       Value extent = e.load(extents, e.add(extentsOff, x));
