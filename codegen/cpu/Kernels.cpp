@@ -924,19 +924,34 @@ constexpr int64_t kGemvPrefetchBytes = 4096;
 /// consecutive tiles is.
 constexpr int64_t kGemvStreams = 4;
 
+/// How a tiled GEMV (emitTiledGemv) computes one of its streams, a tile of
+/// one matrix: the stream's accumulators, one block of the tile, and the
+/// rows' sums at the end.
+class TileStreamBody {
+public:
+  virtual ~TileStreamBody() = default;
+  /// Starts a token, whose quantized activations start at byte `xRow`.
+  virtual void beginToken(Value xRow) = 0;
+  /// Zero accumulators for `streams` streams, each stream's together.
+  virtual SmallVector<Value> zeroAccumulators(size_t streams) = 0;
+  virtual size_t accumulatorsPerStream() const = 0;
+  /// Starts block `blk` of every stream.
+  virtual void beginBlock(Value blk) = 0;
+  /// Adds the current block of the tile whose run of blocks (one block of
+  /// each row) starts at byte `tileBlock` to the stream's accumulators.
+  virtual void addBlock(Value tileBlock, MutableArrayRef<Value> acc) = 0;
+  /// The tile's rows' sums: vector<interleave x f32>, row r in lane r.
+  virtual Value rowSums(ArrayRef<Value> acc) = 0;
+};
+
 /// Decode with 8-bit activations over row-interleaved weights (a tile of
-/// `interleave` rows is one sequential stream): per run, the tile's integer
-/// dot products are reduced to one vector with a lane per row, so that the
-/// scales, the offsets and the accumulation are vector operations over the
-/// rows instead of per-row scalar ones. Symmetric formats whose codes fit a
-/// signed byte use their unsigned codes directly and pay the offset through
-/// the activations' sums, once per tile and run. A unit's tiles are read as
-/// kGemvStreams streams: it is cut into that many runs of tiles, and a pass
-/// takes one tile of each, block by block (the rest, fewer tiles than
-/// runs, one at a time). Each row is still computed alone, in the same
-/// order, wherever its tile falls.
-void emitGemvInt8Tiles(Emitter &e, const MatmulSpec &spec,
-                       const MatmulOperands &o) {
+/// `interleave` rows is one sequential stream), `body` computing each
+/// tile. A unit's tiles are read as kGemvStreams streams: it is cut into
+/// that many runs of tiles, and a pass takes one tile of each, block by
+/// block (the rest, fewer tiles than runs, one at a time). Each row is
+/// still computed alone, in the same order, wherever its tile falls.
+void emitTiledGemv(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o,
+                   TileStreamBody &body) {
   OpBuilder &b = e.b;
   const unsigned R = spec.format.interleave;
   const int64_t blockElems = spec.format.blockElements(e.lanes);
@@ -944,46 +959,18 @@ void emitGemvInt8Tiles(Emitter &e, const MatmulSpec &spec,
   const int64_t blocks = spec.k / blockElems;
   const int64_t rowBytes = blocks * blockBytes;
   const unsigned nMats = spec.swiglu ? 2 : 1;
-  const int64_t run = getIntegerRunLength(spec.format);
-  const int64_t runsPerBlock = blockElems / run;
-  const unsigned maxCode = getIntegerMaxCode(spec.format);
-  const TiledRunRule rule(e, spec.format);
   const int64_t qRow = KernelLibrary::getQuantizedRowBytes(spec.k);
-  const int64_t header = spec.format.splitHeaderBytes();
-  const bool nibblePairs = usesNibblePairs(e, spec.format);
-  VectorType rowsF32 = e.vec(R);
+  const size_t perStream = body.accumulatorsPerStream();
   // Tiles starting at rows `n0s`, read side by side.
   auto emitTiles = [&](ArrayRef<Value> n0s) {
     const size_t nTiles = n0s.size();
     e.loop(e.idx(0), o.tokens, 1, [&](Value t) {
-      Value xRow = e.add(o.xOff, e.mul(t, qRow));
-      Value scales = e.add(xRow, spec.k);
-      Value sums = e.add(scales, spec.k / 8);
-      // Per tile and matrix: scaled dot products and offset terms, a lane
-      // per row.
-      SmallVector<Value> init(2 * nMats * nTiles, e.zeroVec(R));
+      body.beginToken(e.add(o.xOff, e.mul(t, qRow)));
+      SmallVector<Value> init = body.zeroAccumulators(nMats * nTiles);
       SmallVector<Value> accs = e.loop(
           e.idx(0), e.idx(blocks), 1, init, [&](Value blk, ValueRange args) {
             SmallVector<Value> acc(args.begin(), args.end());
-            Value e0 = e.mul(blk, blockElems);
-            // The activations of each run, loaded once for all rows.
-            SmallVector<Value> xq(runsPerBlock), dx(runsPerBlock),
-                xsum(runsPerBlock);
-            auto activations = [&](int64_t j) {
-              if (xq[j])
-                return;
-              Value el = e.add(e0, j * run);
-              xq[j] = vector::LoadOp::create(
-                  b, e.loc, VectorType::get({run}, b.getI8Type()), o.x,
-                  e.add(xRow, el));
-              dx[j] = loadF32Bytes(e, o.x, e.add(scales, e.mul(e.div(el, 32), 4)));
-            };
-            auto activationSum = [&](int64_t j) {
-              if (!xsum[j])
-                xsum[j] = emitActivationRunSum(
-                    e, o.x, sums, e.add(e0, j * run), run, xq[j], dx[j]);
-              return xsum[j];
-            };
+            body.beginBlock(blk);
             // Each tile's matrices in turn, a stream each.
             for (size_t stream = 0; stream < nTiles * nMats; ++stream) {
               const size_t tile = stream / nMats;
@@ -1001,70 +988,16 @@ void emitGemvInt8Tiles(Emitter &e, const MatmulSpec &spec,
                     ValueRange{e.add(tileBlock, kGemvPrefetchBytes + line)},
                     /*isWrite=*/false, /*localityHint=*/3,
                     /*isDataCache=*/true);
-              // [run][row]: dot products, scales, offsets owed. Where the
-              // tile's scales are one load and its codes come in pairs of
-              // rows, the rows' blocks are decoded for their offsets alone,
-              // if any.
-              Value tileScales =
-                  emitTileRunScales(e, spec.format, o.w, tileBlock, R);
-              Value pairDots;
-              if (nibblePairs) {
-                activations(0);
-                pairDots = emitNibblePairDots(
-                    e, o.w, e.add(tileBlock, int64_t(R) * header), xq[0]);
-              }
-              std::vector<SmallVector<Value>> dots(runsPerBlock),
-                  runScales(runsPerBlock), runOffsets(runsPerBlock);
-              if (!pairDots || !tileScales || rule.offsetStored)
-                for (unsigned r = 0; r < R; ++r)
-                  emitBlockDecodeInteger(
-                      b, e.loc, spec.format, o.w,
-                      runBlockAddress(e, spec.format, tileBlock, e.idx(r)),
-                      [&](const IntegerRun &ri) {
-                        int64_t j = ri.first / run;
-                        activations(j);
-                        if (!pairDots) {
-                          int64_t used = 0;
-                          dots[j].push_back(emitIntegerDot(
-                              e, ri.codes, xq[j], maxCode, rule.preferredBias,
-                              used));
-                        }
-                        runScales[j].push_back(ri.scale);
-                        if (rule.offsetStored)
-                          runOffsets[j].push_back(rule.storedOffset(e, ri));
-                      });
-              const size_t at = 2 * stream;
-              for (int64_t j = 0; j < runsPerBlock; ++j) {
-                activations(j);
-                Value dot = arith::SIToFPOp::create(
-                    b, e.loc, rowsF32,
-                    pairDots ? pairDots : emitReduceRows(e, dots[j]));
-                Value scale = tileScales ? tileScales
-                                         : vector::FromElementsOp::create(
-                                               b, e.loc, rowsF32,
-                                               runScales[j]).getResult();
-                Value &av = acc[at];
-                av = e.fma(dot, e.fmul(scale, e.splat(dx[j], R)), av);
-                Value &ov = acc[at + 1];
-                if (rule.offsetIsBiasedScale) {
-                  Value owed =
-                      e.fmul(activationSum(j), e.cf(-double(rule.symBias)));
-                  ov = e.fma(scale, e.splat(owed, R), ov);
-                } else if (rule.offsetStored) {
-                  Value offsets = vector::FromElementsOp::create(
-                      b, e.loc, rowsF32, runOffsets[j]);
-                  ov = e.fma(offsets, e.splat(activationSum(j), R), ov);
-                }
-              }
+              body.addBlock(tileBlock, MutableArrayRef<Value>(acc).slice(
+                                           perStream * stream, perStream));
             }
             return acc;
           });
       for (size_t tile = 0; tile < nTiles; ++tile) {
         SmallVector<Value, 2> totals;
-        for (unsigned m = 0; m < nMats; ++m) {
-          const size_t at = 2 * (tile * nMats + m);
-          totals.push_back(e.fadd(accs[at], accs[at + 1]));
-        }
+        for (unsigned m = 0; m < nMats; ++m)
+          totals.push_back(body.rowSums(ArrayRef<Value>(accs).slice(
+              perStream * (tile * nMats + m), perStream)));
         for (unsigned r = 0; r < R; ++r) {
           SmallVector<Value, 2> sumsOfRow;
           for (Value v : totals)
@@ -1089,6 +1022,132 @@ void emitGemvInt8Tiles(Emitter &e, const MatmulSpec &spec,
   Value rest = streams > 1 ? e.add(o.nLo, e.mul(tilesPerStream, streams * R))
                            : o.nLo;
   e.loop(rest, o.nHi, R, [&](Value n0) { emitTiles({n0}); });
+}
+
+/// Any block format at any interleave: per run, the tile's integer dot
+/// products are reduced to one vector with a lane per row, so that the
+/// scales, the offsets and the accumulation are vector operations over the
+/// rows instead of per-row scalar ones. Symmetric formats whose codes fit a
+/// signed byte use their unsigned codes directly and pay the offset through
+/// the activations' sums, once per tile and run. Accumulators: the scaled
+/// dot products and the offsets owed, a lane per row each.
+class RowLaneTiles : public TileStreamBody {
+public:
+  RowLaneTiles(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o)
+      : e(e), spec(spec), o(o), R(spec.format.interleave),
+        blockElems(spec.format.blockElements(e.lanes)),
+        run(getIntegerRunLength(spec.format)), runsPerBlock(blockElems / run),
+        maxCode(getIntegerMaxCode(spec.format)), rule(e, spec.format),
+        header(spec.format.splitHeaderBytes()),
+        nibblePairs(usesNibblePairs(e, spec.format)) {}
+
+  void beginToken(Value xRowAt) override {
+    xRow = xRowAt;
+    scales = e.add(xRow, spec.k);
+    sums = e.add(scales, spec.k / 8);
+  }
+  SmallVector<Value> zeroAccumulators(size_t streams) override {
+    return SmallVector<Value>(2 * streams, e.zeroVec(R));
+  }
+  size_t accumulatorsPerStream() const override { return 2; }
+  void beginBlock(Value blk) override {
+    e0 = e.mul(blk, blockElems);
+    xq.assign(runsPerBlock, Value());
+    dx.assign(runsPerBlock, Value());
+    xsum.assign(runsPerBlock, Value());
+  }
+
+  void addBlock(Value tileBlock, MutableArrayRef<Value> acc) override {
+    OpBuilder &b = e.b;
+    VectorType rowsF32 = e.vec(R);
+    // [run][row]: dot products, scales, offsets owed. Where the tile's
+    // scales are one load and its codes come in pairs of rows, the rows'
+    // blocks are decoded for their offsets alone, if any.
+    Value tileScales = emitTileRunScales(e, spec.format, o.w, tileBlock, R);
+    Value pairDots;
+    if (nibblePairs) {
+      activations(0);
+      pairDots = emitNibblePairDots(
+          e, o.w, e.add(tileBlock, int64_t(R) * header), xq[0]);
+    }
+    std::vector<SmallVector<Value>> dots(runsPerBlock),
+        runScales(runsPerBlock), runOffsets(runsPerBlock);
+    if (!pairDots || !tileScales || rule.offsetStored)
+      for (unsigned r = 0; r < R; ++r)
+        emitBlockDecodeInteger(
+            b, e.loc, spec.format, o.w,
+            runBlockAddress(e, spec.format, tileBlock, e.idx(r)),
+            [&](const IntegerRun &ri) {
+              int64_t j = ri.first / run;
+              activations(j);
+              if (!pairDots) {
+                int64_t used = 0;
+                dots[j].push_back(emitIntegerDot(e, ri.codes, xq[j], maxCode,
+                                                 rule.preferredBias, used));
+              }
+              runScales[j].push_back(ri.scale);
+              if (rule.offsetStored)
+                runOffsets[j].push_back(rule.storedOffset(e, ri));
+            });
+    for (int64_t j = 0; j < runsPerBlock; ++j) {
+      activations(j);
+      Value dot = arith::SIToFPOp::create(
+          b, e.loc, rowsF32, pairDots ? pairDots : emitReduceRows(e, dots[j]));
+      Value scale = tileScales ? tileScales
+                               : vector::FromElementsOp::create(
+                                     b, e.loc, rowsF32, runScales[j])
+                                     .getResult();
+      Value &av = acc[0];
+      av = e.fma(dot, e.fmul(scale, e.splat(dx[j], R)), av);
+      Value &ov = acc[1];
+      if (rule.offsetIsBiasedScale) {
+        Value owed = e.fmul(activationSum(j), e.cf(-double(rule.symBias)));
+        ov = e.fma(scale, e.splat(owed, R), ov);
+      } else if (rule.offsetStored) {
+        Value offsets =
+            vector::FromElementsOp::create(b, e.loc, rowsF32, runOffsets[j]);
+        ov = e.fma(offsets, e.splat(activationSum(j), R), ov);
+      }
+    }
+  }
+
+  Value rowSums(ArrayRef<Value> acc) override { return e.fadd(acc[0], acc[1]); }
+
+private:
+  /// The activations of run j of the block, loaded once for all streams.
+  void activations(int64_t j) {
+    if (xq[j])
+      return;
+    Value el = e.add(e0, j * run);
+    xq[j] = vector::LoadOp::create(
+        e.b, e.loc, VectorType::get({run}, e.b.getI8Type()), o.x,
+        e.add(xRow, el));
+    dx[j] = loadF32Bytes(e, o.x, e.add(scales, e.mul(e.div(el, 32), 4)));
+  }
+  Value activationSum(int64_t j) {
+    if (!xsum[j])
+      xsum[j] = emitActivationRunSum(e, o.x, sums, e.add(e0, j * run), run,
+                                     xq[j], dx[j]);
+    return xsum[j];
+  }
+
+  Emitter &e;
+  const MatmulSpec &spec;
+  const MatmulOperands &o;
+  const unsigned R;
+  const int64_t blockElems, run, runsPerBlock;
+  const unsigned maxCode;
+  const TiledRunRule rule;
+  const int64_t header;
+  const bool nibblePairs;
+  Value xRow, scales, sums, e0;
+  SmallVector<Value> xq, dx, xsum;
+};
+
+void emitGemvInt8Tiles(Emitter &e, const MatmulSpec &spec,
+                       const MatmulOperands &o) {
+  RowLaneTiles body(e, spec, o);
+  emitTiledGemv(e, spec, o, body);
 }
 
 /// Whether the tiled GEMM's buffer holds a run's codes as AVX2 broadcast
