@@ -515,7 +515,14 @@ Value callX86(Emitter &e, StringRef name, Type result, ValueRange args) {
 /// The target has AVX2's integer instructions (with or without VNNI).
 bool hasX86Avx2(const Emitter &e) {
   return e.integerDot == IntegerDot::X86Avx2 ||
-         e.integerDot == IntegerDot::X86AvxVnni;
+         e.integerDot == IntegerDot::X86AvxVnni ||
+         e.integerDot == IntegerDot::X86Avx512Vnni;
+}
+
+/// The target has vpdpbusd on ymm and xmm.
+bool hasX86Vnni(const Emitter &e) {
+  return e.integerDot == IntegerDot::X86AvxVnni ||
+         e.integerDot == IntegerDot::X86Avx512Vnni;
 }
 
 /// acc + the sums of each group of 4 lanes of u (unsigned) x x (signed),
@@ -556,7 +563,7 @@ Value emitIntegerDot(Emitter &e, Value u, Value x, unsigned maxCode,
   int64_t n = type.getNumElements();
   Type i8 = e.b.getI8Type(), i16 = e.b.getI16Type(), i32 = e.b.getI32Type();
   bias = integerDotBias(e, n, maxCode, preferredBias);
-  if (e.integerDot == IntegerDot::X86AvxVnni && (n == 32 || n == 16))
+  if (hasX86Vnni(e) && (n == 32 || n == 16))
     return emitVnniDot(e, Value(), u, x);
   if (e.integerDot == IntegerDot::X86Avx2 && (n == 32 || n == 16)) {
     bool wide = n == 32;
@@ -753,43 +760,26 @@ void emitGemvInt8(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o,
   });
 }
 
-/// Sums each of `rows` vectors of i32 or f32 partial sums (all of one width
-/// W, a power of two) into one vector<rows x i32/f32>, row r in lane r: a
-/// tree of pairwise adds, for i32 on AVX2 (W = rows = 8) vphaddd within
-/// 128-bit halves and one exchange of halves (11 instructions for 8 rows).
-Value emitReduceRows(Emitter &e, ArrayRef<Value> rows) {
+/// Sums groups of `partials` adjacent lanes of `vectors` (all of one width
+/// W and `partials` powers of two; each vector holds W / partials rows'
+/// partial sums, rows in order across the vectors) into one vector with a
+/// lane per row, i32 or f32. Pairs of vectors become one holding both's
+/// pairwise sums (in row order), until one partial per row is left; only
+/// 1-D shuffles, which every target lowers.
+Value emitSumLaneGroups(Emitter &e, ArrayRef<Value> vectors,
+                        int64_t partials) {
   OpBuilder &b = e.b;
   auto width = [](Value v) {
     return cast<VectorType>(v.getType()).getNumElements();
   };
-  const int64_t W = width(rows[0]);
-  const int64_t R = int64_t(rows.size());
   auto shuffle = [&](Value x, Value y, ArrayRef<int64_t> mask) {
     return vector::ShuffleOp::create(b, e.loc, x, y, mask).getResult();
   };
   const bool isFloat =
-      isa<FloatType>(cast<VectorType>(rows[0].getType()).getElementType());
+      isa<FloatType>(cast<VectorType>(vectors[0].getType()).getElementType());
   auto add = [&](Value x, Value y) {
     return isFloat ? e.fadd(x, y) : e.add(x, y);
   };
-  if (hasX86Avx2(e) && !isFloat && W == 8 && R == 8) {
-    VectorType v8 = VectorType::get({8}, b.getI32Type());
-    auto hadd = [&](Value x, Value y) {
-      return callX86(e, "llvm.x86.avx2.phadd.d", v8, {x, y});
-    };
-    // hij = [i 2 pairs, j 2 pairs | i 2 pairs, j 2 pairs] (low | high half).
-    Value h01 = hadd(rows[0], rows[1]), h23 = hadd(rows[2], rows[3]);
-    Value h45 = hadd(rows[4], rows[5]), h67 = hadd(rows[6], rows[7]);
-    // Halves exchanged and added: [r0 2, r1 2 | r4 2, r5 2] and [r2, r3 |
-    // r6, r7]; one more hadd leaves [r0 r1 r2 r3 | r4 r5 r6 r7].
-    auto fold = [&](Value x, Value y) {
-      return e.add(shuffle(x, y, {0, 1, 2, 3, 8, 9, 10, 11}),
-                   shuffle(x, y, {4, 5, 6, 7, 12, 13, 14, 15}));
-    };
-    return hadd(fold(h01, h45), fold(h23, h67));
-  }
-  // Portable: pairs of vectors become one holding both rows' pairwise sums
-  // (in row order), until one partial per row is left.
   auto evensOdds = [&](Value x, Value y, int64_t n) {
     SmallVector<int64_t> evens, odds;
     for (int64_t i = 0; i < n; ++i) {
@@ -798,8 +788,7 @@ Value emitReduceRows(Emitter &e, ArrayRef<Value> rows) {
     }
     return add(shuffle(x, y, evens), shuffle(x, y, odds));
   };
-  SmallVector<Value> level(rows.begin(), rows.end());
-  int64_t partials = W;
+  SmallVector<Value> level(vectors.begin(), vectors.end());
   while (partials > 1 && level.size() > 1) {
     SmallVector<Value> next;
     for (size_t i = 0; i < level.size(); i += 2)
@@ -824,6 +813,41 @@ Value emitReduceRows(Emitter &e, ArrayRef<Value> rows) {
     level = std::move(next);
   }
   return level[0];
+}
+
+/// Sums each of `rows` vectors of i32 or f32 partial sums (all of one width
+/// W, a power of two) into one vector<rows x i32/f32>, row r in lane r: a
+/// tree of pairwise adds, for i32 on AVX2 (W = rows = 8) vphaddd within
+/// 128-bit halves and one exchange of halves (11 instructions for 8 rows).
+Value emitReduceRows(Emitter &e, ArrayRef<Value> rows) {
+  OpBuilder &b = e.b;
+  auto width = [](Value v) {
+    return cast<VectorType>(v.getType()).getNumElements();
+  };
+  const int64_t W = width(rows[0]);
+  const int64_t R = int64_t(rows.size());
+  auto shuffle = [&](Value x, Value y, ArrayRef<int64_t> mask) {
+    return vector::ShuffleOp::create(b, e.loc, x, y, mask).getResult();
+  };
+  const bool isFloat =
+      isa<FloatType>(cast<VectorType>(rows[0].getType()).getElementType());
+  if (hasX86Avx2(e) && !isFloat && W == 8 && R == 8) {
+    VectorType v8 = VectorType::get({8}, b.getI32Type());
+    auto hadd = [&](Value x, Value y) {
+      return callX86(e, "llvm.x86.avx2.phadd.d", v8, {x, y});
+    };
+    // hij = [i 2 pairs, j 2 pairs | i 2 pairs, j 2 pairs] (low | high half).
+    Value h01 = hadd(rows[0], rows[1]), h23 = hadd(rows[2], rows[3]);
+    Value h45 = hadd(rows[4], rows[5]), h67 = hadd(rows[6], rows[7]);
+    // Halves exchanged and added: [r0 2, r1 2 | r4 2, r5 2] and [r2, r3 |
+    // r6, r7]; one more hadd leaves [r0 r1 r2 r3 | r4 r5 r6 r7].
+    auto fold = [&](Value x, Value y) {
+      return e.add(shuffle(x, y, {0, 1, 2, 3, 8, 9, 10, 11}),
+                   shuffle(x, y, {4, 5, 6, 7, 12, 13, 14, 15}));
+    };
+    return hadd(fold(h01, h45), fold(h23, h67));
+  }
+  return emitSumLaneGroups(e, rows, W);
 }
 
 /// The scales of a run of `rows` blocks of a tile (compiler/emit/Repack.h)
@@ -1144,8 +1168,145 @@ private:
   SmallVector<Value> xq, dx, xsum;
 };
 
+/// Whether decode's tiled GEMV takes WideVnniTiles: AVX-512 VNNI, tiles of
+/// 8 rows, and blocks of a 2-byte f16 scale and 32 codes of a symmetric
+/// format with one bias (Q4_0's split nibbles, Q8_0's signed bytes).
+bool usesWideTiles(const Emitter &e, const WeightFormat &f) {
+  return e.integerDot == IntegerDot::X86Avx512Vnni && f.interleave == 8 &&
+         f.kind == WeightFormat::Kind::Quantized &&
+         (f.quant == qnt::QuantFormat::Q4_0 ||
+          f.quant == qnt::QuantFormat::Q8_0) &&
+         f.splitHeaderBytes() == 2;
+}
+
+/// Decode on AVX-512 VNNI for the formats of usesWideTiles, whose values
+/// are d (u - B) for unsigned codes u (Q4_0: nibbles, B = 8; Q8_0: signed
+/// bytes q read as u = q + 128, B = 128). One 64-byte load holds four
+/// rows' 16 bytes of nibbles or two rows' 32 code bytes (the tile's
+/// payloads are contiguous), and one vpdpbusd of it with the activations
+/// repeated per row sums 4 codes per lane, starting from -B times the sum
+/// of those lanes' activations so that the bias is paid inside the dot.
+/// The i32 lanes then meet their row's scale (times the activations')
+/// spread over the row's lanes, in f32, and the lanes of each row are
+/// summed once per tile at the end instead of at every block. Per block of
+/// a tile of Q4_0: 2 loads, 6 nibble operations, 4 vpdpbusd, 2
+/// conversions, 2 FMAs and the scales' 4, where the lane-per-row reduction
+/// of RowLaneTiles takes about 50 (vphaddd being 3 each). Accumulators:
+/// one vector<16 x f32> per load of a block.
+class WideVnniTiles : public TileStreamBody {
+public:
+  WideVnniTiles(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o)
+      : e(e), spec(spec), o(o),
+        nibbles(spec.format.quant == qnt::QuantFormat::Q4_0),
+        rowsPerVector(nibbles ? 4 : 2), vectors(kRows / rowsPerVector),
+        bias(symmetricBias(spec.format)) {}
+
+  void beginToken(Value xRowAt) override {
+    xRow = xRowAt;
+    scales = e.add(xRow, spec.k);
+  }
+  SmallVector<Value> zeroAccumulators(size_t streams) override {
+    return SmallVector<Value>(vectors * streams, e.zeroVec(16));
+  }
+  size_t accumulatorsPerStream() const override { return size_t(vectors); }
+  void beginBlock(Value blk) override {
+    block = blk;
+    xs.clear();
+    start = dx = Value();
+  }
+
+  void addBlock(Value tileBlock, MutableArrayRef<Value> acc) override {
+    OpBuilder &b = e.b;
+    activations();
+    VectorType bytes = VectorType::get({64}, b.getI8Type());
+    // The rows' scales times the activations', then each spread over its
+    // row's lanes.
+    Value rowScales =
+        e.fmul(emitTileRunScales(e, spec.format, o.w, tileBlock, kRows),
+               e.splat(dx, kRows));
+    Value payload = e.add(tileBlock, kRows * spec.format.splitHeaderBytes());
+    const int64_t lanesPerRow = 16 / rowsPerVector;
+    for (int64_t v = 0; v < vectors; ++v) {
+      Value raw = vector::LoadOp::create(b, e.loc, bytes, o.w,
+                                         e.add(payload, 64 * v));
+      Value dot;
+      if (nibbles) {
+        Value mask = e.intSplat(bytes, 15);
+        Value low = arith::AndIOp::create(b, e.loc, raw, mask);
+        Value high = arith::AndIOp::create(
+            b, e.loc,
+            arith::ShRUIOp::create(b, e.loc, raw, e.intSplat(bytes, 4)), mask);
+        dot = vpdpbusd(vpdpbusd(start, low, xs[0]), high, xs[1]);
+      } else {
+        Value u = arith::XOrIOp::create(b, e.loc, raw, e.intSplat(bytes, int8_t(-128)));
+        dot = vpdpbusd(start, u, xs[0]);
+      }
+      SmallVector<int64_t> spread;
+      for (int64_t lane = 0; lane < 16; ++lane)
+        spread.push_back(v * rowsPerVector + lane / lanesPerRow);
+      Value scale =
+          vector::ShuffleOp::create(b, e.loc, rowScales, rowScales, spread);
+      acc[v] = e.fma(arith::SIToFPOp::create(b, e.loc, e.vec(16), dot), scale,
+                     acc[v]);
+    }
+  }
+
+  Value rowSums(ArrayRef<Value> acc) override {
+    return emitSumLaneGroups(e, acc, 16 / rowsPerVector);
+  }
+
+private:
+  static constexpr int64_t kRows = 8;
+
+  Value vpdpbusd(Value acc, Value u, Value x) {
+    return callX86(e, "llvm.x86.avx512.vpdpbusd.512",
+                   VectorType::get({16}, e.b.getI32Type()), {acc, u, x});
+  }
+
+  /// The block's activations as each vpdpbusd meets them (Q4_0: elements
+  /// 0-15 and 16-31, each repeated in every 128-bit lane; Q8_0: the 32
+  /// repeated in both halves), the dots' starting value and the scale;
+  /// once per block for every stream.
+  void activations() {
+    if (start)
+      return;
+    OpBuilder &b = e.b;
+    Type i8 = b.getI8Type();
+    Value x = vector::LoadOp::create(b, e.loc, VectorType::get({32}, i8), o.x,
+                                     e.add(xRow, e.mul(block, 32)));
+    dx = loadF32Bytes(e, o.x, e.add(scales, e.mul(block, 4)));
+    for (int64_t half = 0; half < (nibbles ? 2 : 1); ++half) {
+      SmallVector<int64_t> repeat;
+      for (int64_t j = 0; j < 64; ++j)
+        repeat.push_back(nibbles ? 16 * half + j % 16 : j % 32);
+      xs.push_back(vector::ShuffleOp::create(b, e.loc, x, x, repeat));
+    }
+    // -B x the activations each lane's codes meet.
+    VectorType bytes = VectorType::get({64}, i8);
+    VectorType words = VectorType::get({16}, b.getI32Type());
+    Value biases = e.intSplat(bytes, static_cast<int8_t>(bias));
+    Value owed = e.intSplat(words, 0);
+    for (Value xv : xs)
+      owed = vpdpbusd(owed, biases, xv);
+    start = arith::SubIOp::create(b, e.loc, e.intSplat(words, 0), owed);
+  }
+
+  Emitter &e;
+  const MatmulSpec &spec;
+  const MatmulOperands &o;
+  const bool nibbles;
+  const int64_t rowsPerVector, vectors, bias;
+  Value xRow, scales, block, start, dx;
+  SmallVector<Value, 2> xs;
+};
+
 void emitGemvInt8Tiles(Emitter &e, const MatmulSpec &spec,
                        const MatmulOperands &o) {
+  if (usesWideTiles(e, spec.format)) {
+    WideVnniTiles body(e, spec, o);
+    emitTiledGemv(e, spec, o, body);
+    return;
+  }
   RowLaneTiles body(e, spec, o);
   emitTiledGemv(e, spec, o, body);
 }
@@ -1366,7 +1527,7 @@ void emitGemmInt8Tiles(Emitter &e, const MatmulSpec &spec,
           Value u = rule.bias ? math::AbsIOp::create(b, e.loc, w).getResult() : w;
           for (size_t t = 0; t < T; ++t) {
             Value x = xb[t];
-            if (e.integerDot == IntegerDot::X86AvxVnni) {
+            if (hasX86Vnni(e)) {
               // i32 sums straight away: no i16 stage, no sign trick (the
               // codes are unsigned, rule.bias is 0).
               sum32[t][h] = emitVnniDot(e, sum32[t][h], u, x);
@@ -1381,7 +1542,7 @@ void emitGemmInt8Tiles(Emitter &e, const MatmulSpec &spec,
                     : p;
           }
         }
-        if (e.integerDot != IntegerDot::X86AvxVnni && ++inGroup == i16Group)
+        if (!hasX86Vnni(e) && ++inGroup == i16Group)
           flush();
       }
       if (inGroup)

@@ -71,6 +71,8 @@ enum class IntegerDot {
   X86Avx2,    // vpmaddubsw + vpmaddwd
   X86AvxVnni, // AVX2 and vpdpbusd on ymm/xmm (AVX-VNNI, or AVX512-VNNI
               // with AVX512VL): u8 x s8 dots into i32, no saturation
+  X86Avx512Vnni, // X86AvxVnni, and decode's GEMV of 8-row tiles of Q4_0
+                 // and Q8_0 on zmm (AVX512-VNNI, BW and VL)
 };
 
 /// Generates kernels into a module, each once per specialisation.

@@ -983,23 +983,45 @@ Error Compilation::runCodegen() {
   bool x86Vnni = x86Avx2 && (options.target.hasFeature("avxvnni") ||
                              (options.target.hasFeature("avx512vnni") &&
                               options.target.hasFeature("avx512vl")));
-  lowering.integerDot = x86Vnni   ? codegen::IntegerDot::X86AvxVnni
-                        : x86Avx2 ? codegen::IntegerDot::X86Avx2
-                                  : codegen::IntegerDot::Generic;
+  // ... and on zmm, with AVX512BW's byte operations, where the target's
+  // vectors are 512 bits.
+  bool x86Vnni512 = x86Avx2 && lowering.lanes == 16 &&
+                    options.target.hasFeature("avx512vnni") &&
+                    options.target.hasFeature("avx512vl") &&
+                    options.target.hasFeature("avx512bw");
+  lowering.integerDot = x86Vnni512 ? codegen::IntegerDot::X86Avx512Vnni
+                        : x86Vnni  ? codegen::IntegerDot::X86AvxVnni
+                        : x86Avx2  ? codegen::IntegerDot::X86Avx2
+                                   : codegen::IntegerDot::Generic;
   if (options.integerDot == "portable") {
     lowering.integerDot = codegen::IntegerDot::Generic;
-  } else if (options.integerDot == "avx2" || options.integerDot == "avx-vnni") {
-    bool vnni = options.integerDot == "avx-vnni";
-    if (vnni ? !x86Vnni : !x86Avx2)
-      return makeError("codegen: --integer-dot=" + options.integerDot +
-                       ": target '" + options.target.name + "' lacks " +
-                       (vnni ? "AVX-VNNI (or AVX512-VNNI with AVX512VL)"
-                             : "AVX2"));
-    lowering.integerDot = vnni ? codegen::IntegerDot::X86AvxVnni
-                               : codegen::IntegerDot::X86Avx2;
+  } else if (options.integerDot == "avx2" || options.integerDot == "avx-vnni" ||
+             options.integerDot == "avx512-vnni") {
+    struct Choice {
+      const char *name;
+      bool available;
+      codegen::IntegerDot dot;
+      const char *lacks;
+    } choices[] = {
+        {"avx2", x86Avx2, codegen::IntegerDot::X86Avx2, "AVX2"},
+        {"avx-vnni", x86Vnni, codegen::IntegerDot::X86AvxVnni,
+         "AVX-VNNI (or AVX512-VNNI with AVX512VL)"},
+        {"avx512-vnni", x86Vnni512, codegen::IntegerDot::X86Avx512Vnni,
+         "AVX512-VNNI with AVX512BW and AVX512VL on 512-bit vectors"},
+    };
+    for (const Choice &c : choices) {
+      if (options.integerDot != c.name)
+        continue;
+      if (!c.available)
+        return makeError("codegen: --integer-dot=" + options.integerDot +
+                         ": target '" + options.target.name + "' lacks " +
+                         c.lacks);
+      lowering.integerDot = c.dot;
+    }
   } else if (!options.integerDot.empty()) {
-    return makeError("codegen: --integer-dot: expected portable, avx2 or "
-                     "avx-vnni, got '" + options.integerDot + "'");
+    return makeError("codegen: --integer-dot: expected portable, avx2, "
+                     "avx-vnni or avx512-vnni, got '" +
+                     options.integerDot + "'");
   }
   lowering.int8Activations = options.int8Activations.value_or(x86Avx2);
   lowering.prefetchExtra = options.prefetchExtra;

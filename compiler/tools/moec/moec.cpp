@@ -293,9 +293,9 @@ cl::opt<std::string> compileActivations(
     cl::sub(cl::SubCommand::getTopLevel()));
 cl::opt<std::string> compileIntegerDot(
     "integer-dot", cl::Hidden,
-    cl::desc("The integer dot product of 8-bit activations: portable, avx2 "
-             "or avx-vnni (default: the target's best; for comparing them on "
-             "one host)"),
+    cl::desc("The integer dot product of 8-bit activations: portable, "
+             "avx2, avx-vnni or avx512-vnni (default: the target's best; for "
+             "comparing them on one host)"),
     cl::sub(cl::SubCommand::getTopLevel()));
 cl::opt<bool> compileInstrument(
     "instrument",

@@ -187,6 +187,12 @@ std::vector<IntegerDot> hostIntegerDots() {
   return dots;
 }
 
+/// Whether the host runs IntegerDot::X86Avx512Vnni's zmm code (which only
+/// decode's tiled GEMV of 8-row tiles adds to X86AvxVnni's).
+bool hostHasAvx512Vnni() {
+  return hostHas("avx512vnni") && hostHas("avx512vl") && hostHas("avx512bw");
+}
+
 bool decodable(const WeightFormat &format, unsigned lanes) {
   return format.blockElements(lanes) % lanes == 0;
 }
@@ -662,7 +668,9 @@ void PrintTo(const Case &c, std::ostream *os) {
       << (!c.int8                                   ? ""
           : c.integerDot == IntegerDot::X86Avx2    ? ", 8-bit activations, AVX2"
           : c.integerDot == IntegerDot::X86AvxVnni ? ", 8-bit activations, VNNI"
-                                                   : ", 8-bit activations");
+          : c.integerDot == IntegerDot::X86Avx512Vnni
+              ? ", 8-bit activations, AVX-512 VNNI"
+              : ", 8-bit activations");
 }
 
 std::string caseName(const ::testing::TestParamInfo<Case> &info) {
@@ -680,6 +688,8 @@ std::string caseName(const ::testing::TestParamInfo<Case> &info) {
     name += "_avx2";
   if (info.param.int8 && info.param.integerDot == IntegerDot::X86AvxVnni)
     name += "_avxvnni";
+  if (info.param.int8 && info.param.integerDot == IntegerDot::X86Avx512Vnni)
+    name += "_avx512vnni";
   return name;
 }
 
@@ -1089,6 +1099,21 @@ std::vector<Case> interleavedCases() {
             quantFormat(QuantFormat::Q6_K)})
         cases.push_back({interleaved(format, rows), 8, {}, true, dot});
   }
+  // AVX-512 VNNI at the width the compiler picks it for: the formats whose
+  // decode it reads on zmm (all variants), and two it leaves to the
+  // lane-per-row reduction.
+  if (hostHasAvx512Vnni())
+    for (const WeightFormat &format :
+         {quantFormat(QuantFormat::Q4_0), quantFormat(QuantFormat::Q8_0),
+          quantFormat(QuantFormat::Q4_K), quantFormat(QuantFormat::Q5_0)}) {
+      cases.push_back(
+          {interleaved(format, 8), 16, {}, true, IntegerDot::X86Avx512Vnni});
+      if (format.quant == QuantFormat::Q4_0 ||
+          format.quant == QuantFormat::Q8_0)
+        for (const Variant &variant : allVariants())
+          cases.push_back({interleaved(format, 8), 16, variant, true,
+                           IntegerDot::X86Avx512Vnni});
+    }
   for (const WeightFormat &format :
        {quantFormat(QuantFormat::Q4_0), quantFormat(QuantFormat::Q4_K),
         quantFormat(QuantFormat::Int3, 32, /*asymmetric=*/true)}) {
