@@ -295,9 +295,11 @@ int64_t weightRowBytes(const MatmulSpec &spec, unsigned lanes) {
 /// its last row, so short units cost bandwidth. Measured on the benchmark
 /// model's decode (2 threads, Sapphire Rapids guest, two variants in one
 /// process, steps alternated): units of ~256 KiB read 4-5% faster than
-/// units of 64 rows (36-147 KiB), 64 KiB units 8% slower, 512 KiB and 1
-/// MiB no faster or slower.
-constexpr int64_t kClaimUnitBytes = 256 << 10;
+/// units of 64 rows (36-147 KiB), 64 KiB units 8% slower; with the zmm
+/// decode (WideVnniTiles), which waits less on its own instructions, 1 MiB
+/// units read 3-5% faster than 256 KiB (two runs), 512 KiB 3%, 2 MiB no
+/// faster than 1 MiB.
+constexpr int64_t kClaimUnitBytes = 1 << 20;
 
 /// Rows every unit is a multiple of: whole interleaved tiles and whole row
 /// tiles of the GEMV and GEMM paths, so that where a unit starts never

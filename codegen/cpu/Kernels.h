@@ -36,7 +36,7 @@ struct MatmulSpec {
   /// Integer dot products against activations quantized to 8 bits (see
   /// KernelLibrary::quantizeActivations): x is then that i8 buffer.
   bool int8Activations = false;
-  /// Rows per unit the threads claim (0: the default, about 256 KiB of
+  /// Rows per unit the threads claim (0: the default, about 1 MiB of
   /// weights, fewer where a call has few rows per thread; tests ask for
   /// smaller units). Rounded up to whole interleaved tiles and row tiles.
   int64_t claimRows = 0;
