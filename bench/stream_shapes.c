@@ -1,0 +1,191 @@
+/* bench/stream_shapes.c - how fast the decode GEMV's read pattern streams,
+ * outside the model, beside membw's plain read, in one process.
+ *
+ *   clang-22 -O2 -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl \
+ *     -mavx512vnni -pthread bench/stream_shapes.c -o stream_shapes
+ *   ./stream_shapes [ROUNDS]                          (default 16)
+ *
+ * Two threads read a 1 GiB buffer (transparent huge pages requested) in
+ * several shapes, one 1 GiB pass of each shape per round, the shapes
+ * alternated so that the neighbours' share of the memory system falls on
+ * all of them alike; it prints each shape's best and mean pass (GB = 1e9
+ * bytes). The shapes:
+ *   - membw: each thread's half as 4 streams, 256 bytes of each in turn
+ *     (bench/membw.c -p 4, the decode benchmark's bound);
+ *   - gemv: the zmm decode's inner loop for Q4_0 tiles (WideVnniTiles in
+ *     codegen/cpu/Kernels.cpp): 4 streams of 144-byte tile blocks, per
+ *     block an f16 scale load, two 64-byte loads, the nibble unpacking, 4
+ *     vpdpbusd, 2 conversions and 2 FMAs, and a prefetch of every line 4
+ *     KiB ahead; also with the loads alone, and without the prefetch;
+ *   - gemv in units: the same loop over units of 64 KiB, 256 KiB or 1 MiB
+ *     (each cut into 4 streams) dealt to the threads in alternation, as
+ *     the kernels' claimed units are.
+ * AVX-512 with VNNI only: a measurement tool run by hand, not in CI.
+ */
+#define _GNU_SOURCE
+#include <immintrin.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+enum { kStreams = 4, kBlock = 144, kPrefetch = 4096, kThreads = 2 };
+
+static double now_seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* membw's pattern: `bytes` as 4 parts read side by side, 256 bytes each. */
+static float read_plain(const uint8_t *p, size_t bytes) {
+  size_t part = bytes / kStreams / 256 * 256;
+  __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(),
+                    _mm256_setzero_si256(), _mm256_setzero_si256()};
+  for (size_t i = 0; i < part; i += 256)
+    for (int k = 0; k < kStreams; ++k) {
+      const __m256i *q = (const __m256i *)(p + (size_t)k * part + i);
+      for (int j = 0; j < 8; ++j)
+        acc[j % 4] = _mm256_add_epi64(acc[j % 4], _mm256_load_si256(q + j));
+    }
+  __m256i s = _mm256_add_epi64(_mm256_add_epi64(acc[0], acc[1]),
+                               _mm256_add_epi64(acc[2], acc[3]));
+  return (float)_mm256_extract_epi64(s, 0);
+}
+
+/* The GEMV's pattern over `bytes`: 4 streams of tile blocks. */
+static float read_tiles(const uint8_t *p, size_t bytes, int prefetch,
+                        int compute) {
+  size_t part = bytes / kStreams / kBlock * kBlock;
+  __m512 acc[kStreams][2];
+  __m512i bits[kStreams];
+  for (int k = 0; k < kStreams; ++k) {
+    acc[k][0] = acc[k][1] = _mm512_setzero_ps();
+    bits[k] = _mm512_setzero_si512();
+  }
+  const __m512i mask = _mm512_set1_epi8(15);
+  const __m512i xLow = _mm512_set1_epi8(3), xHigh = _mm512_set1_epi8(-2);
+  const __m512i start = _mm512_set1_epi32(-5);
+  const __m512i rows0 = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+  const __m512i rows1 = _mm512_set_epi32(7, 7, 7, 7, 6, 6, 6, 6, 5, 5, 5, 5, 4, 4, 4, 4);
+  for (size_t i = 0; i < part; i += kBlock)
+    for (int k = 0; k < kStreams; ++k) {
+      const uint8_t *q = p + (size_t)k * part + i;
+      if (prefetch)
+        for (int line = 0; line < kBlock; line += 64)
+          _mm_prefetch((const char *)q + kPrefetch + line, _MM_HINT_T0);
+      __m512i w0 = _mm512_loadu_si512(q + 16), w1 = _mm512_loadu_si512(q + 80);
+      __m128i header = _mm_loadu_si128((const __m128i *)q);
+      if (!compute) {
+        bits[k] = _mm512_xor_si512(bits[k], _mm512_xor_si512(w0, w1));
+        bits[k] = _mm512_xor_si512(bits[k], _mm512_castsi128_si512(header));
+        continue;
+      }
+      __m512 scales = _mm512_castps256_ps512(_mm256_cvtph_ps(header));
+      __m512i l0 = _mm512_and_si512(w0, mask);
+      __m512i h0 = _mm512_and_si512(_mm512_srli_epi16(w0, 4), mask);
+      __m512i l1 = _mm512_and_si512(w1, mask);
+      __m512i h1 = _mm512_and_si512(_mm512_srli_epi16(w1, 4), mask);
+      __m512i d0 = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(start, l0, xLow), h0, xHigh);
+      __m512i d1 = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(start, l1, xLow), h1, xHigh);
+      acc[k][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d0),
+                                  _mm512_permutexvar_ps(rows0, scales), acc[k][0]);
+      acc[k][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d1),
+                                  _mm512_permutexvar_ps(rows1, scales), acc[k][1]);
+    }
+  float s = 0;
+  for (int k = 0; k < kStreams; ++k) {
+    s += _mm512_reduce_add_ps(_mm512_add_ps(acc[k][0], acc[k][1]));
+    s += (float)_mm512_reduce_add_epi32(bits[k]);
+  }
+  return s;
+}
+
+typedef struct {
+  const char *name;
+  int whole;   /* 1: each thread reads its half; 0: units in alternation */
+  size_t unit; /* bytes per unit */
+  int plain, prefetch, compute;
+} Shape;
+
+static const Shape kShapes[] = {
+    {"membw (4 streams, 256 B steps)", 1, 0, 1, 0, 0},
+    {"gemv: prefetch + compute", 1, 0, 0, 1, 1},
+    {"gemv loads: prefetch, no compute", 1, 0, 0, 1, 0},
+    {"gemv: compute, no prefetch", 1, 0, 0, 0, 1},
+    {"gemv loads: no prefetch", 1, 0, 0, 0, 0},
+    {"gemv in 64 KiB units", 0, 64 << 10, 0, 1, 1},
+    {"gemv in 256 KiB units", 0, 256 << 10, 0, 1, 1},
+    {"gemv in 1 MiB units", 0, 1 << 20, 0, 1, 1},
+};
+enum { kShapeCount = sizeof(kShapes) / sizeof(kShapes[0]) };
+
+static const uint8_t *buffer;
+static size_t bufferBytes;
+static int rounds = 16, current;
+static pthread_barrier_t startBarrier, endBarrier;
+
+static void *worker(void *arg) {
+  int t = (int)(intptr_t)arg;
+  size_t half = bufferBytes / kThreads;
+  const uint8_t *mine = buffer + (size_t)t * half;
+  memset((void *)mine, 0x35 + t, half); /* first touch by the reader */
+  float sink = 0;
+  for (int r = 0; r < rounds * kShapeCount; ++r) {
+    pthread_barrier_wait(&startBarrier);
+    const Shape *s = &kShapes[current];
+    if (s->whole) {
+      sink += s->plain ? read_plain(mine, half)
+                       : read_tiles(mine, half, s->prefetch, s->compute);
+    } else {
+      for (size_t u = (size_t)t; u < bufferBytes / s->unit; u += kThreads)
+        sink += read_tiles(buffer + u * s->unit, s->unit, s->prefetch,
+                           s->compute);
+    }
+    pthread_barrier_wait(&endBarrier);
+  }
+  return (void *)(intptr_t)(sink == 12345.0f);
+}
+
+int main(int argc, char **argv) {
+  if (argc > 1)
+    rounds = atoi(argv[1]);
+  if (rounds < 1 || rounds > 1000) {
+    fprintf(stderr, "usage: stream_shapes [ROUNDS]\n");
+    return 2;
+  }
+  bufferBytes = (size_t)1 << 30;
+  void *p = NULL;
+  if (posix_memalign(&p, (size_t)2 << 20, bufferBytes) != 0)
+    return 1;
+  madvise(p, bufferBytes, MADV_HUGEPAGE);
+  buffer = p;
+  pthread_barrier_init(&startBarrier, NULL, kThreads + 1);
+  pthread_barrier_init(&endBarrier, NULL, kThreads + 1);
+  pthread_t ids[kThreads];
+  for (int t = 0; t < kThreads; ++t)
+    pthread_create(&ids[t], NULL, worker, (void *)(intptr_t)t);
+  double best[kShapeCount] = {0}, sum[kShapeCount] = {0};
+  for (int r = 0; r < rounds; ++r)
+    for (int s = 0; s < kShapeCount; ++s) {
+      current = s;
+      pthread_barrier_wait(&startBarrier);
+      double t0 = now_seconds();
+      pthread_barrier_wait(&endBarrier);
+      double gbps = (double)bufferBytes / (now_seconds() - t0) / 1e9;
+      sum[s] += gbps;
+      if (gbps > best[s])
+        best[s] = gbps;
+    }
+  for (int t = 0; t < kThreads; ++t)
+    pthread_join(ids[t], NULL);
+  printf("stream_shapes: %d threads, 1 GiB, %d rounds (GB/s)\n", kThreads, rounds);
+  for (int s = 0; s < kShapeCount; ++s)
+    printf("  %-36s best %5.1f  mean %5.1f\n", kShapes[s].name, best[s],
+           sum[s] / rounds);
+  free(p);
+  return 0;
+}
