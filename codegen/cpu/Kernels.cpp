@@ -1193,8 +1193,10 @@ bool usesWideTiles(const Emitter &e, const WeightFormat &f) {
 /// summed once per tile at the end instead of at every block. Per block of
 /// a tile of Q4_0: 2 loads, 6 nibble operations, 4 vpdpbusd, 2
 /// conversions, 2 FMAs and the scales' 4, where the lane-per-row reduction
-/// of RowLaneTiles takes about 50 (vphaddd being 3 each). Accumulators:
-/// one vector<16 x f32> per load of a block.
+/// of RowLaneTiles takes about 50 uops (vphaddd being 3 each); the
+/// benchmark model decoded 4-6% faster (docs/cpu-backend.md). Blocks are
+/// 32 codes, one activation block each. Accumulators: one vector<16 x f32>
+/// per load of a block.
 class WideVnniTiles : public TileStreamBody {
 public:
   WideVnniTiles(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o)
@@ -1240,7 +1242,8 @@ public:
             arith::ShRUIOp::create(b, e.loc, raw, e.intSplat(bytes, 4)), mask);
         dot = vpdpbusd(vpdpbusd(start, low, xs[0]), high, xs[1]);
       } else {
-        Value u = arith::XOrIOp::create(b, e.loc, raw, e.intSplat(bytes, int8_t(-128)));
+        Value u = arith::XOrIOp::create(b, e.loc, raw,
+                                        e.intSplat(bytes, int8_t(-128)));
         dot = vpdpbusd(start, u, xs[0]);
       }
       SmallVector<int64_t> spread;

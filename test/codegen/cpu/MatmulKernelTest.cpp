@@ -1075,8 +1075,9 @@ INSTANTIATE_TEST_SUITE_P(AllFormats, MatmulInt8,
 /// Row-interleaved weights (the bundle's layout for the GEMV kernels):
 /// with 8-bit activations every block format at 8 rows per tile, with each
 /// integer dot product, plus the variants; 4 and 16 rows (fewer and more
-/// rows than a reduction's lanes); f32 activations for a few formats
-/// (row-major kernels reading interleaved rows).
+/// rows than a reduction's lanes); with AVX-512 VNNI where the host has it,
+/// the formats decode reads on zmm and two it does not; f32 activations for
+/// a few formats (row-major kernels reading interleaved rows).
 std::vector<Case> interleavedCases() {
   std::vector<IntegerDot> dots = hostIntegerDots();
   auto interleaved = [](WeightFormat f, unsigned rows) {
