@@ -2272,14 +2272,16 @@ func::FuncOp KernelLibrary::rope(const RopeSpec &spec) {
   });
 }
 
-func::FuncOp KernelLibrary::kvStore(int64_t rowElements) {
+func::FuncOp KernelLibrary::kvStore(const AttentionSpec &spec) {
   MLIRContext *ctx = module.getContext();
   Type index = IndexType::get(ctx);
-  unsigned w = chunkWidth(lanes, rowElements);
+  const int64_t hd = spec.headDim, rowElements = spec.kvHeads * hd;
+  unsigned w = chunkWidth(lanes, hd);
   SmallVector<Type> args = {f32Type(ctx), index, f32Type(ctx), index,
                             f32Type(ctx), index, index,        i32Type(ctx),
                             index,        index, index};
-  std::string name = llvm::formatv("moec_kv_store_{0}", rowElements);
+  std::string name = llvm::formatv("moec_kv_store_{0}x{1}_ctx{2}", spec.kvHeads,
+                                   hd, spec.contextRows);
   return getOrCreate(name, args, [&](OpBuilder &b, ValueRange a) {
     Emitter e{b, module.getLoc(), lanes, integerDot};
     Value k = a[0], kOff = a[1], v = a[2], vOff = a[3], cache = a[4],
@@ -2287,14 +2289,19 @@ func::FuncOp KernelLibrary::kvStore(int64_t rowElements) {
     Value lo, hi;
     std::tie(lo, hi) = e.split(a[8], a[9], a[10]);
     e.loop(lo, hi, 1, [&](Value t) {
-      Value row = e.mul(e.toIndex(e.load(pos, t)), rowElements);
+      Value row = e.mul(e.toIndex(e.load(pos, t)), hd);
       Value src = e.mul(t, rowElements);
-      e.loop(e.idx(0), e.idx(rowElements), w, [&](Value i) {
-        e.vstore(e.vload(w, k, e.add(e.add(kOff, src), i)), cache,
-                 e.add(e.add(kc, row), i));
-        e.vstore(e.vload(w, v, e.add(e.add(vOff, src), i)), cache,
-                 e.add(e.add(vc, row), i));
-      });
+      for (int64_t h = 0; h < spec.kvHeads; ++h) {
+        // Head h's rows start at h x contextRows x headDim.
+        Value dst = e.add(row, h * spec.contextRows * hd);
+        Value from = e.add(src, h * hd);
+        e.loop(e.idx(0), e.idx(hd), w, [&](Value i) {
+          e.vstore(e.vload(w, k, e.add(e.add(kOff, from), i)), cache,
+                   e.add(e.add(kc, dst), i));
+          e.vstore(e.vload(w, v, e.add(e.add(vOff, from), i)), cache,
+                   e.add(e.add(vc, dst), i));
+        });
+      }
     });
   });
 }
@@ -2306,15 +2313,14 @@ func::FuncOp KernelLibrary::attention(const AttentionSpec &spec) {
   SmallVector<Type> args = {f32Type(ctx), index, f32Type(ctx), index,
                             index,        f32Type(ctx), index, i32Type(ctx),
                             index,        index,        index, index};
-  std::string name =
-      llvm::formatv("moec_attention_{0}h{1}kv{2}_scale{3}", spec.heads,
-                    spec.kvHeads, spec.headDim, nameOf(spec.scale));
+  std::string name = llvm::formatv(
+      "moec_attention_{0}h{1}kv{2}_ctx{3}_scale{4}", spec.heads, spec.kvHeads,
+      spec.headDim, spec.contextRows, nameOf(spec.scale));
   return getOrCreate(name, args, [&](OpBuilder &b, ValueRange a) {
     Emitter e{b, module.getLoc(), lanes, integerDot};
     Value q = a[0], qOff = a[1], cache = a[2], kc = a[3], vc = a[4], y = a[5],
           yOff = a[6], pos = a[7], posOff = a[8];
     const int64_t hd = spec.headDim, group = spec.heads / spec.kvHeads;
-    const int64_t kvRow = spec.kvHeads * hd;
     // An item is a token and `hb` query heads of one KV group: each step's
     // K and V rows (w rows of one KV head) are read from the cache once and
     // stay in L1 while the item's heads use them. hb: the largest divisor of
@@ -2332,7 +2338,8 @@ func::FuncOp KernelLibrary::attention(const AttentionSpec &spec) {
     e.loop(lo, hi, 1, [&](Value item) {
       Value t = e.div(item, chunks);
       Value h0 = e.mul(e.rem(item, chunks), hb);
-      Value kvHead = e.mul(e.div(h0, group), hd);
+      // The item's KV head's rows (head-major caches, AttentionSpec).
+      Value kvHead = e.mul(e.div(h0, group), spec.contextRows * hd);
       auto rowOf = [&](Value base, Value h) {
         return e.add(base, e.add(e.mul(t, spec.heads * hd), e.mul(h, hd)));
       };
@@ -2364,17 +2371,34 @@ func::FuncOp KernelLibrary::attention(const AttentionSpec &spec) {
             b, e.loc, lanesI64,
             arith::IndexCastOp::create(b, e.loc, b.getI64Type(), v));
       };
-      e.loop(e.idx(0), e.add(last, 1), w, [&](Value p) {
+      // Steps of w rows: whole ones read rows p..p+w-1 at fixed distances
+      // from one base (no per-row addresses to keep live), the last partial
+      // one clamps its rows to `last` and masks them out.
+      auto step = [&](Value p, bool partial) {
         SmallVector<Value> kRows, vRows;
+        Value kBase = e.add(kc, e.add(e.mul(p, hd), kvHead));
+        Value vBase = e.add(vc, e.add(e.mul(p, hd), kvHead));
         for (unsigned j = 0; j < w; ++j) {
+          if (!partial) {
+            kRows.push_back(e.add(kBase, int64_t(j) * hd));
+            vRows.push_back(e.add(vBase, int64_t(j) * hd));
+            continue;
+          }
           Value row = arith::MinUIOp::create(b, e.loc, e.add(p, int64_t(j)), last);
-          kRows.push_back(e.add(kc, e.add(e.mul(row, kvRow), kvHead)));
-          vRows.push_back(e.add(vc, e.add(e.mul(row, kvRow), kvHead)));
+          kRows.push_back(e.add(kc, e.add(e.mul(row, hd), kvHead)));
+          vRows.push_back(e.add(vc, e.add(e.mul(row, hd), kvHead)));
         }
-        Value valid = arith::CmpIOp::create(
-            b, e.loc, arith::CmpIPredicate::ule,
-            arith::AddIOp::create(b, e.loc, broadcastIndex(p), lanesIndex),
-            broadcastIndex(last));
+        Value valid =
+            partial ? arith::CmpIOp::create(
+                          b, e.loc, arith::CmpIPredicate::ule,
+                          arith::AddIOp::create(b, e.loc, broadcastIndex(p),
+                                                lanesIndex),
+                          broadcastIndex(last))
+                          .getResult()
+                    : Value();
+        auto masked = [&](Value v, Value otherwise) {
+          return valid ? e.select(valid, v, otherwise) : v;
+        };
         e.loop(e.idx(0), e.idx(hb), 1, [&](Value hh) {
           Value qRow = rowOf(qOff, e.add(h0, hh));
           Value yRow = rowOf(yOff, e.add(h0, hh));
@@ -2390,13 +2414,13 @@ func::FuncOp KernelLibrary::attention(const AttentionSpec &spec) {
               });
           // Lane j: row p + j's dot product.
           Value scores = emitReduceRows(e, dots);
-          Value s = e.select(valid, e.fmul(scores, e.splat(e.cf(spec.scale), w)),
-                             e.splat(negInf, w));
+          Value s = masked(e.fmul(scores, e.splat(e.cf(spec.scale), w)),
+                           e.splat(negInf, w));
           Value mOld = e.load(state, hh), lOld = e.load(state, e.add(hh, hb));
           Value m = e.fmax(mOld, vector::ReductionOp::create(
                                      b, e.loc, vector::CombiningKind::MAXIMUMF, s));
           Value c = e.exp(e.fsub(mOld, m));
-          Value pv = e.select(valid, e.exp(e.fsub(s, e.splat(m, w))), e.zeroVec(w));
+          Value pv = masked(e.exp(e.fsub(s, e.splat(m, w))), e.zeroVec(w));
           e.store(m, state, hh);
           e.store(e.fadd(e.fmul(lOld, c), e.reduceAdd(pv)), state, e.add(hh, hb));
           Value cV = e.splat(c, w);
@@ -2415,7 +2439,12 @@ func::FuncOp KernelLibrary::attention(const AttentionSpec &spec) {
             e.vstore(e.fadd(even, odd), y, e.add(yRow, i));
           });
         });
-      });
+      };
+      Value rows = e.add(last, 1);
+      Value whole = e.mul(e.div(rows, int64_t(w)), int64_t(w));
+      e.loop(e.idx(0), whole, w, [&](Value p) { step(p, /*partial=*/false); });
+      e.ifThen(e.cmp(arith::CmpIPredicate::ult, whole, rows),
+               [&] { step(whole, /*partial=*/true); });
       e.loop(e.idx(0), e.idx(hb), 1, [&](Value hh) {
         Value yRow = rowOf(yOff, e.add(h0, hh));
         Value invL = e.splat(e.fdiv(e.cf(1.0), e.load(state, e.add(hh, hb))), w);

@@ -57,6 +57,10 @@ struct RopeSpec {
 struct AttentionSpec {
   int64_t heads, kvHeads, headDim;
   double scale;
+  /// Rows (positions) of the KV cache. The kernels keep each KV head's
+  /// rows together (head-major: head h's row p at (h x contextRows + p) x
+  /// headDim), so that attending reads one sequential stream per head.
+  int64_t contextRows;
 };
 
 struct RouteSpec {
@@ -142,10 +146,10 @@ public:
   ///  threads): token t's position is positions[positionsOff + t].
   mlir::func::FuncOp rope(const RopeSpec &spec);
 
-  /// Stores keys and values at their positions: (k, kOff, v, vOff,
-  /// cache: memref<?xf32>, kCacheOff, vCacheOff, positions, T, thread,
-  /// threads).
-  mlir::func::FuncOp kvStore(int64_t rowElements);
+  /// Stores keys and values at their positions in the head-major caches
+  /// of AttentionSpec: (k, kOff, v, vOff, cache: memref<?xf32>, kCacheOff,
+  /// vCacheOff, positions, T, thread, threads).
+  mlir::func::FuncOp kvStore(const AttentionSpec &spec);
 
   /// (q, qOff, cache, kCacheOff, vCacheOff, y, yOff, positions,
   ///  positionsOff, T, thread, threads): query t's position is

@@ -986,8 +986,12 @@ LogicalResult ScheduleBuilder::lowerRope(moe::RopeOp op) {
 LogicalResult ScheduleBuilder::lowerAttention(moe::AttentionOp op) {
   auto qShape = cast<ShapedType>(op.getQuery().getType()).getShape();
   auto kShape = cast<ShapedType>(op.getKey().getType()).getShape();
+  auto cacheShape = cast<ShapedType>(op.getKCache().getType()).getShape();
+  if (ShapedType::isDynamic(cacheShape[0]))
+    return op.emitOpError("the CPU backend needs a KV cache of a static "
+                          "context size");
   AttentionSpec spec{qShape[1], kShape[1], qShape[2],
-                     op.getScale().convertToDouble()};
+                     op.getScale().convertToDouble(), cacheShape[0]};
   if (failed(checkWidth(op, spec.headDim, "head size")))
     return failure();
   auto q = bufferOf(op, op.getQuery());
@@ -1002,7 +1006,7 @@ LogicalResult ScheduleBuilder::lowerAttention(moe::AttentionOp op) {
   buffers[op.getNewKCache()] = *kc;
   buffers[op.getNewVCache()] = *vc;
   access({*k, *v, *pos}, {*kc, *vc});
-  call(lib.kvStore(spec.kvHeads * spec.headDim),
+  call(lib.kvStore(spec),
        {scratchF32, off(*k), scratchF32, off(*v), kvF32, off(*kc), off(*vc),
         positionsArg, tokenCount, threadIdx, threadCount});
   Buffer out =
