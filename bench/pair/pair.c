@@ -6,14 +6,16 @@
  * Links two libmodel.a whose defined symbols pair.sh prefixed with A_ and
  * B_, opens each (BUNDLE_B defaults to BUNDLE_A: builds of one model with
  * the same layout read the same bundle), and PASSES times (default 10):
- * prefills 128 fixed pseudo-random ids on each (the order alternating
+ * prefills 128 (PAIR_PROMPT) fixed pseudo-random ids on each (the order alternating
  * between passes), then 64 decode steps in chunks of 8, each chunk on A
  * then B or B then A, alternating. Every prefill and every chunk is timed;
  * it prints the medians and quartiles of B's speed over A's for the paired
  * prefills and chunks, and each side's overall tokens/s. Pairing chunks of
  * a few tens of milliseconds cancels most of what other tenants do to the
  * memory bandwidth, which swings by 2x within minutes on shared guests.
- * Both models use 2 threads (PAIR_THREADS to change). */
+ * Both models use 2 threads (PAIR_THREADS to change); PAIR_PROMPT sets
+ * the prompt's length (default 128; longer prompts weigh attention, whose
+ * cost grows with the context, within the model's context size). */
 #include "model.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,7 +39,7 @@ typedef struct {
   moec_model *model;
 } Build;
 
-enum { kPrompt = 128, kDecode = 64, kChunk = 8 };
+enum { kDecode = 64, kChunk = 8 };
 
 static double now(void) {
   struct timespec t;
@@ -84,7 +86,12 @@ int main(int argc, char **argv) {
       return 1;
     }
   }
-  int32_t ids[kPrompt];
+  const int kPrompt = getenv("PAIR_PROMPT") ? atoi(getenv("PAIR_PROMPT")) : 128;
+  if (kPrompt < 1 || kPrompt > 1 << 20) {
+    fprintf(stderr, "pair: PAIR_PROMPT must be 1..1048576\n");
+    return 2;
+  }
+  int32_t *ids = malloc(sizeof(int32_t) * (size_t)kPrompt);
   unsigned seed = 12345;
   for (int i = 0; i < kPrompt; ++i) {
     seed = seed * 1103515245u + 12345u;
@@ -140,6 +147,7 @@ int main(int argc, char **argv) {
          "decode %.2f tok/s\n",
          passes * kPrompt / prefillTime[0], chunks * kChunk / decodeTime[0],
          passes * kPrompt / prefillTime[1], chunks * kChunk / decodeTime[1]);
+  free(ids);
   free(prefillRatio);
   free(decodeRatio);
   return 0;
