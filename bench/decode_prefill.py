@@ -157,10 +157,10 @@ def measure_bandwidth(exe, threads):
         if not m:
             raise BenchError(f"membw printed no figure: {stdout!r}")
         log(stdout.strip())
-        by_streams[str(streams)] = float(m.group(1))
-        if float(m.group(1)) > best:
-            best, best_line = float(m.group(1)), stdout.strip()
-            best_mean = float(m.group(2))
+        gbps, mean = float(m.group(1)), float(m.group(2))
+        by_streams[str(streams)] = gbps
+        if gbps > best:
+            best, best_line, best_mean = gbps, stdout.strip(), mean
     return best, best_line, by_streams, best_mean
 
 

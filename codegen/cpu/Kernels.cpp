@@ -983,7 +983,7 @@ void emitTiledGemv(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o,
   const int64_t blockElems = spec.format.blockElements(e.lanes);
   const int64_t blockBytes = spec.format.blockBytes(e.lanes);
   const int64_t blocks = spec.k / blockElems;
-  const int64_t rowBytes = blocks * blockBytes;
+  const int64_t rowBytes = weightRowBytes(spec, e.lanes);
   const unsigned nMats = spec.swiglu ? 2 : 1;
   const int64_t qRow = KernelLibrary::getQuantizedRowBytes(spec.k);
   const size_t perStream = body.accumulatorsPerStream();
@@ -1354,7 +1354,7 @@ void emitGemmInt8Tiles(Emitter &e, const MatmulSpec &spec,
   const int64_t blockElems = spec.format.blockElements(e.lanes);
   const int64_t blockBytes = spec.format.blockBytes(e.lanes);
   const int64_t blocks = spec.k / blockElems;
-  const int64_t rowBytes = blocks * blockBytes;
+  const int64_t rowBytes = weightRowBytes(spec, e.lanes);
   const unsigned nMats = spec.swiglu ? 2 : 1;
   const int64_t run = getIntegerRunLength(spec.format);
   const int64_t runs = spec.k / run;
