@@ -2089,18 +2089,21 @@ func::FuncOp KernelLibrary::quantizeActivations(int64_t k) {
   return getOrCreate(name, args, [&](OpBuilder &b, ValueRange a) {
     Emitter e{b, module.getLoc(), lanes, integerDot};
     Value x = a[0], xOff = a[1], q = a[2], qOff = a[3];
+    // The threads split the (row, block) pairs, not the rows: a decode
+    // step's one row is then quantized by every thread, not by one while
+    // the others wait at the next barrier (blocks are independent).
+    const int64_t blocks = k / 32;
     Value lo, hi;
-    std::tie(lo, hi) = e.split(a[4], a[5], a[6]);
-    e.loop(lo, hi, 1, [&](Value t) {
+    std::tie(lo, hi) = e.split(e.mul(a[4], blocks), a[5], a[6]);
+    e.loop(lo, hi, 1, [&](Value item) {
+      Value t = e.div(item, blocks), blk = e.rem(item, blocks);
       Value in = e.add(xOff, e.mul(t, k));
       Value out = e.add(qOff, e.mul(t, getQuantizedRowBytes(k)));
-      e.loop(e.idx(0), e.idx(k / 32), 1, [&](Value blk) {
-        Value first = e.add(in, e.mul(blk, 32));
-        SmallVector<Value, 4> v;
-        for (int i = 0; i < 4; ++i)
-          v.push_back(e.vload(8, x, e.add(first, i * 8)));
-        emitQuantizeBlock(e, v, q, out, blk, k);
-      });
+      Value first = e.add(in, e.mul(blk, 32));
+      SmallVector<Value, 4> v;
+      for (int i = 0; i < 4; ++i)
+        v.push_back(e.vload(8, x, e.add(first, i * 8)));
+      emitQuantizeBlock(e, v, q, out, blk, k);
     });
   });
 }
@@ -2242,30 +2245,61 @@ func::FuncOp KernelLibrary::rope(const RopeSpec &spec) {
     Emitter e{b, module.getLoc(), lanes, integerDot};
     Value x = a[0], xOff = a[1], y = a[2], yOff = a[3], pos = a[4],
           posOff = a[5];
-    Value lo, hi;
-    std::tie(lo, hi) = e.split(a[6], a[7], a[8]);
     Value freqs = memref::GetGlobalOp::create(
         b, e.loc, MemRefType::get({half}, b.getF64Type()), table);
     int64_t rowElems = spec.heads * spec.headDim;
-    e.loop(lo, hi, 1, [&](Value t) {
+    // The threads split the (token, head) pairs: a decode step's heads are
+    // rotated by every thread. Each thread computes its tokens' cos and sin
+    // once into `angles` (cos at i, sin at half + i) for all their heads.
+    Value angles = memref::AllocaOp::create(
+        b, e.loc, MemRefType::get({2 * half}, e.f32()), b.getI64IntegerAttr(64));
+    Value lo, hi;
+    std::tie(lo, hi) = e.split(e.mul(a[6], spec.heads), a[7], a[8]);
+    Value firstToken = e.div(lo, spec.heads);
+    Value endToken = e.ceilDiv(hi, e.idx(spec.heads));
+    // Neox pairs (i, half + i) are contiguous runs: vectors of w pairs.
+    const unsigned w = spec.neox ? chunkWidth(e.lanes, half) : 0;
+    e.loop(firstToken, endToken, 1, [&](Value t) {
       Value p = arith::SIToFPOp::create(b, e.loc, e.f64(),
                                         e.load(pos, e.add(posOff, t)));
       e.loop(e.idx(0), e.idx(half), 1, [&](Value i) {
         Value angle = e.fmul(p, e.load(freqs, i));
-        Value c = arith::TruncFOp::create(
-            b, e.loc, e.f32(), math::CosOp::create(b, e.loc, angle));
-        Value s = arith::TruncFOp::create(
-            b, e.loc, e.f32(), math::SinOp::create(b, e.loc, angle));
-        Value i0 = spec.neox ? i : e.mul(i, 2);
-        Value i1 = spec.neox ? e.add(i, half) : e.add(e.mul(i, 2), 1);
-        e.loop(e.idx(0), e.idx(spec.heads), 1, [&](Value h) {
-          Value base = e.add(e.mul(t, rowElems), e.mul(h, spec.headDim));
-          Value va = e.load(x, e.add(e.add(xOff, base), i0));
-          Value vb = e.load(x, e.add(e.add(xOff, base), i1));
-          e.store(e.fsub(e.fmul(va, c), e.fmul(vb, s)), y,
-                  e.add(e.add(yOff, base), i0));
-          e.store(e.fadd(e.fmul(vb, c), e.fmul(va, s)), y,
-                  e.add(e.add(yOff, base), i1));
+        e.store(arith::TruncFOp::create(b, e.loc, e.f32(),
+                                        math::CosOp::create(b, e.loc, angle)),
+                angles, i);
+        e.store(arith::TruncFOp::create(b, e.loc, e.f32(),
+                                        math::SinOp::create(b, e.loc, angle)),
+                angles, e.add(i, half));
+      });
+      Value tHeads = e.mul(t, spec.heads);
+      Value hLo = e.sub(arith::MaxUIOp::create(b, e.loc, lo, tHeads), tHeads);
+      Value hHi = e.sub(
+          arith::MinUIOp::create(b, e.loc, hi, e.add(tHeads, spec.heads)),
+          tHeads);
+      e.loop(hLo, hHi, 1, [&](Value h) {
+        Value base = e.add(e.mul(t, rowElems), e.mul(h, spec.headDim));
+        Value xBase = e.add(xOff, base), yBase = e.add(yOff, base);
+        if (w) {
+          e.loop(e.idx(0), e.idx(half), w, [&](Value i) {
+            Value c = e.vload(w, angles, i);
+            Value s = e.vload(w, angles, e.add(i, half));
+            Value va = e.vload(w, x, e.add(xBase, i));
+            Value vb = e.vload(w, x, e.add(e.add(xBase, i), half));
+            e.vstore(e.fsub(e.fmul(va, c), e.fmul(vb, s)), y,
+                     e.add(yBase, i));
+            e.vstore(e.fadd(e.fmul(vb, c), e.fmul(va, s)), y,
+                     e.add(e.add(yBase, i), half));
+          });
+          return;
+        }
+        e.loop(e.idx(0), e.idx(half), 1, [&](Value i) {
+          Value c = e.load(angles, i), s = e.load(angles, e.add(i, half));
+          Value i0 = spec.neox ? i : e.mul(i, 2);
+          Value i1 = spec.neox ? e.add(i, half) : e.add(e.mul(i, 2), 1);
+          Value va = e.load(x, e.add(xBase, i0));
+          Value vb = e.load(x, e.add(xBase, i1));
+          e.store(e.fsub(e.fmul(va, c), e.fmul(vb, s)), y, e.add(yBase, i0));
+          e.store(e.fadd(e.fmul(vb, c), e.fmul(va, s)), y, e.add(yBase, i1));
         });
       });
     });
