@@ -2706,6 +2706,37 @@ func::FuncOp KernelLibrary::dispatchGather(int64_t dim, int64_t k) {
   });
 }
 
+func::FuncOp KernelLibrary::dispatchGatherQuantized(int64_t dim, int64_t k) {
+  MLIRContext *ctx = module.getContext();
+  Type index = IndexType::get(ctx);
+  const int64_t rowBytes = getQuantizedRowBytes(dim);
+  int64_t w = 64;
+  while (rowBytes % w != 0)
+    w /= 2;
+  SmallVector<Type> args = {bytesType(ctx), index, i32Type(ctx), index,
+                            bytesType(ctx), index, index,        index,
+                            index};
+  std::string name =
+      llvm::formatv("moec_dispatch_gather_quantized_{0}_top{1}", dim, k);
+  return getOrCreate(name, args, [&](OpBuilder &b, ValueRange a) {
+    Emitter e{b, module.getLoc(), lanes, integerDot};
+    Value x = a[0], xOff = a[1], slots = a[2], slotsOff = a[3], rows = a[4],
+          rowsOff = a[5];
+    VectorType bytes = VectorType::get({w}, b.getI8Type());
+    Value lo, hi;
+    std::tie(lo, hi) = e.split(e.mul(a[6], k), a[7], a[8]);
+    e.loop(lo, hi, 1, [&](Value r) {
+      Value t = e.div(e.toIndex(e.load(slots, e.add(slotsOff, r))), k);
+      Value src = e.add(xOff, e.mul(t, rowBytes));
+      Value dst = e.add(rowsOff, e.mul(r, rowBytes));
+      e.loop(e.idx(0), e.idx(rowBytes), w, [&](Value i) {
+        e.vstore(vector::LoadOp::create(b, e.loc, bytes, x, e.add(src, i)),
+                 rows, e.add(dst, i));
+      });
+    });
+  });
+}
+
 func::FuncOp KernelLibrary::combine(int64_t dim, int64_t k, bool residual) {
   MLIRContext *ctx = module.getContext();
   Type index = IndexType::get(ctx);

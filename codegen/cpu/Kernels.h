@@ -168,6 +168,11 @@ public:
   /// rows[r] = x[slots[r] / k]: (x, xOff, slots: memref<?xi32>, slotsOff,
   /// rows, rowsOff, T, thread, threads).
   mlir::func::FuncOp dispatchGather(int64_t dim, int64_t k);
+  /// dispatchGather of quantized rows (quantizeActivations' layout of `dim`
+  /// activations): rows[r] = x[slots[r] / k], getQuantizedRowBytes(dim)
+  /// bytes each. (x: memref<?xi8>, xOff (bytes), slots, slotsOff,
+  /// rows: memref<?xi8>, rowsOff (bytes), T, thread, threads).
+  mlir::func::FuncOp dispatchGatherQuantized(int64_t dim, int64_t k);
 
   /// out[t] = [res[t] +] sum_j w[t, j] * y[inverse[t * k + j]]:
   /// (y, yOff, inverse: memref<?xi32>, invOff, w, wOff, out, outOff,

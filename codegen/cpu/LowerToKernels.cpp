@@ -411,6 +411,8 @@ private:
   /// The layer of the expert bank `op`'s ids are dispatched to.
   std::optional<int64_t> layerOfRoute(moe::RouteOp op);
   LogicalResult lowerDispatch(moe::DispatchOp op);
+  /// Whether a dispatch gathers its rows' 8-bit form instead of f32 rows.
+  bool gathersQuantizedRows(moe::DispatchOp op, int64_t hidden);
   LogicalResult lowerExpertFfn(moe::ExpertFfnOp op);
   LogicalResult lowerCombine(moe::CombineOp op);
   LogicalResult lowerSharedExpert(moe::SharedExpertOp op);
@@ -1178,11 +1180,58 @@ LogicalResult ScheduleBuilder::lowerDispatch(moe::DispatchOp op) {
           off(slots), scratchI32, idx(slots.offset + pairs), scratchI32,
           idx(slots.offset + 2 * pairs), opRows.count});
   });
+  if (gathersQuantizedRows(op, dim)) {
+    // Each token's row quantized once and its bytes gathered, rather than
+    // f32 rows gathered and each of their k copies quantized (a decode
+    // step quantized 8 copies of one row). The expert kernels find the
+    // gathered bytes as the rows' 8-bit form; the f32 rows stay unwritten.
+    Buffer xQ = quantized(root(op.getInput()), *x, dim, opRows,
+                          options.maxBatch);
+    int64_t elements =
+        (pairs * KernelLibrary::getQuantizedRowBytes(dim) + 3) / 4;
+    Buffer rowsQ{Scratch, allocator.allocate(elements), elements};
+    quantizedCache[root(op.getRows())] = rowsQ;
+    access({xQ, slots}, {rowsQ});
+    call(lib.dispatchGatherQuantized(dim, k),
+         {scratchArg, quantizedAt(xQ, dim, opRows), scratchI32, off(slots),
+          scratchArg, idx(rowsQ.offset * 4), opRows.count, threadIdx,
+          threadCount});
+    return success();
+  }
   access({*x, slots}, {rows});
   call(lib.dispatchGather(dim, k),
        {scratchF32, at(*x, dim), scratchI32, off(slots), scratchF32, off(rows),
         opRows.count, threadIdx, threadCount});
   return success();
+}
+
+bool ScheduleBuilder::gathersQuantizedRows(moe::DispatchOp op,
+                                           int64_t hidden) {
+  // Only where the rows' one reader is an expert FFN whose every group runs
+  // gate/up on 8-bit activations (instrumented code observes the f32 rows).
+  if (options.instrument || !op.getRows().hasOneUse())
+    return false;
+  auto ffn = dyn_cast<moe::ExpertFfnOp>(*op.getRows().getUsers().begin());
+  if (!ffn || ffn.getRows() != op.getRows())
+    return false;
+  auto bank = module.lookupSymbol<moe::ExpertsOp>(ffn.getExperts());
+  DictionaryAttr entry = banks.lookup(ffn.getExperts());
+  if (!bank || !entry)
+    return false;
+  auto groupsAttr = entry.getAs<ArrayAttr>("groups");
+  if (!groupsAttr || groupsAttr.empty())
+    return false;
+  for (Attribute a : groupsAttr) {
+    auto g = dyn_cast<DictionaryAttr>(a);
+    auto members = g ? g.getAs<DenseI64ArrayAttr>("members") : nullptr;
+    if (!members || members.empty())
+      return false;
+    std::optional<WeightFormat> format =
+        WeightFormat::get(bank.getExpertType(0, members.asArrayRef().front()));
+    if (!format || !useInt8(*format, hidden))
+      return false;
+  }
+  return true;
 }
 
 LogicalResult ScheduleBuilder::lowerExpertFfn(moe::ExpertFfnOp op) {
