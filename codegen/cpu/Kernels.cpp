@@ -938,6 +938,9 @@ Value emitNibblePairDots(Emitter &e, Value w, Value payload, Value xq) {
                                    ArrayRef<int64_t>{0, 4, 1, 5, 2, 6, 3, 7});
 }
 
+/// The cache line the kernels' software prefetches count in.
+constexpr int64_t kCacheLineBytes = 64;
+
 /// How far ahead of its reads a tiled GEMV prefetches its weight stream.
 constexpr int64_t kGemvPrefetchBytes = 4096;
 
@@ -1008,7 +1011,7 @@ void emitTiledGemv(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o,
               // hardware prefetcher alone left a thread's Q4_0 GEMV at 10
               // GB/s where prefetching 4 KiB ahead reads 13-14 (one AVX2
               // core, 512 MiB of weights).
-              for (int64_t line = 0; line < R * blockBytes; line += 64)
+              for (int64_t line = 0; line < R * blockBytes; line += kCacheLineBytes)
                 memref::PrefetchOp::create(
                     b, e.loc, o.w,
                     ValueRange{e.add(tileBlock, kGemvPrefetchBytes + line)},
@@ -1403,7 +1406,7 @@ void emitGemmInt8Tiles(Emitter &e, const MatmulSpec &spec,
         // few KiB at a time, leaves each decode waiting on memory. (Past the
         // last tile the addresses lie outside the weights; a prefetch does
         // not fault.)
-        for (int64_t line = 0; line < R * blockBytes; line += 64)
+        for (int64_t line = 0; line < R * blockBytes; line += kCacheLineBytes)
           memref::PrefetchOp::create(
               b, e.loc, o.w, ValueRange{e.add(tileBlock, R * rowBytes + line)},
               /*isWrite=*/false, /*localityHint=*/2, /*isDataCache=*/true);
@@ -2344,8 +2347,6 @@ func::FuncOp KernelLibrary::kvStore(const AttentionSpec &spec) {
 /// to 8 heads (2 KiB) stay in L1, and the block's scalar chain (maximum,
 /// rescale) is paid once per this many rows.
 constexpr int64_t kAttentionBlockRows = 64;
-/// The cache line the attention kernel's prefetches count in.
-constexpr int64_t kCacheLineBytes = 64;
 
 func::FuncOp KernelLibrary::attention(const AttentionSpec &spec) {
   MLIRContext *ctx = module.getContext();
@@ -2681,6 +2682,29 @@ func::FuncOp KernelLibrary::dispatchPlan(int64_t experts, int64_t k) {
   });
 }
 
+namespace {
+/// rows[r] = x[slots[r] / k], rows of `rowElems` elements copied as
+/// `chunk`-element vectors, the (token, choice) pairs split over the
+/// threads: the body of dispatchGather and dispatchGatherQuantized.
+void emitGatherRows(Emitter &e, ValueRange a, int64_t k, int64_t rowElems,
+                    VectorType chunk) {
+  Value x = a[0], xOff = a[1], slots = a[2], slotsOff = a[3], rows = a[4],
+        rowsOff = a[5];
+  const int64_t w = chunk.getNumElements();
+  Value lo, hi;
+  std::tie(lo, hi) = e.split(e.mul(a[6], k), a[7], a[8]);
+  e.loop(lo, hi, 1, [&](Value r) {
+    Value t = e.div(e.toIndex(e.load(slots, e.add(slotsOff, r))), k);
+    Value src = e.add(xOff, e.mul(t, rowElems));
+    Value dst = e.add(rowsOff, e.mul(r, rowElems));
+    e.loop(e.idx(0), e.idx(rowElems), w, [&](Value i) {
+      e.vstore(vector::LoadOp::create(e.b, e.loc, chunk, x, e.add(src, i)),
+               rows, e.add(dst, i));
+    });
+  });
+}
+} // namespace
+
 func::FuncOp KernelLibrary::dispatchGather(int64_t dim, int64_t k) {
   MLIRContext *ctx = module.getContext();
   Type index = IndexType::get(ctx);
@@ -2691,18 +2715,7 @@ func::FuncOp KernelLibrary::dispatchGather(int64_t dim, int64_t k) {
   std::string name = llvm::formatv("moec_dispatch_gather_{0}_top{1}", dim, k);
   return getOrCreate(name, args, [&](OpBuilder &b, ValueRange a) {
     Emitter e{b, module.getLoc(), lanes, integerDot};
-    Value x = a[0], xOff = a[1], slots = a[2], slotsOff = a[3], rows = a[4],
-          rowsOff = a[5];
-    Value lo, hi;
-    std::tie(lo, hi) = e.split(e.mul(a[6], k), a[7], a[8]);
-    e.loop(lo, hi, 1, [&](Value r) {
-      Value t = e.div(e.toIndex(e.load(slots, e.add(slotsOff, r))), k);
-      Value src = e.add(xOff, e.mul(t, dim));
-      Value dst = e.add(rowsOff, e.mul(r, dim));
-      e.loop(e.idx(0), e.idx(dim), w, [&](Value i) {
-        e.vstore(e.vload(w, x, e.add(src, i)), rows, e.add(dst, i));
-      });
-    });
+    emitGatherRows(e, a, k, dim, e.vec(w));
   });
 }
 
@@ -2720,20 +2733,7 @@ func::FuncOp KernelLibrary::dispatchGatherQuantized(int64_t dim, int64_t k) {
       llvm::formatv("moec_dispatch_gather_quantized_{0}_top{1}", dim, k);
   return getOrCreate(name, args, [&](OpBuilder &b, ValueRange a) {
     Emitter e{b, module.getLoc(), lanes, integerDot};
-    Value x = a[0], xOff = a[1], slots = a[2], slotsOff = a[3], rows = a[4],
-          rowsOff = a[5];
-    VectorType bytes = VectorType::get({w}, b.getI8Type());
-    Value lo, hi;
-    std::tie(lo, hi) = e.split(e.mul(a[6], k), a[7], a[8]);
-    e.loop(lo, hi, 1, [&](Value r) {
-      Value t = e.div(e.toIndex(e.load(slots, e.add(slotsOff, r))), k);
-      Value src = e.add(xOff, e.mul(t, rowBytes));
-      Value dst = e.add(rowsOff, e.mul(r, rowBytes));
-      e.loop(e.idx(0), e.idx(rowBytes), w, [&](Value i) {
-        e.vstore(vector::LoadOp::create(b, e.loc, bytes, x, e.add(src, i)),
-                 rows, e.add(dst, i));
-      });
-    });
+    emitGatherRows(e, a, k, rowBytes, VectorType::get({w}, b.getI8Type()));
   });
 }
 
