@@ -216,8 +216,35 @@ MemRefType bytesType(MLIRContext *ctx) {
 MemRefType f32Type(MLIRContext *ctx) {
   return MemRefType::get({ShapedType::kDynamic}, Float32Type::get(ctx));
 }
+MemRefType f16Type(MLIRContext *ctx) {
+  return MemRefType::get({ShapedType::kDynamic}, Float16Type::get(ctx));
+}
 MemRefType i32Type(MLIRContext *ctx) {
   return MemRefType::get({ShapedType::kDynamic}, IntegerType::get(ctx, 32));
+}
+/// The KV cache's buffer: f32, or f16 rows (AttentionSpec::f16Cache).
+MemRefType kvCacheType(MLIRContext *ctx, const AttentionSpec &spec) {
+  return spec.f16Cache ? f16Type(ctx) : f32Type(ctx);
+}
+/// `n` cache elements from `at` as f32.
+Value loadCacheVector(Emitter &e, const AttentionSpec &spec, unsigned n,
+                      Value cache, Value at) {
+  if (!spec.f16Cache)
+    return e.vload(n, cache, at);
+  Value halves = vector::LoadOp::create(
+      e.b, e.loc, VectorType::get({n}, e.b.getF16Type()), cache, at);
+  return arith::ExtFOp::create(e.b, e.loc, e.vec(n), halves);
+}
+/// Stores f32 vector `v` at cache element `at` (rounded to nearest even
+/// where the cache is f16).
+void storeCacheVector(Emitter &e, const AttentionSpec &spec, Value v,
+                      Value cache, Value at) {
+  if (spec.f16Cache) {
+    auto type = cast<VectorType>(v.getType());
+    v = arith::TruncFOp::create(
+        e.b, e.loc, VectorType::get(type.getShape(), e.b.getF16Type()), v);
+  }
+  e.vstore(v, cache, at);
 }
 MemRefType i64Type(MLIRContext *ctx) {
   return MemRefType::get({ShapedType::kDynamic}, IntegerType::get(ctx, 64));
@@ -2314,11 +2341,20 @@ func::FuncOp KernelLibrary::kvStore(const AttentionSpec &spec) {
   Type index = IndexType::get(ctx);
   const int64_t hd = spec.headDim, rowElements = spec.kvHeads * hd;
   unsigned w = chunkWidth(lanes, hd);
-  SmallVector<Type> args = {f32Type(ctx), index, f32Type(ctx), index,
-                            f32Type(ctx), index, index,        i32Type(ctx),
-                            index,        index, index};
-  std::string name = llvm::formatv("moec_kv_store_{0}x{1}_ctx{2}", spec.kvHeads,
-                                   hd, spec.contextRows);
+  SmallVector<Type> args = {f32Type(ctx),
+                            index,
+                            f32Type(ctx),
+                            index,
+                            kvCacheType(ctx, spec),
+                            index,
+                            index,
+                            i32Type(ctx),
+                            index,
+                            index,
+                            index};
+  std::string name =
+      llvm::formatv("moec_kv_store_{0}x{1}_ctx{2}{3}", spec.kvHeads, hd,
+                    spec.contextRows, spec.f16Cache ? "_f16" : "");
   return getOrCreate(name, args, [&](OpBuilder &b, ValueRange a) {
     Emitter e{b, module.getLoc(), lanes, integerDot};
     Value k = a[0], kOff = a[1], v = a[2], vOff = a[3], cache = a[4],
@@ -2333,10 +2369,10 @@ func::FuncOp KernelLibrary::kvStore(const AttentionSpec &spec) {
         Value dst = e.add(row, h * spec.contextRows * hd);
         Value from = e.add(src, h * hd);
         e.loop(e.idx(0), e.idx(hd), w, [&](Value i) {
-          e.vstore(e.vload(w, k, e.add(e.add(kOff, from), i)), cache,
-                   e.add(e.add(kc, dst), i));
-          e.vstore(e.vload(w, v, e.add(e.add(vOff, from), i)), cache,
-                   e.add(e.add(vc, dst), i));
+          storeCacheVector(e, spec, e.vload(w, k, e.add(e.add(kOff, from), i)),
+                           cache, e.add(e.add(kc, dst), i));
+          storeCacheVector(e, spec, e.vload(w, v, e.add(e.add(vOff, from), i)),
+                           cache, e.add(e.add(vc, dst), i));
         });
       }
     });
@@ -2352,12 +2388,14 @@ func::FuncOp KernelLibrary::attention(const AttentionSpec &spec) {
   MLIRContext *ctx = module.getContext();
   Type index = IndexType::get(ctx);
   unsigned w = chunkWidth(lanes, spec.headDim);
-  SmallVector<Type> args = {f32Type(ctx), index, f32Type(ctx), index,
-                            index,        f32Type(ctx), index, i32Type(ctx),
-                            index,        index,        index, index};
+  SmallVector<Type> args = {f32Type(ctx), index, kvCacheType(ctx, spec),
+                            index,        index, f32Type(ctx),
+                            index,        i32Type(ctx), index,
+                            index,        index, index};
   std::string name = llvm::formatv(
-      "moec_attention_{0}h{1}kv{2}_ctx{3}_scale{4}", spec.heads, spec.kvHeads,
-      spec.headDim, spec.contextRows, nameOf(spec.scale));
+      "moec_attention_{0}h{1}kv{2}_ctx{3}{4}_scale{5}", spec.heads,
+      spec.kvHeads, spec.headDim, spec.contextRows,
+      spec.f16Cache ? "_f16" : "", nameOf(spec.scale));
   return getOrCreate(name, args, [&](OpBuilder &b, ValueRange a) {
     Emitter e{b, module.getLoc(), lanes, integerDot};
     Value q = a[0], qOff = a[1], cache = a[2], kc = a[3], vc = a[4], y = a[5],
@@ -2447,8 +2485,8 @@ func::FuncOp KernelLibrary::attention(const AttentionSpec &spec) {
         // (paired at 1000 positions on the benchmark model: decode +0.5%
         // and +1.3%, the prompt +2% in two runs).
         const int64_t stepsPerBlock = blockRows / w;
-        const int64_t lineFloats = kCacheLineBytes / 4;
-        const int64_t halfLines = blockRows * hd / lineFloats; // K's, V's
+        const int64_t lineElements = kCacheLineBytes / (spec.f16Cache ? 2 : 4);
+        const int64_t halfLines = blockRows * hd / lineElements; // K's, V's
         const int64_t linesPerStep =
             (2 * halfLines + hb * stepsPerBlock - 1) / (hb * stepsPerBlock);
         Value kNext = e.add(kc, e.add(e.mul(e.add(p0, blockRows), hd), kvHead));
@@ -2468,9 +2506,9 @@ func::FuncOp KernelLibrary::attention(const AttentionSpec &spec) {
               Value inK = e.cmp(arith::CmpIPredicate::ult, line,
                                 e.idx(halfLines));
               Value at = e.select(
-                  inK, e.add(kNext, e.mul(line, lineFloats)),
+                  inK, e.add(kNext, e.mul(line, lineElements)),
                   e.add(vNext,
-                        e.mul(e.sub(line, e.idx(halfLines)), lineFloats)));
+                        e.mul(e.sub(line, e.idx(halfLines)), lineElements)));
               memref::PrefetchOp::create(b, e.loc, cache, ValueRange{at},
                                          /*isWrite=*/false, /*localityHint=*/2,
                                          /*isDataCache=*/true);
@@ -2491,7 +2529,10 @@ func::FuncOp KernelLibrary::attention(const AttentionSpec &spec) {
                   SmallVector<Value> next;
                   for (unsigned j = 0; j < w; ++j)
                     next.push_back(e.fma(
-                        qv, e.vload(w, cache, e.add(kRows[j], i)), acc[j]));
+                        qv,
+                        loadCacheVector(e, spec, w, cache,
+                                        e.add(kRows[j], i)),
+                        acc[j]));
                   return next;
                 });
             // Lane j: row p + j's dot product.
@@ -2549,7 +2590,9 @@ func::FuncOp KernelLibrary::attention(const AttentionSpec &spec) {
                   SmallVector<Value> next;
                   for (int64_t g = g0; g < g1; ++g)
                     next.push_back(e.fma(
-                        pr, e.vload(w, cache, e.add(vRow, g * int64_t(w))),
+                        pr,
+                        loadCacheVector(e, spec, w, cache,
+                                        e.add(vRow, g * int64_t(w))),
                         acc[g - g0]));
                   return next;
                 });

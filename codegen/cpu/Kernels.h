@@ -61,6 +61,9 @@ struct AttentionSpec {
   /// rows together (head-major: head h's row p at (h x contextRows + p) x
   /// headDim), so that attending reads one sequential stream per head.
   int64_t contextRows;
+  /// Keys and values stored as f16 (rounded to nearest even, widened to
+  /// f32 when read): half the cache's memory and bytes read per step.
+  bool f16Cache = false;
 };
 
 struct RouteSpec {

@@ -151,7 +151,7 @@ private:
   Value viewOf(const Buffer &buf, bool asInt = false) {
     switch (buf.space) {
     case Scratch: return asInt ? scratchI32 : scratchF32;
-    case KV: return kvF32;
+    case KV: return kvCache;
     case Logits: return logitsArg;
     case Tokens: return tokensArg;
     case Positions: return positionsArg;
@@ -477,7 +477,9 @@ private:
 
   Value ctxArg, threadIdx, threadCount, tokenCount, forwardFlags, tokensArg,
       positionsArg, logitsArg, residentArg, expertsArg, scratchArg, kvArg;
-  Value scratchF32, scratchI32, scratchI64, kvF32;
+  /// The KV caches' buffer as their elements: f32 or f16
+  /// (CpuLoweringOptions::f16KvCache).
+  Value scratchF32, scratchI32, scratchI64, kvCache;
 
   DenseMap<Value, Buffer> buffers;
   DenseMap<Value, Buffer> quantizedCache; // activations -> their 8-bit form
@@ -591,7 +593,8 @@ LogicalResult ScheduleBuilder::run() {
   scratchF32 = view(scratchArg, b.getF32Type(), 4);
   scratchI32 = view(scratchArg, b.getI32Type(), 4);
   scratchI64 = view(scratchArg, b.getI64Type(), 8);
-  kvF32 = view(kvArg, b.getF32Type(), 4);
+  kvCache = options.f16KvCache ? view(kvArg, b.getF16Type(), 2)
+                               : view(kvArg, b.getF32Type(), 4);
   claimsBase = arith::ConstantIndexOp::create(b, loc, 0);
 
   // Arguments of @forward: tokens, positions, then the KV caches.
@@ -678,7 +681,7 @@ LogicalResult ScheduleBuilder::run() {
   info[MOEC_INFO_CONTEXT_LENGTH] = modelInt("context_length");
   info[MOEC_INFO_MAX_BATCH] = options.maxBatch;
   info[MOEC_INFO_SCRATCH_BYTES] = allocator.highWater() * 4;
-  info[MOEC_INFO_KV_BYTES] = kvElements * 4;
+  info[MOEC_INFO_KV_BYTES] = kvElements * (options.f16KvCache ? 2 : 4);
   info[MOEC_INFO_RESIDENT_BYTES] =
       layoutAttr.getAs<IntegerAttr>("resident_bytes").getInt();
   info[MOEC_INFO_LAYOUT_HASH] = layoutAttr.getAs<IntegerAttr>("hash").getInt();
@@ -993,7 +996,8 @@ LogicalResult ScheduleBuilder::lowerAttention(moe::AttentionOp op) {
     return op.emitOpError("the CPU backend needs a KV cache of a static "
                           "context size");
   AttentionSpec spec{qShape[1], kShape[1], qShape[2],
-                     op.getScale().convertToDouble(), cacheShape[0]};
+                     op.getScale().convertToDouble(), cacheShape[0],
+                     options.f16KvCache};
   if (failed(checkWidth(op, spec.headDim, "head size")))
     return failure();
   auto q = bufferOf(op, op.getQuery());
@@ -1009,14 +1013,14 @@ LogicalResult ScheduleBuilder::lowerAttention(moe::AttentionOp op) {
   buffers[op.getNewVCache()] = *vc;
   access({*k, *v, *pos}, {*kc, *vc});
   call(lib.kvStore(spec),
-       {scratchF32, off(*k), scratchF32, off(*v), kvF32, off(*kc), off(*vc),
+       {scratchF32, off(*k), scratchF32, off(*v), kvCache, off(*kc), off(*vc),
         positionsArg, tokenCount, threadIdx, threadCount});
   Buffer out =
       allocate(op.getResult(), options.maxBatch * spec.heads * spec.headDim);
   access({*q, *kc, *vc, *pos}, {out});
   int64_t width = spec.heads * spec.headDim;
   call(lib.attention(spec),
-       {scratchF32, at(*q, width), kvF32, off(*kc), off(*vc), scratchF32,
+       {scratchF32, at(*q, width), kvCache, off(*kc), off(*vc), scratchF32,
         at(out, width), positionsArg, opRows.start, opRows.count, threadIdx,
         threadCount});
   return success();
@@ -1629,6 +1633,7 @@ struct LowerToKernelsPass
     CpuLoweringOptions options;
     options.lanes = lanes;
     options.maxBatch = maxBatch;
+    options.f16KvCache = f16KvCache;
     if (lanes != 4 && lanes != 8 && lanes != 16) {
       getOperation().emitError("lanes must be 4, 8 or 16");
       return signalPassFailure();
@@ -1643,6 +1648,9 @@ struct LowerToKernelsPass
   Option<int64_t> maxBatch{*this, "max-batch",
                            llvm::cl::desc("most tokens per forward call"),
                            llvm::cl::init(64)};
+  Option<bool> f16KvCache{*this, "f16-kv-cache",
+                          llvm::cl::desc("keep the KV caches in f16"),
+                          llvm::cl::init(false)};
 };
 } // namespace
 

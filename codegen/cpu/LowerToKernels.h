@@ -48,6 +48,10 @@ struct CpuLoweringOptions {
   /// Experts predicted per token for the next layer beyond its k (the
   /// pre-gated prefetch): more recall for less precision.
   int64_t prefetchExtra = 0;
+  /// Keys and values in the KV caches as f16 (AttentionSpec::f16Cache):
+  /// half the cache's memory. The IR's caches stay f32 tensors; this is
+  /// how the CPU backend stores them.
+  bool f16KvCache = false;
 };
 
 mlir::LogicalResult lowerToKernels(mlir::ModuleOp module,

@@ -884,11 +884,24 @@ Error Compilation::runGptq(const model::WeightStore &source,
   return Error::success();
 }
 
+bool Compilation::usesInt8Activations() const {
+  if (options.instrument)
+    return false;
+  bool x86Avx2 = llvm::Triple(options.target.triple).isX86() &&
+                 options.target.hasFeature("avx2");
+  return options.int8Activations.value_or(x86Avx2);
+}
+
+bool Compilation::usesF16KvCache() const {
+  return options.f16KvCache.value_or(usesInt8Activations());
+}
+
 Error Compilation::runPlan() {
   plan::PlanOptions planOptions;
   planOptions.contextLength = options.contextLength;
   planOptions.budgetBytes = options.memoryBudget;
   planOptions.batchTokens = options.maxBatch;
+  planOptions.kvElementBytes = usesF16KvCache() ? 2 : 4;
   if (prunedCalibration) {
     // Pruning renumbered the experts: the counts follow them.
     plan::RoutingCounts counts;
@@ -1024,14 +1037,14 @@ Error Compilation::runCodegen() {
                      "avx-vnni or avx512-vnni, got '" +
                      options.integerDot + "'");
   }
-  lowering.int8Activations = options.int8Activations.value_or(x86Avx2);
+  lowering.int8Activations = usesInt8Activations();
+  lowering.f16KvCache = usesF16KvCache();
   lowering.prefetchExtra = options.prefetchExtra;
   if (options.instrument) {
     if (options.int8Activations.value_or(false))
       return makeError("codegen: instrumented code (calibration) observes f32 "
                        "activations; it does not combine with "
                        "--activations=int8");
-    lowering.int8Activations = false;
     lowering.instrument = true;
   }
   DiagnosticCollector diagnostics(*context);

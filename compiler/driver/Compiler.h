@@ -59,6 +59,10 @@ struct CompileOptions {
   /// 8-bit activations for quantized matmuls: std::nullopt chooses per
   /// target (on where the target has fast integer dot products).
   std::optional<bool> int8Activations;
+  /// KV caches in f16 (half the memory, a rounding of keys and values):
+  /// std::nullopt chooses f16 where the matmuls take 8-bit activations
+  /// (their error is far larger than f16's) and f32 with f32 activations.
+  std::optional<bool> f16KvCache;
   /// The integer dot product of 8-bit activations: "" chooses the target's
   /// best; "portable", "avx2" or "avx-vnni" ask for one (an error where the
   /// target lacks it). For comparisons on one host.
@@ -166,6 +170,11 @@ private:
   void endProgressBar();
   llvm::Error importStore();
   llvm::Error runPlan();
+  /// Whether the quantized matmuls take 8-bit activations: as asked, else
+  /// where the target is x86 with AVX2; never in instrumented code.
+  bool usesInt8Activations() const;
+  /// Whether the KV caches hold f16 (CompileOptions::f16KvCache).
+  bool usesF16KvCache() const;
   llvm::Error runCodegen();
   llvm::Error runLLVM();
   llvm::Error verifyContract(Phase after);

@@ -118,9 +118,10 @@ Expected<Plan> moec::plan::makePlan(const model::WeightStore &store,
   p.budgetBytes = options.budgetBytes ? options.budgetBytes : target.memoryBytes;
   int64_t context = options.contextLength ? options.contextLength
                                           : c.contextLength;
-  // KV caches as the IR keeps them: f32 keys and values per layer.
+  // KV caches as the backend stores them: keys and values per layer.
   p.kvCacheBytes = uint64_t(c.numLayers) * uint64_t(context) *
-                   uint64_t(c.numKvHeads) * uint64_t(c.headDim) * 2 * 4;
+                   uint64_t(c.numKvHeads) * uint64_t(c.headDim) * 2 *
+                   uint64_t(options.kvElementBytes);
   // A batch's activations (hidden state, Q/K/V/O, the widest FFN) and its
   // logits, in f32.
   int64_t widest = std::max({c.numHeads * c.headDim, c.expertFfnSize,

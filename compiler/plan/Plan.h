@@ -61,6 +61,8 @@ struct PlanOptions {
   uint64_t budgetBytes = 0;
   /// Positions the KV cache holds (0: the model's context length).
   int64_t contextLength = 0;
+  /// Bytes of one key or value element in the KV caches (4: f32, 2: f16).
+  int64_t kvElementBytes = 4;
   /// Tokens one prefill batch computes at once (scratch sizing).
   int64_t batchTokens = 512;
   const RoutingCounts *calibration = nullptr;

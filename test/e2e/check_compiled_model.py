@@ -61,6 +61,10 @@ def main():
                    help="extra moec synth arguments, space-separated")
     p.add_argument("--target", default="host")
     p.add_argument("--compile-args", default="")
+    p.add_argument("--reference-args", default="",
+                   help="extra moec-reference arguments, space-separated "
+                        "(--kv-cache=f16 for a model compiled with f16 KV "
+                        "caches)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--prompt", type=int, default=32)
     p.add_argument("--steps", type=int, default=32)
@@ -147,9 +151,9 @@ def main():
         run([a.moec, model, "--quiet", "--emit=moec-gguf", "-o",
              reference_model] +
             [f for f in a.compile_args.split()
-             if not f.startswith("--activations")])
+             if not f.startswith(("--activations", "--kv-cache"))])
     run([a.reference, reference_model, "--tokens", ",".join(map(str, sequence)), "-o",
-         ref_path])
+         ref_path] + a.reference_args.split())
     ref = np.fromfile(ref_path, dtype=np.float32).reshape(rows, vocab)
 
     errors = np.abs(got.astype(np.float64) - ref).max(axis=1) / \

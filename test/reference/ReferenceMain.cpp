@@ -1,7 +1,7 @@
 //===- ReferenceMain.cpp - Run the reference executor on a model ----------===//
 //
 //   moec-reference MODEL --tokens=1,2,3[;4,5,...] [-o logits.f32]
-//                  [--routing-out=F] [--calibration-out=F]
+//                  [--routing-out=F] [--calibration-out=F] [--kv-cache=f16]
 //
 // Prefills the tokens and writes the logits of every position, [T][V]
 // little-endian f32, to -o, or prints them one position per line. For
@@ -46,6 +46,11 @@ static cl::opt<std::string> calibrationPath(
     "calibration-out",
     cl::desc("Write the calibration statistics of the run here (calib.dat)"),
     cl::value_desc("file"));
+
+static cl::opt<std::string> kvCache(
+    "kv-cache", cl::init("f32"),
+    cl::desc("Keys and values in the KV cache: f32, or f16 (rounded as "
+             "they are stored, as moec --kv-cache=f16 keeps them)"));
 
 static cl::opt<int> hessianLayer(
     "hessian-layer", cl::init(-2),
@@ -149,7 +154,13 @@ int main(int argc, char **argv) {
              << (*store)->getConfig().vocabSize << "\n";
       return 1;
     }
+  if (kvCache != "f32" && kvCache != "f16") {
+    errs() << "moec-reference: --kv-cache: expected f32 or f16, got '"
+           << kvCache << "'\n";
+    return 1;
+  }
   reference::ReferenceModel model(**store);
+  model.setF16KvCache(kvCache == "f16");
   std::unique_ptr<Recorder> recorder;
   if (!calibrationPath.empty() || !hessianPath.empty()) {
     recorder = std::make_unique<Recorder>((*store)->getConfig());

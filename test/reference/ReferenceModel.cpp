@@ -222,6 +222,10 @@ void ReferenceModel::runLayer(int layer, std::vector<float> &x, int64_t start) {
         ops::rmsNorm(one, weight(layer, Kind::AttnKNorm), eps, one);
       ops::rope(one, position, config.ropeTheta, config.rope);
     }
+    if (f16KvCache)
+      for (std::vector<float> *row : {&k, &val})
+        for (float &x : *row)
+          x = quant::halfToFloat(quant::floatToHalf(x));
     cacheK.insert(cacheK.end(), k.begin(), k.end());
     cacheV.insert(cacheV.end(), val.begin(), val.end());
   }

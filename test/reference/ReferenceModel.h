@@ -82,6 +82,12 @@ public:
   /// to build models with known behaviour.
   llvm::MutableArrayRef<float> getWeight(llvm::StringRef name);
 
+  /// Keys and values rounded to f16 (to nearest even) as they enter the
+  /// KV cache, from the next position on: the storage a compiled model
+  /// with `moec --kv-cache=f16` has, so that its logits can be checked as
+  /// tightly as an f32 cache's.
+  void setF16KvCache(bool on) { f16KvCache = on; }
+
   /// Reports to `observer` (null: none) from the next call on.
   void setObserver(ReferenceObserver *o) { observer = o; }
 
@@ -107,6 +113,7 @@ private:
                                    llvm::function_ref<void(llvm::ArrayRef<float>)>
                                        observeDownInput = {});
 
+  bool f16KvCache = false;
   model::ModelConfig config;
   /// Dequantized tensors, per layer (-1 at index 0: model-wide) and role.
   std::vector<std::map<Kind, std::vector<float>>> weights;

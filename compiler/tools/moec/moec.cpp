@@ -291,6 +291,11 @@ cl::opt<std::string> compileActivations(
              "dot products) or auto (int8 where the target has fast integer "
              "dot products)"),
     cl::sub(cl::SubCommand::getTopLevel()));
+cl::opt<std::string> compileKvCache(
+    "kv-cache", cl::init("auto"),
+    cl::desc("Keys and values in the KV cache: f32, f16 (half the memory) "
+             "or auto (f16 with 8-bit activations, f32 with f32 ones)"),
+    cl::sub(cl::SubCommand::getTopLevel()));
 cl::opt<std::string> compileIntegerDot(
     "integer-dot", cl::Hidden,
     cl::desc("The integer dot product of 8-bit activations: portable, "
@@ -1087,6 +1092,13 @@ int runCompile() {
   else if (compileActivations != "auto")
     return fail("--activations: expected f32, int8 or auto, got '" +
                 compileActivations + "'");
+  if (compileKvCache == "f32")
+    options.f16KvCache = false;
+  else if (compileKvCache == "f16")
+    options.f16KvCache = true;
+  else if (compileKvCache != "auto")
+    return fail("--kv-cache: expected f32, f16 or auto, got '" +
+                compileKvCache + "'");
   options.progress = !compileQuiet;
   options.instrument = compileInstrument;
 
