@@ -2384,6 +2384,12 @@ func::FuncOp KernelLibrary::kvStore(const AttentionSpec &spec) {
 /// rescale) is paid once per this many rows.
 constexpr int64_t kAttentionBlockRows = 64;
 
+/// Output vectors the attention kernel's V pass keeps in registers (heads
+/// of the item x vectors of a head's row), with the V row's vectors and a
+/// broadcast weight beside them: 16 of AVX-512's (and NEON's) 32 vector
+/// registers, 8 of AVX2's 16.
+int64_t attentionAccumulators(unsigned lanes) { return lanes == 8 ? 8 : 16; }
+
 func::FuncOp KernelLibrary::attention(const AttentionSpec &spec) {
   MLIRContext *ctx = module.getContext();
   Type index = IndexType::get(ctx);
@@ -2428,6 +2434,9 @@ func::FuncOp KernelLibrary::attention(const AttentionSpec &spec) {
     Value probs = memref::AllocaOp::create(
         b, e.loc, MemRefType::get({hb * blockRows}, e.f32()),
         b.getI64IntegerAttr(64));
+    // rescale[hh]: exp(m_old - m_new) of head h0 + hh for the current block.
+    Value rescale = memref::AllocaOp::create(
+        b, e.loc, MemRefType::get({hb}, e.f32()), b.getI64IntegerAttr(64));
     Value lo, hi;
     std::tie(lo, hi) = e.split(e.mul(a[9], chunks), a[10], a[11]);
     SmallVector<int64_t> laneIds;
@@ -2501,14 +2510,23 @@ func::FuncOp KernelLibrary::attention(const AttentionSpec &spec) {
             Value first = e.mul(
                 e.add(e.mul(hh, stepsPerBlock), e.div(s, int64_t(w))),
                 linesPerStep);
-            for (int64_t x = 0; x < linesPerStep; ++x) {
-              Value line = e.add(first, x);
+            auto lineAt = [&](Value line) {
               Value inK = e.cmp(arith::CmpIPredicate::ult, line,
                                 e.idx(halfLines));
-              Value at = e.select(
+              return e.select(
                   inK, e.add(kNext, e.mul(line, lineElements)),
                   e.add(vNext,
                         e.mul(e.sub(line, e.idx(halfLines)), lineElements)));
+            };
+            // Where K's lines are whole steps' worth, a step's lines are all
+            // K's or all V's: one address, then constant offsets (a select
+            // per line cost ~15% of the kernel's samples, its addresses
+            // spilled to the stack).
+            const bool wholeSteps = halfLines % linesPerStep == 0;
+            Value base = wholeSteps ? lineAt(first) : Value();
+            for (int64_t x = 0; x < linesPerStep; ++x) {
+              Value at = wholeSteps ? e.add(base, x * lineElements)
+                                    : lineAt(e.add(first, x));
               memref::PrefetchOp::create(b, e.loc, cache, ValueRange{at},
                                          /*isWrite=*/false, /*localityHint=*/2,
                                          /*isDataCache=*/true);
@@ -2544,8 +2562,8 @@ func::FuncOp KernelLibrary::attention(const AttentionSpec &spec) {
           });
         };
         e.loop(e.idx(0), e.idx(hb), 1, [&](Value hh) { scoresOf(hh); });
-        // 2. Per head: the block's maximum, its weights and their sum, the
-        // output rescaled once and the block's V rows added.
+        // 2. Per head: the block's maximum, its weights and their sum; the
+        // factor that rescales the head's output goes to `rescale`.
         e.loop(e.idx(0), e.idx(hb), 1, [&](Value hh) {
           Value at = e.mul(hh, blockRows);
           Value mxv = e.loop(e.idx(0), stepsEnd, w, {e.splat(negInf, w)},
@@ -2571,35 +2589,54 @@ func::FuncOp KernelLibrary::attention(const AttentionSpec &spec) {
           e.store(m, state, hh);
           e.store(e.fadd(e.fmul(lOld, c), e.reduceAdd(sumv)), state,
                   e.add(hh, hb));
-          Value yRow = rowOf(yOff, e.add(h0, hh));
-          Value cV = e.splat(c, w);
-          Value vBase = e.add(vc, e.add(e.mul(p0, hd), kvHead));
-          // The output row in registers, at most 8 vectors at a time: each
-          // V row adds to every one of them (independent FMA chains).
-          const int64_t vectors = hd / w;
-          for (int64_t g0 = 0; g0 < vectors; g0 += 8) {
-            const int64_t g1 = std::min<int64_t>(vectors, g0 + 8);
-            SmallVector<Value> init;
+          e.store(c, rescale, hh);
+        });
+        // 3. The block's V rows into every head's output: each V row is
+        // read once for all the item's heads, a few of its vectors at a
+        // time, so that heads x vectors accumulators (at most 16, in
+        // registers; independent FMA chains) stay within the register
+        // file. Per head, one pass over the block's 64 rows read each row
+        // from L1 or L2 once per head (~15 cycles a row and head at 1100
+        // positions, where the FMAs need 4).
+        Value vBase = e.add(vc, e.add(e.mul(p0, hd), kvHead));
+        const int64_t vectors = hd / w;
+        const int64_t span = std::max<int64_t>(
+            1, std::min<int64_t>(vectors, attentionAccumulators(e.lanes) / hb));
+        for (int64_t g0 = 0; g0 < vectors; g0 += span) {
+          const int64_t g1 = std::min<int64_t>(vectors, g0 + span);
+          const int64_t width = g1 - g0;
+          SmallVector<Value> init;
+          for (int64_t hh = 0; hh < hb; ++hh) {
+            Value yRow = rowOf(yOff, e.add(h0, hh));
+            Value cV = e.splat(e.load(rescale, e.idx(hh)), w);
             for (int64_t g = g0; g < g1; ++g)
               init.push_back(
                   e.fmul(e.vload(w, y, e.add(yRow, g * int64_t(w))), cV));
-            SmallVector<Value> out = e.loop(
-                e.idx(0), n, 1, init, [&](Value r, ValueRange acc) {
-                  Value pr = e.splat(e.load(probs, e.add(at, r)), w);
-                  Value vRow = e.add(vBase, e.mul(r, hd));
-                  SmallVector<Value> next;
-                  for (int64_t g = g0; g < g1; ++g)
-                    next.push_back(e.fma(
-                        pr,
-                        loadCacheVector(e, spec, w, cache,
-                                        e.add(vRow, g * int64_t(w))),
-                        acc[g - g0]));
-                  return next;
-                });
-            for (int64_t g = g0; g < g1; ++g)
-              e.vstore(out[g - g0], y, e.add(yRow, g * int64_t(w)));
           }
-        });
+          SmallVector<Value> out = e.loop(
+              e.idx(0), n, 1, init, [&](Value r, ValueRange acc) {
+                Value vRow = e.add(vBase, e.mul(r, hd));
+                SmallVector<Value> vs;
+                for (int64_t g = g0; g < g1; ++g)
+                  vs.push_back(loadCacheVector(e, spec, w, cache,
+                                               e.add(vRow, g * int64_t(w))));
+                SmallVector<Value> next;
+                for (int64_t hh = 0; hh < hb; ++hh) {
+                  Value pr = e.splat(
+                      e.load(probs, e.add(e.idx(hh * blockRows), r)), w);
+                  for (int64_t gi = 0; gi < width; ++gi)
+                    next.push_back(
+                        e.fma(pr, vs[gi], acc[hh * width + gi]));
+                }
+                return next;
+              });
+          for (int64_t hh = 0; hh < hb; ++hh) {
+            Value yRow = rowOf(yOff, e.add(h0, hh));
+            for (int64_t g = g0; g < g1; ++g)
+              e.vstore(out[hh * width + (g - g0)], y,
+                       e.add(yRow, g * int64_t(w)));
+          }
+        }
       };
       Value rows = e.add(last, 1);
       Value whole = e.mul(e.div(rows, blockRows), blockRows);
