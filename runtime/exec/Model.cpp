@@ -3,6 +3,7 @@
 #include "runtime/exec/Model.h"
 
 #include "runtime/bundle/Bundle.h"
+#include "runtime/exec/BarrierProfile.h"
 #include "runtime/exec/Calibration.h"
 #include "runtime/exec/ThreadPool.h"
 #include "runtime/stream/ExpertStreamer.h"
@@ -16,6 +17,7 @@
 #include <cctype>
 #include <cerrno>
 #include <climits>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
@@ -31,6 +33,8 @@
 struct moec_rt_context_t {
   moec::exec::Model *model = nullptr;
   moec::exec::ThreadPool *pool = nullptr;
+  /// Set during the decode steps of a profiled model (BarrierProfile.h).
+  moec::exec::BarrierProfile *barrierProfile = nullptr;
   uint32_t layers = 0, expertsPerLayer = 0;
   /// Byte offset of each (layer, expert) extent in the experts buffer,
   /// index layer * expertsPerLayer + expert.
@@ -238,7 +242,17 @@ int64_t moec_rt_context_t::streamedOffset(int32_t layer, int32_t expert,
 }
 
 extern "C" void moec_rt_barrier(moec_rt_context_t *ctx) {
+  moec::exec::BarrierProfile *profile = ctx->barrierProfile;
+  if (!profile) {
+    ctx->pool->barrier();
+    return;
+  }
+  uint64_t arrived = moec::exec::readTicks();
   ctx->pool->barrier();
+  uint64_t left = moec::exec::readTicks();
+  profile->record(unsigned(moec::exec::ThreadPool::currentThreadIndex()),
+                  reinterpret_cast<uintptr_t>(__builtin_return_address(0)),
+                  arrived, left);
 }
 
 extern "C" int64_t moec_rt_expert_acquire(moec_rt_context_t *ctx, int32_t layer,
@@ -625,6 +639,13 @@ void Region::zero() {
 Model::Model() : context(new moec_rt_context_t) {}
 
 Model::~Model() {
+  if (barrierProfile) {
+    std::string error;
+    if (!barrierProfile->write(barrierProfilePath,
+                               reinterpret_cast<uintptr_t>(code.forward),
+                               error))
+      std::fprintf(stderr, "moec: %s\n", error.c_str());
+  }
   // The pool first: its threads must be gone before the buffers are.
   pool.reset();
   streamer.reset();
@@ -721,6 +742,12 @@ std::unique_ptr<Model> Model::open(const ModelCode &code,
   unsigned threads =
       options.threads ? options.threads : ThreadPool::defaultThreadCount();
   m->pool = std::make_unique<ThreadPool>(threads, options.spinNanos);
+  // A diagnostic for tuning the schedule: where a decode step's threads
+  // wait (scripts/barrier_profile.py reads the file).
+  if (const char *path = std::getenv("MOEC_BARRIER_PROFILE"); path && *path) {
+    m->barrierProfile = std::make_unique<BarrierProfile>(m->pool->size());
+    m->barrierProfilePath = path;
+  }
   m->context->model = m.get();
   m->context->pool = m->pool.get();
 
@@ -1171,11 +1198,19 @@ bool Model::forward(const int32_t *tokens, int64_t n, float *logits,
   if (ctx->calibration)
     ctx->calibration->addTokens(n);
   auto started = std::chrono::steady_clock::now();
+  if (barrierProfile && n == 1) {
+    barrierProfile->beginCall();
+    ctx->barrierProfile = barrierProfile.get();
+  }
   pool->run([&](unsigned thread, unsigned threads) {
     forwardFn(ctx, thread, threads, n, flags, &tokenBuffer, &positionBuffer,
               &logitBuffer, &residentBuffer, &expertBuffer, &scratchBuffer,
               &kvBuffer);
   });
+  if (ctx->barrierProfile) {
+    ctx->barrierProfile->endCall();
+    ctx->barrierProfile = nullptr;
+  }
   ctx->stats.forwardSeconds += std::chrono::duration<double>(
                                    std::chrono::steady_clock::now() - started)
                                    .count();

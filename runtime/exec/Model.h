@@ -39,6 +39,7 @@ class ExpertStreamer;
 namespace moec::exec {
 
 class ThreadPool;
+class BarrierProfile;
 
 /// The compiled code a model runs: its info table and forward function.
 /// linkedModelCode() is what the program was linked with; tests and hosts
@@ -204,6 +205,10 @@ private:
   uint32_t sequence = 0;
   std::unique_ptr<ThreadPool> pool;
   std::unique_ptr<moec_rt_context_t> context;
+  /// MOEC_BARRIER_PROFILE=FILE at open: the decode steps' barrier profile,
+  /// written to the file when the model closes (BarrierProfile.h).
+  std::unique_ptr<BarrierProfile> barrierProfile;
+  std::string barrierProfilePath;
   Region resident, experts, scratch, kv;
   std::vector<int32_t> batchTokens, batchPositions;
   std::vector<float> lastLogits;

@@ -1,0 +1,103 @@
+//===- BarrierProfile.cpp - Where a decode step's threads wait ------------===//
+
+#include "runtime/exec/BarrierProfile.h"
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <cerrno>
+
+#if defined(__x86_64__)
+#include <x86intrin.h>
+#endif
+
+namespace moec::exec {
+
+namespace {
+constexpr size_t kSlots = 4096; // a power of two, above any schedule's sites
+
+double nowSeconds() {
+  return std::chrono::duration<double>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+} // namespace
+
+uint64_t readTicks() {
+#if defined(__x86_64__)
+  return __rdtsc();
+#elif defined(__aarch64__)
+  uint64_t v;
+  asm volatile("mrs %0, cntvct_el0" : "=r"(v));
+  return v;
+#else
+  return uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                      std::chrono::steady_clock::now().time_since_epoch())
+                      .count());
+#endif
+}
+
+BarrierProfile::BarrierProfile(unsigned threads)
+    : tables(threads), startTicks(readTicks()), startSeconds(nowSeconds()) {
+  for (Table &t : tables)
+    t.slots.resize(kSlots);
+}
+
+void BarrierProfile::beginCall() {
+  for (Table &t : tables)
+    t.lastLeft = 0;
+}
+
+void BarrierProfile::record(unsigned thread, uintptr_t site, uint64_t arrived,
+                            uint64_t left) {
+  if (thread >= tables.size())
+    return;
+  Table &t = tables[thread];
+  size_t h = (site >> 2) & (kSlots - 1);
+  while (t.slots[h].site && t.slots[h].site != site)
+    h = (h + 1) & (kSlots - 1);
+  Site &s = t.slots[h];
+  s.site = site;
+  ++s.calls;
+  s.waitTicks += left - arrived;
+  if (t.lastLeft)
+    s.workTicks += arrived - t.lastLeft;
+  t.lastLeft = left;
+}
+
+bool BarrierProfile::write(const std::string &path, uintptr_t forward,
+                           std::string &error) const {
+  FILE *f = std::fopen(path.c_str(), "w");
+  if (!f) {
+    error = "cannot write the barrier profile " + path + ": " +
+            std::strerror(errno);
+    return false;
+  }
+  // Ticks per second over the model's life (the TSC's rate is not the
+  // core's clock; only the ratio to wall time is needed).
+  double seconds = nowSeconds() - startSeconds;
+  double ticksPerSecond =
+      seconds > 0 ? double(readTicks() - startTicks) / seconds : 0;
+  std::fprintf(f,
+               "# moec barrier profile: per barrier site and thread, the "
+               "ticks worked before it and waited at it, over decode steps\n");
+  std::fprintf(f, "calls %llu\nthreads %zu\nticks_per_second %.0f\n",
+               (unsigned long long)calls, tables.size(), ticksPerSecond);
+  std::fprintf(f, "forward %llx\n", (unsigned long long)forward);
+  for (size_t thread = 0; thread < tables.size(); ++thread)
+    for (const Site &s : tables[thread].slots)
+      if (s.calls)
+        std::fprintf(f, "site %llx thread %zu calls %llu wait %llu work %llu\n",
+                     (unsigned long long)s.site, thread,
+                     (unsigned long long)s.calls,
+                     (unsigned long long)s.waitTicks,
+                     (unsigned long long)s.workTicks);
+  if (std::fclose(f) != 0) {
+    error = "cannot write the barrier profile " + path + ": " +
+            std::strerror(errno);
+    return false;
+  }
+  return true;
+}
+
+} // namespace moec::exec
