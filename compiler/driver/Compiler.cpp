@@ -88,6 +88,12 @@ private:
   mlir::ScopedDiagnosticHandler handler;
 };
 
+/// x86 with AVX2: where 8-bit activations are the default and the integer
+/// dot products start.
+bool isX86WithAvx2(const targets::TargetDescription &target) {
+  return llvm::Triple(target.triple).isX86() && target.hasFeature("avx2");
+}
+
 } // namespace
 
 std::optional<Phase> moec::driver::parsePhase(StringRef name) {
@@ -887,9 +893,7 @@ Error Compilation::runGptq(const model::WeightStore &source,
 bool Compilation::usesInt8Activations() const {
   if (options.instrument)
     return false;
-  bool x86Avx2 = llvm::Triple(options.target.triple).isX86() &&
-                 options.target.hasFeature("avx2");
-  return options.int8Activations.value_or(x86Avx2);
+  return options.int8Activations.value_or(isX86WithAvx2(options.target));
 }
 
 bool Compilation::usesF16KvCache() const {
@@ -991,8 +995,7 @@ Error Compilation::runCodegen() {
   codegen::CpuLoweringOptions lowering;
   lowering.lanes = getVectorLanes(options.target);
   lowering.maxBatch = options.maxBatch;
-  bool x86Avx2 = llvm::Triple(options.target.triple).isX86() &&
-                 options.target.hasFeature("avx2");
+  bool x86Avx2 = isX86WithAvx2(options.target);
   // vpdpbusd on ymm: AVX-VNNI, or AVX512-VNNI with its 256-bit forms (VL).
   bool x86Vnni = x86Avx2 && (options.target.hasFeature("avxvnni") ||
                              (options.target.hasFeature("avx512vnni") &&

@@ -2,10 +2,10 @@
 
 #include "runtime/exec/BarrierProfile.h"
 
+#include "runtime/exec/AtomicFile.h"
+
 #include <chrono>
 #include <cstdio>
-#include <cstring>
-#include <cerrno>
 
 #if defined(__x86_64__)
 #include <x86intrin.h>
@@ -67,37 +67,36 @@ void BarrierProfile::record(unsigned thread, uintptr_t site, uint64_t arrived,
 
 bool BarrierProfile::write(const std::string &path, uintptr_t forward,
                            std::string &error) const {
-  FILE *f = std::fopen(path.c_str(), "w");
-  if (!f) {
-    error = "cannot write the barrier profile " + path + ": " +
-            std::strerror(errno);
-    return false;
-  }
   // Ticks per second over the model's life (the TSC's rate is not the
   // core's clock; only the ratio to wall time is needed).
   double seconds = nowSeconds() - startSeconds;
   double ticksPerSecond =
       seconds > 0 ? double(readTicks() - startTicks) / seconds : 0;
-  std::fprintf(f,
-               "# moec barrier profile: per barrier site and thread, the "
-               "ticks worked before it and waited at it, over decode steps\n");
-  std::fprintf(f, "calls %llu\nthreads %zu\nticks_per_second %.0f\n",
-               (unsigned long long)calls, tables.size(), ticksPerSecond);
-  std::fprintf(f, "forward %llx\n", (unsigned long long)forward);
-  for (size_t thread = 0; thread < tables.size(); ++thread)
-    for (const Site &s : tables[thread].slots)
-      if (s.calls)
-        std::fprintf(f, "site %llx thread %zu calls %llu wait %llu work %llu\n",
-                     (unsigned long long)s.site, thread,
-                     (unsigned long long)s.calls,
-                     (unsigned long long)s.waitTicks,
-                     (unsigned long long)s.workTicks);
-  if (std::fclose(f) != 0) {
-    error = "cannot write the barrier profile " + path + ": " +
-            std::strerror(errno);
-    return false;
-  }
-  return true;
+  return writeFileAtomically(
+      path,
+      [&](std::FILE *f) {
+        bool ok = std::fprintf(f, "# moec barrier profile: per barrier site "
+                                  "and thread, the ticks worked before it "
+                                  "and waited at it, over decode steps\n") > 0;
+        ok = ok && std::fprintf(f,
+                                "calls %llu\nthreads %zu\n"
+                                "ticks_per_second %.0f\nforward %llx\n",
+                                (unsigned long long)calls, tables.size(),
+                                ticksPerSecond,
+                                (unsigned long long)forward) > 0;
+        for (size_t thread = 0; thread < tables.size(); ++thread)
+          for (const Site &s : tables[thread].slots)
+            if (s.calls)
+              ok = ok && std::fprintf(f,
+                                      "site %llx thread %zu calls %llu wait "
+                                      "%llu work %llu\n",
+                                      (unsigned long long)s.site, thread,
+                                      (unsigned long long)s.calls,
+                                      (unsigned long long)s.waitTicks,
+                                      (unsigned long long)s.workTicks) > 0;
+        return ok;
+      },
+      error);
 }
 
 } // namespace moec::exec

@@ -422,6 +422,23 @@ int fail(const Twine &message) {
 }
 int fail(Error error) { return fail(toString(std::move(error))); }
 
+/// An option that is `off`, `on` or `auto` (left unset: the compiler
+/// chooses). False with `message` set for any other value.
+bool parseChoice(StringRef flag, StringRef value, StringRef off, StringRef on,
+                 std::optional<bool> &out, std::string &message) {
+  if (value == off)
+    out = false;
+  else if (value == on)
+    out = true;
+  else if (value != "auto") {
+    message = ("--" + flag + ": expected " + off + ", " + on +
+               " or auto, got '" + value + "'")
+                  .str();
+    return false;
+  }
+  return true;
+}
+
 std::string humanBytes(uint64_t bytes) {
   const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
   double value = bytes;
@@ -1085,20 +1102,12 @@ int runCompile() {
   }
   options.calibrationPath = compileCalibration;
   options.integerDot = compileIntegerDot;
-  if (compileActivations == "f32")
-    options.int8Activations = false;
-  else if (compileActivations == "int8")
-    options.int8Activations = true;
-  else if (compileActivations != "auto")
-    return fail("--activations: expected f32, int8 or auto, got '" +
-                compileActivations + "'");
-  if (compileKvCache == "f32")
-    options.f16KvCache = false;
-  else if (compileKvCache == "f16")
-    options.f16KvCache = true;
-  else if (compileKvCache != "auto")
-    return fail("--kv-cache: expected f32, f16 or auto, got '" +
-                compileKvCache + "'");
+  std::string badChoice;
+  if (!parseChoice("activations", compileActivations, "f32", "int8",
+                   options.int8Activations, badChoice) ||
+      !parseChoice("kv-cache", compileKvCache, "f32", "f16",
+                   options.f16KvCache, badChoice))
+    return fail(badChoice);
   options.progress = !compileQuiet;
   options.instrument = compileInstrument;
 
