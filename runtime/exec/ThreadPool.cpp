@@ -83,30 +83,49 @@ void futexWakeAll(std::atomic<uint32_t> &word) {
 // WaitWord and Barrier
 //===----------------------------------------------------------------------===//
 
+void SpinBudget::learn(uint32_t spun, uint64_t waitedNanos,
+                       const SpinPolicy &policy) {
+  if (waitedNanos <= policy.spinNanos)
+    // Twice what it took, so that a wait a little longer next time still
+    // ends in the spin.
+    nanos = static_cast<uint32_t>(std::min<uint64_t>(
+        std::max<uint64_t>(uint64_t(spun) * 2, waitedNanos * 2),
+        policy.spinNanos));
+  else
+    nanos = std::max(spun / 2, std::min(kMinSpinNanos, policy.spinNanos));
+}
+
 void WaitWord::waitWhileEqual(uint32_t old, const SpinPolicy &policy,
                               SpinBudget &budget) {
   if (value.load(std::memory_order_acquire) != old)
     return;
   uint32_t spin = std::min(budget.nanos, policy.spinNanos);
-  if (spin) {
-    // The clock is read every 64 pauses only: a pause costs from a few to
-    // ~150 cycles depending on the core, so a count alone says little.
-    auto start = std::chrono::steady_clock::now();
-    auto limit = std::chrono::nanoseconds(spin);
-    for (;;) {
-      for (int i = 0; i < 64; ++i) {
-        cpuRelax();
-        if (value.load(std::memory_order_acquire) != old) {
-          budget.nanos =
-              std::min<uint64_t>(uint64_t(spin) * 2, policy.spinNanos);
-          return;
-        }
-      }
-      if (std::chrono::steady_clock::now() - start > limit)
-        break;
-    }
-    budget.nanos = std::max(spin / 2, kMinSpinNanos);
+  if (spin == 0) {
+    sleepUntilChanged(old, policy);
+    return;
   }
+  // The clock is read every 64 pauses only: a pause costs from a few to
+  // ~150 cycles depending on the core, so a count alone says little.
+  auto start = std::chrono::steady_clock::now();
+  auto limit = std::chrono::nanoseconds(spin);
+  for (;;) {
+    for (int i = 0; i < 64; ++i) {
+      cpuRelax();
+      if (value.load(std::memory_order_acquire) != old) {
+        budget.learn(spin, 0, policy); // ended within the spin
+        return;
+      }
+    }
+    if (std::chrono::steady_clock::now() - start > limit)
+      break;
+  }
+  sleepUntilChanged(old, policy);
+  auto waited = std::chrono::duration_cast<std::chrono::nanoseconds>(
+      std::chrono::steady_clock::now() - start);
+  budget.learn(spin, static_cast<uint64_t>(waited.count()), policy);
+}
+
+void WaitWord::sleepUntilChanged(uint32_t old, const SpinPolicy &policy) {
   for (uint32_t i = 0; i < policy.yields; ++i) {
     sched_yield();
     if (value.load(std::memory_order_acquire) != old)

@@ -56,10 +56,17 @@ public:
 private:
   /// A uniform double in [0, 1) from a 64-bit SplitMix generator.
   double uniform();
+  /// A logit under the repetition penalty.
+  double penalized(double logit) const;
+  /// The greedy choice: the largest logit (penalized for recent tokens),
+  /// the lowest id among equals.
+  int32_t argmax(const float *logits, size_t n);
 
   SamplerOptions options;
   uint64_t state;
   std::deque<int32_t> recent;
+  /// argmax's sorted distinct recent tokens, kept to reuse its storage.
+  std::vector<int32_t> penalizedIds;
 };
 
 } // namespace moec::sampling

@@ -103,6 +103,30 @@ TEST(ThreadPool, BarrierStressWithoutSpinning) {
   barrierStress(3, 0, 500, 10);
 }
 
+TEST(ThreadPool, SpinBudgetGrowsAfterShortWaitsAndHalvesAfterLongOnes) {
+  exec::SpinPolicy policy{100'000, 8};
+  exec::SpinBudget budget;
+  // At the floor, a 15 us wait that ended in a sleep: spin for 30 next time.
+  budget.learn(1'000, 15'000, policy);
+  EXPECT_EQ(budget.nanos, 30'000u);
+  // A wait the spin ended: twice the spin.
+  budget.learn(30'000, 2'000, policy);
+  EXPECT_EQ(budget.nanos, 60'000u);
+  // Never past the policy's.
+  budget.learn(60'000, 90'000, policy);
+  EXPECT_EQ(budget.nanos, 100'000u);
+  // Waits longer than the policy's spin halve it, down to a microsecond.
+  budget.learn(100'000, 500'000, policy);
+  EXPECT_EQ(budget.nanos, 50'000u);
+  for (int i = 0; i < 20; ++i)
+    budget.learn(budget.nanos, 5'000'000, policy);
+  EXPECT_EQ(budget.nanos, 1'000u);
+  // A policy below a microsecond is its own floor.
+  exec::SpinPolicy tiny{500, 8};
+  budget.learn(500, 5'000'000, tiny);
+  EXPECT_EQ(budget.nanos, 500u);
+}
+
 TEST(ThreadPool, DefaultThreadCountFollowsTheAffinityMask) {
   EXPECT_GE(ThreadPool::availableCpus(), 1u);
   EXPECT_EQ(ThreadPool::defaultThreadCount(),

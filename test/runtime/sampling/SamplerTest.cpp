@@ -10,8 +10,6 @@
 #include <random>
 #include <set>
 
-#include <cmath>
-
 using namespace moec::sampling;
 
 namespace {
@@ -110,6 +108,48 @@ TEST(Sampler, RepetitionPenaltyDividesPositiveAndMultipliesNegative) {
   Sampler t(o);
   t.accept(1);
   EXPECT_EQ(t.sample({-1.2f, -1.0f}), 0);
+}
+
+TEST(Sampler, GreedyMatchesAScanOfThePenalizedLogits) {
+  // Logits from a few values (many ties), recent tokens with repeats and
+  // ids outside the vocabulary, penalties that lower and that raise.
+  uint64_t state = 12345;
+  auto next = [&] {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    return static_cast<uint32_t>(state >> 33);
+  };
+  for (float penalty : {1.0f, 1.3f, 0.7f}) {
+    for (int trial = 0; trial < 200; ++trial) {
+      SamplerOptions o = plain();
+      o.temperature = 0;
+      o.repeatPenalty = penalty;
+      o.repeatLastN = 16;
+      Sampler s(o);
+      size_t n = 1 + next() % 300;
+      std::vector<float> logits(n);
+      for (float &l : logits)
+        l = static_cast<float>(static_cast<int>(next() % 9) - 4) * 0.75f;
+      std::vector<int32_t> recent;
+      for (int k = 0, count = next() % 24; k < count; ++k) {
+        int32_t t = static_cast<int32_t>(next() % (n + 4)) - 2;
+        s.accept(t);
+        recent.push_back(t);
+      }
+      if (recent.size() > 16)
+        recent.erase(recent.begin(), recent.end() - 16);
+      std::vector<double> adjusted(logits.begin(), logits.end());
+      for (size_t i = 0; i < n; ++i)
+        if (penalty != 1.0f &&
+            std::find(recent.begin(), recent.end(), int32_t(i)) != recent.end())
+          adjusted[i] = adjusted[i] > 0 ? adjusted[i] / penalty
+                                        : adjusted[i] * penalty;
+      int32_t expected = static_cast<int32_t>(
+          std::max_element(adjusted.begin(), adjusted.end()) -
+          adjusted.begin());
+      ASSERT_EQ(s.sample(logits), expected)
+          << "penalty " << penalty << ", trial " << trial;
+    }
+  }
 }
 
 TEST(Sampler, RepetitionWindowForgetsOldTokens) {
