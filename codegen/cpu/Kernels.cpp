@@ -2390,6 +2390,19 @@ constexpr int64_t kAttentionBlockRows = 64;
 /// registers, 8 of AVX2's 16.
 int64_t attentionAccumulators(unsigned lanes) { return lanes == 8 ? 8 : 16; }
 
+/// Heads per tile of the attention kernel's scores (a tile is H heads x
+/// w / H rows, w accumulators): the largest divisor of the item's heads
+/// `hb` up to 4 that divides w. Four heads read each K vector a quarter as
+/// often as one, and keep four q vectors and w / 4 K vectors beside the
+/// accumulators.
+int64_t scoreTileHeads(int64_t hb, unsigned w) {
+  int64_t heads = 1;
+  for (int64_t d = 1; d <= std::min<int64_t>(hb, 4); ++d)
+    if (hb % d == 0 && int64_t(w) % d == 0)
+      heads = d;
+  return heads;
+}
+
 func::FuncOp KernelLibrary::attention(const AttentionSpec &spec) {
   MLIRContext *ctx = module.getContext();
   Type index = IndexType::get(ctx);
@@ -2439,9 +2452,15 @@ func::FuncOp KernelLibrary::attention(const AttentionSpec &spec) {
         b, e.loc, MemRefType::get({hb}, e.f32()), b.getI64IntegerAttr(64));
     Value lo, hi;
     std::tie(lo, hi) = e.split(e.mul(a[9], chunks), a[10], a[11]);
-    SmallVector<int64_t> laneIds;
-    for (unsigned j = 0; j < w; ++j)
+    // A score tile's heads and rows (scoreTileHeads); its lane l holds row
+    // l % tileRows of the tile.
+    const int64_t tileHeads = scoreTileHeads(hb, w);
+    const int64_t tileRows = int64_t(w) / tileHeads;
+    SmallVector<int64_t> laneIds, tileLaneRows;
+    for (unsigned j = 0; j < w; ++j) {
       laneIds.push_back(j);
+      tileLaneRows.push_back(int64_t(j) % tileRows);
+    }
     VectorType lanesI64 = VectorType::get({int64_t(w)}, b.getI64Type());
     e.loop(lo, hi, 1, [&](Value item) {
       Value t = e.div(item, chunks);
@@ -2471,13 +2490,19 @@ func::FuncOp KernelLibrary::attention(const AttentionSpec &spec) {
             b, e.loc, lanesI64,
             arith::IndexCastOp::create(b, e.loc, b.getI64Type(), v));
       };
-      // Lanes of rows r..r+w-1 that are cache rows 0..last.
-      auto validFrom = [&](Value r) -> Value {
+      Value tileLanesIndex = arith::ConstantOp::create(
+          b, e.loc,
+          DenseElementsAttr::get(lanesI64, ArrayRef<int64_t>(tileLaneRows)));
+      // Lanes of rows r + offsets[lane] that are cache rows 0..last.
+      auto validAt = [&](Value r, Value offsets) -> Value {
         return arith::CmpIOp::create(
             b, e.loc, arith::CmpIPredicate::ule,
-            arith::AddIOp::create(b, e.loc, broadcastIndex(r), lanesIndex),
+            arith::AddIOp::create(b, e.loc, broadcastIndex(r), offsets),
             broadcastIndex(last));
       };
+      // Rows r..r+w-1; a score tile's rows from r.
+      auto validFrom = [&](Value r) { return validAt(r, lanesIndex); };
+      auto validInTile = [&](Value r) { return validAt(r, tileLanesIndex); };
       // One block of rows from p0: whole ones have blockRows rows at fixed
       // distances from one base; the last, partial one clamps its rows to
       // `last` and masks them out.
@@ -2485,30 +2510,35 @@ func::FuncOp KernelLibrary::attention(const AttentionSpec &spec) {
         Value n = partial ? e.sub(e.add(last, 1), p0) : e.idx(blockRows);
         Value stepsEnd = partial ? e.mul(e.ceilDiv(n, e.idx(w)), int64_t(w))
                                  : e.idx(blockRows);
-        // 1. Scores, head by head, w rows at a time: the block's K rows
-        // come from L2 or memory for the first head and from L1 for the
-        // others. (Heads inside the steps let LLVM hoist a step's K loads
-        // out of the heads' loop and copy them to the stack, spilled.) Each
-        // step also prefetches its share of the next block's K and V rows
-        // into L2, so that memory works while the heads compute from L1
-        // (paired at 1000 positions on the benchmark model: decode +0.5%
-        // and +1.3%, the prompt +2% in two runs).
-        const int64_t stepsPerBlock = blockRows / w;
+        // 1. Scores, by tiles of H heads x R rows (H x R = w dot products,
+        // one accumulator each): each K vector is read (and widened, for f16
+        // caches) once per tile for its H heads. One head at a time read and
+        // widened every K vector once for each of the item's heads: the
+        // widening took most of the kernel's samples. The block's K rows come
+        // from L2 or memory for the first tile's heads and from L1 for the
+        // others. Each tile also prefetches its share of the next block's K
+        // and V rows into L2, so that memory works while the heads compute
+        // from L1 (paired at 1000 positions on the benchmark model: decode
+        // +0.5% and +1.3%, the prompt +2% in two runs).
+        const int64_t tilesPerBlock = blockRows / tileRows;
         const int64_t lineElements = kCacheLineBytes / (spec.f16Cache ? 2 : 4);
         const int64_t halfLines = blockRows * hd / lineElements; // K's, V's
-        const int64_t linesPerStep =
-            (2 * halfLines + hb * stepsPerBlock - 1) / (hb * stepsPerBlock);
+        const int64_t tiles = hb / tileHeads * tilesPerBlock;
+        const int64_t linesPerStep = (2 * halfLines + tiles - 1) / tiles;
         Value kNext = e.add(kc, e.add(e.mul(e.add(p0, blockRows), hd), kvHead));
         Value vNext = e.add(vc, e.add(e.mul(e.add(p0, blockRows), hd), kvHead));
-        auto scoresOf = [&](Value hh) {
-          Value qRow = rowOf(qOff, e.add(h0, hh));
-          e.loop(e.idx(0), stepsEnd, w, [&](Value s) {
+        auto scoresOf = [&](Value hg) {
+          Value hFirst = e.mul(hg, tileHeads); // of the item's heads
+          SmallVector<Value> qRows;
+          for (int64_t h = 0; h < tileHeads; ++h)
+            qRows.push_back(rowOf(qOff, e.add(h0, e.add(hFirst, h))));
+          e.loop(e.idx(0), stepsEnd, tileRows, [&](Value s) {
             Value p = e.add(p0, s);
             SmallVector<Value> kRows;
             Value kBase = e.add(kc, e.add(e.mul(p, hd), kvHead));
             // Past the cache's last row the addresses only hint.
             Value first = e.mul(
-                e.add(e.mul(hh, stepsPerBlock), e.div(s, int64_t(w))),
+                e.add(e.mul(hg, tilesPerBlock), e.div(s, tileRows)),
                 linesPerStep);
             auto lineAt = [&](Value line) {
               Value inK = e.cmp(arith::CmpIPredicate::ult, line,
@@ -2531,37 +2561,50 @@ func::FuncOp KernelLibrary::attention(const AttentionSpec &spec) {
                                          /*isWrite=*/false, /*localityHint=*/2,
                                          /*isDataCache=*/true);
             }
-            for (unsigned j = 0; j < w; ++j) {
+            for (int64_t j = 0; j < tileRows; ++j) {
               if (!partial) {
-                kRows.push_back(e.add(kBase, int64_t(j) * hd));
+                kRows.push_back(e.add(kBase, j * hd));
                 continue;
               }
-              Value row =
-                  arith::MinUIOp::create(b, e.loc, e.add(p, int64_t(j)), last);
+              Value row = arith::MinUIOp::create(b, e.loc, e.add(p, j), last);
               kRows.push_back(e.add(kc, e.add(e.mul(row, hd), kvHead)));
             }
+            // Accumulator h x tileRows + j: head hFirst + h, row p + j.
             SmallVector<Value> init(w, e.zeroVec(w));
             SmallVector<Value> dots = e.loop(
                 e.idx(0), e.idx(hd), w, init, [&](Value i, ValueRange acc) {
-                  Value qv = e.vload(w, q, e.add(qRow, i));
-                  SmallVector<Value> next;
-                  for (unsigned j = 0; j < w; ++j)
-                    next.push_back(e.fma(
-                        qv,
-                        loadCacheVector(e, spec, w, cache,
-                                        e.add(kRows[j], i)),
-                        acc[j]));
+                  SmallVector<Value> ks, next;
+                  for (int64_t j = 0; j < tileRows; ++j)
+                    ks.push_back(loadCacheVector(e, spec, w, cache,
+                                                 e.add(kRows[j], i)));
+                  for (int64_t h = 0; h < tileHeads; ++h) {
+                    Value qv = e.vload(w, q, e.add(qRows[h], i));
+                    for (int64_t j = 0; j < tileRows; ++j)
+                      next.push_back(e.fma(qv, ks[j], acc[h * tileRows + j]));
+                  }
                   return next;
                 });
-            // Lane j: row p + j's dot product.
+            // Lane h x tileRows + j: head hFirst + h's score of row p + j.
             Value scores = e.fmul(emitReduceRows(e, dots),
                                   e.splat(e.cf(spec.scale), w));
             if (partial)
-              scores = e.select(validFrom(p), scores, e.splat(negInf, w));
-            e.vstore(scores, probs, e.add(e.mul(hh, blockRows), s));
+              scores = e.select(validInTile(p), scores, e.splat(negInf, w));
+            for (int64_t h = 0; h < tileHeads; ++h) {
+              Value run = tileHeads == 1
+                              ? scores
+                              : vector::ExtractStridedSliceOp::create(
+                                    b, e.loc, scores,
+                                    ArrayRef<int64_t>{h * tileRows},
+                                    ArrayRef<int64_t>{tileRows},
+                                    ArrayRef<int64_t>{1})
+                                    .getResult();
+              e.vstore(run, probs,
+                       e.add(e.mul(e.add(hFirst, h), blockRows), s));
+            }
           });
         };
-        e.loop(e.idx(0), e.idx(hb), 1, [&](Value hh) { scoresOf(hh); });
+        e.loop(e.idx(0), e.idx(hb / tileHeads), 1,
+               [&](Value hg) { scoresOf(hg); });
         // 2. Per head: the block's maximum, its weights and their sum; the
         // factor that rescales the head's output goes to `rescale`.
         e.loop(e.idx(0), e.idx(hb), 1, [&](Value hh) {
@@ -2599,6 +2642,19 @@ func::FuncOp KernelLibrary::attention(const AttentionSpec &spec) {
         // positions where its FMAs need 4; this way the prompt is 9% faster
         // on the benchmark model (decode unchanged: it waits for memory).
         Value vBase = e.add(vc, e.add(e.mul(p0, hd), kvHead));
+        // The outputs rescaled first, in a pass of their own: folded into
+        // the groups' first loads, the heads' factors stayed live in
+        // registers across all the groups and LLVM spilled an accumulator
+        // of each group's loop to the stack, its FMA chain then waiting on
+        // a store and a load every row.
+        e.loop(e.idx(0), e.idx(hb), 1, [&](Value hh) {
+          Value yRow = rowOf(yOff, e.add(h0, hh));
+          Value cV = e.splat(e.load(rescale, hh), w);
+          e.loop(e.idx(0), e.idx(hd), w, [&](Value i) {
+            e.vstore(e.fmul(e.vload(w, y, e.add(yRow, i)), cV), y,
+                     e.add(yRow, i));
+          });
+        });
         const int64_t vectors = hd / w;
         const int64_t span = std::max<int64_t>(
             1, std::min<int64_t>(vectors, attentionAccumulators(e.lanes) / hb));
@@ -2608,10 +2664,8 @@ func::FuncOp KernelLibrary::attention(const AttentionSpec &spec) {
           SmallVector<Value> init;
           for (int64_t hh = 0; hh < hb; ++hh) {
             Value yRow = rowOf(yOff, e.add(h0, hh));
-            Value cV = e.splat(e.load(rescale, e.idx(hh)), w);
             for (int64_t g = g0; g < g1; ++g)
-              init.push_back(
-                  e.fmul(e.vload(w, y, e.add(yRow, g * int64_t(w))), cV));
+              init.push_back(e.vload(w, y, e.add(yRow, g * int64_t(w))));
           }
           SmallVector<Value> out = e.loop(
               e.idx(0), n, 1, init, [&](Value r, ValueRange acc) {
