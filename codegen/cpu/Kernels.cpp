@@ -362,31 +362,51 @@ Value emitUnitRows(Emitter &e, const MatmulSpec &spec, Value rows,
   return arith::MaxUIOp::create(e.b, e.loc, fewer, e.idx(granule));
 }
 
-/// Runs `body(unit)` for units [0, units) handed out to the threads as
-/// they come for them: thread t takes unit t first, then the next unclaimed
-/// one (threads + the count of counters[at] before its atomic increment),
-/// until none is left. A thread slowed down (by another process, or on a
-/// smaller core of a big.LITTLE CPU) takes fewer units instead of leaving
-/// the others waiting at the next barrier. Every unit runs exactly once, on
-/// whichever thread, so results do not depend on the split. counters[at]
-/// must be 0 when the first thread arrives (the schedule zeroes its
-/// counters before its first kernel).
+/// Parts the last units of a claimed kernel are cut into (one unit per
+/// thread at the end): the thread that finishes first waits at the next
+/// barrier for about half of what the others have left, a quarter of a
+/// unit instead of half of one.
+constexpr int64_t kTailParts = 4;
+
+/// Runs `body(unit, part, parts)` for units [0, units) handed out to the
+/// threads as they come for them: thread t takes claim t first, then the
+/// next unclaimed one (threads + the count of counters[at] before its atomic
+/// increment), until none is left. A thread slowed down (by another
+/// process, or on a smaller core of a big.LITTLE CPU) takes fewer units
+/// instead of leaving the others waiting at the next barrier. The last
+/// min(threads, units) units are claimed in kTailParts parts each (part
+/// `part` of `parts`; 0 of 1 for the others), so that the threads' last
+/// claims are short. Every part runs exactly once, on whichever thread, so
+/// results do not depend on the split. counters[at] must be 0 when the
+/// first thread arrives (the schedule zeroes its counters before its first
+/// kernel).
 void emitClaimedUnits(Emitter &e, Value thread, Value threads, Value counters,
                       Value at, Value units,
-                      function_ref<void(Value)> body) {
+                      function_ref<void(Value, Value, Value)> body) {
   OpBuilder &b = e.b;
   Type index = b.getIndexType();
+  Value tail = arith::MinUIOp::create(b, e.loc, threads, units);
+  Value whole = e.sub(units, tail);
+  Value claims = e.add(whole, e.mul(tail, kTailParts));
   scf::WhileOp::create(
       b, e.loc, TypeRange{index}, ValueRange{thread},
       [&](OpBuilder &nb, Location loc, ValueRange args) {
         Value more = arith::CmpIOp::create(nb, loc, arith::CmpIPredicate::ult,
-                                           args[0], units);
+                                           args[0], claims);
         scf::ConditionOp::create(nb, loc, more, args);
       },
       [&](OpBuilder &nb, Location loc, ValueRange args) {
         OpBuilder::InsertionGuard guard(b);
         b.setInsertionPoint(nb.getInsertionBlock(), nb.getInsertionPoint());
-        body(args[0]);
+        Value claim = args[0];
+        Value inTail = e.cmp(arith::CmpIPredicate::uge, claim, whole);
+        Value intoTail = e.sub(arith::MaxUIOp::create(b, loc, claim, whole),
+                               whole);
+        Value unit = e.select(inTail, e.add(whole, e.div(intoTail, kTailParts)),
+                              claim);
+        Value part = e.select(inTail, e.rem(intoTail, kTailParts), e.idx(0));
+        Value parts = e.select(inTail, e.idx(kTailParts), e.idx(1));
+        body(unit, part, parts);
         Value claimed = memref::AtomicRMWOp::create(
             b, loc, arith::AtomicRMWKind::addi,
             arith::ConstantIntOp::create(b, loc, 1, 32), counters,
@@ -394,6 +414,19 @@ void emitClaimedUnits(Emitter &e, Value thread, Value threads, Value counters,
         Value next = e.add(e.toIndex(claimed), threads);
         scf::YieldOp::create(b, loc, next);
       });
+}
+
+/// Rows [lo, hi) of part `part` of `parts` of the rows [lo, hi): whole
+/// granules, the last part taking what is left.
+std::pair<Value, Value> emitPartRows(Emitter &e, Value lo, Value hi,
+                                     Value part, Value parts,
+                                     int64_t granule) {
+  Value granules = e.ceilDiv(e.sub(hi, lo), e.idx(granule));
+  auto edge = [&](Value i) {
+    Value at = e.add(lo, e.mul(e.div(e.mul(granules, i), parts), granule));
+    return arith::MinUIOp::create(e.b, e.loc, at, hi).getResult();
+  };
+  return {edge(part), edge(e.add(part, 1))};
 }
 
 /// Where row `inTile` of a tile's run of blocks (the tile's blocks of one
@@ -1918,13 +1951,16 @@ func::FuncOp KernelLibrary::matmul(const MatmulSpec &spec) {
     Value counters = a[i++], counterAt = a[i++];
     Value chunk = emitUnitRows(e, spec, e.idx(spec.n), threads);
     Value units = e.ceilDiv(e.idx(spec.n), chunk);
-    emitClaimedUnits(e, thread, threads, counters, counterAt, units,
-                     [&](Value unit) {
-                       o.nLo = e.mul(unit, chunk);
-                       o.nHi = arith::MinUIOp::create(
-                           e.b, e.loc, e.add(o.nLo, chunk), e.idx(spec.n));
-                       emitMatmulCore(e, spec, o);
-                     });
+    emitClaimedUnits(
+        e, thread, threads, counters, counterAt, units,
+        [&](Value unit, Value part, Value parts) {
+          Value lo = e.mul(unit, chunk);
+          Value hi = arith::MinUIOp::create(e.b, e.loc, e.add(lo, chunk),
+                                            e.idx(spec.n));
+          std::tie(o.nLo, o.nHi) =
+              emitPartRows(e, lo, hi, part, parts, claimGranule(spec));
+          emitMatmulCore(e, spec, o);
+        });
   });
 }
 
@@ -2012,7 +2048,7 @@ func::FuncOp KernelLibrary::expertMatmul(const MatmulSpec &spec,
     Value chunksPerExpert = e.ceilDiv(e.idx(spec.n), chunk);
     Value units = e.mul(activeCount, chunksPerExpert);
     emitClaimedUnits(e, thread, threads, counters, counterAt, units,
-                     [&](Value unit) {
+                     [&](Value unit, Value part, Value parts) {
       Value x = memref::LoadOp::create(b, e.loc, active,
                                        ValueRange{e.div(unit, chunksPerExpert)});
       Value piece = e.rem(unit, chunksPerExpert);
@@ -2033,9 +2069,11 @@ func::FuncOp KernelLibrary::expertMatmul(const MatmulSpec &spec,
       o.y = a[7];
       o.yOff = e.add(a[8], e.mul(r0, spec.n));
       o.tokens = e.sub(r1, r0);
-      o.nLo = e.mul(piece, chunk);
-      o.nHi = arith::MinUIOp::create(e.b, e.loc, e.add(o.nLo, chunk),
-                                     e.idx(spec.n));
+      Value lo = e.mul(piece, chunk);
+      Value hi = arith::MinUIOp::create(e.b, e.loc, e.add(lo, chunk),
+                                        e.idx(spec.n));
+      std::tie(o.nLo, o.nHi) =
+          emitPartRows(e, lo, hi, part, parts, claimGranule(spec));
       emitMatmulCore(e, spec, o);
     });
   });
