@@ -2280,18 +2280,16 @@ func::FuncOp KernelLibrary::embed(const WeightFormat &format, int64_t dim) {
   });
 }
 
-func::FuncOp KernelLibrary::rope(const RopeSpec &spec) {
+func::FuncOp KernelLibrary::ropeAngles(int64_t headDim, double theta) {
   MLIRContext *ctx = module.getContext();
   Type index = IndexType::get(ctx);
-  SmallVector<Type> args = {f32Type(ctx), index, f32Type(ctx), index,
-                            i32Type(ctx), index, index,        index,
-                            index};
-  std::string name =
-      llvm::formatv("moec_rope_{0}_{1}x{2}_theta{3}", spec.neox ? "neox" : "interleaved",
-                    spec.heads, spec.headDim, nameOf(spec.theta));
+  SmallVector<Type> args = {f32Type(ctx), index, i32Type(ctx), index,
+                            index,        index, index};
+  std::string name = llvm::formatv("moec_rope_angles_{0}_theta{1}", headDim,
+                                   nameOf(theta));
   // The rotation frequencies theta^(-2i/d), computed here in f64 exactly as
   // the reference does, as a constant table.
-  int64_t half = spec.headDim / 2;
+  int64_t half = headDim / 2;
   std::string table = name + "_frequencies";
   {
     OpBuilder gb(ctx);
@@ -2300,7 +2298,7 @@ func::FuncOp KernelLibrary::rope(const RopeSpec &spec) {
       SmallVector<double> freqs;
       for (int64_t i = 0; i < half; ++i)
         freqs.push_back(
-            std::pow(spec.theta, -2.0 * double(i) / double(spec.headDim)));
+            std::pow(theta, -2.0 * double(i) / double(headDim)));
       auto type = MemRefType::get({half}, gb.getF64Type());
       auto init = DenseElementsAttr::get(
           RankedTensorType::get({half}, gb.getF64Type()), ArrayRef(freqs));
@@ -2311,16 +2309,51 @@ func::FuncOp KernelLibrary::rope(const RopeSpec &spec) {
   }
   return getOrCreate(name, args, [&](OpBuilder &b, ValueRange a) {
     Emitter e{b, module.getLoc(), lanes, integerDot};
-    Value x = a[0], xOff = a[1], y = a[2], yOff = a[3], pos = a[4],
-          posOff = a[5];
+    Value angles = a[0], anglesOff = a[1], pos = a[2], posOff = a[3];
     Value freqs = memref::GetGlobalOp::create(
         b, e.loc, MemRefType::get({half}, b.getF64Type()), table);
+    // The threads split the (row, frequency) pairs: a decode step's one row
+    // is shared too.
+    Value lo, hi;
+    std::tie(lo, hi) = e.split(e.mul(a[4], half), a[5], a[6]);
+    // Row t: the cosines at t x headDim + i, the sines at + half + i, f64
+    // as the reference computes them, rounded to f32.
+    e.loop(lo, hi, 1, [&](Value j) {
+      Value t = e.div(j, half), i = e.rem(j, half);
+      Value p = arith::SIToFPOp::create(b, e.loc, e.f64(),
+                                        e.load(pos, e.add(posOff, t)));
+      Value cosAt = e.add(e.add(anglesOff, e.mul(t, headDim)), i);
+      Value angle = e.fmul(p, e.load(freqs, i));
+      e.store(arith::TruncFOp::create(b, e.loc, e.f32(),
+                                      math::CosOp::create(b, e.loc, angle)),
+              angles, cosAt);
+      e.store(arith::TruncFOp::create(b, e.loc, e.f32(),
+                                      math::SinOp::create(b, e.loc, angle)),
+              angles, e.add(cosAt, half));
+    });
+  });
+}
+
+func::FuncOp KernelLibrary::rope(const RopeSpec &spec) {
+  MLIRContext *ctx = module.getContext();
+  Type index = IndexType::get(ctx);
+  SmallVector<Type> args = {f32Type(ctx), index, f32Type(ctx), index,
+                            f32Type(ctx), index, index,        index,
+                            index};
+  std::string name =
+      llvm::formatv("moec_rope_{0}_{1}x{2}", spec.neox ? "neox" : "interleaved",
+                    spec.heads, spec.headDim);
+  int64_t half = spec.headDim / 2;
+  return getOrCreate(name, args, [&](OpBuilder &b, ValueRange a) {
+    Emitter e{b, module.getLoc(), lanes, integerDot};
+    Value x = a[0], xOff = a[1], y = a[2], yOff = a[3], angles = a[4],
+          anglesOff = a[5];
     int64_t rowElems = spec.heads * spec.headDim;
     // The threads split the (token, head) pairs: a decode step's heads are
-    // rotated by every thread. Each thread computes its tokens' cos and sin
-    // once into `angles` (cos at i, sin at half + i) for all their heads.
-    Value angles = memref::AllocaOp::create(
-        b, e.loc, MemRefType::get({2 * half}, e.f32()), b.getI64IntegerAttr(64));
+    // rotated by every thread. Each token's cos and sin come from the
+    // forward call's angle table (ropeAngles: computed once for every
+    // layer; computing them in each rope call took ~0.3% of a decode
+    // step on the benchmark model, 64 f64 sincos per call and thread).
     Value lo, hi;
     std::tie(lo, hi) = e.split(e.mul(a[6], spec.heads), a[7], a[8]);
     Value firstToken = e.div(lo, spec.heads);
@@ -2328,17 +2361,8 @@ func::FuncOp KernelLibrary::rope(const RopeSpec &spec) {
     // Neox pairs (i, half + i) are contiguous runs: vectors of w pairs.
     const unsigned w = spec.neox ? chunkWidth(e.lanes, half) : 0;
     e.loop(firstToken, endToken, 1, [&](Value t) {
-      Value p = arith::SIToFPOp::create(b, e.loc, e.f64(),
-                                        e.load(pos, e.add(posOff, t)));
-      e.loop(e.idx(0), e.idx(half), 1, [&](Value i) {
-        Value angle = e.fmul(p, e.load(freqs, i));
-        e.store(arith::TruncFOp::create(b, e.loc, e.f32(),
-                                        math::CosOp::create(b, e.loc, angle)),
-                angles, i);
-        e.store(arith::TruncFOp::create(b, e.loc, e.f32(),
-                                        math::SinOp::create(b, e.loc, angle)),
-                angles, e.add(i, half));
-      });
+      Value cosAt = e.add(anglesOff, e.mul(t, spec.headDim));
+      Value sinAt = e.add(cosAt, half);
       Value tHeads = e.mul(t, spec.heads);
       Value hLo = e.sub(arith::MaxUIOp::create(b, e.loc, lo, tHeads), tHeads);
       Value hHi = e.sub(
@@ -2349,8 +2373,8 @@ func::FuncOp KernelLibrary::rope(const RopeSpec &spec) {
         Value xBase = e.add(xOff, base), yBase = e.add(yOff, base);
         if (w) {
           e.loop(e.idx(0), e.idx(half), w, [&](Value i) {
-            Value c = e.vload(w, angles, i);
-            Value s = e.vload(w, angles, e.add(i, half));
+            Value c = e.vload(w, angles, e.add(cosAt, i));
+            Value s = e.vload(w, angles, e.add(sinAt, i));
             Value va = e.vload(w, x, e.add(xBase, i));
             Value vb = e.vload(w, x, e.add(e.add(xBase, i), half));
             e.vstore(e.fsub(e.fmul(va, c), e.fmul(vb, s)), y,
@@ -2361,7 +2385,8 @@ func::FuncOp KernelLibrary::rope(const RopeSpec &spec) {
           return;
         }
         e.loop(e.idx(0), e.idx(half), 1, [&](Value i) {
-          Value c = e.load(angles, i), s = e.load(angles, e.add(i, half));
+          Value c = e.load(angles, e.add(cosAt, i));
+          Value s = e.load(angles, e.add(sinAt, i));
           Value i0 = spec.neox ? i : e.mul(i, 2);
           Value i1 = spec.neox ? e.add(i, half) : e.add(e.mul(i, 2), 1);
           Value va = e.load(x, e.add(xBase, i0));

@@ -147,6 +147,14 @@ public:
 
   /// (x, xOff, y, yOff, positions: memref<?xi32>, positionsOff, T, thread,
   ///  threads): token t's position is positions[positionsOff + t].
+  /// The cos and sin of each token's rotation angles, once per forward
+  /// call for every RoPE of that head size and base: (table, tableOff, pos
+  /// i32, posOff, rows, thread, threads); row t's cosines at t x headDim,
+  /// its sines half a row further.
+  mlir::func::FuncOp ropeAngles(int64_t headDim, double theta);
+  /// Rotates rows by the angles of a ropeAngles table: (x, xOff, y, yOff,
+  /// table, tableOff, rows, thread, threads), the table's offset at the
+  /// first row's angles.
   mlir::func::FuncOp rope(const RopeSpec &spec);
 
   /// Stores keys and values at their positions in the head-major caches

@@ -483,6 +483,15 @@ private:
 
   DenseMap<Value, Buffer> buffers;
   DenseMap<Value, Buffer> quantizedCache; // activations -> their 8-bit form
+  /// The rotation angles of RoPE: a table per positions, head size and
+  /// base, freed with the positions.
+  struct RopeAngles {
+    Value positions;
+    int64_t headDim;
+    double theta;
+    Buffer table;
+  };
+  SmallVector<RopeAngles, 1> ropeAngles;
   SmallVector<Buffer> temporaries;
   ScratchAllocator allocator;
   SmallVector<Buffer> readSinceBarrier, writtenSinceBarrier;
@@ -659,6 +668,11 @@ LogicalResult ScheduleBuilder::run() {
         allocator.release(q->second.offset, q->second.size);
         quantizedCache.erase(q);
       }
+      for (const RopeAngles &a : ropeAngles)
+        if (a.positions == r)
+          allocator.release(a.table.offset, a.table.size);
+      llvm::erase_if(ropeAngles,
+                     [&](const RopeAngles &a) { return a.positions == r; });
     }
     for (Buffer &t : temporaries)
       allocator.release(t.offset, t.size);
@@ -979,12 +993,30 @@ LogicalResult ScheduleBuilder::lowerRope(moe::RopeOp op) {
   auto pos = bufferOf(op, op.getPositions());
   if (failed(in) || failed(pos))
     return failure();
+  // The positions' angles, computed by the first RoPE of the forward call
+  // that needs them, for every row, and read by the others.
+  Value positions = root(op.getPositions());
+  auto found = llvm::find_if(ropeAngles, [&](const RopeAngles &a) {
+    return a.positions == positions && a.headDim == spec.headDim &&
+           a.theta == spec.theta;
+  });
+  if (found == ropeAngles.end()) {
+    int64_t size = options.maxBatch * spec.headDim;
+    Buffer table{Scratch, allocator.allocate(size), size};
+    access({*pos}, {table});
+    call(lib.ropeAngles(spec.headDim, spec.theta),
+         {scratchF32, off(table), positionsArg, allRows.start, allRows.count,
+          threadIdx, threadCount});
+    ropeAngles.push_back({positions, spec.headDim, spec.theta, table});
+    found = std::prev(ropeAngles.end());
+  }
+  Buffer table = found->table;
   Buffer out = allocate(op.getResult(), options.maxBatch * spec.heads * spec.headDim);
-  access({*in, *pos}, {out});
+  access({*in, *pos, table}, {out});
   int64_t width = spec.heads * spec.headDim;
   call(lib.rope(spec),
-       {scratchF32, at(*in, width), scratchF32, at(out, width), positionsArg,
-        opRows.start, opRows.count, threadIdx, threadCount});
+       {scratchF32, at(*in, width), scratchF32, at(out, width), scratchF32,
+        at(table, spec.headDim), opRows.count, threadIdx, threadCount});
   return success();
 }
 
