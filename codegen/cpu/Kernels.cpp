@@ -416,11 +416,16 @@ void emitClaimedUnits(Emitter &e, Value thread, Value threads, Value counters,
       });
 }
 
-/// Rows [lo, hi) of part `part` of `parts` of the rows [lo, hi): whole
-/// granules, the last part taking what is left.
-std::pair<Value, Value> emitPartRows(Emitter &e, Value lo, Value hi,
-                                     Value part, Value parts,
-                                     int64_t granule) {
+/// The rows [lo, hi) of a claim: part `part` of `parts` of unit `unit`
+/// (the rows [unit x chunk, min((unit + 1) x chunk, n)) of the matrix),
+/// whole granules, the last part taking what is left.
+std::pair<Value, Value> emitClaimRows(Emitter &e, const MatmulSpec &spec,
+                                      Value unit, Value chunk, Value part,
+                                      Value parts) {
+  const int64_t granule = claimGranule(spec);
+  Value lo = e.mul(unit, chunk);
+  Value hi = arith::MinUIOp::create(e.b, e.loc, e.add(lo, chunk),
+                                    e.idx(spec.n));
   Value granules = e.ceilDiv(e.sub(hi, lo), e.idx(granule));
   auto edge = [&](Value i) {
     Value at = e.add(lo, e.mul(e.div(e.mul(granules, i), parts), granule));
@@ -1954,11 +1959,8 @@ func::FuncOp KernelLibrary::matmul(const MatmulSpec &spec) {
     emitClaimedUnits(
         e, thread, threads, counters, counterAt, units,
         [&](Value unit, Value part, Value parts) {
-          Value lo = e.mul(unit, chunk);
-          Value hi = arith::MinUIOp::create(e.b, e.loc, e.add(lo, chunk),
-                                            e.idx(spec.n));
           std::tie(o.nLo, o.nHi) =
-              emitPartRows(e, lo, hi, part, parts, claimGranule(spec));
+              emitClaimRows(e, spec, unit, chunk, part, parts);
           emitMatmulCore(e, spec, o);
         });
   });
@@ -2069,11 +2071,8 @@ func::FuncOp KernelLibrary::expertMatmul(const MatmulSpec &spec,
       o.y = a[7];
       o.yOff = e.add(a[8], e.mul(r0, spec.n));
       o.tokens = e.sub(r1, r0);
-      Value lo = e.mul(piece, chunk);
-      Value hi = arith::MinUIOp::create(e.b, e.loc, e.add(lo, chunk),
-                                        e.idx(spec.n));
       std::tie(o.nLo, o.nHi) =
-          emitPartRows(e, lo, hi, part, parts, claimGranule(spec));
+          emitClaimRows(e, spec, piece, chunk, part, parts);
       emitMatmulCore(e, spec, o);
     });
   });
