@@ -252,6 +252,21 @@ void storeCacheVector(Emitter &e, const AttentionSpec &spec, Value v,
 
 /// The matmul of tokens [0, tokens) of x (rows of k, starting at element
 /// xOff) with weight rows [nLo, nHi), written to y (rows of n from yOff).
+/// Where a claim's rows and weights are (a matmul kernel's unit or part).
+struct ClaimPlace {
+  SmallVector<Value, 2> wOff; // byte offsets of the weight matrices
+  Value nLo, nHi;             // its rows
+};
+
+/// The thread's next claim, taken before the current one ends so that the
+/// current one's last prefetches can run into the next one's streams
+/// (emitTiledGemv): `valid` is false where none is left (its place is
+/// then another claim's, only for addresses that hint).
+struct NextClaim {
+  Value valid;
+  ClaimPlace place;
+};
+
 struct MatmulOperands {
   Value w;
   SmallVector<Value, 2> wOff; // byte offsets of the weight matrices
@@ -259,6 +274,10 @@ struct MatmulOperands {
   Value acc, accOff;   // accumulate
   Value bias, biasOff; // bias
   Value tokens, nLo, nHi;
+  /// Claims the thread's next unit now (at most once per claim; the
+  /// claimed kernels' loop claims after the claim where it was not called).
+  /// Null where the kernel does not claim.
+  std::function<NextClaim()> claimNext;
 };
 
 /// A 4-byte scalar of `type` (f32, i32) at byte `at` of an i8 memref.
@@ -368,6 +387,29 @@ Value emitUnitRows(Emitter &e, const MatmulSpec &spec, Value rows,
 /// unit instead of half of one.
 constexpr int64_t kTailParts = 4;
 
+/// The (unit, part, parts) of claim `claim` when the units from `whole` on
+/// are claimed in kTailParts parts each (emitClaimedUnits).
+std::tuple<Value, Value, Value> emitClaimUnit(Emitter &e, Value claim,
+                                              Value whole) {
+  Value inTail = e.cmp(arith::CmpIPredicate::uge, claim, whole);
+  Value intoTail =
+      e.sub(arith::MaxUIOp::create(e.b, e.loc, claim, whole), whole);
+  Value unit =
+      e.select(inTail, e.add(whole, e.div(intoTail, kTailParts)), claim);
+  Value part = e.select(inTail, e.rem(intoTail, kTailParts), e.idx(0));
+  Value parts = e.select(inTail, e.idx(kTailParts), e.idx(1));
+  return {unit, part, parts};
+}
+
+/// Units [0, units) with their last min(threads, units) in kTailParts parts
+/// each: `whole` units claimed whole, and the count of claims.
+std::pair<Value, Value> emitClaimCounts(Emitter &e, Value threads,
+                                        Value units) {
+  Value tail = arith::MinUIOp::create(e.b, e.loc, threads, units);
+  Value whole = e.sub(units, tail);
+  return {whole, e.add(whole, e.mul(tail, kTailParts))};
+}
+
 /// Runs `body(unit, part, parts)` for units [0, units) handed out to the
 /// threads as they come for them: thread t takes claim t first, then the
 /// next unclaimed one (threads + the count of counters[at] before its atomic
@@ -380,14 +422,28 @@ constexpr int64_t kTailParts = 4;
 /// results do not depend on the split. counters[at] must be 0 when the
 /// first thread arrives (the schedule zeroes its counters before its first
 /// kernel).
+/// `body`'s last argument claims the thread's next claim ahead of the
+/// loop (at most once), returning its (valid, unit, part, parts).
+using ClaimAhead = function_ref<std::tuple<Value, Value, Value, Value>()>;
+
 void emitClaimedUnits(Emitter &e, Value thread, Value threads, Value counters,
                       Value at, Value units,
-                      function_ref<void(Value, Value, Value)> body) {
+                      function_ref<void(Value, Value, Value, ClaimAhead)> body) {
   OpBuilder &b = e.b;
   Type index = b.getIndexType();
-  Value tail = arith::MinUIOp::create(b, e.loc, threads, units);
-  Value whole = e.sub(units, tail);
-  Value claims = e.add(whole, e.mul(tail, kTailParts));
+  Value whole, claims;
+  std::tie(whole, claims) = emitClaimCounts(e, threads, units);
+  // The next claim where the body took it ahead, else `unclaimed`.
+  Value ahead =
+      memref::AllocaOp::create(b, e.loc, MemRefType::get({1}, index));
+  const int64_t unclaimed = -1;
+  auto claim = [&]() {
+    Value claimed = memref::AtomicRMWOp::create(
+        b, e.loc, arith::AtomicRMWKind::addi,
+        arith::ConstantIntOp::create(b, e.loc, 1, 32), counters,
+        ValueRange{at});
+    return e.add(e.toIndex(claimed), threads);
+  };
   scf::WhileOp::create(
       b, e.loc, TypeRange{index}, ValueRange{thread},
       [&](OpBuilder &nb, Location loc, ValueRange args) {
@@ -398,21 +454,30 @@ void emitClaimedUnits(Emitter &e, Value thread, Value threads, Value counters,
       [&](OpBuilder &nb, Location loc, ValueRange args) {
         OpBuilder::InsertionGuard guard(b);
         b.setInsertionPoint(nb.getInsertionBlock(), nb.getInsertionPoint());
-        Value claim = args[0];
-        Value inTail = e.cmp(arith::CmpIPredicate::uge, claim, whole);
-        Value intoTail = e.sub(arith::MaxUIOp::create(b, loc, claim, whole),
-                               whole);
-        Value unit = e.select(inTail, e.add(whole, e.div(intoTail, kTailParts)),
-                              claim);
-        Value part = e.select(inTail, e.rem(intoTail, kTailParts), e.idx(0));
-        Value parts = e.select(inTail, e.idx(kTailParts), e.idx(1));
-        body(unit, part, parts);
-        Value claimed = memref::AtomicRMWOp::create(
-            b, loc, arith::AtomicRMWKind::addi,
-            arith::ConstantIntOp::create(b, loc, 1, 32), counters,
-            ValueRange{at});
-        Value next = e.add(e.toIndex(claimed), threads);
-        scf::YieldOp::create(b, loc, next);
+        auto [unit, part, parts] = emitClaimUnit(e, args[0], whole);
+        e.store(e.idx(unclaimed), ahead, e.idx(0));
+        auto claimAhead = [&]() -> std::tuple<Value, Value, Value, Value> {
+          Value next = claim();
+          e.store(next, ahead, e.idx(0));
+          Value valid = e.cmp(arith::CmpIPredicate::ult, next, claims);
+          auto [u, p, ps] =
+              emitClaimUnit(e, e.select(valid, next, e.idx(0)), whole);
+          return {valid, u, p, ps};
+        };
+        body(unit, part, parts, claimAhead);
+        Value taken = e.load(ahead, e.idx(0));
+        auto ifOp = scf::IfOp::create(
+            b, loc, TypeRange{index},
+            e.cmp(arith::CmpIPredicate::eq, taken, e.idx(unclaimed)),
+            /*withElseRegion=*/true);
+        {
+          OpBuilder::InsertionGuard g(b);
+          b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+          scf::YieldOp::create(b, loc, claim());
+          b.setInsertionPointToStart(&ifOp.getElseRegion().front());
+          scf::YieldOp::create(b, loc, taken);
+        }
+        scf::YieldOp::create(b, loc, ifOp.getResult(0));
       });
 }
 
@@ -1055,38 +1120,61 @@ void emitTiledGemv(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o,
   const unsigned nMats = spec.swiglu ? 2 : 1;
   const int64_t qRow = KernelLibrary::getQuantizedRowBytes(spec.k);
   const size_t perStream = body.accumulatorsPerStream();
-  // Tiles starting at rows `n0s`, read side by side.
-  auto emitTiles = [&](ArrayRef<Value> n0s) {
+  const int64_t runBytes = R * blockBytes; // a tile's blocks of one index
+  // Tiles starting at rows `n0s`, read side by side. With `next` (the next
+  // claim, and where its streams start, a stream per tile and matrix), the
+  // prefetches that would run past the tiles' ends run into the next
+  // claim's streams instead (the claim's last pass).
+  auto emitTiles = [&](ArrayRef<Value> n0s, const NextClaim *next,
+                       ArrayRef<Value> nextStreams) {
     const size_t nTiles = n0s.size();
+    // From block `split` on, the prefetches 4 KiB ahead are past the tile.
+    const int64_t split =
+        std::max<int64_t>(0, blocks - kGemvPrefetchBytes / runBytes);
     e.loop(e.idx(0), o.tokens, 1, [&](Value t) {
       body.beginToken(e.add(o.xOff, e.mul(t, qRow)));
       SmallVector<Value> init = body.zeroAccumulators(nMats * nTiles);
-      SmallVector<Value> accs = e.loop(
-          e.idx(0), e.idx(blocks), 1, init, [&](Value blk, ValueRange args) {
-            SmallVector<Value> acc(args.begin(), args.end());
-            body.beginBlock(blk);
-            // Each tile's matrices in turn, a stream each.
-            for (size_t stream = 0; stream < nTiles * nMats; ++stream) {
-              const size_t tile = stream / nMats;
-              const unsigned m = stream % nMats;
-              Value tileBlock =
-                  e.add(e.add(o.wOff[m], e.mul(n0s[tile], rowBytes)),
-                        e.mul(blk, R * blockBytes));
-              // The stream ahead, a cache line per 64 bytes read: the
-              // hardware prefetcher alone left a thread's Q4_0 GEMV at 10
-              // GB/s where prefetching 4 KiB ahead reads 13-14 (one AVX2
-              // core, 512 MiB of weights).
-              for (int64_t line = 0; line < R * blockBytes; line += kCacheLineBytes)
-                memref::PrefetchOp::create(
-                    b, e.loc, o.w,
-                    ValueRange{e.add(tileBlock, kGemvPrefetchBytes + line)},
-                    /*isWrite=*/false, /*localityHint=*/3,
-                    /*isDataCache=*/true);
-              body.addBlock(tileBlock, MutableArrayRef<Value>(acc).slice(
-                                           perStream * stream, perStream));
-            }
-            return acc;
-          });
+      auto blockLoop = [&](int64_t from, int64_t to, bool intoNext,
+                           ValueRange start) {
+        return e.loop(
+            e.idx(from), e.idx(to), 1, start, [&](Value blk, ValueRange args) {
+              SmallVector<Value> acc(args.begin(), args.end());
+              body.beginBlock(blk);
+              // Each tile's matrices in turn, a stream each.
+              for (size_t stream = 0; stream < nTiles * nMats; ++stream) {
+                const size_t tile = stream / nMats;
+                const unsigned m = stream % nMats;
+                Value tileBlock =
+                    e.add(e.add(o.wOff[m], e.mul(n0s[tile], rowBytes)),
+                          e.mul(blk, runBytes));
+                // The stream ahead, a cache line per 64 bytes read: the
+                // hardware prefetcher alone left a thread's Q4_0 GEMV at 10
+                // GB/s where prefetching 4 KiB ahead reads 13-14 (one AVX2
+                // core, 512 MiB of weights).
+                Value ahead = e.add(tileBlock, kGemvPrefetchBytes);
+                if (intoNext)
+                  ahead = e.select(
+                      next->valid,
+                      e.add(nextStreams[stream],
+                            e.add(e.mul(blk, runBytes),
+                                  kGemvPrefetchBytes - blocks * runBytes)),
+                      ahead);
+                for (int64_t line = 0; line < runBytes; line += kCacheLineBytes)
+                  memref::PrefetchOp::create(
+                      b, e.loc, o.w, ValueRange{e.add(ahead, line)},
+                      /*isWrite=*/false, /*localityHint=*/3,
+                      /*isDataCache=*/true);
+                body.addBlock(tileBlock, MutableArrayRef<Value>(acc).slice(
+                                             perStream * stream, perStream));
+              }
+              return acc;
+            });
+      };
+      SmallVector<Value> accs = init;
+      if (!next || split > 0)
+        accs = blockLoop(0, next ? split : blocks, false, accs);
+      if (next)
+        accs = blockLoop(split, blocks, /*intoNext=*/true, accs);
       for (size_t tile = 0; tile < nTiles; ++tile) {
         SmallVector<Value, 2> totals;
         for (unsigned m = 0; m < nMats; ++m)
@@ -1103,19 +1191,52 @@ void emitTiledGemv(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o,
     });
   };
   const int64_t streams = std::max<int64_t>(1, kGemvStreams / nMats);
-  Value tiles = e.div(e.sub(o.nHi, o.nLo), int64_t(R));
-  Value tilesPerStream = e.div(tiles, streams);
-  if (streams > 1)
-    e.loop(e.idx(0), tilesPerStream, 1, [&](Value i) {
-      SmallVector<Value> n0s;
-      for (int64_t s = 0; s < streams; ++s)
-        n0s.push_back(e.add(
-            o.nLo, e.mul(e.add(e.mul(tilesPerStream, s), i), int64_t(R))));
-      emitTiles(n0s);
-    });
+  // Tiles per stream of the claim of rows [lo, hi); the first row of
+  // stream s's tile i.
+  auto perStreamOf = [&](Value lo, Value hi) {
+    return e.div(e.div(e.sub(hi, lo), int64_t(R)), streams);
+  };
+  auto streamTile = [&](Value lo, Value perStream, int64_t s, Value i) {
+    return e.add(lo, e.mul(e.add(e.mul(perStream, s), i), int64_t(R)));
+  };
+  Value tilesPerStream = perStreamOf(o.nLo, o.nHi);
+  auto passTiles = [&](Value i) {
+    SmallVector<Value> n0s;
+    for (int64_t s = 0; s < streams; ++s)
+      n0s.push_back(streamTile(o.nLo, tilesPerStream, s, i));
+    return n0s;
+  };
+  if (streams > 1 && o.claimNext) {
+    // Every pass but the last; then the next claim is taken, and the last
+    // pass's prefetches run into its streams, so that a claim starts with
+    // its first lines on their way instead of waiting for them.
+    Value passes = e.sub(arith::MaxUIOp::create(b, e.loc, tilesPerStream,
+                                                e.idx(1)),
+                         e.idx(1));
+    e.loop(e.idx(0), passes, 1,
+           [&](Value i) { emitTiles(passTiles(i), nullptr, {}); });
+    auto last = scf::IfOp::create(
+        b, e.loc, e.cmp(arith::CmpIPredicate::ugt, tilesPerStream, e.idx(0)),
+        /*withElseRegion=*/false);
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(&last.getThenRegion().front());
+    NextClaim next = o.claimNext();
+    Value nextPerStream = perStreamOf(next.place.nLo, next.place.nHi);
+    SmallVector<Value> nextStreams;
+    for (int64_t s = 0; s < streams; ++s)
+      for (unsigned m = 0; m < nMats; ++m)
+        nextStreams.push_back(e.add(
+            next.place.wOff[m],
+            e.mul(streamTile(next.place.nLo, nextPerStream, s, e.idx(0)),
+                  rowBytes)));
+    emitTiles(passTiles(passes), &next, nextStreams);
+  } else if (streams > 1) {
+    e.loop(e.idx(0), tilesPerStream, 1,
+           [&](Value i) { emitTiles(passTiles(i), nullptr, {}); });
+  }
   Value rest = streams > 1 ? e.add(o.nLo, e.mul(tilesPerStream, streams * R))
                            : o.nLo;
-  e.loop(rest, o.nHi, R, [&](Value n0) { emitTiles({n0}); });
+  e.loop(rest, o.nHi, R, [&](Value n0) { emitTiles({n0}, nullptr, {}); });
 }
 
 /// Any block format at any interleave: per run, the tile's integer dot
@@ -1958,9 +2079,16 @@ func::FuncOp KernelLibrary::matmul(const MatmulSpec &spec) {
     Value units = e.ceilDiv(e.idx(spec.n), chunk);
     emitClaimedUnits(
         e, thread, threads, counters, counterAt, units,
-        [&](Value unit, Value part, Value parts) {
+        [&](Value unit, Value part, Value parts, ClaimAhead ahead) {
           std::tie(o.nLo, o.nHi) =
               emitClaimRows(e, spec, unit, chunk, part, parts);
+          o.claimNext = [&]() {
+            auto [valid, u, p, ps] = ahead();
+            NextClaim next{valid, {o.wOff, {}, {}}};
+            std::tie(next.place.nLo, next.place.nHi) =
+                emitClaimRows(e, spec, u, chunk, p, ps);
+            return next;
+          };
           emitMatmulCore(e, spec, o);
         });
   });
@@ -2049,21 +2177,38 @@ func::FuncOp KernelLibrary::expertMatmul(const MatmulSpec &spec,
         emitUnitRows(e, spec, e.mul(activeCount, spec.n), threads);
     Value chunksPerExpert = e.ceilDiv(e.idx(spec.n), chunk);
     Value units = e.mul(activeCount, chunksPerExpert);
-    emitClaimedUnits(e, thread, threads, counters, counterAt, units,
-                     [&](Value unit, Value part, Value parts) {
-      Value x = memref::LoadOp::create(b, e.loc, active,
-                                       ValueRange{e.div(unit, chunksPerExpert)});
-      Value piece = e.rem(unit, chunksPerExpert);
-      Value r0 = e.toIndex(e.load(offsets, e.add(offsetsOff, x)));
-      Value r1 = e.toIndex(e.load(offsets, e.add(e.add(offsetsOff, x), 1)));
+    // A unit's expert (as an index of `active`'s list) and its weights.
+    auto expertOfUnit = [&](Value unit) {
+      return memref::LoadOp::create(b, e.loc, active,
+                                    ValueRange{e.div(unit, chunksPerExpert)})
+          .getResult();
+    };
+    auto weightsOf = [&](Value x) {
       Value extent = e.load(extents, e.add(extentsOff, x));
       Value base =
           arith::IndexCastOp::create(e.b, e.loc, e.b.getIndexType(), extent);
+      SmallVector<Value, 2> wOff = {e.add(base, partOffset)};
+      if (spec.swiglu)
+        wOff.push_back(e.add(base, partOffset2));
+      return wOff;
+    };
+    emitClaimedUnits(e, thread, threads, counters, counterAt, units,
+                     [&](Value unit, Value part, Value parts,
+                         ClaimAhead ahead) {
+      Value x = expertOfUnit(unit);
+      Value piece = e.rem(unit, chunksPerExpert);
+      Value r0 = e.toIndex(e.load(offsets, e.add(offsetsOff, x)));
+      Value r1 = e.toIndex(e.load(offsets, e.add(e.add(offsetsOff, x), 1)));
       MatmulOperands o;
       o.w = arena;
-      o.wOff.push_back(e.add(base, partOffset));
-      if (spec.swiglu)
-        o.wOff.push_back(e.add(base, partOffset2));
+      o.wOff = weightsOf(x);
+      o.claimNext = [&]() {
+        auto [valid, u, p, ps] = ahead();
+        NextClaim next{valid, {weightsOf(expertOfUnit(u)), {}, {}}};
+        std::tie(next.place.nLo, next.place.nHi) = emitClaimRows(
+            e, spec, e.rem(u, chunksPerExpert), chunk, p, ps);
+        return next;
+      };
       o.x = a[5];
       o.xOff = e.add(a[6], e.mul(r0, spec.int8Activations
                                          ? getQuantizedRowBytes(spec.k)
