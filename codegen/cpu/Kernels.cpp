@@ -347,12 +347,36 @@ int64_t weightRowBytes(const MatmulSpec &spec, unsigned lanes) {
 /// faster than 1 MiB.
 constexpr int64_t kClaimUnitBytes = 1 << 20;
 
+/// How many matrices' streams a tiled GEMV reads at once (tiles of the
+/// unit side by side, each matrix of a SwiGLU pair its own). A core's
+/// prefetchers follow a few streams in parallel: two threads reading 1 GiB
+/// as 4 interleaved sequential streams each read 19-22% faster than as one
+/// stream each, 8 streams 23-26% (Sapphire Rapids guest, 2 threads, runs
+/// alternated in one process); one stream is what a GEMV over a unit of
+/// consecutive tiles is.
+constexpr int64_t kGemvStreams = 4;
+
+/// Rows of one pass of the decode's tiled GEMV (emitTiledGemv: a tile of
+/// each stream), or 1 where a matmul does not read tiles so.
+int64_t gemvPassRows(const MatmulSpec &spec) {
+  if (!spec.int8Activations || spec.format.interleave <= 1)
+    return 1;
+  return int64_t(spec.format.interleave) *
+         std::max<int64_t>(1, kGemvStreams / (spec.swiglu ? 2 : 1));
+}
+
 /// Rows every unit is a multiple of: whole interleaved tiles and whole row
 /// tiles of the GEMV and GEMM paths, so that where a unit starts never
 /// changes how a row is computed (results stay bit-identical for any
-/// thread count).
+/// thread count). Default units and their tail parts are also whole passes
+/// of the tiled GEMV, so that no claim ends with tiles read one at a time
+/// (a single stream); a unit size a test asks for keeps the finer granule.
 int64_t claimGranule(const MatmulSpec &spec) {
-  return std::lcm<int64_t>(std::max<int64_t>(1, spec.format.interleave), 8);
+  int64_t granule =
+      std::lcm<int64_t>(std::max<int64_t>(1, spec.format.interleave), 8);
+  if (spec.claimRows == 0)
+    granule = std::lcm<int64_t>(granule, gemvPassRows(spec));
+  return granule;
 }
 
 /// The most rows of a unit: about kClaimUnitBytes of weights (both
@@ -1073,15 +1097,6 @@ constexpr int64_t kCacheLineBytes = 64;
 
 /// How far ahead of its reads a tiled GEMV prefetches its weight stream.
 constexpr int64_t kGemvPrefetchBytes = 4096;
-
-/// How many matrices' streams a tiled GEMV reads at once (tiles of the
-/// unit side by side, each matrix of a SwiGLU pair its own). A core's
-/// prefetchers follow a few streams in parallel: two threads reading 1 GiB
-/// as 4 interleaved sequential streams each read 19-22% faster than as one
-/// stream each, 8 streams 23-26% (Sapphire Rapids guest, 2 threads, runs
-/// alternated in one process); one stream is what a GEMV over a unit of
-/// consecutive tiles is.
-constexpr int64_t kGemvStreams = 4;
 
 /// How a tiled GEMV (emitTiledGemv) computes one of its streams, a tile of
 /// one matrix: the stream's accumulators, one block of the tile, and the
