@@ -81,7 +81,8 @@ static float read_tiles(const uint8_t *p, size_t bytes, int prefetch,
          * kernels' claim ahead), where there is one. */
         const char *ahead = (const char *)q + kPrefetch;
         if (next && i + kPrefetch >= part)
-          ahead = (const char *)next + (size_t)k * part + (i + kPrefetch - part);
+          ahead =
+              (const char *)next + (size_t)k * part + (i + kPrefetch - part);
         for (int line = 0; line < kBlock; line += 64)
           _mm_prefetch(ahead + line, _MM_HINT_T0);
       }

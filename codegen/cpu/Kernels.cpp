@@ -250,8 +250,6 @@ void storeCacheVector(Emitter &e, const AttentionSpec &spec, Value v,
   e.vstore(v, cache, at);
 }
 
-/// The matmul of tokens [0, tokens) of x (rows of k, starting at element
-/// xOff) with weight rows [nLo, nHi), written to y (rows of n from yOff).
 /// Where a claim's rows and weights are (a matmul kernel's unit or part).
 struct ClaimPlace {
   SmallVector<Value, 2> wOff; // byte offsets of the weight matrices
@@ -267,6 +265,8 @@ struct NextClaim {
   ClaimPlace place;
 };
 
+/// The matmul of tokens [0, tokens) of x (rows of k, starting at element
+/// xOff) with weight rows [nLo, nHi), written to y (rows of n from yOff).
 struct MatmulOperands {
   Value w;
   SmallVector<Value, 2> wOff; // byte offsets of the weight matrices
@@ -434,8 +434,12 @@ std::pair<Value, Value> emitClaimCounts(Emitter &e, Value threads,
   return {whole, e.add(whole, e.mul(tail, kTailParts))};
 }
 
-/// Runs `body(unit, part, parts)` for units [0, units) handed out to the
-/// threads as they come for them: thread t takes claim t first, then the
+/// Takes the thread's next claim now (emitClaimedUnits), returning its
+/// (valid, unit, part, parts): valid is false where none is left.
+using ClaimAhead = function_ref<std::tuple<Value, Value, Value, Value>()>;
+
+/// Runs `body(unit, part, parts, ahead)` for units [0, units) handed out
+/// to the threads as they come for them: thread t takes claim t first, then the
 /// next unclaimed one (threads + the count of counters[at] before its atomic
 /// increment), until none is left. A thread slowed down (by another
 /// process, or on a smaller core of a big.LITTLE CPU) takes fewer units
@@ -445,21 +449,17 @@ std::pair<Value, Value> emitClaimCounts(Emitter &e, Value threads,
 /// claims are short. Every part runs exactly once, on whichever thread, so
 /// results do not depend on the split. counters[at] must be 0 when the
 /// first thread arrives (the schedule zeroes its counters before its first
-/// kernel).
-/// `body`'s last argument claims the thread's next claim ahead of the
-/// loop (at most once), returning its (valid, unit, part, parts).
-using ClaimAhead = function_ref<std::tuple<Value, Value, Value, Value>()>;
-
-void emitClaimedUnits(Emitter &e, Value thread, Value threads, Value counters,
-                      Value at, Value units,
-                      function_ref<void(Value, Value, Value, ClaimAhead)> body) {
+/// kernel). `body`'s last argument takes the thread's next claim before
+/// the body ends (at most once; else the loop claims after the body).
+void emitClaimedUnits(
+    Emitter &e, Value thread, Value threads, Value counters, Value at,
+    Value units, function_ref<void(Value, Value, Value, ClaimAhead)> body) {
   OpBuilder &b = e.b;
   Type index = b.getIndexType();
   Value whole, claims;
   std::tie(whole, claims) = emitClaimCounts(e, threads, units);
   // The next claim where the body took it ahead, else `unclaimed`.
-  Value ahead =
-      memref::AllocaOp::create(b, e.loc, MemRefType::get({1}, index));
+  Value ahead = memref::AllocaOp::create(b, e.loc, MemRefType::get({1}, index));
   const int64_t unclaimed = -1;
   auto claim = [&]() {
     Value claimed = memref::AtomicRMWOp::create(
@@ -1225,9 +1225,8 @@ void emitTiledGemv(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o,
     // Every pass but the last; then the next claim is taken, and the last
     // pass's prefetches run into its streams, so that a claim starts with
     // its first lines on their way instead of waiting for them.
-    Value passes = e.sub(arith::MaxUIOp::create(b, e.loc, tilesPerStream,
-                                                e.idx(1)),
-                         e.idx(1));
+    Value passes = e.sub(
+        arith::MaxUIOp::create(b, e.loc, tilesPerStream, e.idx(1)), e.idx(1));
     e.loop(e.idx(0), passes, 1,
            [&](Value i) { emitTiles(passTiles(i), nullptr, {}); });
     auto last = scf::IfOp::create(
@@ -1240,10 +1239,10 @@ void emitTiledGemv(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o,
     SmallVector<Value> nextStreams;
     for (int64_t s = 0; s < streams; ++s)
       for (unsigned m = 0; m < nMats; ++m)
-        nextStreams.push_back(e.add(
-            next.place.wOff[m],
-            e.mul(streamTile(next.place.nLo, nextPerStream, s, e.idx(0)),
-                  rowBytes)));
+        nextStreams.push_back(
+            e.add(next.place.wOff[m],
+                  e.mul(streamTile(next.place.nLo, nextPerStream, s, e.idx(0)),
+                        rowBytes)));
     emitTiles(passTiles(passes), &next, nextStreams);
   } else if (streams > 1) {
     e.loop(e.idx(0), tilesPerStream, 1,
@@ -2207,34 +2206,34 @@ func::FuncOp KernelLibrary::expertMatmul(const MatmulSpec &spec,
         wOff.push_back(e.add(base, partOffset2));
       return wOff;
     };
-    emitClaimedUnits(e, thread, threads, counters, counterAt, units,
-                     [&](Value unit, Value part, Value parts,
-                         ClaimAhead ahead) {
-      Value x = expertOfUnit(unit);
-      Value piece = e.rem(unit, chunksPerExpert);
-      Value r0 = e.toIndex(e.load(offsets, e.add(offsetsOff, x)));
-      Value r1 = e.toIndex(e.load(offsets, e.add(e.add(offsetsOff, x), 1)));
-      MatmulOperands o;
-      o.w = arena;
-      o.wOff = weightsOf(x);
-      o.claimNext = [&]() {
-        auto [valid, u, p, ps] = ahead();
-        NextClaim next{valid, {weightsOf(expertOfUnit(u)), {}, {}}};
-        std::tie(next.place.nLo, next.place.nHi) = emitClaimRows(
-            e, spec, e.rem(u, chunksPerExpert), chunk, p, ps);
-        return next;
-      };
-      o.x = a[5];
-      o.xOff = e.add(a[6], e.mul(r0, spec.int8Activations
-                                         ? getQuantizedRowBytes(spec.k)
-                                         : spec.k));
-      o.y = a[7];
-      o.yOff = e.add(a[8], e.mul(r0, spec.n));
-      o.tokens = e.sub(r1, r0);
-      std::tie(o.nLo, o.nHi) =
-          emitClaimRows(e, spec, piece, chunk, part, parts);
-      emitMatmulCore(e, spec, o);
-    });
+    emitClaimedUnits(
+        e, thread, threads, counters, counterAt, units,
+        [&](Value unit, Value part, Value parts, ClaimAhead ahead) {
+          Value x = expertOfUnit(unit);
+          Value piece = e.rem(unit, chunksPerExpert);
+          Value r0 = e.toIndex(e.load(offsets, e.add(offsetsOff, x)));
+          Value r1 = e.toIndex(e.load(offsets, e.add(e.add(offsetsOff, x), 1)));
+          MatmulOperands o;
+          o.w = arena;
+          o.wOff = weightsOf(x);
+          o.claimNext = [&]() {
+            auto [valid, u, p, ps] = ahead();
+            NextClaim next{valid, {weightsOf(expertOfUnit(u)), {}, {}}};
+            std::tie(next.place.nLo, next.place.nHi) =
+                emitClaimRows(e, spec, e.rem(u, chunksPerExpert), chunk, p, ps);
+            return next;
+          };
+          o.x = a[5];
+          o.xOff = e.add(a[6], e.mul(r0, spec.int8Activations
+                                             ? getQuantizedRowBytes(spec.k)
+                                             : spec.k));
+          o.y = a[7];
+          o.yOff = e.add(a[8], e.mul(r0, spec.n));
+          o.tokens = e.sub(r1, r0);
+          std::tie(o.nLo, o.nHi) =
+              emitClaimRows(e, spec, piece, chunk, part, parts);
+          emitMatmulCore(e, spec, o);
+        });
   });
 }
 
