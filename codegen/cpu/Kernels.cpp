@@ -250,19 +250,14 @@ void storeCacheVector(Emitter &e, const AttentionSpec &spec, Value v,
   e.vstore(v, cache, at);
 }
 
-/// Where a claim's rows and weights are (a matmul kernel's unit or part).
-struct ClaimPlace {
-  SmallVector<Value, 2> wOff; // byte offsets of the weight matrices
-  Value nLo, nHi;             // its rows
-};
-
 /// The thread's next claim, taken before the current one ends so that the
 /// current one's last prefetches can run into the next one's streams
-/// (emitTiledGemv): `valid` is false where none is left (its place is
-/// then another claim's, only for addresses that hint).
+/// (emitTiledGemv): its weights and rows; `valid` is false where none is
+/// left (its place is then another claim's, only for addresses that hint).
 struct NextClaim {
   Value valid;
-  ClaimPlace place;
+  SmallVector<Value, 2> wOff; // byte offsets of the weight matrices
+  Value nLo, nHi;
 };
 
 /// The matmul of tokens [0, tokens) of x (rows of k, starting at element
@@ -1235,14 +1230,13 @@ void emitTiledGemv(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o,
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPointToStart(&last.getThenRegion().front());
     NextClaim next = o.claimNext();
-    Value nextPerStream = perStreamOf(next.place.nLo, next.place.nHi);
+    Value nextPerStream = perStreamOf(next.nLo, next.nHi);
     SmallVector<Value> nextStreams;
     for (int64_t s = 0; s < streams; ++s)
       for (unsigned m = 0; m < nMats; ++m)
-        nextStreams.push_back(
-            e.add(next.place.wOff[m],
-                  e.mul(streamTile(next.place.nLo, nextPerStream, s, e.idx(0)),
-                        rowBytes)));
+        nextStreams.push_back(e.add(
+            next.wOff[m],
+            e.mul(streamTile(next.nLo, nextPerStream, s, e.idx(0)), rowBytes)));
     emitTiles(passTiles(passes), &next, nextStreams);
   } else if (streams > 1) {
     e.loop(e.idx(0), tilesPerStream, 1,
@@ -2098,8 +2092,8 @@ func::FuncOp KernelLibrary::matmul(const MatmulSpec &spec) {
               emitClaimRows(e, spec, unit, chunk, part, parts);
           o.claimNext = [&]() {
             auto [valid, u, p, ps] = ahead();
-            NextClaim next{valid, {o.wOff, {}, {}}};
-            std::tie(next.place.nLo, next.place.nHi) =
+            NextClaim next{valid, o.wOff, {}, {}};
+            std::tie(next.nLo, next.nHi) =
                 emitClaimRows(e, spec, u, chunk, p, ps);
             return next;
           };
@@ -2218,8 +2212,8 @@ func::FuncOp KernelLibrary::expertMatmul(const MatmulSpec &spec,
           o.wOff = weightsOf(x);
           o.claimNext = [&]() {
             auto [valid, u, p, ps] = ahead();
-            NextClaim next{valid, {weightsOf(expertOfUnit(u)), {}, {}}};
-            std::tie(next.place.nLo, next.place.nHi) =
+            NextClaim next{valid, weightsOf(expertOfUnit(u)), {}, {}};
+            std::tie(next.nLo, next.nHi) =
                 emitClaimRows(e, spec, e.rem(u, chunksPerExpert), chunk, p, ps);
             return next;
           };

@@ -145,8 +145,6 @@ public:
   ///  thread, threads).
   mlir::func::FuncOp embed(const WeightFormat &format, int64_t dim);
 
-  /// (x, xOff, y, yOff, positions: memref<?xi32>, positionsOff, T, thread,
-  ///  threads): token t's position is positions[positionsOff + t].
   /// The cos and sin of each token's rotation angles, once per forward
   /// call for every RoPE of that head size and base: (table, tableOff, pos
   /// i32, posOff, rows, thread, threads); row t's cosines at t x headDim,

@@ -668,11 +668,12 @@ LogicalResult ScheduleBuilder::run() {
         allocator.release(q->second.offset, q->second.size);
         quantizedCache.erase(q);
       }
-      for (const RopeAngles &a : ropeAngles)
-        if (a.positions == r)
-          allocator.release(a.table.offset, a.table.size);
-      llvm::erase_if(ropeAngles,
-                     [&](const RopeAngles &a) { return a.positions == r; });
+      llvm::erase_if(ropeAngles, [&](const RopeAngles &a) {
+        if (a.positions != r)
+          return false;
+        allocator.release(a.table.offset, a.table.size);
+        return true;
+      });
     }
     for (Buffer &t : temporaries)
       allocator.release(t.offset, t.size);
