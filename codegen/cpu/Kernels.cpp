@@ -364,8 +364,9 @@ int64_t gemvPassRows(const MatmulSpec &spec) {
 /// tiles of the GEMV and GEMM paths, so that where a unit starts never
 /// changes how a row is computed (results stay bit-identical for any
 /// thread count). Default units and their tail parts are also whole passes
-/// of the tiled GEMV, so that no claim ends with tiles read one at a time
-/// (a single stream); a unit size a test asks for keeps the finer granule.
+/// of the tiled GEMV, so that claims do not end with tiles read one at a
+/// time (a single stream); only a matrix's (or expert's) last unit, cut at
+/// its last row, can. A unit size a test asks for keeps the finer granule.
 int64_t claimGranule(const MatmulSpec &spec) {
   int64_t granule =
       std::lcm<int64_t>(std::max<int64_t>(1, spec.format.interleave), 8);
