@@ -112,6 +112,10 @@ def isa_flags(flags):
         m += ["-mavx512f", "-mavx512bw", "-mavx512vnni"]
     elif "avx_vnni" in flags:
         m.append("-mavxvnni")
+    # int8peak.c measures AMX where the kernel grants it to the process (it
+    # asks at run time and otherwise measures the vector instructions).
+    if {"amx_tile", "amx_int8"} <= flags:
+        m += ["-mamx-tile", "-mamx-int8"]
     return m
 
 

@@ -14,6 +14,12 @@
  *   otherwise (AVX2, -mavx2)        vpmaddubsw + vpmaddwd (+ vpaddd into an
  *       i32 accumulator, the sequence ggml's AVX2 kernels use): 32
  *       multiply-adds = 64 ops per pair, 6 accumulators
+ *   and, built with __AMX_INT8__ (-mamx-tile -mamx-int8) where the kernel
+ *   grants this process the tile data state (arch_prctl
+ *   ARCH_REQ_XCOMP_PERM; some guests advertise AMX and do not, and the
+ *   instructions then fault), instead of the above: AMX tdpbusd, 16 x 16
+ *   i32 results of 64 u8 x s8 multiply-adds each = 32768 ops per
+ *   instruction, 4 accumulator tiles
  *
  * bench/decode_prefill.py picks the -m flags from /proc/cpuinfo (never
  * -march=native). The loop is inline assembly so that the compiler can
@@ -26,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
@@ -44,6 +51,67 @@
 static pthread_barrier_t start_barrier, end_barrier;
 static int repeats = 5;
 static long long iterations = 0;
+static const char *kernel_name = KERNEL;
+static double ops_per_iteration = OPS_PER_ITERATION;
+
+#if defined(__AMX_INT8__) && defined(__AMX_TILE__)
+static int use_amx = 0;
+
+/* Whether the kernel lets this process use AMX's tile data (Linux 5.16+). */
+static int amx_granted(void) {
+  const long arch_req_xcomp_perm = 0x1023, xfeature_xtiledata = 18;
+  return syscall(SYS_arch_prctl, arch_req_xcomp_perm, xfeature_xtiledata) == 0;
+}
+
+/* Palette 1: tiles 0-3 accumulate 16 x 16 i32, tiles 4 and 5 hold 16 x 64
+ * bytes of u8 and s8 operands. */
+typedef struct {
+  uint8_t palette, start_row, reserved[14];
+  uint16_t colsb[16];
+  uint8_t rows[16];
+} __attribute__((packed)) TileConfig;
+
+static int amx_kernel(long long n, int seed) {
+  TileConfig cfg = {0};
+  cfg.palette = 1;
+  for (int t = 0; t < 6; ++t) {
+    cfg.colsb[t] = 64;
+    cfg.rows[t] = 16;
+  }
+  int8_t a[16 * 64] __attribute__((aligned(64)));
+  int8_t b[16 * 64] __attribute__((aligned(64)));
+  int32_t out[16 * 16] __attribute__((aligned(64)));
+  for (int i = 0; i < 16 * 64; ++i) {
+    a[i] = (int8_t)(i * 7 + seed);
+    b[i] = (int8_t)(i * 13 - seed);
+  }
+  _tile_loadconfig(&cfg);
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+  _tile_loadd(4, a, 64);
+  _tile_loadd(5, b, 64);
+  for (long long i = 0; i < n; ++i) {
+    _tile_dpbusd(0, 4, 5);
+    _tile_dpbusd(1, 4, 5);
+    _tile_dpbusd(2, 4, 5);
+    _tile_dpbusd(3, 4, 5);
+  }
+  int sum = 0;
+  for (int t = 0; t < 4; ++t) {
+    switch (t) {
+    case 0: _tile_stored(0, out, 64); break;
+    case 1: _tile_stored(1, out, 64); break;
+    case 2: _tile_stored(2, out, 64); break;
+    default: _tile_stored(3, out, 64); break;
+    }
+    sum ^= out[0] ^ out[255];
+  }
+  _tile_release();
+  return sum;
+}
+#endif
 
 static double now_seconds(void) {
   struct timespec ts;
@@ -53,6 +121,10 @@ static double now_seconds(void) {
 
 /* Runs n iterations; returns a value depending on the accumulators. */
 static int kernel(long long n, int seed) {
+#if defined(__AMX_INT8__) && defined(__AMX_TILE__)
+  if (use_amx)
+    return amx_kernel(n, seed);
+#endif
   int out[16] __attribute__((aligned(64)));
   int8_t a[64] __attribute__((aligned(64)));
   int8_t b[64] __attribute__((aligned(64)));
@@ -242,6 +314,16 @@ int main(int argc, char **argv) {
     fprintf(stderr, "int8peak: bad arguments\n");
     return 2;
   }
+#if defined(__AMX_INT8__) && defined(__AMX_TILE__)
+  use_amx = amx_granted();
+  if (use_amx) {
+    kernel_name = "amx tdpbusd";
+    ops_per_iteration = 4.0 * 16 * 16 * 64 * 2;
+  } else {
+    fprintf(stderr, "int8peak: the kernel does not grant AMX to this "
+                    "process; measuring %s\n", KERNEL);
+  }
+#endif
   /* Calibrate on one thread: iterations for about `seconds` a pass. */
   long long n = 1 << 16;
   double dt = 0;
@@ -271,7 +353,7 @@ int main(int argc, char **argv) {
     }
   }
   double best = 1e30;
-  double ops = OPS_PER_ITERATION * (double)iterations * (double)threads;
+  double ops = ops_per_iteration * (double)iterations * (double)threads;
   for (int r = 0; r < repeats; ++r) {
     pthread_barrier_wait(&start_barrier);
     double t0 = now_seconds();
@@ -288,6 +370,7 @@ int main(int argc, char **argv) {
   }
   printf("int8peak: %.1f G int8 ops/s (best of %d; %s; %d threads; %.0f ops per "
          "iteration; checksum %d)\n",
-         ops / best / 1e9, repeats, KERNEL, threads, OPS_PER_ITERATION, sink & 0xff);
+         ops / best / 1e9, repeats, kernel_name, threads, ops_per_iteration,
+         sink & 0xff);
   return 0;
 }
