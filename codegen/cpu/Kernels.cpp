@@ -686,8 +686,9 @@ Value emitVnniDot(Emitter &e, Value acc, Value u, Value x) {
   if (!acc)
     acc = e.intSplat(words, 0);
   return callX86(e,
-                 n == 32 ? "llvm.x86.avx512.vpdpbusd.256"
-                         : "llvm.x86.avx512.vpdpbusd.128",
+                 n == 64   ? "llvm.x86.avx512.vpdpbusd.512"
+                 : n == 32 ? "llvm.x86.avx512.vpdpbusd.256"
+                           : "llvm.x86.avx512.vpdpbusd.128",
                  words, {acc, u, x});
 }
 
@@ -1693,6 +1694,52 @@ void emitGemmInt8Tiles(Emitter &e, const MatmulSpec &spec,
     // registers hold two tokens' without spilling).
     auto broadcastDots = [&](ArrayRef<Value> xRows, Value el, Value runBase) {
       const size_t T = xRows.size();
+      auto broadcastActivations = [&](size_t t, int64_t chunk,
+                                      VectorType type) -> Value {
+        Value q = vector::BitCastOp::create(
+            b, e.loc, VectorType::get({1}, b.getI64Type()),
+            vector::LoadOp::create(b, e.loc,
+                                   VectorType::get({8}, b.getI8Type()), o.x,
+                                   e.add(e.add(xRows[t], el), 8 * chunk)));
+        return vector::BitCastOp::create(
+            b, e.loc, type,
+            vector::BroadcastOp::create(
+                b, e.loc,
+                VectorType::get({type.getNumElements() / 8}, b.getI64Type()),
+                vector::ExtractOp::create(b, e.loc, q, 0)));
+      };
+      if (e.integerDot == IntegerDot::X86Avx512Vnni) {
+        // A chunk's two broadcast tiles are one 64-byte register: row r's
+        // 8 codes in qword r ((2c + r / 4) x 32 + (r % 4) x 8 = 64c + 8r),
+        // met by the 8 activations in every qword. One zmm vpdpbusd per
+        // chunk and token does what two ymm ones did; at the run's end each
+        // row's two i32 sums (codes 0-3 and 4-7) are added into the lane
+        // the ymm path's vphaddd leaves them in (broadcastLane). Integer
+        // sums in another order: the dots are the same.
+        VectorType bytes64 = VectorType::get({64}, b.getI8Type());
+        SmallVector<Value, 2> sums(T);
+        for (int64_t chunk = 0; chunk < run / 8; ++chunk) {
+          Value w = vector::LoadOp::create(b, e.loc, bytes64, codes,
+                                           e.add(runBase, 64 * chunk));
+          Value u =
+              rule.bias ? math::AbsIOp::create(b, e.loc, w).getResult() : w;
+          for (size_t t = 0; t < T; ++t)
+            sums[t] = emitVnniDot(e, sums[t], u,
+                                  broadcastActivations(t, chunk, bytes64));
+        }
+        SmallVector<int64_t> first, second;
+        for (int64_t lane = 0; lane < 8; ++lane) {
+          first.push_back(2 * broadcastLane(lane));
+          second.push_back(2 * broadcastLane(lane) + 1);
+        }
+        SmallVector<Value, 2> dots;
+        for (size_t t = 0; t < T; ++t)
+          dots.push_back(arith::AddIOp::create(
+              b, e.loc,
+              vector::ShuffleOp::create(b, e.loc, sums[t], sums[t], first),
+              vector::ShuffleOp::create(b, e.loc, sums[t], sums[t], second)));
+        return dots;
+      }
       Value ones = e.intSplat(halves16, 1);
       // [token][half]: i32 sums, and i16 sums not yet widened.
       std::vector<std::array<Value, 2>> sum32(T), sum16(T);
@@ -1712,18 +1759,8 @@ void emitGemmInt8Tiles(Emitter &e, const MatmulSpec &spec,
       };
       for (int64_t chunk = 0; chunk < run / 8; ++chunk) {
         SmallVector<Value, 2> xb;
-        for (size_t t = 0; t < T; ++t) {
-          Value q = vector::BitCastOp::create(
-              b, e.loc, VectorType::get({1}, b.getI64Type()),
-              vector::LoadOp::create(
-                  b, e.loc, VectorType::get({8}, b.getI8Type()), o.x,
-                  e.add(e.add(xRows[t], el), 8 * chunk)));
-          xb.push_back(vector::BitCastOp::create(
-              b, e.loc, bytes32,
-              vector::BroadcastOp::create(
-                  b, e.loc, VectorType::get({4}, b.getI64Type()),
-                  vector::ExtractOp::create(b, e.loc, q, 0))));
-        }
+        for (size_t t = 0; t < T; ++t)
+          xb.push_back(broadcastActivations(t, chunk, bytes32));
         for (int64_t h = 0; h < 2; ++h) {
           Value w = vector::LoadOp::create(b, e.loc, bytes32, codes,
                                            e.add(runBase, (2 * chunk + h) * 32));

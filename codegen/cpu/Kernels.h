@@ -74,12 +74,13 @@ struct RouteSpec {
 /// How 8-bit integer dot products are computed: portable vector code, or
 /// the target's instructions (selected by the compiler, per target).
 enum class IntegerDot {
-  Generic,    // extend, multiply, add: any target
-  X86Avx2,    // vpmaddubsw + vpmaddwd
-  X86AvxVnni, // AVX2 and vpdpbusd on ymm/xmm (AVX-VNNI, or AVX512-VNNI
-              // with AVX512VL): u8 x s8 dots into i32, no saturation
-  X86Avx512Vnni, // X86AvxVnni, and decode's GEMV of 8-row tiles of Q4_0
-                 // and Q8_0 on zmm (AVX512-VNNI, BW and VL)
+  Generic,       // extend, multiply, add: any target
+  X86Avx2,       // vpmaddubsw + vpmaddwd
+  X86AvxVnni,    // AVX2 and vpdpbusd on ymm/xmm (AVX-VNNI, or AVX512-VNNI
+                 // with AVX512VL): u8 x s8 dots into i32, no saturation
+  X86Avx512Vnni, // X86AvxVnni, and on zmm decode's GEMV of 8-row tiles of
+                 // Q4_0 and Q8_0 and prefill's GEMM of 8-row broadcast
+                 // tiles (AVX512-VNNI, BW and VL)
 };
 
 /// Generates kernels into a module, each once per specialisation.
