@@ -52,7 +52,11 @@ LogicalResult moec::codegen::lowerToLLVMDialect(ModuleOp module) {
 
   PassManager pm(module.getContext());
   pm.addPass(createSCFToControlFlowPass());
-  pm.addPass(createConvertVectorToLLVMPass());
+  // AMX ops (prefill's GEMM on X86Amx) lower with the vector dialect; a
+  // module without them is unchanged by the option.
+  ConvertVectorToLLVMPassOptions vectorOptions;
+  vectorOptions.amx = true;
+  pm.addPass(createConvertVectorToLLVMPass(vectorOptions));
   pm.addPass(memref::createExpandStridedMetadataPass());
   pm.addPass(createFinalizeMemRefToLLVMConversionPass());
   pm.addPass(createConvertMathToLLVMPass());

@@ -2,6 +2,7 @@
 
 #include "codegen/cpu/Kernels.h"
 
+#include "mlir/Dialect/AMX/AMXDialect.h"
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
@@ -175,7 +176,10 @@ int64_t storedElementBytes(const WeightFormat &f) {
 
 KernelLibrary::KernelLibrary(ModuleOp module, unsigned lanes,
                              IntegerDot integerDot)
-    : module(module), lanes(lanes), integerDot(integerDot) {}
+    : module(module), lanes(lanes), integerDot(integerDot) {
+  if (integerDot == IntegerDot::X86Amx)
+    module.getContext()->getOrLoadDialect<amx::AMXDialect>();
+}
 
 func::FuncOp KernelLibrary::getOrCreate(
     StringRef name, ArrayRef<Type> argTypes,
@@ -664,17 +668,21 @@ Value callX86(Emitter &e, StringRef name, Type result, ValueRange args) {
       .getResult(0);
 }
 
+/// The target has AVX-512 VNNI's zmm dots (with or without AMX).
+bool hasX86Avx512Vnni(const Emitter &e) {
+  return e.integerDot == IntegerDot::X86Avx512Vnni ||
+         e.integerDot == IntegerDot::X86Amx;
+}
+
 /// The target has AVX2's integer instructions (with or without VNNI).
 bool hasX86Avx2(const Emitter &e) {
   return e.integerDot == IntegerDot::X86Avx2 ||
-         e.integerDot == IntegerDot::X86AvxVnni ||
-         e.integerDot == IntegerDot::X86Avx512Vnni;
+         e.integerDot == IntegerDot::X86AvxVnni || hasX86Avx512Vnni(e);
 }
 
 /// The target has vpdpbusd on ymm and xmm.
 bool hasX86Vnni(const Emitter &e) {
-  return e.integerDot == IntegerDot::X86AvxVnni ||
-         e.integerDot == IntegerDot::X86Avx512Vnni;
+  return e.integerDot == IntegerDot::X86AvxVnni || hasX86Avx512Vnni(e);
 }
 
 /// acc + the sums of each group of 4 lanes of u (unsigned) x x (signed),
@@ -1373,7 +1381,7 @@ private:
 /// 8 rows, and blocks of a 2-byte f16 scale and 32 codes of a symmetric
 /// format with one bias (Q4_0's split nibbles, Q8_0's signed bytes).
 bool usesWideTiles(const Emitter &e, const WeightFormat &f) {
-  return e.integerDot == IntegerDot::X86Avx512Vnni && f.interleave == 8 &&
+  return hasX86Avx512Vnni(e) && f.interleave == 8 &&
          f.kind == WeightFormat::Kind::Quantized &&
          (f.quant == qnt::QuantFormat::Q4_0 ||
           f.quant == qnt::QuantFormat::Q8_0) &&
@@ -1708,7 +1716,7 @@ void emitGemmInt8Tiles(Emitter &e, const MatmulSpec &spec,
                 VectorType::get({type.getNumElements() / 8}, b.getI64Type()),
                 vector::ExtractOp::create(b, e.loc, q, 0)));
       };
-      if (e.integerDot == IntegerDot::X86Avx512Vnni) {
+      if (hasX86Avx512Vnni(e)) {
         // A chunk's two broadcast tiles are one 64-byte register: row r's
         // 8 codes in qword r ((2c + r / 4) x 32 + (r % 4) x 8 = 64c + 8r),
         // met by the 8 activations in every qword. One zmm vpdpbusd per
@@ -1932,6 +1940,389 @@ void emitGemmInt8Tiles(Emitter &e, const MatmulSpec &spec,
   });
 }
 
+/// Whether prefill's GEMM of this format takes AMX tiles (emitGemmAmx):
+/// X86Amx, 8-row interleaved weights whose integer runs are 16 or 32 codes
+/// (a run is one tile product's depth: its scale and offset apply to the
+/// product's sums).
+bool usesAmxTiles(const Emitter &e, const WeightFormat &f) {
+  int64_t run = getIntegerRunLength(f);
+  return e.integerDot == IntegerDot::X86Amx && f.interleave == 8 &&
+         (run == 16 || run == 32);
+}
+
+/// The 16 x 16 transpose of 16 vectors of 16 elements: four rounds, each
+/// swapping the off-diagonal blocks of the 2 x 2 block matrices of a block
+/// size (1, 2, 4, 8) with two-source shuffles (vpermt2d and kin on x86).
+SmallVector<Value, 16> emitTranspose16(Emitter &e, ArrayRef<Value> rows) {
+  assert(rows.size() == 16 && "16 rows");
+  SmallVector<Value, 16> r(rows.begin(), rows.end());
+  for (int64_t size = 1; size < 16; size *= 2) {
+    SmallVector<int64_t> low, high;
+    for (int64_t j = 0; j < 16; ++j) {
+      // Row i keeps its left halves and takes row i + size's left halves
+      // as its right ones; row i + size the same with the right halves.
+      low.push_back((j & size) ? 16 + j - size : j);
+      high.push_back((j & size) ? 16 + j : j + size);
+    }
+    for (int64_t i = 0; i < 16; ++i) {
+      if (i & size)
+        continue;
+      Value a = r[i], c = r[i + size];
+      r[i] = vector::ShuffleOp::create(e.b, e.loc, a, c, low);
+      r[i + size] = vector::ShuffleOp::create(e.b, e.loc, a, c, high);
+    }
+  }
+  return r;
+}
+
+/// Dwords [0, count) from byte `from` of 16 rows of `src` (i8, rows at
+/// `rowStarts`) into `dst` (i8) from byte `to`, transposed: dword q of row
+/// t at to + (16q + t) x 4. Whole 16 x 16 blocks through emitTranspose16,
+/// the rest one dword at a time.
+void emitTransposeDwords(Emitter &e, Value src, ArrayRef<Value> rowStarts,
+                         int64_t from, int64_t count, Value dst, Value to) {
+  OpBuilder &b = e.b;
+  VectorType bytes64 = VectorType::get({64}, b.getI8Type());
+  VectorType dwords16 = VectorType::get({16}, b.getI32Type());
+  e.loop(e.idx(0), e.idx(count / 16), 1, [&](Value c) {
+    SmallVector<Value, 16> rows;
+    for (Value start : rowStarts)
+      rows.push_back(vector::BitCastOp::create(
+          b, e.loc, dwords16,
+          vector::LoadOp::create(b, e.loc, bytes64, src,
+                                 e.add(e.add(start, from), e.mul(c, 64)))));
+    SmallVector<Value, 16> columns = emitTranspose16(e, rows);
+    for (int64_t q = 0; q < 16; ++q)
+      vector::StoreOp::create(
+          b, e.loc, vector::BitCastOp::create(b, e.loc, bytes64, columns[q]),
+          dst, e.add(to, e.add(e.mul(c, 16 * 64), q * 64)));
+  });
+  for (int64_t q = count / 16 * 16; q < count; ++q)
+    for (size_t t = 0; t < rowStarts.size(); ++t)
+      storeScalarBytes(e,
+                       loadScalarBytes(e, src,
+                                       e.add(rowStarts[t], from + 4 * q),
+                                       b.getI32Type()),
+                       dst, e.add(to, (16 * q + int64_t(t)) * 4));
+}
+
+/// Weight rows per AMX strip and tokens per group: one tile product's
+/// 16 x 16 sums.
+constexpr int64_t kAmxTile = 16;
+/// Bytes of the transposed activations a thread keeps on its stack: the
+/// token groups of one pass over the weights (the strips are decoded once
+/// per pass).
+constexpr int64_t kAmxActivationBytes = 128 << 10;
+
+/// Prefill on AMX: strips of 16 weight rows (two 8-row interleaved tiles)
+/// are decoded once per pass into their unsigned codes, run by run (a run:
+/// 16 rows x 16 or 32 codes, one tile), and groups of 16 tokens' 8-bit
+/// activations are transposed once per pass into tdpbusd's VNNI layout
+/// (a run: run/4 tile rows of 16 tokens x 4 codes). For each run one tile
+/// product gives the 16 x 16 integer dots; the vector code then scales and
+/// accumulates them exactly as emitGemmInt8Tiles does per (row, token) (the
+/// same integers, the same f32 operations in the same order: the results
+/// are bit-identical), a vector over the 16 tokens per row. Rows past the
+/// last whole strip go to emitGemmInt8Tiles. Tile values never cross a
+/// block (each run's tiles live inside one loop body), which the LLVM
+/// lowering of the amx dialect needs.
+void emitGemmAmx(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o) {
+  OpBuilder &b = e.b;
+  const int64_t S = kAmxTile;
+  const int64_t R = spec.format.interleave;
+  const int64_t k = spec.k;
+  const int64_t blockElems = spec.format.blockElements(e.lanes);
+  const int64_t blockBytes = spec.format.blockBytes(e.lanes);
+  const int64_t blocks = k / blockElems;
+  const int64_t rowBytes = weightRowBytes(spec, e.lanes);
+  const unsigned nMats = spec.swiglu ? 2 : 1;
+  const int64_t run = getIntegerRunLength(spec.format);
+  const int64_t runs = k / run;
+  const int64_t runsPerBlock = blockElems / run;
+  const TiledRunRule rule(e, spec.format);
+  assert(rule.bias == 0 && "VNNI's rule: unsigned codes, no dot bias");
+  const bool foldBias = rule.offsetIsBiasedScale;
+  const bool offsetStored = rule.offsetStored;
+  const int64_t qRow = KernelLibrary::getQuantizedRowBytes(k);
+  const int64_t groupsPerPass =
+      std::max<int64_t>(1, kAmxActivationBytes / (S * k));
+  const int64_t passTokens = groupsPerPass * S;
+  Type i8 = b.getI8Type(), i32 = b.getI32Type();
+  VectorType bytes64 = VectorType::get({64}, i8);
+  VectorType dwords16 = VectorType::get({16}, i32);
+  VectorType floats16 = e.vec(16);
+  auto byteBuffer = [&](int64_t bytes) {
+    return memref::AllocaOp::create(b, e.loc, MemRefType::get({bytes}, i8),
+                                    b.getI64IntegerAttr(64))
+        .getResult();
+  };
+  // A group's transposed activations: codes (k x 16 bytes), then the
+  // per-32 scales (k/32 x 16 f32), then the runs' code sums (k/run x 16
+  // i32, foldBias) or the per-16 f32 sums (k/16 x 16, offsetStored).
+  const int64_t xScalesAt = k * S;
+  const int64_t xSumsAt = xScalesAt + k / 32 * S * 4;
+  const int64_t groupBytes = xSumsAt + (foldBias       ? k / run
+                                        : offsetStored ? k / 16
+                                                       : 0) *
+                                           S * 4;
+  Value xT = byteBuffer(groupsPerPass * groupBytes);
+  // A strip's decoded runs: slot (m x runs + run) x 16 + row.
+  const int64_t slots = nMats * runs * S;
+  Value wCodes = byteBuffer(slots * run);
+  Value wScales = memref::AllocaOp::create(
+      b, e.loc, MemRefType::get({slots}, e.f32()), b.getI64IntegerAttr(64));
+  Value wOffsets =
+      offsetStored ? memref::AllocaOp::create(b, e.loc,
+                                              MemRefType::get({slots}, e.f32()),
+                                              b.getI64IntegerAttr(64))
+                         .getResult()
+                   : Value();
+  Value cTile = memref::AllocaOp::create(
+      b, e.loc, MemRefType::get({2 * S * S}, i32), b.getI64IntegerAttr(64));
+  Value gateSums =
+      spec.swiglu ? memref::AllocaOp::create(b, e.loc,
+                                             MemRefType::get({S * S}, e.f32()),
+                                             b.getI64IntegerAttr(64))
+                        .getResult()
+                  : Value();
+  const bool wholeTileDecode =
+      spec.format.kind == WeightFormat::Kind::Quantized &&
+      spec.format.splitHeaderBytes() == 2 && run == 32 && blockElems == 32 &&
+      (spec.format.quant == qnt::QuantFormat::Q4_0 ||
+       spec.format.quant == qnt::QuantFormat::Q8_0);
+  auto aTile = amx::TileType::get({S, run}, i8);
+  auto bTile = amx::TileType::get({run / 4, 64}, i8);
+  auto cTileType = amx::TileType::get({S, S}, i32);
+  Value stripsEnd = e.add(o.nLo, e.mul(e.div(e.sub(o.nHi, o.nLo), S), S));
+
+  e.loop(e.idx(0), o.tokens, passTokens, [&](Value p0) {
+    Value passCount = arith::MinUIOp::create(b, e.loc, e.sub(o.tokens, p0),
+                                             e.idx(passTokens));
+    Value groups = e.ceilDiv(passCount, e.idx(S));
+    Value lastToken = e.sub(o.tokens, e.idx(1));
+    e.loop(e.idx(0), groups, 1, [&](Value g) {
+      // Tokens past the last repeat it: their lanes are computed and never
+      // stored.
+      SmallVector<Value, 16> rowStarts;
+      for (int64_t t = 0; t < S; ++t) {
+        Value token = arith::MinUIOp::create(
+            b, e.loc, e.add(e.add(p0, e.mul(g, S)), t), lastToken);
+        rowStarts.push_back(e.add(o.xOff, e.mul(token, qRow)));
+      }
+      Value base = e.mul(g, groupBytes);
+      emitTransposeDwords(e, o.x, rowStarts, 0, k / 4, xT, base);
+      emitTransposeDwords(e, o.x, rowStarts, k, k / 32, xT,
+                          e.add(base, xScalesAt));
+      if (foldBias)
+        emitTransposeDwords(e, o.x, rowStarts,
+                            KernelLibrary::getQuantizedCodeSumsOffset(k, run),
+                            k / run, xT, e.add(base, xSumsAt));
+      else if (offsetStored)
+        emitTransposeDwords(e, o.x, rowStarts, k + k / 8, k / 16, xT,
+                            e.add(base, xSumsAt));
+    });
+
+    e.loop(o.nLo, stripsEnd, S, [&](Value n0) {
+      // Decode the strip: rows 8h + r of tile h.
+      for (unsigned m = 0; m < nMats; ++m)
+        e.loop(e.idx(0), e.idx(blocks), 1, [&](Value blk) {
+          for (int64_t h = 0; h < S / R; ++h) {
+            Value tileBlock =
+                e.add(e.add(o.wOff[m], e.mul(e.add(n0, h * R), rowBytes)),
+                      e.mul(blk, R * blockBytes));
+            // The next strip's block into L2 while this one is decoded (past
+            // the last strip the addresses lie outside the weights; a
+            // prefetch does not fault).
+            for (int64_t line = 0; line < R * blockBytes;
+                 line += kCacheLineBytes)
+              memref::PrefetchOp::create(
+                  b, e.loc, o.w,
+                  ValueRange{e.add(tileBlock, S * rowBytes + line)},
+                  /*isWrite=*/false, /*localityHint=*/2,
+                  /*isDataCache=*/true);
+            if (wholeTileDecode) {
+              // Q4_0 and Q8_0: the 8 rows' f16 scales in one load; their
+              // codes, 8 rows x 16 nibble bytes or 32 signed bytes after the
+              // scales, become 8 rows x 32 unsigned codes (Q4_0: each row's
+              // low nibbles, then its high ones; Q8_0: code + 128) with
+              // 64-byte operations, instead of a row at a time.
+              Value slot = e.mul(e.add(blk, int64_t(m) * runs), S);
+              Value rowsAt = e.add(slot, h * R);
+              e.vstore(emitTileRunScales(e, spec.format, o.w, tileBlock, R),
+                       wScales, rowsAt);
+              Value payload = e.add(tileBlock, R * 2);
+              Value codesAt = e.mul(rowsAt, run);
+              if (spec.format.quant == qnt::QuantFormat::Q8_0) {
+                for (int64_t i = 0; i < R * 32 / 64; ++i)
+                  vector::StoreOp::create(
+                      b, e.loc,
+                      arith::XOrIOp::create(
+                          b, e.loc,
+                          vector::LoadOp::create(b, e.loc, bytes64, o.w,
+                                                 e.add(payload, 64 * i)),
+                          e.intSplat(bytes64, -128)),
+                      wCodes, e.add(codesAt, 64 * i));
+              } else {
+                Value mask = e.intSplat(bytes64, 15);
+                Value four = e.intSplat(bytes64, 4);
+                for (int64_t i = 0; i < R * 16 / 64; ++i) {
+                  // Rows 4i .. 4i + 3, one 16-byte lane each.
+                  Value v = vector::LoadOp::create(b, e.loc, bytes64, o.w,
+                                                   e.add(payload, 64 * i));
+                  Value low = arith::AndIOp::create(b, e.loc, v, mask);
+                  Value high = arith::AndIOp::create(
+                      b, e.loc, arith::ShRUIOp::create(b, e.loc, v, four),
+                      mask);
+                  for (int64_t pair = 0; pair < 2; ++pair) {
+                    SmallVector<int64_t> lanes;
+                    for (int64_t row = 2 * pair; row < 2 * pair + 2; ++row) {
+                      for (int64_t j = 0; j < 16; ++j)
+                        lanes.push_back(16 * row + j);
+                      for (int64_t j = 0; j < 16; ++j)
+                        lanes.push_back(64 + 16 * row + j);
+                    }
+                    vector::StoreOp::create(
+                        b, e.loc,
+                        vector::ShuffleOp::create(b, e.loc, low, high, lanes),
+                        wCodes, e.add(codesAt, (4 * i + 2 * pair) * 32));
+                  }
+                }
+              }
+              continue;
+            }
+            for (int64_t r = 0; r < R; ++r)
+              emitBlockDecodeInteger(
+                  b, e.loc, spec.format, o.w,
+                  runBlockAddress(e, spec.format, tileBlock, e.idx(r)),
+                  [&](const IntegerRun &ri) {
+                    Value runIdx = e.add(e.mul(blk, runsPerBlock),
+                                         int64_t(m) * runs + ri.first / run);
+                    Value slot = e.add(e.mul(runIdx, S), h * R + r);
+                    vector::StoreOp::create(b, e.loc, ri.codes, wCodes,
+                                            e.mul(slot, run));
+                    e.store(ri.scale, wScales, slot);
+                    if (offsetStored)
+                      e.store(rule.storedOffset(e, ri), wOffsets, slot);
+                  });
+          }
+        });
+
+      e.loop(e.idx(0), groups, 1, [&](Value g) {
+        Value t0 = e.add(p0, e.mul(g, S));
+        Value count =
+            arith::MinUIOp::create(b, e.loc, e.sub(o.tokens, t0), e.idx(S));
+        Value base = e.mul(g, groupBytes);
+        SmallVector<Value> sums;
+        for (unsigned m = 0; m < nMats; ++m) {
+          // Run j's 16 x 16 dots into half j % 2 of cTile.
+          auto tileProduct = [&](Value j) {
+            Value slot0 = e.mul(e.add(j, int64_t(m) * runs), S);
+            Value zero = amx::TileZeroOp::create(b, e.loc, cTileType);
+            Value a = amx::TileLoadOp::create(b, e.loc, aTile, wCodes,
+                                              ValueRange{e.mul(slot0, run)},
+                                              e.idx(run));
+            Value x = amx::TileLoadOp::create(
+                b, e.loc, bTile, xT, ValueRange{e.add(base, e.mul(j, run * S))},
+                e.idx(64));
+            Value c = amx::TileMulIOp::create(b, e.loc, cTileType, a, x, zero,
+                                              /*isZextLhs=*/true,
+                                              /*isZextRhs=*/false);
+            amx::TileStoreOp::create(b, e.loc, cTile,
+                                     ValueRange{e.mul(e.rem(j, 2), S * S)}, c,
+                                     e.idx(S));
+          };
+          // Software-pipelined: an iteration starts run j + 1's product
+          // and scales run j's, so the vector code never waits on the tile
+          // unit's load-multiply-store chain nor reads a tile store just
+          // issued. (The last iteration repeats run runs - 1 into the other
+          // half, unread.)
+          tileProduct(e.idx(0));
+          SmallVector<Value> init(S, e.zeroVec(16));
+          sums = e.loop(
+              e.idx(0), e.idx(runs), 1, init, [&](Value j, ValueRange args) {
+                SmallVector<Value> acc(args.begin(), args.end());
+                tileProduct(arith::MinUIOp::create(b, e.loc, e.add(j, 1),
+                                                   e.idx(runs - 1)));
+                Value slot0 = e.mul(e.add(j, int64_t(m) * runs), S);
+                Value half = e.mul(e.rem(j, 2), S * S);
+                auto groupVector = [&](VectorType type, int64_t at,
+                                       Value index) {
+                  return vector::BitCastOp::create(
+                      b, e.loc, type,
+                      vector::LoadOp::create(
+                          b, e.loc, bytes64, xT,
+                          e.add(e.add(base, at), e.mul(index, S * 4))));
+                };
+                Value dx =
+                    groupVector(floats16, xScalesAt, e.div(e.mul(j, run), 32));
+                Value owed, xsum;
+                if (foldBias)
+                  owed = arith::MulIOp::create(
+                      b, e.loc, groupVector(dwords16, xSumsAt, j),
+                      e.intSplat(dwords16, rule.symBias));
+                if (offsetStored) {
+                  if (run == 32)
+                    xsum = e.fadd(
+                        groupVector(floats16, xSumsAt, e.mul(j, 2)),
+                        groupVector(floats16, xSumsAt, e.add(e.mul(j, 2), 1)));
+                  else
+                    xsum = groupVector(floats16, xSumsAt, j);
+                }
+                for (int64_t n = 0; n < S; ++n) {
+                  Value dot = vector::LoadOp::create(b, e.loc, dwords16, cTile,
+                                                     e.add(half, n * S));
+                  if (owed)
+                    dot = arith::SubIOp::create(b, e.loc, dot, owed);
+                  Value dotF = arith::SIToFPOp::create(b, e.loc, floats16, dot);
+                  Value slot = e.add(slot0, n);
+                  acc[n] = e.fma(dotF,
+                                 e.fmul(e.splat(e.load(wScales, slot), 16), dx),
+                                 acc[n]);
+                  if (offsetStored)
+                    acc[n] = e.fma(e.splat(e.load(wOffsets, slot), 16), xsum,
+                                   acc[n]);
+                }
+                return acc;
+              });
+          if (spec.swiglu && m == 0)
+            for (int64_t n = 0; n < S; ++n)
+              e.vstore(sums[n], gateSums, e.idx(n * S));
+        }
+        if (spec.swiglu)
+          for (int64_t n = 0; n < S; ++n) {
+            // silu(gate) x up, as emitMatmulEpilogue (x / (1 + exp(-x))).
+            Value gate = e.vload(16, gateSums, e.idx(n * S));
+            Value ex = e.exp(arith::NegFOp::create(b, e.loc, gate));
+            Value silu = e.fdiv(gate, e.fadd(e.splat(e.cf(1.0), 16), ex));
+            sums[n] = e.fmul(silu, sums[n]);
+          }
+        // Rows x tokens to tokens x rows: each token's 16 outputs are
+        // consecutive.
+        SmallVector<Value, 16> perToken = emitTranspose16(e, sums);
+        for (int64_t t = 0; t < S; ++t)
+          e.ifThen(e.cmp(arith::CmpIPredicate::ult, e.idx(t), count), [&]() {
+            Value v = perToken[t];
+            if (spec.bias)
+              v = e.fadd(v, vector::BitCastOp::create(
+                                b, e.loc, floats16,
+                                vector::LoadOp::create(
+                                    b, e.loc, bytes64, o.bias,
+                                    e.add(o.biasOff, e.mul(n0, 4)))));
+            Value token = e.add(t0, t);
+            if (spec.accumulate)
+              v = e.fadd(
+                  v, e.vload(16, o.acc,
+                             e.add(e.add(o.accOff, e.mul(token, spec.n)), n0)));
+            e.vstore(v, o.y, e.add(e.add(o.yOff, e.mul(token, spec.n)), n0));
+          });
+      });
+    });
+  });
+  MatmulOperands rest = o;
+  rest.nLo = stripsEnd;
+  emitGemmInt8Tiles(e, spec, rest);
+}
+
 /// Prefill with 8-bit activations: a tile of weight rows is decoded once
 /// into its integer form on the stack (codes, and per run a scale and an
 /// offset), then every token meets it through integer dot products,
@@ -2057,7 +2448,9 @@ void emitMatmulCore(Emitter &e, const MatmulSpec &spec,
     e.b.setInsertionPointToStart(&ifOp.getElseRegion().front());
     // Accumulators: rows x matrices x tokens = 8 vectors (and 8 scalars
     // where the format has offsets); 4 tokens measured faster than 2 or 6.
-    if (spec.format.interleave > 1)
+    if (usesAmxTiles(e, spec.format))
+      emitGemmAmx(e, spec, o);
+    else if (spec.format.interleave > 1)
       emitGemmInt8Tiles(e, spec, o);
     else
       emitGemmInt8(e, spec, o, /*rowTile=*/spec.swiglu ? 1 : 2,

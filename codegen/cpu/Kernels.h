@@ -81,6 +81,10 @@ enum class IntegerDot {
   X86Avx512Vnni, // X86AvxVnni, and on zmm decode's GEMV of 8-row tiles of
                  // Q4_0 and Q8_0 and prefill's GEMM of 8-row broadcast
                  // tiles (AVX512-VNNI, BW and VL)
+  X86Amx,        // X86Avx512Vnni, with prefill's GEMM of interleaved
+                 // weights on AMX tiles (tdpbusd; AMX-TILE and AMX-INT8,
+                 // whose state the OS must grant the process: the runtime
+                 // asks at open, MOEC_INFO_CPU_STATE)
 };
 
 /// Generates kernels into a module, each once per specialisation.

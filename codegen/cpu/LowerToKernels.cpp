@@ -10,6 +10,7 @@
 #include "runtime/abi/moec_abi.h"
 #include "runtime/abi/moec_bundle.h"
 
+#include "mlir/Dialect/AMX/AMXDialect.h"
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
@@ -700,6 +701,8 @@ LogicalResult ScheduleBuilder::run() {
   info[MOEC_INFO_RESIDENT_BYTES] =
       layoutAttr.getAs<IntegerAttr>("resident_bytes").getInt();
   info[MOEC_INFO_LAYOUT_HASH] = layoutAttr.getAs<IntegerAttr>("hash").getInt();
+  if (options.integerDot == IntegerDot::X86Amx)
+    info[MOEC_INFO_CPU_STATE] |= MOEC_CPU_STATE_AMX_TILE;
   auto infoType = RankedTensorType::get({MOEC_INFO_COUNT}, b.getI64Type());
   LLVM::GlobalOp::create(
       b, loc, LLVM::LLVMArrayType::get(b.getI64Type(), MOEC_INFO_COUNT),
@@ -1658,8 +1661,8 @@ struct LowerToKernelsPass
            "moec_model_forward schedule";
   }
   void getDependentDialects(DialectRegistry &registry) const override {
-    registry.insert<arith::ArithDialect, func::FuncDialect, math::MathDialect,
-                    memref::MemRefDialect, scf::SCFDialect,
+    registry.insert<amx::AMXDialect, arith::ArithDialect, func::FuncDialect,
+                    math::MathDialect, memref::MemRefDialect, scf::SCFDialect,
                     vector::VectorDialect, LLVM::LLVMDialect>();
   }
   void runOnOperation() override {

@@ -1006,14 +1006,20 @@ Error Compilation::runCodegen() {
                     options.target.hasFeature("avx512vnni") &&
                     options.target.hasFeature("avx512vl") &&
                     options.target.hasFeature("avx512bw");
-  lowering.integerDot = x86Vnni512 ? codegen::IntegerDot::X86Avx512Vnni
-                        : x86Vnni  ? codegen::IntegerDot::X86AvxVnni
-                        : x86Avx2  ? codegen::IntegerDot::X86Avx2
-                                   : codegen::IntegerDot::Generic;
+  // ... and AMX tiles for prefill's GEMM where the target has them (the
+  // host target lists them only where the kernel grants the tile state).
+  bool x86Amx = x86Vnni512 && options.target.hasFeature("amx-tile") &&
+                options.target.hasFeature("amx-int8");
+  lowering.integerDot = x86Amx       ? codegen::IntegerDot::X86Amx
+                        : x86Vnni512 ? codegen::IntegerDot::X86Avx512Vnni
+                        : x86Vnni    ? codegen::IntegerDot::X86AvxVnni
+                        : x86Avx2    ? codegen::IntegerDot::X86Avx2
+                                     : codegen::IntegerDot::Generic;
   if (options.integerDot == "portable") {
     lowering.integerDot = codegen::IntegerDot::Generic;
   } else if (options.integerDot == "avx2" || options.integerDot == "avx-vnni" ||
-             options.integerDot == "avx512-vnni") {
+             options.integerDot == "avx512-vnni" ||
+             options.integerDot == "amx") {
     struct Choice {
       const char *name;
       bool available;
@@ -1025,6 +1031,9 @@ Error Compilation::runCodegen() {
          "AVX-VNNI (or AVX512-VNNI with AVX512VL)"},
         {"avx512-vnni", x86Vnni512, codegen::IntegerDot::X86Avx512Vnni,
          "AVX512-VNNI with AVX512BW and AVX512VL on 512-bit vectors"},
+        {"amx", x86Amx, codegen::IntegerDot::X86Amx,
+         "AMX-TILE and AMX-INT8 (with AVX512-VNNI, BW and VL on 512-bit "
+         "vectors)"},
     };
     for (const Choice &c : choices) {
       if (options.integerDot != c.name)
@@ -1037,7 +1046,7 @@ Error Compilation::runCodegen() {
     }
   } else if (!options.integerDot.empty()) {
     return makeError("codegen: --integer-dot: expected portable, avx2, "
-                     "avx-vnni or avx512-vnni, got '" +
+                     "avx-vnni, avx512-vnni or amx, got '" +
                      options.integerDot + "'");
   }
   lowering.int8Activations = usesInt8Activations();
@@ -1108,7 +1117,7 @@ Error Compilation::verifyContract(Phase after) {
     m.walk([&](mlir::Operation *op) {
       StringRef ns = op->getDialect() ? op->getDialect()->getNamespace() : "";
       if (!llvm::is_contained({"builtin", "func", "scf", "vector", "arith",
-                               "math", "memref", "llvm"},
+                               "math", "memref", "llvm", "amx"},
                               ns) &&
           stray.empty())
         stray = op->getName().getStringRef().str();

@@ -25,7 +25,7 @@ extern "C" {
 #endif
 
 #define MOEC_ABI_VERSION_MAJOR 0
-#define MOEC_ABI_VERSION_MINOR 7
+#define MOEC_ABI_VERSION_MINOR 8
 
 /* The version of the ABI an artifact was compiled against, as the compiler
  * embeds it. */
@@ -98,17 +98,29 @@ enum moec_model_info_index_e {
   MOEC_INFO_ABI_MAJOR = 0,
   MOEC_INFO_ABI_MINOR = 1,
   MOEC_INFO_LAYER_COUNT = 2,
-  MOEC_INFO_EXPERT_COUNT = 3,      /* routed experts per layer */
-  MOEC_INFO_EXPERTS_USED = 4,      /* top-k */
+  MOEC_INFO_EXPERT_COUNT = 3, /* routed experts per layer */
+  MOEC_INFO_EXPERTS_USED = 4, /* top-k */
   MOEC_INFO_VOCAB_SIZE = 5,
   MOEC_INFO_HIDDEN_SIZE = 6,
-  MOEC_INFO_CONTEXT_LENGTH = 7,    /* KV cache positions */
-  MOEC_INFO_MAX_BATCH = 8,         /* most tokens one forward call takes */
+  MOEC_INFO_CONTEXT_LENGTH = 7, /* KV cache positions */
+  MOEC_INFO_MAX_BATCH = 8,      /* most tokens one forward call takes */
   MOEC_INFO_SCRATCH_BYTES = 9,
   MOEC_INFO_KV_BYTES = 10,
   MOEC_INFO_RESIDENT_BYTES = 11,
-  MOEC_INFO_LAYOUT_HASH = 12,      /* low 63 bits of the layout's XXH3 */
+  MOEC_INFO_LAYOUT_HASH = 12, /* low 63 bits of the layout's XXH3 */
+  /* Since 0.8: processor state the code uses that the OS must enable for
+   * the process (moec_cpu_state_e bits); 0 in older code. */
+  MOEC_INFO_CPU_STATE = 13,
   MOEC_INFO_COUNT = 16
+};
+
+/* Bits of moec_model_info[MOEC_INFO_CPU_STATE] (since 0.8). */
+enum moec_cpu_state_e {
+  /* AMX tiles (x86 AMX-TILE, AMX-INT8): Linux grants their state per
+   * process on request (arch_prctl ARCH_REQ_XCOMP_PERM, XTILEDATA); the
+   * runtime requests it at open and refuses the code where it is denied,
+   * since the first tile instruction would otherwise fault. */
+  MOEC_CPU_STATE_AMX_TILE = 1,
 };
 
 /* Defined by compiled code. */

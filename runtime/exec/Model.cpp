@@ -9,20 +9,21 @@
 #include "runtime/stream/ExpertStreamer.h"
 
 #include <algorithm>
-#include <chrono>
-#include <functional>
-#include <set>
-#include <unordered_map>
 #include <atomic>
 #include <cctype>
 #include <cerrno>
+#include <chrono>
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
+#include <functional>
+#include <set>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+#include <unordered_map>
 
 //===----------------------------------------------------------------------===//
 // The context the compiled code hands back to the runtime's callbacks
@@ -579,6 +580,32 @@ std::string checkInfo(const int64_t *info, int index, const char *name,
          "code";
 }
 
+/// Enables the processor state the code uses (MOEC_INFO_CPU_STATE) for
+/// this process, or says why it cannot be: "" when all is granted.
+std::string enableCpuState(int64_t state) {
+  if (state & ~int64_t(MOEC_CPU_STATE_AMX_TILE))
+    return "processor state " + std::to_string(state) +
+           " has bits no moec ABI defines: the code is damaged or not moec "
+           "model code";
+  if (state & MOEC_CPU_STATE_AMX_TILE) {
+#if defined(__linux__) && defined(__x86_64__)
+    // ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA (asm/prctl.h, Linux 5.16):
+    // the permission is the process's, so every pool thread may use tiles.
+    constexpr long kReqXcompPerm = 0x1023, kXtileData = 18;
+    if (::syscall(SYS_arch_prctl, kReqXcompPerm, kXtileData) != 0)
+      return std::string("it uses AMX tiles, and the kernel does not grant "
+                         "this process their state (arch_prctl: ") +
+             std::strerror(errno) +
+             "); compile the model for a target without AMX (for example "
+             "--target=x86_64-avx512)";
+#else
+    return "it uses AMX tiles, which this runtime can only enable on Linux "
+           "x86-64; compile the model for a target without AMX";
+#endif
+  }
+  return "";
+}
+
 } // namespace
 
 //===----------------------------------------------------------------------===//
@@ -716,6 +743,13 @@ std::unique_ptr<Model> Model::open(const ModelCode &code,
       error = why;
       return nullptr;
     }
+  if (minor >= 8) {
+    std::string why = enableCpuState(info[MOEC_INFO_CPU_STATE]);
+    if (!why.empty()) {
+      error = "model code: " + why;
+      return nullptr;
+    }
+  }
   if (options.threads > ThreadPool::kMaxThreads) {
     error = "threads: " + std::to_string(options.threads) +
             " is out of range (1.." + std::to_string(ThreadPool::kMaxThreads) +

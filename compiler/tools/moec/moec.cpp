@@ -299,8 +299,8 @@ cl::opt<std::string> compileKvCache(
 cl::opt<std::string> compileIntegerDot(
     "integer-dot", cl::Hidden,
     cl::desc("The integer dot product of 8-bit activations: portable, "
-             "avx2, avx-vnni or avx512-vnni (default: the target's best; for "
-             "comparing them on one host)"),
+             "avx2, avx-vnni, avx512-vnni or amx (default: the target's "
+             "best; for comparing them on one host)"),
     cl::sub(cl::SubCommand::getTopLevel()));
 cl::opt<bool> compileInstrument(
     "instrument",

@@ -66,6 +66,8 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <vector>
 
 using namespace mlir;
@@ -191,6 +193,22 @@ std::vector<IntegerDot> hostIntegerDots() {
 /// decode's tiled GEMV of 8-row tiles adds to X86AvxVnni's).
 bool hostHasAvx512Vnni() {
   return hostHas("avx512vnni") && hostHas("avx512vl") && hostHas("avx512bw");
+}
+
+/// Whether the host runs IntegerDot::X86Amx's tile code: AMX-TILE and
+/// AMX-INT8, and the kernel grants this process the tile state, which this
+/// asks for here as the runtime does at open (MOEC_INFO_CPU_STATE). Hosts
+/// that advertise AMX without granting it would fault on the first tile
+/// instruction.
+bool hostHasAmx() {
+  if (!hostHasAvx512Vnni() || !hostHas("amx-tile") || !hostHas("amx-int8"))
+    return false;
+#if defined(__linux__) && defined(__x86_64__)
+  constexpr long kReqXcompPerm = 0x1023, kXtileData = 18;
+  return ::syscall(SYS_arch_prctl, kReqXcompPerm, kXtileData) == 0;
+#else
+  return false;
+#endif
 }
 
 bool decodable(const WeightFormat &format, unsigned lanes) {
@@ -665,12 +683,13 @@ int64_t rowsFor(const WeightFormat &format) {
 void PrintTo(const Case &c, std::ostream *os) {
   *os << c.format.name() << ", lanes " << c.lanes << ", "
       << variantName(c.variant)
-      << (!c.int8                                   ? ""
+      << (!c.int8                                  ? ""
           : c.integerDot == IntegerDot::X86Avx2    ? ", 8-bit activations, AVX2"
           : c.integerDot == IntegerDot::X86AvxVnni ? ", 8-bit activations, VNNI"
           : c.integerDot == IntegerDot::X86Avx512Vnni
               ? ", 8-bit activations, AVX-512 VNNI"
-              : ", 8-bit activations");
+          : c.integerDot == IntegerDot::X86Amx ? ", 8-bit activations, AMX"
+                                               : ", 8-bit activations");
 }
 
 std::string caseName(const ::testing::TestParamInfo<Case> &info) {
@@ -690,6 +709,8 @@ std::string caseName(const ::testing::TestParamInfo<Case> &info) {
     name += "_avxvnni";
   if (info.param.int8 && info.param.integerDot == IntegerDot::X86Avx512Vnni)
     name += "_avx512vnni";
+  if (info.param.int8 && info.param.integerDot == IntegerDot::X86Amx)
+    name += "_amx";
   return name;
 }
 
@@ -712,7 +733,7 @@ MatmulSpec specOf(const Case &c) {
 }
 
 /// The largest token count tested; the activations hold this many rows.
-constexpr int64_t kMaxTokens = 16;
+constexpr int64_t kMaxTokens = 40;
 /// GEMV (T <= 2) and GEMM (T > 2) token counts, with remainders of the
 /// GEMM's token tile of 3.
 constexpr int64_t kTokenCounts[] = {1, 2, 3, 7, 16};
@@ -987,6 +1008,10 @@ void runCase(const Case &c, unsigned seeds) {
     for (int64_t T : kTokenCounts)
       for (int64_t threads : {1, 3})
         harness.check(T, threads);
+    // AMX's GEMM takes tokens 16 at a time: three groups, the last partial.
+    if (c.integerDot == IntegerDot::X86Amx)
+      for (int64_t threads : {1, 3})
+        harness.check(kMaxTokens, threads);
   }
 }
 
@@ -1114,6 +1139,25 @@ std::vector<Case> interleavedCases() {
         for (const Variant &variant : allVariants())
           cases.push_back({interleaved(format, 8), 16, variant, true,
                            IntegerDot::X86Avx512Vnni});
+    }
+  // AMX tiles where the host grants them: runs of 32 (Q4_0 and Q8_0 decoded
+  // a tile at a time, the others a row at a time; Q4_K, Q2_K and int4 with
+  // offsets) and of 16 (Q6_K, Q2_K), MXFP4's table; the variants for three.
+  // 13 tiles of 8 rows: 6 strips of 16 and a tile for the VNNI GEMM.
+  if (hostHasAmx())
+    for (const WeightFormat &format :
+         {quantFormat(QuantFormat::Q4_0), quantFormat(QuantFormat::Q8_0),
+          quantFormat(QuantFormat::Q4_K), quantFormat(QuantFormat::Q6_K),
+          quantFormat(QuantFormat::Q2_K), quantFormat(QuantFormat::MXFP4),
+          quantFormat(QuantFormat::Int4, 32, /*asymmetric=*/true)}) {
+      cases.push_back(
+          {interleaved(format, 8), 16, {}, true, IntegerDot::X86Amx});
+      if (format.quant == QuantFormat::Q4_0 ||
+          format.quant == QuantFormat::Q8_0 ||
+          format.quant == QuantFormat::Q4_K)
+        for (const Variant &variant : allVariants())
+          cases.push_back(
+              {interleaved(format, 8), 16, variant, true, IntegerDot::X86Amx});
     }
   for (const WeightFormat &format :
        {quantFormat(QuantFormat::Q4_0), quantFormat(QuantFormat::Q4_K),

@@ -602,6 +602,14 @@ TEST_F(Exec, RefusesCodeOfAnotherAbi) {
   EXPECT_NE(error.find("is not a version"), std::string::npos) << error;
 }
 
+TEST_F(Exec, RefusesProcessorStateItCannotEnable) {
+  std::vector<int64_t> info;
+  std::string error =
+      openError(codeWith(info, MOEC_INFO_CPU_STATE, 6), bundlePath);
+  EXPECT_EQ(error, "model code: processor state 6 has bits no moec ABI "
+                   "defines: the code is damaged or not moec model code");
+}
+
 TEST_F(Exec, RefusesAnInfoTableOutOfRange) {
   std::vector<int64_t> info;
   EXPECT_EQ(openError(codeWith(info, MOEC_INFO_MAX_BATCH, 0), bundlePath),
