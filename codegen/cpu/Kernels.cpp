@@ -2011,7 +2011,11 @@ void emitTransposeDwords(Emitter &e, Value src, ArrayRef<Value> rowStarts,
 constexpr int64_t kAmxTile = 16;
 /// Bytes of the transposed activations a thread keeps on its stack: the
 /// token groups of one pass over the weights (the strips are decoded once
-/// per pass).
+/// per pass), at least one group (22k bytes at the most). With the strip's
+/// decoded codes (16k per matrix) and the VNNI GEMM's buffer beside them
+/// (8k per matrix), a kernel's frame stays under 0.5 MiB up to k = 4096
+/// and about 1.3 MiB at k = 14336: pool threads have the OS's default
+/// stack (8 MiB on Linux).
 constexpr int64_t kAmxActivationBytes = 128 << 10;
 
 /// Prefill on AMX: strips of 16 weight rows (two 8-row interleaved tiles)
@@ -2044,9 +2048,6 @@ void emitGemmAmx(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o) {
   const bool foldBias = rule.offsetIsBiasedScale;
   const bool offsetStored = rule.offsetStored;
   const int64_t qRow = KernelLibrary::getQuantizedRowBytes(k);
-  const int64_t groupsPerPass =
-      std::max<int64_t>(1, kAmxActivationBytes / (S * k));
-  const int64_t passTokens = groupsPerPass * S;
   Type i8 = b.getI8Type(), i32 = b.getI32Type();
   VectorType bytes64 = VectorType::get({64}, i8);
   VectorType dwords16 = VectorType::get({16}, i32);
@@ -2065,6 +2066,11 @@ void emitGemmAmx(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o) {
                                         : offsetStored ? k / 16
                                                        : 0) *
                                            S * 4;
+  const int64_t groupsPerPass =
+      spec.amxPassTokens > 0
+          ? (spec.amxPassTokens + S - 1) / S
+          : std::max<int64_t>(1, kAmxActivationBytes / groupBytes);
+  const int64_t passTokens = groupsPerPass * S;
   Value xT = byteBuffer(groupsPerPass * groupBytes);
   // A strip's decoded runs: slot (m x runs + run) x 16 + row.
   const int64_t slots = nMats * runs * S;
@@ -2095,226 +2101,231 @@ void emitGemmAmx(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o) {
   auto cTileType = amx::TileType::get({S, S}, i32);
   Value stripsEnd = e.add(o.nLo, e.mul(e.div(e.sub(o.nHi, o.nLo), S), S));
 
-  e.loop(e.idx(0), o.tokens, passTokens, [&](Value p0) {
-    Value passCount = arith::MinUIOp::create(b, e.loc, e.sub(o.tokens, p0),
-                                             e.idx(passTokens));
-    Value groups = e.ceilDiv(passCount, e.idx(S));
-    Value lastToken = e.sub(o.tokens, e.idx(1));
-    e.loop(e.idx(0), groups, 1, [&](Value g) {
-      // Tokens past the last repeat it: their lanes are computed and never
-      // stored.
-      SmallVector<Value, 16> rowStarts;
-      for (int64_t t = 0; t < S; ++t) {
-        Value token = arith::MinUIOp::create(
-            b, e.loc, e.add(e.add(p0, e.mul(g, S)), t), lastToken);
-        rowStarts.push_back(e.add(o.xOff, e.mul(token, qRow)));
-      }
-      Value base = e.mul(g, groupBytes);
-      emitTransposeDwords(e, o.x, rowStarts, 0, k / 4, xT, base);
-      emitTransposeDwords(e, o.x, rowStarts, k, k / 32, xT,
-                          e.add(base, xScalesAt));
-      if (foldBias)
-        emitTransposeDwords(e, o.x, rowStarts,
-                            KernelLibrary::getQuantizedCodeSumsOffset(k, run),
-                            k / run, xT, e.add(base, xSumsAt));
-      else if (offsetStored)
-        emitTransposeDwords(e, o.x, rowStarts, k + k / 8, k / 16, xT,
-                            e.add(base, xSumsAt));
-    });
+  // A unit of fewer than 16 rows has no strip: nothing to transpose for.
+  e.ifThen(e.cmp(arith::CmpIPredicate::ult, o.nLo, stripsEnd), [&]() {
+    e.loop(e.idx(0), o.tokens, passTokens, [&](Value p0) {
+      Value passCount = arith::MinUIOp::create(b, e.loc, e.sub(o.tokens, p0),
+                                               e.idx(passTokens));
+      Value groups = e.ceilDiv(passCount, e.idx(S));
+      Value lastToken = e.sub(o.tokens, e.idx(1));
+      e.loop(e.idx(0), groups, 1, [&](Value g) {
+        // Tokens past the last repeat it: their lanes are computed and never
+        // stored.
+        SmallVector<Value, 16> rowStarts;
+        for (int64_t t = 0; t < S; ++t) {
+          Value token = arith::MinUIOp::create(
+              b, e.loc, e.add(e.add(p0, e.mul(g, S)), t), lastToken);
+          rowStarts.push_back(e.add(o.xOff, e.mul(token, qRow)));
+        }
+        Value base = e.mul(g, groupBytes);
+        emitTransposeDwords(e, o.x, rowStarts, 0, k / 4, xT, base);
+        emitTransposeDwords(e, o.x, rowStarts, k, k / 32, xT,
+                            e.add(base, xScalesAt));
+        if (foldBias)
+          emitTransposeDwords(e, o.x, rowStarts,
+                              KernelLibrary::getQuantizedCodeSumsOffset(k, run),
+                              k / run, xT, e.add(base, xSumsAt));
+        else if (offsetStored)
+          emitTransposeDwords(e, o.x, rowStarts, k + k / 8, k / 16, xT,
+                              e.add(base, xSumsAt));
+      });
 
-    e.loop(o.nLo, stripsEnd, S, [&](Value n0) {
-      // Decode the strip: rows 8h + r of tile h.
-      for (unsigned m = 0; m < nMats; ++m)
-        e.loop(e.idx(0), e.idx(blocks), 1, [&](Value blk) {
-          for (int64_t h = 0; h < S / R; ++h) {
-            Value tileBlock =
-                e.add(e.add(o.wOff[m], e.mul(e.add(n0, h * R), rowBytes)),
-                      e.mul(blk, R * blockBytes));
-            // The next strip's block into L2 while this one is decoded (past
-            // the last strip the addresses lie outside the weights; a
-            // prefetch does not fault).
-            for (int64_t line = 0; line < R * blockBytes;
-                 line += kCacheLineBytes)
-              memref::PrefetchOp::create(
-                  b, e.loc, o.w,
-                  ValueRange{e.add(tileBlock, S * rowBytes + line)},
-                  /*isWrite=*/false, /*localityHint=*/2,
-                  /*isDataCache=*/true);
-            if (wholeTileDecode) {
-              // Q4_0 and Q8_0: the 8 rows' f16 scales in one load; their
-              // codes, 8 rows x 16 nibble bytes or 32 signed bytes after the
-              // scales, become 8 rows x 32 unsigned codes (Q4_0: each row's
-              // low nibbles, then its high ones; Q8_0: code + 128) with
-              // 64-byte operations, instead of a row at a time.
-              Value slot = e.mul(e.add(blk, int64_t(m) * runs), S);
-              Value rowsAt = e.add(slot, h * R);
-              e.vstore(emitTileRunScales(e, spec.format, o.w, tileBlock, R),
-                       wScales, rowsAt);
-              Value payload = e.add(tileBlock, R * 2);
-              Value codesAt = e.mul(rowsAt, run);
-              if (spec.format.quant == qnt::QuantFormat::Q8_0) {
-                for (int64_t i = 0; i < R * 32 / 64; ++i)
-                  vector::StoreOp::create(
-                      b, e.loc,
-                      arith::XOrIOp::create(
-                          b, e.loc,
-                          vector::LoadOp::create(b, e.loc, bytes64, o.w,
-                                                 e.add(payload, 64 * i)),
-                          e.intSplat(bytes64, -128)),
-                      wCodes, e.add(codesAt, 64 * i));
-              } else {
-                Value mask = e.intSplat(bytes64, 15);
-                Value four = e.intSplat(bytes64, 4);
-                for (int64_t i = 0; i < R * 16 / 64; ++i) {
-                  // Rows 4i .. 4i + 3, one 16-byte lane each.
-                  Value v = vector::LoadOp::create(b, e.loc, bytes64, o.w,
-                                                   e.add(payload, 64 * i));
-                  Value low = arith::AndIOp::create(b, e.loc, v, mask);
-                  Value high = arith::AndIOp::create(
-                      b, e.loc, arith::ShRUIOp::create(b, e.loc, v, four),
-                      mask);
-                  for (int64_t pair = 0; pair < 2; ++pair) {
-                    SmallVector<int64_t> lanes;
-                    for (int64_t row = 2 * pair; row < 2 * pair + 2; ++row) {
-                      for (int64_t j = 0; j < 16; ++j)
-                        lanes.push_back(16 * row + j);
-                      for (int64_t j = 0; j < 16; ++j)
-                        lanes.push_back(64 + 16 * row + j);
-                    }
+      e.loop(o.nLo, stripsEnd, S, [&](Value n0) {
+        // Decode the strip: rows 8h + r of tile h.
+        for (unsigned m = 0; m < nMats; ++m)
+          e.loop(e.idx(0), e.idx(blocks), 1, [&](Value blk) {
+            for (int64_t h = 0; h < S / R; ++h) {
+              Value tileBlock =
+                  e.add(e.add(o.wOff[m], e.mul(e.add(n0, h * R), rowBytes)),
+                        e.mul(blk, R * blockBytes));
+              // The next strip's block into L2 while this one is decoded (past
+              // the last strip the addresses lie outside the weights; a
+              // prefetch does not fault).
+              for (int64_t line = 0; line < R * blockBytes;
+                   line += kCacheLineBytes)
+                memref::PrefetchOp::create(
+                    b, e.loc, o.w,
+                    ValueRange{e.add(tileBlock, S * rowBytes + line)},
+                    /*isWrite=*/false, /*localityHint=*/2,
+                    /*isDataCache=*/true);
+              if (wholeTileDecode) {
+                // Q4_0 and Q8_0: the 8 rows' f16 scales in one load; their
+                // codes, 8 rows x 16 nibble bytes or 32 signed bytes after the
+                // scales, become 8 rows x 32 unsigned codes (Q4_0: each row's
+                // low nibbles, then its high ones; Q8_0: code + 128) with
+                // 64-byte operations, instead of a row at a time.
+                Value slot = e.mul(e.add(blk, int64_t(m) * runs), S);
+                Value rowsAt = e.add(slot, h * R);
+                e.vstore(emitTileRunScales(e, spec.format, o.w, tileBlock, R),
+                         wScales, rowsAt);
+                Value payload = e.add(tileBlock, R * 2);
+                Value codesAt = e.mul(rowsAt, run);
+                if (spec.format.quant == qnt::QuantFormat::Q8_0) {
+                  for (int64_t i = 0; i < R * 32 / 64; ++i)
                     vector::StoreOp::create(
                         b, e.loc,
-                        vector::ShuffleOp::create(b, e.loc, low, high, lanes),
-                        wCodes, e.add(codesAt, (4 * i + 2 * pair) * 32));
+                        arith::XOrIOp::create(
+                            b, e.loc,
+                            vector::LoadOp::create(b, e.loc, bytes64, o.w,
+                                                   e.add(payload, 64 * i)),
+                            e.intSplat(bytes64, -128)),
+                        wCodes, e.add(codesAt, 64 * i));
+                } else {
+                  Value mask = e.intSplat(bytes64, 15);
+                  Value four = e.intSplat(bytes64, 4);
+                  for (int64_t i = 0; i < R * 16 / 64; ++i) {
+                    // Rows 4i .. 4i + 3, one 16-byte lane each.
+                    Value v = vector::LoadOp::create(b, e.loc, bytes64, o.w,
+                                                     e.add(payload, 64 * i));
+                    Value low = arith::AndIOp::create(b, e.loc, v, mask);
+                    Value high = arith::AndIOp::create(
+                        b, e.loc, arith::ShRUIOp::create(b, e.loc, v, four),
+                        mask);
+                    for (int64_t pair = 0; pair < 2; ++pair) {
+                      SmallVector<int64_t> lanes;
+                      for (int64_t row = 2 * pair; row < 2 * pair + 2; ++row) {
+                        for (int64_t j = 0; j < 16; ++j)
+                          lanes.push_back(16 * row + j);
+                        for (int64_t j = 0; j < 16; ++j)
+                          lanes.push_back(64 + 16 * row + j);
+                      }
+                      vector::StoreOp::create(
+                          b, e.loc,
+                          vector::ShuffleOp::create(b, e.loc, low, high, lanes),
+                          wCodes, e.add(codesAt, (4 * i + 2 * pair) * 32));
+                    }
                   }
                 }
+                continue;
               }
-              continue;
+              for (int64_t r = 0; r < R; ++r)
+                emitBlockDecodeInteger(
+                    b, e.loc, spec.format, o.w,
+                    runBlockAddress(e, spec.format, tileBlock, e.idx(r)),
+                    [&](const IntegerRun &ri) {
+                      Value runIdx = e.add(e.mul(blk, runsPerBlock),
+                                           int64_t(m) * runs + ri.first / run);
+                      Value slot = e.add(e.mul(runIdx, S), h * R + r);
+                      vector::StoreOp::create(b, e.loc, ri.codes, wCodes,
+                                              e.mul(slot, run));
+                      e.store(ri.scale, wScales, slot);
+                      if (offsetStored)
+                        e.store(rule.storedOffset(e, ri), wOffsets, slot);
+                    });
             }
-            for (int64_t r = 0; r < R; ++r)
-              emitBlockDecodeInteger(
-                  b, e.loc, spec.format, o.w,
-                  runBlockAddress(e, spec.format, tileBlock, e.idx(r)),
-                  [&](const IntegerRun &ri) {
-                    Value runIdx = e.add(e.mul(blk, runsPerBlock),
-                                         int64_t(m) * runs + ri.first / run);
-                    Value slot = e.add(e.mul(runIdx, S), h * R + r);
-                    vector::StoreOp::create(b, e.loc, ri.codes, wCodes,
-                                            e.mul(slot, run));
-                    e.store(ri.scale, wScales, slot);
-                    if (offsetStored)
-                      e.store(rule.storedOffset(e, ri), wOffsets, slot);
-                  });
-          }
-        });
-
-      e.loop(e.idx(0), groups, 1, [&](Value g) {
-        Value t0 = e.add(p0, e.mul(g, S));
-        Value count =
-            arith::MinUIOp::create(b, e.loc, e.sub(o.tokens, t0), e.idx(S));
-        Value base = e.mul(g, groupBytes);
-        SmallVector<Value> sums;
-        for (unsigned m = 0; m < nMats; ++m) {
-          // Run j's 16 x 16 dots into half j % 2 of cTile.
-          auto tileProduct = [&](Value j) {
-            Value slot0 = e.mul(e.add(j, int64_t(m) * runs), S);
-            Value zero = amx::TileZeroOp::create(b, e.loc, cTileType);
-            Value a = amx::TileLoadOp::create(b, e.loc, aTile, wCodes,
-                                              ValueRange{e.mul(slot0, run)},
-                                              e.idx(run));
-            Value x = amx::TileLoadOp::create(
-                b, e.loc, bTile, xT, ValueRange{e.add(base, e.mul(j, run * S))},
-                e.idx(64));
-            Value c = amx::TileMulIOp::create(b, e.loc, cTileType, a, x, zero,
-                                              /*isZextLhs=*/true,
-                                              /*isZextRhs=*/false);
-            amx::TileStoreOp::create(b, e.loc, cTile,
-                                     ValueRange{e.mul(e.rem(j, 2), S * S)}, c,
-                                     e.idx(S));
-          };
-          // Software-pipelined: an iteration starts run j + 1's product
-          // and scales run j's, so the vector code never waits on the tile
-          // unit's load-multiply-store chain nor reads a tile store just
-          // issued. (The last iteration repeats run runs - 1 into the other
-          // half, unread.)
-          tileProduct(e.idx(0));
-          SmallVector<Value> init(S, e.zeroVec(16));
-          sums = e.loop(
-              e.idx(0), e.idx(runs), 1, init, [&](Value j, ValueRange args) {
-                SmallVector<Value> acc(args.begin(), args.end());
-                tileProduct(arith::MinUIOp::create(b, e.loc, e.add(j, 1),
-                                                   e.idx(runs - 1)));
-                Value slot0 = e.mul(e.add(j, int64_t(m) * runs), S);
-                Value half = e.mul(e.rem(j, 2), S * S);
-                auto groupVector = [&](VectorType type, int64_t at,
-                                       Value index) {
-                  return vector::BitCastOp::create(
-                      b, e.loc, type,
-                      vector::LoadOp::create(
-                          b, e.loc, bytes64, xT,
-                          e.add(e.add(base, at), e.mul(index, S * 4))));
-                };
-                Value dx =
-                    groupVector(floats16, xScalesAt, e.div(e.mul(j, run), 32));
-                Value owed, xsum;
-                if (foldBias)
-                  owed = arith::MulIOp::create(
-                      b, e.loc, groupVector(dwords16, xSumsAt, j),
-                      e.intSplat(dwords16, rule.symBias));
-                if (offsetStored) {
-                  if (run == 32)
-                    xsum = e.fadd(
-                        groupVector(floats16, xSumsAt, e.mul(j, 2)),
-                        groupVector(floats16, xSumsAt, e.add(e.mul(j, 2), 1)));
-                  else
-                    xsum = groupVector(floats16, xSumsAt, j);
-                }
-                for (int64_t n = 0; n < S; ++n) {
-                  Value dot = vector::LoadOp::create(b, e.loc, dwords16, cTile,
-                                                     e.add(half, n * S));
-                  if (owed)
-                    dot = arith::SubIOp::create(b, e.loc, dot, owed);
-                  Value dotF = arith::SIToFPOp::create(b, e.loc, floats16, dot);
-                  Value slot = e.add(slot0, n);
-                  acc[n] = e.fma(dotF,
-                                 e.fmul(e.splat(e.load(wScales, slot), 16), dx),
-                                 acc[n]);
-                  if (offsetStored)
-                    acc[n] = e.fma(e.splat(e.load(wOffsets, slot), 16), xsum,
-                                   acc[n]);
-                }
-                return acc;
-              });
-          if (spec.swiglu && m == 0)
-            for (int64_t n = 0; n < S; ++n)
-              e.vstore(sums[n], gateSums, e.idx(n * S));
-        }
-        if (spec.swiglu)
-          for (int64_t n = 0; n < S; ++n) {
-            // silu(gate) x up, as emitMatmulEpilogue (x / (1 + exp(-x))).
-            Value gate = e.vload(16, gateSums, e.idx(n * S));
-            Value ex = e.exp(arith::NegFOp::create(b, e.loc, gate));
-            Value silu = e.fdiv(gate, e.fadd(e.splat(e.cf(1.0), 16), ex));
-            sums[n] = e.fmul(silu, sums[n]);
-          }
-        // Rows x tokens to tokens x rows: each token's 16 outputs are
-        // consecutive.
-        SmallVector<Value, 16> perToken = emitTranspose16(e, sums);
-        for (int64_t t = 0; t < S; ++t)
-          e.ifThen(e.cmp(arith::CmpIPredicate::ult, e.idx(t), count), [&]() {
-            Value v = perToken[t];
-            if (spec.bias)
-              v = e.fadd(v, vector::BitCastOp::create(
-                                b, e.loc, floats16,
-                                vector::LoadOp::create(
-                                    b, e.loc, bytes64, o.bias,
-                                    e.add(o.biasOff, e.mul(n0, 4)))));
-            Value token = e.add(t0, t);
-            if (spec.accumulate)
-              v = e.fadd(
-                  v, e.vload(16, o.acc,
-                             e.add(e.add(o.accOff, e.mul(token, spec.n)), n0)));
-            e.vstore(v, o.y, e.add(e.add(o.yOff, e.mul(token, spec.n)), n0));
           });
+
+        e.loop(e.idx(0), groups, 1, [&](Value g) {
+          Value t0 = e.add(p0, e.mul(g, S));
+          Value count =
+              arith::MinUIOp::create(b, e.loc, e.sub(o.tokens, t0), e.idx(S));
+          Value base = e.mul(g, groupBytes);
+          SmallVector<Value> sums;
+          for (unsigned m = 0; m < nMats; ++m) {
+            // Run j's 16 x 16 dots into half j % 2 of cTile.
+            auto tileProduct = [&](Value j) {
+              Value slot0 = e.mul(e.add(j, int64_t(m) * runs), S);
+              Value zero = amx::TileZeroOp::create(b, e.loc, cTileType);
+              Value a = amx::TileLoadOp::create(b, e.loc, aTile, wCodes,
+                                                ValueRange{e.mul(slot0, run)},
+                                                e.idx(run));
+              Value x = amx::TileLoadOp::create(
+                  b, e.loc, bTile, xT,
+                  ValueRange{e.add(base, e.mul(j, run * S))}, e.idx(64));
+              Value c = amx::TileMulIOp::create(b, e.loc, cTileType, a, x, zero,
+                                                /*isZextLhs=*/true,
+                                                /*isZextRhs=*/false);
+              amx::TileStoreOp::create(b, e.loc, cTile,
+                                       ValueRange{e.mul(e.rem(j, 2), S * S)}, c,
+                                       e.idx(S));
+            };
+            // Software-pipelined: an iteration starts run j + 1's product
+            // and scales run j's, so the vector code never waits on the tile
+            // unit's load-multiply-store chain nor reads a tile store just
+            // issued.
+            tileProduct(e.idx(0));
+            SmallVector<Value> init(S, e.zeroVec(16));
+            sums = e.loop(
+                e.idx(0), e.idx(runs), 1, init, [&](Value j, ValueRange args) {
+                  SmallVector<Value> acc(args.begin(), args.end());
+                  Value next = e.add(j, 1);
+                  e.ifThen(e.cmp(arith::CmpIPredicate::ult, next, e.idx(runs)),
+                           [&]() { tileProduct(next); });
+                  Value slot0 = e.mul(e.add(j, int64_t(m) * runs), S);
+                  Value half = e.mul(e.rem(j, 2), S * S);
+                  auto groupVector = [&](VectorType type, int64_t at,
+                                         Value index) {
+                    return vector::BitCastOp::create(
+                        b, e.loc, type,
+                        vector::LoadOp::create(
+                            b, e.loc, bytes64, xT,
+                            e.add(e.add(base, at), e.mul(index, S * 4))));
+                  };
+                  Value dx = groupVector(floats16, xScalesAt,
+                                         e.div(e.mul(j, run), 32));
+                  Value owed, xsum;
+                  if (foldBias)
+                    owed = arith::MulIOp::create(
+                        b, e.loc, groupVector(dwords16, xSumsAt, j),
+                        e.intSplat(dwords16, rule.symBias));
+                  if (offsetStored) {
+                    if (run == 32)
+                      xsum = e.fadd(groupVector(floats16, xSumsAt, e.mul(j, 2)),
+                                    groupVector(floats16, xSumsAt,
+                                                e.add(e.mul(j, 2), 1)));
+                    else
+                      xsum = groupVector(floats16, xSumsAt, j);
+                  }
+                  for (int64_t n = 0; n < S; ++n) {
+                    Value dot = vector::LoadOp::create(
+                        b, e.loc, dwords16, cTile, e.add(half, n * S));
+                    if (owed)
+                      dot = arith::SubIOp::create(b, e.loc, dot, owed);
+                    Value dotF =
+                        arith::SIToFPOp::create(b, e.loc, floats16, dot);
+                    Value slot = e.add(slot0, n);
+                    acc[n] = e.fma(
+                        dotF, e.fmul(e.splat(e.load(wScales, slot), 16), dx),
+                        acc[n]);
+                    if (offsetStored)
+                      acc[n] = e.fma(e.splat(e.load(wOffsets, slot), 16), xsum,
+                                     acc[n]);
+                  }
+                  return acc;
+                });
+            if (spec.swiglu && m == 0)
+              for (int64_t n = 0; n < S; ++n)
+                e.vstore(sums[n], gateSums, e.idx(n * S));
+          }
+          if (spec.swiglu)
+            for (int64_t n = 0; n < S; ++n) {
+              // silu(gate) x up, as emitMatmulEpilogue (x / (1 + exp(-x))).
+              Value gate = e.vload(16, gateSums, e.idx(n * S));
+              Value ex = e.exp(arith::NegFOp::create(b, e.loc, gate));
+              Value silu = e.fdiv(gate, e.fadd(e.splat(e.cf(1.0), 16), ex));
+              sums[n] = e.fmul(silu, sums[n]);
+            }
+          // Rows x tokens to tokens x rows: each token's 16 outputs are
+          // consecutive.
+          SmallVector<Value, 16> perToken = emitTranspose16(e, sums);
+          for (int64_t t = 0; t < S; ++t)
+            e.ifThen(e.cmp(arith::CmpIPredicate::ult, e.idx(t), count), [&]() {
+              Value v = perToken[t];
+              if (spec.bias)
+                v = e.fadd(v, vector::BitCastOp::create(
+                                  b, e.loc, floats16,
+                                  vector::LoadOp::create(
+                                      b, e.loc, bytes64, o.bias,
+                                      e.add(o.biasOff, e.mul(n0, 4)))));
+              Value token = e.add(t0, t);
+              if (spec.accumulate)
+                v = e.fadd(
+                    v,
+                    e.vload(16, o.acc,
+                            e.add(e.add(o.accOff, e.mul(token, spec.n)), n0)));
+              e.vstore(v, o.y, e.add(e.add(o.yOff, e.mul(token, spec.n)), n0));
+            });
+        });
       });
     });
   });
@@ -2491,6 +2502,8 @@ func::FuncOp KernelLibrary::matmul(const MatmulSpec &spec) {
       spec.bias ? "_bias" : "", spec.int8Activations ? "_i8act" : "");
   if (spec.claimRows > 0)
     name += "_claim" + std::to_string(claimRows(spec, lanes));
+  if (spec.amxPassTokens > 0)
+    name += "_pass" + std::to_string(spec.amxPassTokens);
   return getOrCreate(name, args, [&](OpBuilder &b, ValueRange a) {
     Emitter e{b, module.getLoc(), lanes, integerDot};
     MatmulOperands o;

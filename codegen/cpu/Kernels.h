@@ -40,6 +40,10 @@ struct MatmulSpec {
   /// weights, fewer where a call has few rows per thread; tests ask for
   /// smaller units). Rounded up to whole interleaved tiles and row tiles.
   int64_t claimRows = 0;
+  /// Tokens per pass of prefill's AMX GEMM over the weights (0: as many as
+  /// kAmxActivationBytes of transposed activations hold; tests ask for
+  /// fewer to have several passes). Rounded up to whole groups of 16.
+  int64_t amxPassTokens = 0;
 };
 
 struct RmsNormSpec {

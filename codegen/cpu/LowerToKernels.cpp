@@ -701,7 +701,13 @@ LogicalResult ScheduleBuilder::run() {
   info[MOEC_INFO_RESIDENT_BYTES] =
       layoutAttr.getAs<IntegerAttr>("resident_bytes").getInt();
   info[MOEC_INFO_LAYOUT_HASH] = layoutAttr.getAs<IntegerAttr>("hash").getInt();
-  if (options.integerDot == IntegerDot::X86Amx)
+  // Only code that holds tile instructions asks the OS for their state.
+  bool usesTiles = false;
+  module.walk([&](Operation *op) {
+    if (isa_and_nonnull<amx::AMXDialect>(op->getDialect()))
+      usesTiles = true;
+  });
+  if (usesTiles)
     info[MOEC_INFO_CPU_STATE] |= MOEC_CPU_STATE_AMX_TILE;
   auto infoType = RankedTensorType::get({MOEC_INFO_COUNT}, b.getI64Type());
   LLVM::GlobalOp::create(

@@ -670,6 +670,8 @@ struct Case {
   Variant variant;
   bool int8 = false;
   IntegerDot integerDot = IntegerDot::Generic;
+  /// MatmulSpec::amxPassTokens (0: the default).
+  int64_t amxPassTokens = 0;
 };
 
 /// Rows of the tested matrices: not a multiple of any row tile for
@@ -729,6 +731,7 @@ MatmulSpec specOf(const Case &c) {
   // streams and one left for a SwiGLU pair), and as three tiles left over
   // (one pass and one tile).
   spec.claimRows = c.format.interleave > 1 ? 5 * c.format.interleave : 8;
+  spec.amxPassTokens = c.amxPassTokens;
   return spec;
 }
 
@@ -819,6 +822,24 @@ public:
   void check(int64_t T, int64_t threads) {
     SCOPED_TRACE("T = " + std::to_string(T) + ", " + std::to_string(threads) +
                  " thread(s)");
+    std::vector<float> y;
+    run(T, threads, y);
+    if (::testing::Test::HasFatalFailure())
+      return;
+
+    int64_t untouched = 0;
+    for (int64_t i = 0; i < static_cast<int64_t>(y.size()); ++i)
+      if ((i < kYOffset || i >= kYOffset + T * spec.n) &&
+          llvm::bit_cast<uint32_t>(y[i]) != 0x7fc0dead)
+        ++untouched;
+    EXPECT_EQ(untouched, 0) << "the kernel wrote outside y's rows";
+    checkOutputs(y, T);
+  }
+
+  /// The kernel's outputs for T tokens on `threads` threads (y, with
+  /// kYOffset sentinels before and kYSlack after), the 8-bit activations
+  /// quantized and checked first.
+  void run(int64_t T, int64_t threads, std::vector<float> &y) {
     std::unique_ptr<GuardedBuffer> q;
     if (spec.int8Activations) {
       int64_t rowBytes = KernelLibrary::getQuantizedRowBytes(spec.k);
@@ -830,7 +851,7 @@ public:
     }
 
     const float sentinel = llvm::bit_cast<float>(0x7fc0dead);
-    std::vector<float> y(kYOffset + T * spec.n + kYSlack, sentinel);
+    y.assign(kYOffset + T * spec.n + kYSlack, sentinel);
     // The threads' calls in turn: each takes its first unit, the first
     // also claims every unit left (a unit nobody computed leaves the
     // sentinel, which the checks below catch).
@@ -839,14 +860,10 @@ public:
       ASSERT_EQ(kernel.run(w, x, q.get(), y, spec.accumulate ? &acc : nullptr,
                            T, thread, threads, counter),
                 "");
+  }
 
-    int64_t untouched = 0;
-    for (int64_t i = 0; i < static_cast<int64_t>(y.size()); ++i)
-      if ((i < kYOffset || i >= kYOffset + T * spec.n) &&
-          llvm::bit_cast<uint32_t>(y[i]) != 0x7fc0dead)
-        ++untouched;
-    EXPECT_EQ(untouched, 0) << "the kernel wrote outside y's rows";
-
+  /// Every output against the reference.
+  void checkOutputs(const std::vector<float> &y, int64_t T) {
     int64_t failures = 0;
     std::ostringstream first;
     for (int64_t t = 0; t < T; ++t)
@@ -1143,7 +1160,8 @@ std::vector<Case> interleavedCases() {
   // AMX tiles where the host grants them: runs of 32 (Q4_0 and Q8_0 decoded
   // a tile at a time, the others a row at a time; Q4_K, Q2_K and int4 with
   // offsets) and of 16 (Q6_K, Q2_K), MXFP4's table; the variants for three.
-  // 13 tiles of 8 rows: 6 strips of 16 and a tile for the VNNI GEMM.
+  // Units of 5, 5 and 3 tiles of 8 rows: two strips of 16 and a tile for
+  // the VNNI GEMM, and one strip and a tile.
   if (hostHasAmx())
     for (const WeightFormat &format :
          {quantFormat(QuantFormat::Q4_0), quantFormat(QuantFormat::Q8_0),
@@ -1178,5 +1196,74 @@ TEST_P(MatmulInterleaved, MatchesReference) {
 
 INSTANTIATE_TEST_SUITE_P(Layouts, MatmulInterleaved,
                          ::testing::ValuesIn(interleavedCases()), caseName);
+
+/// AMX's GEMM against AVX-512 VNNI's on the same inputs: the same integer
+/// dots scaled by the same f32 operations in the same order, so the
+/// outputs are equal to the bit (emitGemmAmx), for every token count (one
+/// group, several, a partial last one), passes of one group (three at 40
+/// tokens) and of the default size, and one or three threads.
+class MatmulAmxMatchesVnni : public ::testing::TestWithParam<Case> {};
+
+TEST_P(MatmulAmxMatchesVnni, BitIdentical) {
+  Case amxCase = GetParam(), vnniCase = GetParam();
+  vnniCase.integerDot = IntegerDot::X86Avx512Vnni;
+  vnniCase.amxPassTokens = 0;
+  MatmulHarness amx(amxCase), vnni(vnniCase);
+  ASSERT_EQ(amx.jit().error, "");
+  ASSERT_EQ(vnni.jit().error, "");
+  amx.prepare(1);
+  vnni.prepare(1);
+  for (int64_t T : {3, 16, 17, 40})
+    for (int64_t threads : {1, 3}) {
+      SCOPED_TRACE("T = " + std::to_string(T) + ", " + std::to_string(threads) +
+                   " thread(s)");
+      std::vector<float> a, v;
+      amx.run(T, threads, a);
+      vnni.run(T, threads, v);
+      ASSERT_EQ(a.size(), v.size());
+      int64_t differ = 0;
+      for (size_t i = 0; i < a.size(); ++i)
+        differ +=
+            llvm::bit_cast<uint32_t>(a[i]) != llvm::bit_cast<uint32_t>(v[i]);
+      EXPECT_EQ(differ, 0) << differ << " of " << a.size()
+                           << " floats differ from the VNNI GEMM's";
+    }
+}
+
+std::vector<Case> amxCases() {
+  auto interleaved = [](WeightFormat f, unsigned rows) {
+    f.interleave = rows;
+    return f;
+  };
+  std::vector<Case> cases;
+  if (!hostHasAmx())
+    return cases;
+  for (const WeightFormat &format :
+       {quantFormat(QuantFormat::Q4_0), quantFormat(QuantFormat::Q8_0),
+        quantFormat(QuantFormat::Q4_K), quantFormat(QuantFormat::Q6_K),
+        quantFormat(QuantFormat::Int4, 32, /*asymmetric=*/true)})
+    for (int64_t passTokens : {int64_t(0), int64_t(16)}) {
+      Case c{interleaved(format, 8), 16,        {}, true,
+             IntegerDot::X86Amx,     passTokens};
+      cases.push_back(c);
+      if (format.quant == QuantFormat::Q4_0 && passTokens == 16)
+        for (const Variant &variant : allVariants()) {
+          c.variant = variant;
+          cases.push_back(c);
+        }
+    }
+  return cases;
+}
+
+INSTANTIATE_TEST_SUITE_P(Formats, MatmulAmxMatchesVnni,
+                         ::testing::ValuesIn(amxCases()),
+                         [](const ::testing::TestParamInfo<Case> &info) {
+                           return caseName(info) +
+                                  (info.param.amxPassTokens
+                                       ? "_pass" + std::to_string(
+                                                       info.param.amxPassTokens)
+                                       : "");
+                         });
+GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(MatmulAmxMatchesVnni);
 
 } // namespace
