@@ -1038,6 +1038,27 @@ bool usesNibblePairs(const Emitter &e, const WeightFormat &f) {
           f.quant == qnt::QuantFormat::Q4_1);
 }
 
+/// The low and high nibble of every byte of `raw` (vector<n x i8>): two
+/// vectors of codes 0..15.
+std::pair<Value, Value> emitSplitNibbles(Emitter &e, Value raw) {
+  auto type = cast<VectorType>(raw.getType());
+  Value mask = e.intSplat(type, 15);
+  Value low = arith::AndIOp::create(e.b, e.loc, raw, mask);
+  Value high = arith::AndIOp::create(
+      e.b, e.loc, arith::ShRUIOp::create(e.b, e.loc, raw, e.intSplat(type, 4)),
+      mask);
+  return {low, high};
+}
+
+/// Q8_0's signed codes in `raw` (vector<n x i8>) as unsigned ones, code +
+/// 128 (the integer decode's form, its bias folded through the activations'
+/// sums).
+Value emitUnsignedQ8Codes(Emitter &e, Value raw) {
+  return arith::XOrIOp::create(
+      e.b, e.loc, raw,
+      e.intSplat(cast<VectorType>(raw.getType()), int8_t(-128)));
+}
+
 /// The codes of one run of an 8-row tile of split-nibble blocks
 /// (usesNibblePairs), from its payload at `w[payload]`: four 32-byte loads,
 /// each two rows' 16 code bytes (rows 2p and 2p + 1), unpacked into
@@ -1048,13 +1069,13 @@ struct NibblePairs {
 };
 NibblePairs loadNibblePairs(Emitter &e, Value w, Value payload) {
   VectorType bytes = VectorType::get({32}, e.b.getI8Type());
-  Value mask = e.intSplat(bytes, 15), four = e.intSplat(bytes, 4);
   NibblePairs pairs;
   for (int64_t p = 0; p < 4; ++p) {
-    Value v = vector::LoadOp::create(e.b, e.loc, bytes, w, e.add(payload, 32 * p));
-    pairs.low.push_back(arith::AndIOp::create(e.b, e.loc, v, mask));
-    pairs.high.push_back(arith::AndIOp::create(
-        e.b, e.loc, arith::ShRUIOp::create(e.b, e.loc, v, four), mask));
+    auto [low, high] =
+        emitSplitNibbles(e, vector::LoadOp::create(e.b, e.loc, bytes, w,
+                                                   e.add(payload, 32 * p)));
+    pairs.low.push_back(low);
+    pairs.high.push_back(high);
   }
   return pairs;
 }
@@ -1442,16 +1463,10 @@ public:
                                          e.add(payload, 64 * v));
       Value dot;
       if (nibbles) {
-        Value mask = e.intSplat(bytes, 15);
-        Value low = arith::AndIOp::create(b, e.loc, raw, mask);
-        Value high = arith::AndIOp::create(
-            b, e.loc,
-            arith::ShRUIOp::create(b, e.loc, raw, e.intSplat(bytes, 4)), mask);
+        auto [low, high] = emitSplitNibbles(e, raw);
         dot = vpdpbusd(vpdpbusd(start, low, xs[0]), high, xs[1]);
       } else {
-        Value u = arith::XOrIOp::create(b, e.loc, raw,
-                                        e.intSplat(bytes, int8_t(-128)));
-        dot = vpdpbusd(start, u, xs[0]);
+        dot = vpdpbusd(start, emitUnsignedQ8Codes(e, raw), xs[0]);
       }
       SmallVector<int64_t> spread;
       for (int64_t lane = 0; lane < 16; ++lane)
@@ -2006,6 +2021,53 @@ void emitTransposeDwords(Emitter &e, Value src, ArrayRef<Value> rowStarts,
                        dst, e.add(to, (16 * q + int64_t(t)) * 4));
 }
 
+/// Whether emitWholeTileCodes decodes the format: Q4_0 and Q8_0 blocks of
+/// 32 codes after a 2-byte split header.
+bool decodesWholeTiles(const WeightFormat &f) {
+  return f.kind == WeightFormat::Kind::Quantized && f.splitHeaderBytes() == 2 &&
+         getIntegerRunLength(f) == 32 &&
+         (f.quant == qnt::QuantFormat::Q4_0 ||
+          f.quant == qnt::QuantFormat::Q8_0);
+}
+
+/// The unsigned codes of one block of an 8-row interleaved Q4_0 or Q8_0
+/// tile at `w[tileBlock]` (decodesWholeTiles), into `codes` from byte `at`
+/// as 8 rows x 32 bytes (Q4_0: each row's low nibbles, then its high ones;
+/// Q8_0: code + 128), with 64-byte operations rather than a row at a time.
+void emitWholeTileCodes(Emitter &e, const WeightFormat &f, Value w,
+                        Value tileBlock, Value codes, Value at) {
+  OpBuilder &b = e.b;
+  constexpr int64_t kRows = 8;
+  VectorType bytes64 = VectorType::get({64}, b.getI8Type());
+  Value payload = e.add(tileBlock, kRows * f.splitHeaderBytes());
+  auto load = [&](int64_t i) {
+    return vector::LoadOp::create(b, e.loc, bytes64, w, e.add(payload, 64 * i))
+        .getResult();
+  };
+  if (f.quant == qnt::QuantFormat::Q8_0) {
+    for (int64_t i = 0; i < kRows * 32 / 64; ++i)
+      vector::StoreOp::create(b, e.loc, emitUnsignedQ8Codes(e, load(i)), codes,
+                              e.add(at, 64 * i));
+    return;
+  }
+  for (int64_t i = 0; i < kRows * 16 / 64; ++i) {
+    // Rows 4i .. 4i + 3, one 16-byte lane each.
+    auto [low, high] = emitSplitNibbles(e, load(i));
+    for (int64_t pair = 0; pair < 2; ++pair) {
+      SmallVector<int64_t> lanes;
+      for (int64_t row = 2 * pair; row < 2 * pair + 2; ++row) {
+        for (int64_t j = 0; j < 16; ++j)
+          lanes.push_back(16 * row + j);
+        for (int64_t j = 0; j < 16; ++j)
+          lanes.push_back(64 + 16 * row + j);
+      }
+      vector::StoreOp::create(
+          b, e.loc, vector::ShuffleOp::create(b, e.loc, low, high, lanes),
+          codes, e.add(at, (4 * i + 2 * pair) * 32));
+    }
+  }
+}
+
 /// Weight rows per AMX strip and tokens per group: one tile product's
 /// 16 x 16 sums.
 constexpr int64_t kAmxTile = 16;
@@ -2091,11 +2153,7 @@ void emitGemmAmx(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o) {
                                              b.getI64IntegerAttr(64))
                         .getResult()
                   : Value();
-  const bool wholeTileDecode =
-      spec.format.kind == WeightFormat::Kind::Quantized &&
-      spec.format.splitHeaderBytes() == 2 && run == 32 && blockElems == 32 &&
-      (spec.format.quant == qnt::QuantFormat::Q4_0 ||
-       spec.format.quant == qnt::QuantFormat::Q8_0);
+  const bool wholeTileDecode = decodesWholeTiles(spec.format);
   auto aTile = amx::TileType::get({S, run}, i8);
   auto bTile = amx::TileType::get({run / 4, 64}, i8);
   auto cTileType = amx::TileType::get({S, S}, i32);
@@ -2149,53 +2207,12 @@ void emitGemmAmx(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o) {
                     /*isWrite=*/false, /*localityHint=*/2,
                     /*isDataCache=*/true);
               if (wholeTileDecode) {
-                // Q4_0 and Q8_0: the 8 rows' f16 scales in one load; their
-                // codes, 8 rows x 16 nibble bytes or 32 signed bytes after the
-                // scales, become 8 rows x 32 unsigned codes (Q4_0: each row's
-                // low nibbles, then its high ones; Q8_0: code + 128) with
-                // 64-byte operations, instead of a row at a time.
-                Value slot = e.mul(e.add(blk, int64_t(m) * runs), S);
-                Value rowsAt = e.add(slot, h * R);
+                Value rowsAt =
+                    e.add(e.mul(e.add(blk, int64_t(m) * runs), S), h * R);
                 e.vstore(emitTileRunScales(e, spec.format, o.w, tileBlock, R),
                          wScales, rowsAt);
-                Value payload = e.add(tileBlock, R * 2);
-                Value codesAt = e.mul(rowsAt, run);
-                if (spec.format.quant == qnt::QuantFormat::Q8_0) {
-                  for (int64_t i = 0; i < R * 32 / 64; ++i)
-                    vector::StoreOp::create(
-                        b, e.loc,
-                        arith::XOrIOp::create(
-                            b, e.loc,
-                            vector::LoadOp::create(b, e.loc, bytes64, o.w,
-                                                   e.add(payload, 64 * i)),
-                            e.intSplat(bytes64, -128)),
-                        wCodes, e.add(codesAt, 64 * i));
-                } else {
-                  Value mask = e.intSplat(bytes64, 15);
-                  Value four = e.intSplat(bytes64, 4);
-                  for (int64_t i = 0; i < R * 16 / 64; ++i) {
-                    // Rows 4i .. 4i + 3, one 16-byte lane each.
-                    Value v = vector::LoadOp::create(b, e.loc, bytes64, o.w,
-                                                     e.add(payload, 64 * i));
-                    Value low = arith::AndIOp::create(b, e.loc, v, mask);
-                    Value high = arith::AndIOp::create(
-                        b, e.loc, arith::ShRUIOp::create(b, e.loc, v, four),
-                        mask);
-                    for (int64_t pair = 0; pair < 2; ++pair) {
-                      SmallVector<int64_t> lanes;
-                      for (int64_t row = 2 * pair; row < 2 * pair + 2; ++row) {
-                        for (int64_t j = 0; j < 16; ++j)
-                          lanes.push_back(16 * row + j);
-                        for (int64_t j = 0; j < 16; ++j)
-                          lanes.push_back(64 + 16 * row + j);
-                      }
-                      vector::StoreOp::create(
-                          b, e.loc,
-                          vector::ShuffleOp::create(b, e.loc, low, high, lanes),
-                          wCodes, e.add(codesAt, (4 * i + 2 * pair) * 32));
-                    }
-                  }
-                }
+                emitWholeTileCodes(e, spec.format, o.w, tileBlock, wCodes,
+                                   e.mul(rowsAt, run));
                 continue;
               }
               for (int64_t r = 0; r < R; ++r)

@@ -28,6 +28,7 @@
 #include "compiler/emit/Repack.h"
 #include "compiler/quant/Dequantize.h"
 #include "dialects/qnt/IR/QntDialect.h"
+#include "targets/TargetDescription.h"
 #include "test/reference/GroupDequantReference.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -195,20 +196,13 @@ bool hostHasAvx512Vnni() {
   return hostHas("avx512vnni") && hostHas("avx512vl") && hostHas("avx512bw");
 }
 
-/// Whether the host runs IntegerDot::X86Amx's tile code: AMX-TILE and
-/// AMX-INT8, and the kernel grants this process the tile state, which this
-/// asks for here as the runtime does at open (MOEC_INFO_CPU_STATE). Hosts
-/// that advertise AMX without granting it would fault on the first tile
-/// instruction.
+/// Whether the host runs IntegerDot::X86Amx's tile code: the host target
+/// (which asks the kernel for the tile state, as the runtime does at open,
+/// and lists AMX only where it is granted) has AMX-TILE and AMX-INT8.
 bool hostHasAmx() {
-  if (!hostHasAvx512Vnni() || !hostHas("amx-tile") || !hostHas("amx-int8"))
-    return false;
-#if defined(__linux__) && defined(__x86_64__)
-  constexpr long kReqXcompPerm = 0x1023, kXtileData = 18;
-  return ::syscall(SYS_arch_prctl, kReqXcompPerm, kXtileData) == 0;
-#else
-  return false;
-#endif
+  targets::TargetDescription host = targets::detectHost();
+  return hostHasAvx512Vnni() && host.hasFeature("amx-tile") &&
+         host.hasFeature("amx-int8");
 }
 
 bool decodable(const WeightFormat &format, unsigned lanes) {
