@@ -1596,6 +1596,16 @@ void emitGemmInt8Tiles(Emitter &e, const MatmulSpec &spec,
       return (r % 2) * 4 + r / 2;
     return broadcast ? broadcastLane(r) : r;
   };
+  // laneOf of a row index known at run time (broadcastLane swaps bits 1
+  // and 2 of r).
+  auto laneOfRow = [&](Value r) -> Value {
+    if (pairDecode)
+      return e.add(e.mul(e.rem(r, 2), 4), e.div(r, 2));
+    if (!broadcast)
+      return r;
+    return e.add(e.add(e.rem(r, 2), e.mul(e.rem(e.div(r, 2), 2), 4)),
+                 e.mul(e.div(r, 4), 2));
+  };
   const int64_t header = spec.format.splitHeaderBytes();
   VectorType codesType = VectorType::get({run}, b.getI8Type());
   VectorType rowsF32 = e.vec(unsigned(R));
@@ -1667,13 +1677,16 @@ void emitGemmInt8Tiles(Emitter &e, const MatmulSpec &spec,
           }
         }
         if (!pairDecode || !pairScales || rule.offsetStored) {
-          for (int64_t r = 0; r < R; ++r)
+          // A row at a time in a loop: the decode is once per tile and
+          // amortized over every token; R inlined copies of a K-quant's
+          // decode made much of a model's code generation time.
+          e.loop(e.idx(0), e.idx(R), 1, [&](Value r) {
             emitBlockDecodeInteger(
                 b, e.loc, spec.format, o.w,
-                runBlockAddress(e, spec.format, tileBlock, e.idx(r)),
+                runBlockAddress(e, spec.format, tileBlock, r),
                 [&](const IntegerRun &ri) {
                   Value runStart = e.mul(e.add(firstRun, ri.first / run), R);
-                  Value slot = e.add(runStart, laneOf(r));
+                  Value slot = e.add(runStart, laneOfRow(r));
                   if (pairDecode) {
                     // Codes stored above; the scale and offset alone.
                   } else if (broadcast) {
@@ -1683,15 +1696,16 @@ void emitGemmInt8Tiles(Emitter &e, const MatmulSpec &spec,
                     if (rule.bias)
                       c = arith::SubIOp::create(b, e.loc, c,
                                                 e.intSplat(codesType, rule.bias));
-                    Value base = e.mul(runStart, run);
+                    Value base = e.add(
+                        e.mul(runStart, run),
+                        e.add(e.mul(e.div(r, 4), 32), e.mul(e.rem(r, 4), 8)));
                     for (int64_t chunk = 0; chunk < run / 8; ++chunk)
                       vector::StoreOp::create(
                           b, e.loc,
                           vector::ExtractStridedSliceOp::create(
                               b, e.loc, c, ArrayRef<int64_t>{8 * chunk},
                               ArrayRef<int64_t>{8}, ArrayRef<int64_t>{1}),
-                          codes,
-                          e.add(base, (2 * chunk + r / 4) * 32 + (r % 4) * 8));
+                          codes, e.add(base, 2 * chunk * 32));
                   } else {
                     vector::StoreOp::create(b, e.loc, ri.codes, codes,
                                             e.mul(slot, run));
@@ -1701,6 +1715,7 @@ void emitGemmInt8Tiles(Emitter &e, const MatmulSpec &spec,
                   if (rule.offsetStored)
                     e.store(rule.storedOffset(e, ri), offsets, slot);
                 });
+          });
         }
       });
     // Broadcast tiles: how many vpmaddubsw results an i16 sum takes before
@@ -2213,23 +2228,33 @@ void emitGemmAmx(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o) {
                          wScales, rowsAt);
                 emitWholeTileCodes(e, spec.format, o.w, tileBlock, wCodes,
                                    e.mul(rowsAt, run));
-                continue;
               }
-              for (int64_t r = 0; r < R; ++r)
-                emitBlockDecodeInteger(
-                    b, e.loc, spec.format, o.w,
-                    runBlockAddress(e, spec.format, tileBlock, e.idx(r)),
-                    [&](const IntegerRun &ri) {
-                      Value runIdx = e.add(e.mul(blk, runsPerBlock),
-                                           int64_t(m) * runs + ri.first / run);
-                      Value slot = e.add(e.mul(runIdx, S), h * R + r);
-                      vector::StoreOp::create(b, e.loc, ri.codes, wCodes,
-                                              e.mul(slot, run));
-                      e.store(ri.scale, wScales, slot);
-                      if (offsetStored)
-                        e.store(rule.storedOffset(e, ri), wOffsets, slot);
-                    });
             }
+            if (wholeTileDecode)
+              return;
+            // The other formats a row at a time through the generic decode,
+            // in a loop: once per strip and pass, its cost is amortized over
+            // the pass's tokens, and 16 inlined copies of a K-quant's decode
+            // (32 with SwiGLU) doubled a model's code generation time.
+            e.loop(e.idx(0), e.idx(S), 1, [&](Value row) {
+              Value r = e.rem(row, R);
+              Value tileBlock = e.add(
+                  e.add(o.wOff[m], e.mul(e.add(n0, e.sub(row, r)), rowBytes)),
+                  e.mul(blk, R * blockBytes));
+              emitBlockDecodeInteger(
+                  b, e.loc, spec.format, o.w,
+                  runBlockAddress(e, spec.format, tileBlock, r),
+                  [&](const IntegerRun &ri) {
+                    Value runIdx = e.add(e.mul(blk, runsPerBlock),
+                                         int64_t(m) * runs + ri.first / run);
+                    Value slot = e.add(e.mul(runIdx, S), row);
+                    vector::StoreOp::create(b, e.loc, ri.codes, wCodes,
+                                            e.mul(slot, run));
+                    e.store(ri.scale, wScales, slot);
+                    if (offsetStored)
+                      e.store(rule.storedOffset(e, ri), wOffsets, slot);
+                  });
+            });
           });
 
         e.loop(e.idx(0), groups, 1, [&](Value g) {
