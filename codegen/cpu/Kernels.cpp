@@ -927,6 +927,22 @@ void emitGemvInt8(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o,
 /// lane per row, i32 or f32. Pairs of vectors become one holding both's
 /// pairwise sums (in row order), until one partial per row is left; only
 /// 1-D shuffles, which every target lowers.
+/// The pairwise sums of the concatenation of x and y (vectors of i32 or
+/// f32, `n` pairs): lane i holds lanes 2i and 2i + 1 added, x's pairs
+/// first.
+Value emitPairSums(Emitter &e, Value x, Value y, int64_t n) {
+  SmallVector<int64_t> evens, odds;
+  for (int64_t i = 0; i < n; ++i) {
+    evens.push_back(2 * i);
+    odds.push_back(2 * i + 1);
+  }
+  Value a = vector::ShuffleOp::create(e.b, e.loc, x, y, evens);
+  Value c = vector::ShuffleOp::create(e.b, e.loc, x, y, odds);
+  return isa<FloatType>(cast<VectorType>(x.getType()).getElementType())
+             ? e.fadd(a, c)
+             : e.add(a, c);
+}
+
 Value emitSumLaneGroups(Emitter &e, ArrayRef<Value> vectors,
                         int64_t partials) {
   OpBuilder &b = e.b;
@@ -936,18 +952,8 @@ Value emitSumLaneGroups(Emitter &e, ArrayRef<Value> vectors,
   auto shuffle = [&](Value x, Value y, ArrayRef<int64_t> mask) {
     return vector::ShuffleOp::create(b, e.loc, x, y, mask).getResult();
   };
-  const bool isFloat =
-      isa<FloatType>(cast<VectorType>(vectors[0].getType()).getElementType());
-  auto add = [&](Value x, Value y) {
-    return isFloat ? e.fadd(x, y) : e.add(x, y);
-  };
   auto evensOdds = [&](Value x, Value y, int64_t n) {
-    SmallVector<int64_t> evens, odds;
-    for (int64_t i = 0; i < n; ++i) {
-      evens.push_back(2 * i);
-      odds.push_back(2 * i + 1);
-    }
-    return add(shuffle(x, y, evens), shuffle(x, y, odds));
+    return emitPairSums(e, x, y, n);
   };
   SmallVector<Value> level(vectors.begin(), vectors.end());
   while (partials > 1 && level.size() > 1) {
@@ -1527,10 +1533,328 @@ private:
   SmallVector<Value, 2> xs;
 };
 
+/// Whether decode's tiled GEMV takes KQuantVnniTiles: AVX-512 VNNI, tiles
+/// of 8 rows of Q4_K or Q6_K (whole 144- and 210-byte blocks, no split
+/// header).
+bool usesKQuantTiles(const Emitter &e, const WeightFormat &f) {
+  return hasX86Avx512Vnni(e) && f.interleave == 8 &&
+         f.kind == WeightFormat::Kind::Quantized &&
+         (f.quant == qnt::QuantFormat::Q4_K ||
+          f.quant == qnt::QuantFormat::Q6_K) &&
+         f.splitHeaderBytes() == 0;
+}
+
+/// Decode on AVX-512 VNNI for Q4_K and Q6_K (usesKQuantTiles), a row's
+/// super-block (256 weights) at a time with 64-byte operations, where the
+/// generic lane-per-row path decodes each run of each row on its own and
+/// reduces every run's dots across lanes (K-quant decode ran ~3x below the
+/// memory's rate).
+///
+/// Q4_K (d, dmin, 12 bytes of 6-bit scales and mins, 128 bytes of
+/// nibbles): one load holds 64 elements' codes of each of two 64-element
+/// chunks, the low nibbles runs 4h and 4h + 2 and the high ones 4h + 1 and
+/// 4h + 3, met by the activations of those runs (shuffled once per block
+/// for every row and stream). The 16 six-bit values are unpacked with byte
+/// shuffles and masks into one vector [sc0..7 | m0..7], times [d | dmin]
+/// and the activations' [dx0..7 | -sum0..7]: lanes 0-7 scale run k's dots,
+/// lanes 8-15 are the mins' terms.
+///
+/// Q6_K (128 bytes of low nibbles, 64 of 2-bit high parts, 16 signed
+/// sub-block scales, d): per half of the block one load of low nibbles
+/// gives elements 0-63 (low) and 64-127 (high) in order, their high bits
+/// shifted in from the half's 32 bytes of qh; the codes 0..63 meet the
+/// activations in order, from a start of -32 x their sums (once per block),
+/// so each lane holds a sub-block's exact (q - 32) x dot, scaled by d x
+/// sc_j x dx.
+///
+/// Each lane of a dot vector belongs to one run (sub-block), whose scale is
+/// spread to the lanes (spreads); a row's four scaled dots add into one
+/// vector, and the tile's 8 row vectors are summed pairwise once per block
+/// into [r0 x2 | r1 x2 | ... | r7 x2]. Accumulators: that vector<16 x f32>
+/// per stream, its pairs added at the end. Per row and block about 55
+/// vector instructions, nearly all on zmm's two ports: still below the
+/// memory's rate on 2 Sapphire Rapids cores (docs/cpu-backend.md).
+class KQuantVnniTiles : public TileStreamBody {
+public:
+  KQuantVnniTiles(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o)
+      : e(e), spec(spec), o(o), q6(spec.format.quant == qnt::QuantFormat::Q6_K),
+        blockBytes(spec.format.blockBytes(e.lanes)) {}
+
+  void beginToken(Value xRowAt) override {
+    xRow = xRowAt;
+    scales = e.add(xRow, spec.k);
+    sums = e.add(scales, spec.k / 8);
+  }
+  SmallVector<Value> zeroAccumulators(size_t streams) override {
+    return SmallVector<Value>(streams, e.zeroVec(16));
+  }
+  size_t accumulatorsPerStream() const override { return 1; }
+  void beginBlock(Value blk) override {
+    block = blk;
+    xs.clear();
+    starts.clear();
+    xScale = Value();
+  }
+
+  void addBlock(Value tileBlock, MutableArrayRef<Value> acc) override {
+    activations();
+    // Pairs of rows are summed as soon as both are done (the tree of
+    // emitSumLaneGroups, in the order the rows come), so that few row
+    // vectors are live at once: [r0 x2 | r1 x2 | ... | r7 x2] at the end.
+    SmallVector<std::pair<Value, int>, 4> pending;
+    for (int64_t r = 0; r < kRows; ++r) {
+      Value at = e.add(tileBlock, r * blockBytes);
+      std::pair<Value, int> top{q6 ? q6Row(at) : q4Row(at), 0};
+      while (!pending.empty() && pending.back().second == top.second) {
+        top = {emitPairSums(e, pending.back().first, top.first, 16),
+               top.second + 1};
+        pending.pop_back();
+      }
+      pending.push_back(top);
+    }
+    acc[0] = e.fadd(acc[0], pending.front().first);
+  }
+
+  Value rowSums(ArrayRef<Value> acc) override {
+    return emitPairSums(e, acc[0], acc[0], kRows);
+  }
+
+private:
+  static constexpr int64_t kRows = 8;
+
+  VectorType bytes(int64_t n) const {
+    return VectorType::get({n}, e.b.getI8Type());
+  }
+  Value loadBytes(int64_t n, Value at) {
+    return vector::LoadOp::create(e.b, e.loc, bytes(n), o.w, at);
+  }
+  Value shuffle(Value x, Value y, ArrayRef<int64_t> mask) {
+    return vector::ShuffleOp::create(e.b, e.loc, x, y, mask);
+  }
+  Value bitAnd(Value x, int64_t m) {
+    return arith::AndIOp::create(e.b, e.loc, x,
+                                 e.intSplat(cast<VectorType>(x.getType()), m));
+  }
+  Value bitOr(Value x, Value y) {
+    return arith::OrIOp::create(e.b, e.loc, x, y);
+  }
+  Value shiftRight(Value x, int64_t n) {
+    return arith::ShRUIOp::create(e.b, e.loc, x,
+                                  e.intSplat(cast<VectorType>(x.getType()), n));
+  }
+  Value shiftLeft(Value x, int64_t n) {
+    return arith::ShLIOp::create(e.b, e.loc, x,
+                                 e.intSplat(cast<VectorType>(x.getType()), n));
+  }
+  Value vpdpbusd(Value acc, Value u, Value x) {
+    return callX86(e, "llvm.x86.avx512.vpdpbusd.512",
+                   VectorType::get({16}, e.b.getI32Type()), {acc, u, x});
+  }
+  Value toF32(Value dot) {
+    return arith::SIToFPOp::create(e.b, e.loc, e.vec(16), dot);
+  }
+  /// An f16 at byte `at` of the weights, widened and spread to `lanes`.
+  Value loadHalves(int64_t n, Value at) {
+    Value raw = loadBytes(2 * n, at);
+    Value h = vector::BitCastOp::create(
+        e.b, e.loc, VectorType::get({n}, e.b.getF16Type()), raw);
+    return arith::ExtFOp::create(e.b, e.loc, e.vec(unsigned(n)), h);
+  }
+  /// The block's activations as the dots meet them, once per block for
+  /// every row and stream. Q4_K: [run 4h | run 4h + 2] and [run 4h + 1 |
+  /// run 4h + 3] for h = 0, 1, and [dx0..7 | -sum0..7]. Q6_K: the block's
+  /// four 64-byte quarters in order, the dots' starts (-32 x each lane's
+  /// activations), and dx per sub-block of 16.
+  void activations() {
+    if (xScale)
+      return;
+    OpBuilder &b = e.b;
+    Value e0 = e.mul(block, 256);
+    SmallVector<Value, 4> quarters;
+    for (int64_t q = 0; q < 4; ++q)
+      quarters.push_back(vector::LoadOp::create(
+          b, e.loc, bytes(64), o.x, e.add(xRow, e.add(e0, 64 * q))));
+    Value dx = loadFloats(8, e.add(scales, e.mul(block, 8 * 4)));
+    if (!q6) {
+      // Runs 4h and 4h + 2 (the chunks' low nibbles), 4h + 1 and 4h + 3.
+      SmallVector<int64_t> lowRuns, highRuns;
+      for (int64_t i = 0; i < 64; ++i) {
+        lowRuns.push_back(i < 32 ? i : 64 + i - 32);
+        highRuns.push_back(lowRuns.back() + 32);
+      }
+      for (int64_t h = 0; h < 2; ++h) {
+        xs.push_back(shuffle(quarters[2 * h], quarters[2 * h + 1], lowRuns));
+        xs.push_back(shuffle(quarters[2 * h], quarters[2 * h + 1], highRuns));
+      }
+      // Each run's sum of dequantized activations: its two per-16 sums.
+      Value halves = loadFloats(16, e.add(sums, e.mul(block, 16 * 4)));
+      SmallVector<int64_t> evens, odds;
+      for (int64_t i = 0; i < 8; ++i) {
+        evens.push_back(2 * i);
+        odds.push_back(2 * i + 1);
+      }
+      Value runSums =
+          e.fadd(shuffle(halves, halves, evens), shuffle(halves, halves, odds));
+      SmallVector<int64_t> concat;
+      for (int64_t i = 0; i < 16; ++i)
+        concat.push_back(i);
+      xScale = shuffle(dx, arith::NegFOp::create(b, e.loc, runSums), concat);
+      return;
+    }
+    // -32 x each lane's four activations: the codes' bias, paid inside the
+    // dots.
+    VectorType words = VectorType::get({16}, b.getI32Type());
+    for (Value q : quarters) {
+      xs.push_back(q);
+      Value owed = vpdpbusd(e.intSplat(words, 0), e.intSplat(bytes(64), 32), q);
+      starts.push_back(
+          arith::SubIOp::create(b, e.loc, e.intSplat(words, 0), owed));
+    }
+    SmallVector<int64_t> perSubBlock;
+    for (int64_t j = 0; j < 16; ++j)
+      perSubBlock.push_back(j / 2);
+    xScale = shuffle(dx, dx, perSubBlock);
+  }
+
+  /// vector<n x f32> at byte `at` of the activations.
+  Value loadFloats(int64_t n, Value at) {
+    Value raw = vector::LoadOp::create(e.b, e.loc, bytes(4 * n), o.x, at);
+    return vector::BitCastOp::create(e.b, e.loc, e.vec(unsigned(n)), raw);
+  }
+  Value byteConstant(ArrayRef<int8_t> values) {
+    return arith::ConstantOp::create(
+        e.b, e.loc,
+        DenseElementsAttr::get(bytes(int64_t(values.size())), values));
+  }
+  /// The four scale vectors of a row's dots from its 16 per-run values:
+  /// Q4_K's dot (h, lo/hi) takes run 4h + hi in lanes 0-7 and 4h + 2 + hi
+  /// in lanes 8-15, Q6_K's dot q takes sub-block 4q + l in lanes 4l..4l+3.
+  /// One permute puts the values each 128-bit lane needs in it, then each
+  /// vector is an in-lane broadcast (an immediate, where four permutes
+  /// would each hold an index vector in a register).
+  SmallVector<Value, 4> spreads(Value perRun) {
+    SmallVector<int64_t> gather(16);
+    for (int64_t lane = 0; lane < 4; ++lane)
+      for (int64_t i = 0; i < 4; ++i)
+        gather[4 * lane + i] =
+            q6 ? 4 * i + lane
+               : (lane / 2) * 2 + (i / 2) * 4 +
+                     i % 2; // [0 1 4 5 | 0 1 4 5 | 2 3 6 7 | 2 3 6 7]
+    Value grouped = shuffle(perRun, perRun, gather);
+    SmallVector<Value, 4> result;
+    for (int64_t i = 0; i < 4; ++i) {
+      SmallVector<int64_t> broadcast;
+      for (int64_t l = 0; l < 16; ++l)
+        broadcast.push_back((l / 4) * 4 + i);
+      result.push_back(shuffle(grouped, grouped, broadcast));
+    }
+    return result;
+  }
+
+  /// One Q4_K row's block at byte `at`: vector<16 x f32> whose lanes sum to
+  /// the row's dot with the block's activations.
+  Value q4Row(Value at) {
+    OpBuilder &b = e.b;
+    // [sc0..7 | m0..7], 6 bits each (ggml's get_scale_min_k4): j < 4 from
+    // the low 6 bits of q[j] and q[j + 4]; j >= 4 the low (sc) or high (m)
+    // nibble of q[j + 4] and the top 2 bits of q[j - 4] (sc) or q[j] (m).
+    // q = bytes 4-15 of the block.
+    Value header = loadBytes(16, at);
+    Value zero = e.intSplat(bytes(16), 0);
+    Value low = arith::AndIOp::create(
+        b, e.loc,
+        shuffle(header, header,
+                {4, 5, 6, 7, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15}),
+        byteConstant(
+            {63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 0, 0, 0, 0}));
+    Value minNibbles = shuffle(
+        shiftRight(header, 4), zero,
+        {16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 12, 13, 14, 15});
+    Value top = bitAnd(shiftRight(shuffle(header, zero,
+                                          {16, 16, 16, 16, 4, 5, 6, 7, 16, 16,
+                                           16, 16, 8, 9, 10, 11}),
+                                  2),
+                       0x30);
+    Value six = bitOr(bitOr(low, minNibbles), top);
+    Value dmin = loadHalves(2, at);
+    SmallVector<int64_t> dThenMin;
+    for (int64_t i = 0; i < 16; ++i)
+      dThenMin.push_back(i / 8);
+    Value perRun =
+        e.fmul(e.fmul(arith::UIToFPOp::create(b, e.loc, e.vec(16), six),
+                      shuffle(dmin, dmin, dThenMin)),
+               xScale);
+    SmallVector<int64_t> minsOnly;
+    for (int64_t i = 0; i < 16; ++i)
+      minsOnly.push_back(i < 8 ? 16 + i : i);
+    Value row = shuffle(perRun, e.zeroVec(16), minsOnly);
+    VectorType words = VectorType::get({16}, b.getI32Type());
+    SmallVector<Value, 4> scale = spreads(perRun);
+    for (int64_t h = 0; h < 2; ++h) {
+      auto [lo, hi] =
+          emitSplitNibbles(e, loadBytes(64, e.add(at, 16 + 64 * h)));
+      Value dLo = vpdpbusd(e.intSplat(words, 0), lo, xs[2 * h]);
+      Value dHi = vpdpbusd(e.intSplat(words, 0), hi, xs[2 * h + 1]);
+      row = e.fma(toF32(dLo), scale[2 * h], row);
+      row = e.fma(toF32(dHi), scale[2 * h + 1], row);
+    }
+    return row;
+  }
+
+  /// One Q6_K row's block at byte `at`, as q4Row.
+  Value q6Row(Value at) {
+    OpBuilder &b = e.b;
+    // The high 2 bits of element l of each 32 of a half: qh[l] bits 0-1,
+    // 2-3, 4-5 and 6-7 for elements l, l + 32, l + 64 and l + 96, moved to
+    // bits 4-5.
+    Value qh = loadBytes(64, e.add(at, 128));
+    Value a = bitAnd(shiftLeft(qh, 4), 0x30);
+    Value bb = bitAnd(shiftLeft(qh, 2), 0x30);
+    Value c = bitAnd(qh, 0x30);
+    Value dd = bitAnd(shiftRight(qh, 2), 0x30);
+    auto halfOf = [&](Value x, Value y, int64_t n) {
+      SmallVector<int64_t> mask;
+      for (int64_t i = 0; i < 64; ++i)
+        mask.push_back(i < 32 ? 32 * n + i : 64 + 32 * n + i - 32);
+      return shuffle(x, y, mask);
+    };
+    Value subScales = arith::SIToFPOp::create(b, e.loc, e.vec(16),
+                                              loadBytes(16, e.add(at, 192)));
+    Value d = loadHalves(1, e.add(at, 208));
+    Value perSubBlock = e.fmul(
+        e.fmul(subScales, shuffle(d, d, SmallVector<int64_t>(16, 0))), xScale);
+    Value row = e.zeroVec(16);
+    SmallVector<Value, 4> scale = spreads(perSubBlock);
+    for (int64_t n = 0; n < 2; ++n) {
+      auto [lo, hi] = emitSplitNibbles(e, loadBytes(64, e.add(at, 64 * n)));
+      Value uLo = bitOr(lo, halfOf(a, bb, n));
+      Value uHi = bitOr(hi, halfOf(c, dd, n));
+      Value dLo = vpdpbusd(starts[2 * n], uLo, xs[2 * n]);
+      Value dHi = vpdpbusd(starts[2 * n + 1], uHi, xs[2 * n + 1]);
+      row = e.fma(toF32(dLo), scale[2 * n], row);
+      row = e.fma(toF32(dHi), scale[2 * n + 1], row);
+    }
+    return row;
+  }
+
+  Emitter &e;
+  const MatmulSpec &spec;
+  const MatmulOperands &o;
+  const bool q6;
+  const int64_t blockBytes;
+  Value xRow, scales, sums, block, xScale;
+  SmallVector<Value, 4> xs, starts;
+};
+
 void emitGemvInt8Tiles(Emitter &e, const MatmulSpec &spec,
                        const MatmulOperands &o) {
   if (usesWideTiles(e, spec.format)) {
     WideVnniTiles body(e, spec, o);
+    emitTiledGemv(e, spec, o, body);
+    return;
+  }
+  if (usesKQuantTiles(e, spec.format)) {
+    KQuantVnniTiles body(e, spec, o);
     emitTiledGemv(e, spec, o, body);
     return;
   }
