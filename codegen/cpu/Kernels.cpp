@@ -1551,17 +1551,18 @@ private:
 };
 
 /// Whether decode's tiled GEMV takes KQuantVnniTiles: AVX-512 VNNI, tiles
-/// of 8 rows of Q4_K or Q6_K (whole 144- and 210-byte blocks, no split
-/// header).
+/// of 8 rows of Q4_K, Q5_K or Q6_K (whole 144-, 176- and 210-byte blocks,
+/// no split header).
 bool usesKQuantTiles(const Emitter &e, const WeightFormat &f) {
   return hasX86Avx512Vnni(e) && f.interleave == 8 &&
          f.kind == WeightFormat::Kind::Quantized &&
          (f.quant == qnt::QuantFormat::Q4_K ||
+          f.quant == qnt::QuantFormat::Q5_K ||
           f.quant == qnt::QuantFormat::Q6_K) &&
          f.splitHeaderBytes() == 0;
 }
 
-/// Decode on AVX-512 VNNI for Q4_K and Q6_K (usesKQuantTiles), a row's
+/// Decode on AVX-512 VNNI for Q4_K, Q5_K and Q6_K (usesKQuantTiles), a row's
 /// super-block (256 weights) at a time with 64-byte operations, where the
 /// generic lane-per-row path decodes each run of each row on its own and
 /// reduces every run's dots across lanes (K-quant decode ran ~3x below the
@@ -1574,7 +1575,11 @@ bool usesKQuantTiles(const Emitter &e, const WeightFormat &f) {
 /// for every row and stream). The 16 six-bit values are unpacked with byte
 /// shuffles and masks into one vector [sc0..7 | m0..7], times [d | dmin]
 /// and the activations' [dx0..7 | -sum0..7]: lanes 0-7 scale run k's dots,
-/// lanes 8-15 are the mins' terms.
+/// lanes 8-15 are the mins' terms. Q5_K (32 bytes of fifth bits between
+/// the scales and the nibbles) is Q4_K with bit k of qh[l] as bit 4 of
+/// run k's code l: per load one variable word shift of qh (repeated in
+/// both halves) moves the four runs' bits to bit 4, a mask and an or add
+/// them to the nibbles.
 ///
 /// Q6_K (128 bytes of low nibbles, 64 of 2-bit high parts, 16 signed
 /// sub-block scales, d): per half of the block one load of low nibbles
@@ -1595,6 +1600,7 @@ class KQuantVnniTiles : public TileStreamBody {
 public:
   KQuantVnniTiles(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o)
       : e(e), spec(spec), o(o), q6(spec.format.quant == qnt::QuantFormat::Q6_K),
+        q5(spec.format.quant == qnt::QuantFormat::Q5_K),
         blockBytes(spec.format.blockBytes(e.lanes)) {}
 
   void beginToken(Value xRowAt) override {
@@ -1813,9 +1819,43 @@ private:
     Value row = shuffle(perRun, e.zeroVec(16), minsOnly);
     VectorType words = VectorType::get({16}, b.getI32Type());
     SmallVector<Value, 4> scale = spreads(perRun);
+    // Q5_K's fifth bits, qh's 32 bytes in both halves of a register.
+    Value qh;
+    if (q5) {
+      Value raw = loadBytes(32, e.add(at, 16));
+      SmallVector<int64_t> twice;
+      for (int64_t i = 0; i < 64; ++i)
+        twice.push_back(i % 32);
+      qh = shuffle(raw, raw, twice);
+    }
+    // Bit k of each byte of qh moved to bit 4 for the runs of a load's
+    // halves (run kLow in bytes 0-31, kHigh in 32-63): a variable shift of
+    // 16-bit words (one way for both, staying within each byte) and a mask.
+    auto fifthBits = [&](int64_t kLow, int64_t kHigh) {
+      VectorType words = VectorType::get({32}, b.getI16Type());
+      bool left = kHigh < 4;
+      SmallVector<int16_t> counts;
+      for (int64_t w = 0; w < 32; ++w) {
+        int64_t k = w < 16 ? kLow : kHigh;
+        counts.push_back(int16_t(left ? 4 - k : k - 4));
+      }
+      Value amounts = arith::ConstantOp::create(
+          b, e.loc, DenseElementsAttr::get(words, ArrayRef<int16_t>(counts)));
+      Value asWords = vector::BitCastOp::create(b, e.loc, words, qh);
+      Value moved =
+          left ? arith::ShLIOp::create(b, e.loc, asWords, amounts).getResult()
+               : arith::ShRUIOp::create(b, e.loc, asWords, amounts).getResult();
+      return bitAnd(vector::BitCastOp::create(b, e.loc, bytes(64), moved),
+                    0x10);
+    };
+    const int64_t codesAt = q5 ? 48 : 16;
     for (int64_t h = 0; h < 2; ++h) {
       auto [lo, hi] =
-          emitSplitNibbles(e, loadBytes(64, e.add(at, 16 + 64 * h)));
+          emitSplitNibbles(e, loadBytes(64, e.add(at, codesAt + 64 * h)));
+      if (q5) {
+        lo = bitOr(lo, fifthBits(4 * h, 4 * h + 2));
+        hi = bitOr(hi, fifthBits(4 * h + 1, 4 * h + 3));
+      }
       Value dLo = vpdpbusd(e.intSplat(words, 0), lo, xs[2 * h]);
       Value dHi = vpdpbusd(e.intSplat(words, 0), hi, xs[2 * h + 1]);
       row = e.fma(toF32(dLo), scale[2 * h], row);
@@ -1863,7 +1903,7 @@ private:
   Emitter &e;
   const MatmulSpec &spec;
   const MatmulOperands &o;
-  const bool q6;
+  const bool q6, q5;
   const int64_t blockBytes;
   Value xRow, scales, sums, block, xScale;
   SmallVector<Value, 4> xs, starts;
