@@ -1551,19 +1551,20 @@ private:
 };
 
 /// Whether decode's tiled GEMV takes KQuantVnniTiles: AVX-512 VNNI, tiles
-/// of 8 rows of Q4_K, Q5_K or Q6_K (whole 144-, 176- and 210-byte blocks,
-/// no split header).
+/// of 8 rows of Q2_K, Q4_K, Q5_K or Q6_K (whole 84-, 144-, 176- and
+/// 210-byte blocks, no split header).
 bool usesKQuantTiles(const Emitter &e, const WeightFormat &f) {
   return hasX86Avx512Vnni(e) && f.interleave == 8 &&
          f.kind == WeightFormat::Kind::Quantized &&
-         (f.quant == qnt::QuantFormat::Q4_K ||
+         (f.quant == qnt::QuantFormat::Q2_K ||
+          f.quant == qnt::QuantFormat::Q4_K ||
           f.quant == qnt::QuantFormat::Q5_K ||
           f.quant == qnt::QuantFormat::Q6_K) &&
          f.splitHeaderBytes() == 0;
 }
 
-/// Decode on AVX-512 VNNI for Q4_K, Q5_K and Q6_K (usesKQuantTiles), a row's
-/// super-block (256 weights) at a time with 64-byte operations, where the
+/// Decode on AVX-512 VNNI for Q2_K, Q4_K, Q5_K and Q6_K (usesKQuantTiles), a
+/// row's super-block (256 weights) at a time with 64-byte operations, where the
 /// generic lane-per-row path decodes each run of each row on its own and
 /// reduces every run's dots across lanes (K-quant decode ran ~3x below the
 /// memory's rate).
@@ -1589,6 +1590,14 @@ bool usesKQuantTiles(const Emitter &e, const WeightFormat &f) {
 /// so each lane holds a sub-block's exact (q - 32) x dot, scaled by d x
 /// sc_j x dx.
 ///
+/// Q2_K (16 bytes of 4-bit scales and mins per sub-block of 16, 64 bytes
+/// of 2-bit codes, d, dmin): element 32j + l of each half of the block is
+/// bits 2j-2j+1 of qs[l] of the half; a half's 32 bytes repeated in both
+/// halves of a register and one variable word shift and a mask per 64
+/// elements give the codes in order, met by the activations in order (as
+/// Q6_K). Scales times d and dx, mins times dmin and the activations'
+/// per-16 sums (negated), the mins' vector starting the row's sum.
+///
 /// Each lane of a dot vector belongs to one run (sub-block), whose scale is
 /// spread to the lanes (spreads); a row's four scaled dots add into one
 /// vector, and the tile's 8 row vectors are summed pairwise once per block
@@ -1601,6 +1610,7 @@ public:
   KQuantVnniTiles(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o)
       : e(e), spec(spec), o(o), q6(spec.format.quant == qnt::QuantFormat::Q6_K),
         q5(spec.format.quant == qnt::QuantFormat::Q5_K),
+        q2(spec.format.quant == qnt::QuantFormat::Q2_K), by16(q6 || q2),
         blockBytes(spec.format.blockBytes(e.lanes)) {}
 
   void beginToken(Value xRowAt) override {
@@ -1627,7 +1637,7 @@ public:
     SmallVector<std::pair<Value, int>, 4> pending;
     for (int64_t r = 0; r < kRows; ++r) {
       Value at = e.add(tileBlock, r * blockBytes);
-      std::pair<Value, int> top{q6 ? q6Row(at) : q4Row(at), 0};
+      std::pair<Value, int> top{q6 ? q6Row(at) : q2 ? q2Row(at) : q4Row(at), 0};
       while (!pending.empty() && pending.back().second == top.second) {
         top = {emitPairSums(e, pending.back().first, top.first, 16),
                top.second + 1};
@@ -1704,7 +1714,7 @@ private:
       quarters.push_back(vector::LoadOp::create(
           b, e.loc, bytes(64), o.x, e.add(xRow, e.add(e0, 64 * q))));
     Value dx = loadFloats(8, e.add(scales, e.mul(block, 8 * 4)));
-    if (!q6) {
+    if (!by16) {
       // Runs 4h and 4h + 2 (the chunks' low nibbles), 4h + 1 and 4h + 3.
       SmallVector<int64_t> lowRuns, highRuns;
       for (int64_t i = 0; i < 64; ++i) {
@@ -1730,15 +1740,20 @@ private:
       xScale = shuffle(dx, arith::NegFOp::create(b, e.loc, runSums), concat);
       return;
     }
-    // -32 x each lane's four activations: the codes' bias, paid inside the
-    // dots.
+    // Q6_K: -32 x each lane's four activations, the codes' bias paid
+    // inside the dots. Q2_K: the per-16 sums, negated, for the mins.
     VectorType words = VectorType::get({16}, b.getI32Type());
     for (Value q : quarters) {
       xs.push_back(q);
+      if (!q6)
+        continue;
       Value owed = vpdpbusd(e.intSplat(words, 0), e.intSplat(bytes(64), 32), q);
       starts.push_back(
           arith::SubIOp::create(b, e.loc, e.intSplat(words, 0), owed));
     }
+    if (q2)
+      negSums = arith::NegFOp::create(
+          b, e.loc, loadFloats(16, e.add(sums, e.mul(block, 16 * 4))));
     SmallVector<int64_t> perSubBlock;
     for (int64_t j = 0; j < 16; ++j)
       perSubBlock.push_back(j / 2);
@@ -1766,9 +1781,9 @@ private:
     for (int64_t lane = 0; lane < 4; ++lane)
       for (int64_t i = 0; i < 4; ++i)
         gather[4 * lane + i] =
-            q6 ? 4 * i + lane
-               : (lane / 2) * 2 + (i / 2) * 4 +
-                     i % 2; // [0 1 4 5 | 0 1 4 5 | 2 3 6 7 | 2 3 6 7]
+            by16 ? 4 * i + lane
+                 : (lane / 2) * 2 + (i / 2) * 4 +
+                       i % 2; // [0 1 4 5 | 0 1 4 5 | 2 3 6 7 | 2 3 6 7]
     Value grouped = shuffle(perRun, perRun, gather);
     SmallVector<Value, 4> result;
     for (int64_t i = 0; i < 4; ++i) {
@@ -1864,6 +1879,49 @@ private:
     return row;
   }
 
+  /// One Q2_K row's block at byte `at`, as q4Row.
+  Value q2Row(Value at) {
+    OpBuilder &b = e.b;
+    Value packed = loadBytes(16, at);
+    Value scalesF =
+        arith::UIToFPOp::create(b, e.loc, e.vec(16), bitAnd(packed, 15));
+    Value minsF =
+        arith::UIToFPOp::create(b, e.loc, e.vec(16), shiftRight(packed, 4));
+    Value dmin = loadHalves(2, e.add(at, 80));
+    Value d16 = shuffle(dmin, dmin, SmallVector<int64_t>(16, 0));
+    Value min16 = shuffle(dmin, dmin, SmallVector<int64_t>(16, 1));
+    Value perSubBlock = e.fmul(e.fmul(scalesF, d16), xScale);
+    Value row = e.fmul(e.fmul(minsF, min16), negSums);
+    Value qs = loadBytes(64, e.add(at, 16));
+    VectorType words = VectorType::get({32}, b.getI16Type());
+    VectorType dots = VectorType::get({16}, b.getI32Type());
+    SmallVector<Value, 4> scale = spreads(perSubBlock);
+    for (int64_t n = 0; n < 2; ++n) {
+      SmallVector<int64_t> twice;
+      for (int64_t i = 0; i < 64; ++i)
+        twice.push_back(32 * n + i % 32);
+      Value half =
+          vector::BitCastOp::create(b, e.loc, words, shuffle(qs, qs, twice));
+      for (int64_t p = 0; p < 2; ++p) {
+        // Elements 64p + [0, 32) at bits 4p, 64p + [32, 64) at 4p + 2.
+        SmallVector<int16_t> counts;
+        for (int64_t w = 0; w < 32; ++w)
+          counts.push_back(int16_t(4 * p + (w < 16 ? 0 : 2)));
+        Value amounts = arith::ConstantOp::create(
+            b, e.loc, DenseElementsAttr::get(words, ArrayRef<int16_t>(counts)));
+        Value codes =
+            bitAnd(vector::BitCastOp::create(
+                       b, e.loc, bytes(64),
+                       arith::ShRUIOp::create(b, e.loc, half, amounts)),
+                   3);
+        int64_t q = 2 * n + p;
+        Value dot = vpdpbusd(e.intSplat(dots, 0), codes, xs[q]);
+        row = e.fma(toF32(dot), scale[q], row);
+      }
+    }
+    return row;
+  }
+
   /// One Q6_K row's block at byte `at`, as q4Row.
   Value q6Row(Value at) {
     OpBuilder &b = e.b;
@@ -1903,9 +1961,9 @@ private:
   Emitter &e;
   const MatmulSpec &spec;
   const MatmulOperands &o;
-  const bool q6, q5;
+  const bool q6, q5, q2, by16;
   const int64_t blockBytes;
-  Value xRow, scales, sums, block, xScale;
+  Value xRow, scales, sums, block, xScale, negSums;
   SmallVector<Value, 4> xs, starts;
 };
 
