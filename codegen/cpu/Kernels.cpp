@@ -1551,19 +1551,20 @@ private:
 };
 
 /// Whether decode's tiled GEMV takes KQuantVnniTiles: AVX-512 VNNI, tiles
-/// of 8 rows of Q2_K, Q4_K, Q5_K or Q6_K (whole 84-, 144-, 176- and
-/// 210-byte blocks, no split header).
+/// of 8 rows of Q2_K, Q3_K, Q4_K, Q5_K or Q6_K (whole 84-, 110-, 144-,
+/// 176- and 210-byte blocks, no split header).
 bool usesKQuantTiles(const Emitter &e, const WeightFormat &f) {
   return hasX86Avx512Vnni(e) && f.interleave == 8 &&
          f.kind == WeightFormat::Kind::Quantized &&
          (f.quant == qnt::QuantFormat::Q2_K ||
+          f.quant == qnt::QuantFormat::Q3_K ||
           f.quant == qnt::QuantFormat::Q4_K ||
           f.quant == qnt::QuantFormat::Q5_K ||
           f.quant == qnt::QuantFormat::Q6_K) &&
          f.splitHeaderBytes() == 0;
 }
 
-/// Decode on AVX-512 VNNI for Q2_K, Q4_K, Q5_K and Q6_K (usesKQuantTiles), a
+/// Decode on AVX-512 VNNI for the K-quants (usesKQuantTiles), a
 /// row's super-block (256 weights) at a time with 64-byte operations, where the
 /// generic lane-per-row path decodes each run of each row on its own and
 /// reduces every run's dots across lanes (K-quant decode ran ~3x below the
@@ -1596,7 +1597,12 @@ bool usesKQuantTiles(const Emitter &e, const WeightFormat &f) {
 /// halves of a register and one variable word shift and a mask per 64
 /// elements give the codes in order, met by the activations in order (as
 /// Q6_K). Scales times d and dx, mins times dmin and the activations'
-/// per-16 sums (negated), the mins' vector starting the row's sum.
+/// per-16 sums (negated), the mins' vector starting the row's sum. Q3_K
+/// (32 bytes of high bits, Q2_K's 64 bytes of low bits, 12 bytes of 6-bit
+/// scales, d): Q2_K's codes plus bits 2q and 2q + 1 of hmask[l] (64
+/// elements q) moved to bit 2, from a start of -4 x the activations as
+/// Q6_K; the 16 scales unpacked by byte shuffles, shifts and masks, minus
+/// 32.
 ///
 /// Each lane of a dot vector belongs to one run (sub-block), whose scale is
 /// spread to the lanes (spreads); a row's four scaled dots add into one
@@ -1610,7 +1616,8 @@ public:
   KQuantVnniTiles(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o)
       : e(e), spec(spec), o(o), q6(spec.format.quant == qnt::QuantFormat::Q6_K),
         q5(spec.format.quant == qnt::QuantFormat::Q5_K),
-        q2(spec.format.quant == qnt::QuantFormat::Q2_K), by16(q6 || q2),
+        q2(spec.format.quant == qnt::QuantFormat::Q2_K),
+        q3(spec.format.quant == qnt::QuantFormat::Q3_K), by16(q6 || q2 || q3),
         blockBytes(spec.format.blockBytes(e.lanes)) {}
 
   void beginToken(Value xRowAt) override {
@@ -1637,7 +1644,8 @@ public:
     SmallVector<std::pair<Value, int>, 4> pending;
     for (int64_t r = 0; r < kRows; ++r) {
       Value at = e.add(tileBlock, r * blockBytes);
-      std::pair<Value, int> top{q6 ? q6Row(at) : q2 ? q2Row(at) : q4Row(at), 0};
+      Value row = q6 ? q6Row(at) : by16 ? q23Row(at) : q4Row(at);
+      std::pair<Value, int> top{row, 0};
       while (!pending.empty() && pending.back().second == top.second) {
         top = {emitPairSums(e, pending.back().first, top.first, 16),
                top.second + 1};
@@ -1740,14 +1748,16 @@ private:
       xScale = shuffle(dx, arith::NegFOp::create(b, e.loc, runSums), concat);
       return;
     }
-    // Q6_K: -32 x each lane's four activations, the codes' bias paid
-    // inside the dots. Q2_K: the per-16 sums, negated, for the mins.
+    // Q6_K and Q3_K: -32 or -4 x each lane's four activations, the codes'
+    // bias paid inside the dots. Q2_K: the per-16 sums, negated, for the
+    // mins.
     VectorType words = VectorType::get({16}, b.getI32Type());
     for (Value q : quarters) {
       xs.push_back(q);
-      if (!q6)
+      if (q2)
         continue;
-      Value owed = vpdpbusd(e.intSplat(words, 0), e.intSplat(bytes(64), 32), q);
+      Value owed =
+          vpdpbusd(e.intSplat(words, 0), e.intSplat(bytes(64), q6 ? 32 : 4), q);
       starts.push_back(
           arith::SubIOp::create(b, e.loc, e.intSplat(words, 0), owed));
     }
@@ -1879,43 +1889,104 @@ private:
     return row;
   }
 
-  /// One Q2_K row's block at byte `at`, as q4Row.
-  Value q2Row(Value at) {
+  /// One Q2_K or Q3_K row's block at byte `at`, as q4Row.
+  Value q23Row(Value at) {
     OpBuilder &b = e.b;
-    Value packed = loadBytes(16, at);
-    Value scalesF =
-        arith::UIToFPOp::create(b, e.loc, e.vec(16), bitAnd(packed, 15));
-    Value minsF =
-        arith::UIToFPOp::create(b, e.loc, e.vec(16), shiftRight(packed, 4));
-    Value dmin = loadHalves(2, e.add(at, 80));
-    Value d16 = shuffle(dmin, dmin, SmallVector<int64_t>(16, 0));
-    Value min16 = shuffle(dmin, dmin, SmallVector<int64_t>(16, 1));
-    Value perSubBlock = e.fmul(e.fmul(scalesF, d16), xScale);
-    Value row = e.fmul(e.fmul(minsF, min16), negSums);
-    Value qs = loadBytes(64, e.add(at, 16));
     VectorType words = VectorType::get({32}, b.getI16Type());
+    auto wordShift = [&](Value v, bool left, ArrayRef<int16_t> counts) {
+      Value amounts = arith::ConstantOp::create(
+          b, e.loc, DenseElementsAttr::get(words, counts));
+      Value w = vector::BitCastOp::create(b, e.loc, words, v);
+      Value moved =
+          left ? arith::ShLIOp::create(b, e.loc, w, amounts).getResult()
+               : arith::ShRUIOp::create(b, e.loc, w, amounts).getResult();
+      return vector::BitCastOp::create(b, e.loc, bytes(64), moved).getResult();
+    };
+    // Counts: `a` for the words of bytes 0-31, `c` for those of 32-63.
+    auto counts = [](int64_t a, int64_t c) {
+      SmallVector<int16_t> result;
+      for (int64_t w = 0; w < 32; ++w)
+        result.push_back(int16_t(w < 16 ? a : c));
+      return result;
+    };
+    auto repeatHalf = [&](Value v, int64_t from) {
+      SmallVector<int64_t> twice;
+      for (int64_t i = 0; i < 64; ++i)
+        twice.push_back(from + i % 32);
+      return shuffle(v, v, twice);
+    };
+    Value perSubBlock, row;
+    int64_t qsAt;
+    Value highBits;
+    if (q2) {
+      Value packed = loadBytes(16, at);
+      Value scalesF =
+          arith::UIToFPOp::create(b, e.loc, e.vec(16), bitAnd(packed, 15));
+      Value minsF =
+          arith::UIToFPOp::create(b, e.loc, e.vec(16), shiftRight(packed, 4));
+      Value dmin = loadHalves(2, e.add(at, 80));
+      perSubBlock = e.fmul(
+          e.fmul(scalesF, shuffle(dmin, dmin, SmallVector<int64_t>(16, 0))),
+          xScale);
+      row = e.fmul(
+          e.fmul(minsF, shuffle(dmin, dmin, SmallVector<int64_t>(16, 1))),
+          negSums);
+      qsAt = 16;
+    } else {
+      // Scale s: the low nibble of byte s (s < 8) or the high one of byte
+      // s - 8, and as bits 4-5 bits 2 (s / 4)..+1 of byte 8 + s % 4; minus
+      // 32. Bytes 96-107 of the block.
+      Value raw = loadBytes(16, e.add(at, 96 - 4)); // bytes 92-107
+      SmallVector<int64_t> lowBytes, highBytes;
+      for (int64_t i = 0; i < 16; ++i) {
+        lowBytes.push_back(4 + i % 8);
+        highBytes.push_back(12 + i % 4);
+      }
+      Value low = shuffle(raw, raw, lowBytes);
+      Value nibbles =
+          shuffle(bitAnd(low, 15), shiftRight(low, 4),
+                  {0, 1, 2, 3, 4, 5, 6, 7, 24, 25, 26, 27, 28, 29, 30, 31});
+      Value high = shuffle(raw, raw, highBytes);
+      Value h01 =
+          shuffle(high, shiftRight(high, 2),
+                  {0, 1, 2, 3, 20, 21, 22, 23, 8, 9, 10, 11, 12, 13, 14, 15});
+      Value h23 =
+          shuffle(shiftRight(high, 4), shiftRight(high, 6),
+                  {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 28, 29, 30, 31});
+      Value tops = shuffle(
+          h01, h23, {0, 1, 2, 3, 4, 5, 6, 7, 24, 25, 26, 27, 28, 29, 30, 31});
+      Value six = bitOr(nibbles, shiftLeft(bitAnd(tops, 3), 4));
+      Value signedScales =
+          arith::SubIOp::create(b, e.loc, six, e.intSplat(bytes(16), 32));
+      Value d = loadHalves(1, e.add(at, 108));
+      perSubBlock = e.fmul(
+          e.fmul(arith::SIToFPOp::create(b, e.loc, e.vec(16), signedScales),
+                 shuffle(d, d, SmallVector<int64_t>(16, 0))),
+          xScale);
+      row = e.zeroVec(16);
+      highBits = repeatHalf(loadBytes(32, at), 0);
+      qsAt = 32;
+    }
+    Value qs = loadBytes(64, e.add(at, qsAt));
     VectorType dots = VectorType::get({16}, b.getI32Type());
     SmallVector<Value, 4> scale = spreads(perSubBlock);
     for (int64_t n = 0; n < 2; ++n) {
-      SmallVector<int64_t> twice;
-      for (int64_t i = 0; i < 64; ++i)
-        twice.push_back(32 * n + i % 32);
-      Value half =
-          vector::BitCastOp::create(b, e.loc, words, shuffle(qs, qs, twice));
+      Value half = repeatHalf(qs, 32 * n);
       for (int64_t p = 0; p < 2; ++p) {
         // Elements 64p + [0, 32) at bits 4p, 64p + [32, 64) at 4p + 2.
-        SmallVector<int16_t> counts;
-        for (int64_t w = 0; w < 32; ++w)
-          counts.push_back(int16_t(4 * p + (w < 16 ? 0 : 2)));
-        Value amounts = arith::ConstantOp::create(
-            b, e.loc, DenseElementsAttr::get(words, ArrayRef<int16_t>(counts)));
-        Value codes =
-            bitAnd(vector::BitCastOp::create(
-                       b, e.loc, bytes(64),
-                       arith::ShRUIOp::create(b, e.loc, half, amounts)),
-                   3);
         int64_t q = 2 * n + p;
-        Value dot = vpdpbusd(e.intSplat(dots, 0), codes, xs[q]);
+        Value codes =
+            bitAnd(wordShift(half, false, counts(4 * p, 4 * p + 2)), 3);
+        Value start = e.intSplat(dots, 0);
+        if (q3) {
+          // Bits 2q and 2q + 1 of hmask to bit 2.
+          Value h =
+              q == 0 ? wordShift(highBits, true, counts(2, 1))
+                     : wordShift(highBits, false, counts(2 * q - 2, 2 * q - 1));
+          codes = bitOr(codes, bitAnd(h, 4));
+          start = starts[q];
+        }
+        Value dot = vpdpbusd(start, codes, xs[q]);
         row = e.fma(toF32(dot), scale[q], row);
       }
     }
@@ -1961,7 +2032,7 @@ private:
   Emitter &e;
   const MatmulSpec &spec;
   const MatmulOperands &o;
-  const bool q6, q5, q2, by16;
+  const bool q6, q5, q2, q3, by16;
   const int64_t blockBytes;
   Value xRow, scales, sums, block, xScale, negSums;
   SmallVector<Value, 4> xs, starts;

@@ -1137,20 +1137,21 @@ std::vector<Case> interleavedCases() {
         cases.push_back({interleaved(format, rows), 8, {}, true, dot});
   }
   // AVX-512 VNNI at the width the compiler picks it for: the formats whose
-  // decode it reads on zmm (Q4_0 and Q8_0 as WideVnniTiles, Q2_K, Q4_K,
-  // Q5_K and Q6_K as KQuantVnniTiles; all variants), and Q5_0, which it
-  // leaves to the lane-per-row reduction.
+  // decode it reads on zmm (Q4_0 and Q8_0 as WideVnniTiles, the K-quants
+  // as KQuantVnniTiles; all variants), and Q5_0, which it leaves to the
+  // lane-per-row reduction.
   if (hostHasAvx512Vnni())
     for (const WeightFormat &format :
          {quantFormat(QuantFormat::Q4_0), quantFormat(QuantFormat::Q8_0),
-          quantFormat(QuantFormat::Q2_K), quantFormat(QuantFormat::Q4_K),
-          quantFormat(QuantFormat::Q6_K), quantFormat(QuantFormat::Q5_0),
-          quantFormat(QuantFormat::Q5_K)}) {
+          quantFormat(QuantFormat::Q2_K), quantFormat(QuantFormat::Q3_K),
+          quantFormat(QuantFormat::Q4_K), quantFormat(QuantFormat::Q6_K),
+          quantFormat(QuantFormat::Q5_0), quantFormat(QuantFormat::Q5_K)}) {
       cases.push_back(
           {interleaved(format, 8), 16, {}, true, IntegerDot::X86Avx512Vnni});
       if (format.quant == QuantFormat::Q4_0 ||
           format.quant == QuantFormat::Q8_0 ||
           format.quant == QuantFormat::Q2_K ||
+          format.quant == QuantFormat::Q3_K ||
           format.quant == QuantFormat::Q4_K ||
           format.quant == QuantFormat::Q5_K ||
           format.quant == QuantFormat::Q6_K)
