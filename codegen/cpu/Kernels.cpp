@@ -1564,11 +1564,10 @@ bool usesKQuantTiles(const Emitter &e, const WeightFormat &f) {
          f.splitHeaderBytes() == 0;
 }
 
-/// Decode on AVX-512 VNNI for the K-quants (usesKQuantTiles), a
-/// row's super-block (256 weights) at a time with 64-byte operations, where the
+/// Decode on AVX-512 VNNI for the K-quants (usesKQuantTiles), a row's
+/// super-block (256 weights) at a time with 64-byte operations, where the
 /// generic lane-per-row path decodes each run of each row on its own and
-/// reduces every run's dots across lanes (K-quant decode ran ~3x below the
-/// memory's rate).
+/// reduces every run's dots across lanes (K-quant decode ran 2-3x slower).
 ///
 /// Q4_K (d, dmin, 12 bytes of 6-bit scales and mins, 128 bytes of
 /// nibbles): one load holds 64 elements' codes of each of two 64-element
@@ -1700,7 +1699,7 @@ private:
   Value toF32(Value dot) {
     return arith::SIToFPOp::create(e.b, e.loc, e.vec(16), dot);
   }
-  /// An f16 at byte `at` of the weights, widened and spread to `lanes`.
+  /// `n` f16 values at byte `at` of the weights, widened to f32.
   Value loadHalves(int64_t n, Value at) {
     Value raw = loadBytes(2 * n, at);
     Value h = vector::BitCastOp::create(
@@ -1708,10 +1707,11 @@ private:
     return arith::ExtFOp::create(e.b, e.loc, e.vec(unsigned(n)), h);
   }
   /// The block's activations as the dots meet them, once per block for
-  /// every row and stream. Q4_K: [run 4h | run 4h + 2] and [run 4h + 1 |
-  /// run 4h + 3] for h = 0, 1, and [dx0..7 | -sum0..7]. Q6_K: the block's
-  /// four 64-byte quarters in order, the dots' starts (-32 x each lane's
-  /// activations), and dx per sub-block of 16.
+  /// every row and stream. Q4_K and Q5_K: [run 4h | run 4h + 2] and [run
+  /// 4h + 1 | run 4h + 3] for h = 0, 1, and [dx0..7 | -sum0..7]. Q2_K, Q3_K
+  /// and Q6_K: the block's four 64-byte quarters in order and dx per
+  /// sub-block of 16; Q3_K and Q6_K the dots' starts (-4 or -32 x each
+  /// lane's activations), Q2_K the per-16 sums negated.
   void activations() {
     if (xScale)
       return;
