@@ -356,7 +356,9 @@ constexpr int64_t kClaimUnitBytes = 1 << 20;
 constexpr int64_t kGemvStreams = 4;
 
 /// Rows of one pass of the decode's tiled GEMV (emitTiledGemv: a tile of
-/// each stream), or 1 where a matmul does not read tiles so.
+/// each stream) where it reads kGemvStreams tiles a pass, or 1 where a
+/// matmul does not read tiles so. Bodies that read one tile a pass
+/// (TileStreamBody::tilesPerPass) keep this granule: it is whole tiles.
 int64_t gemvPassRows(const MatmulSpec &spec) {
   if (!spec.int8Activations || spec.format.interleave <= 1)
     return 1;
@@ -921,12 +923,6 @@ void emitGemvInt8(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o,
   });
 }
 
-/// Sums groups of `partials` adjacent lanes of `vectors` (all of one width
-/// W and `partials` powers of two; each vector holds W / partials rows'
-/// partial sums, rows in order across the vectors) into one vector with a
-/// lane per row, i32 or f32. Pairs of vectors become one holding both's
-/// pairwise sums (in row order), until one partial per row is left; only
-/// 1-D shuffles, which every target lowers.
 /// The pairwise sums of the concatenation of x and y (vectors of i32 or
 /// f32, `n` pairs): lane i holds lanes 2i and 2i + 1 added, x's pairs
 /// first.
@@ -943,6 +939,12 @@ Value emitPairSums(Emitter &e, Value x, Value y, int64_t n) {
              : e.add(a, c);
 }
 
+/// Sums groups of `partials` adjacent lanes of `vectors` (all of one width
+/// W and `partials` powers of two; each vector holds W / partials rows'
+/// partial sums, rows in order across the vectors) into one vector with a
+/// lane per row, i32 or f32. Pairs of vectors become one holding both's
+/// pairwise sums (in row order), until one partial per row is left; only
+/// 1-D shuffles, which every target lowers.
 Value emitSumLaneGroups(Emitter &e, ArrayRef<Value> vectors,
                         int64_t partials) {
   OpBuilder &b = e.b;
@@ -1156,9 +1158,12 @@ public:
 
 /// Decode with 8-bit activations over row-interleaved weights (a tile of
 /// `interleave` rows is one sequential stream), `body` computing each
-/// tile. A unit's tiles are read as kGemvStreams streams: it is cut into
-/// that many runs of tiles, and a pass takes one tile of each, block by
-/// block (the rest, fewer tiles than runs, one at a time). Each row is
+/// tile. A unit's tiles are read as the body's tilesPerPass streams
+/// (kGemvStreams, two tiles with SwiGLU, where memory is the limit; one
+/// for the bodies that wait on their instructions): it is cut into that
+/// many runs of tiles, and a pass takes one tile of each, block by block
+/// (the rest, fewer tiles than runs, one at a time). With one tile a pass
+/// there are no passes, and no prefetch into the next claim. Each row is
 /// still computed alone, in the same order, wherever its tile falls.
 void emitTiledGemv(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o,
                    TileStreamBody &body) {
@@ -1376,14 +1381,15 @@ public:
   }
 
   Value rowSums(ArrayRef<Value> acc) override { return e.fadd(acc[0], acc[1]); }
-  /// Formats whose runs' scales need each row's decode (K-quants, Q4_1 and
-  /// Q5_1 without nibble pairs, MXFP4, own formats with offsets) keep the
-  /// core busy with instructions, and read one tile a pass; those whose
-  /// tile scales are one load (Q4_0, Q5_0, Q8_0, symmetric own formats) or
-  /// that take nibble pairs wait on memory and read four. Paired on the
-  /// benchmark model: one tile a pass decoded Q4_K/Q6_K 1.19x faster for
-  /// x86_64-avx2 and Q5_K experts 1.11x for the host (AVX-512), where
-  /// Q4_0/Q8_0 for x86_64-avx2 decoded 0.80x as fast.
+  /// Formats whose runs' scales need each row's decode (K-quants where
+  /// KQuantVnniTiles does not take them, Q4_1 and Q5_1 without nibble
+  /// pairs, MXFP4, own formats with offsets) keep the core busy with
+  /// instructions, and read one tile a pass; those whose tile scales are
+  /// one load (Q4_0, Q5_0, Q8_0, symmetric own formats) or that take nibble
+  /// pairs wait on memory and read kGemvStreams (two with SwiGLU). Paired
+  /// on the benchmark model: one tile a pass decoded Q4_K/Q6_K 1.19x faster
+  /// for x86_64-avx2, and Q5_K experts 1.11x for the host (then in this
+  /// body), where Q4_0/Q8_0 for x86_64-avx2 decoded 0.80x as fast.
   int64_t tilesPerPass(unsigned nMats) const override {
     if (!nibblePairs && header != 2)
       return 1;
