@@ -1698,9 +1698,29 @@ private:
     return arith::ShLIOp::create(e.b, e.loc, x,
                                  e.intSplat(cast<VectorType>(x.getType()), n));
   }
-  Value vpdpbusd(Value acc, Value u, Value x) {
-    return callX86(e, "llvm.x86.avx512.vpdpbusd.512",
-                   VectorType::get({16}, e.b.getI32Type()), {acc, u, x});
+  /// The bytes of a register as 32 words shifted left (or right) by
+  /// `low` in the words of bytes 0-31 and by `high` in those of 32-63:
+  /// one vpsllvw or vpsrlvw; a later mask keeps each byte's own bits.
+  Value shiftWords(Value v, bool left, int64_t low, int64_t high) {
+    OpBuilder &b = e.b;
+    VectorType words = VectorType::get({32}, b.getI16Type());
+    SmallVector<int16_t> counts;
+    for (int64_t w = 0; w < 32; ++w)
+      counts.push_back(int16_t(w < 16 ? low : high));
+    Value amounts = arith::ConstantOp::create(
+        b, e.loc, DenseElementsAttr::get(words, ArrayRef<int16_t>(counts)));
+    Value asWords = vector::BitCastOp::create(b, e.loc, words, v);
+    Value moved =
+        left ? arith::ShLIOp::create(b, e.loc, asWords, amounts).getResult()
+             : arith::ShRUIOp::create(b, e.loc, asWords, amounts).getResult();
+    return vector::BitCastOp::create(b, e.loc, bytes(64), moved);
+  }
+  /// Bytes [from, from + 32) of `v` repeated in both halves of 64.
+  Value repeatHalf(Value v, int64_t from) {
+    SmallVector<int64_t> twice;
+    for (int64_t i = 0; i < 64; ++i)
+      twice.push_back(from + i % 32);
+    return shuffle(v, v, twice);
   }
   Value toF32(Value dot) {
     return arith::SIToFPOp::create(e.b, e.loc, e.vec(16), dot);
@@ -1763,7 +1783,7 @@ private:
       if (q2)
         continue;
       Value owed =
-          vpdpbusd(e.intSplat(words, 0), e.intSplat(bytes(64), q6 ? 32 : 4), q);
+          emitVnniDot(e, e.intSplat(words, 0), e.intSplat(bytes(64), q6 ? 32 : 4), q);
       starts.push_back(
           arith::SubIOp::create(b, e.loc, e.intSplat(words, 0), owed));
     }
@@ -1851,32 +1871,13 @@ private:
     VectorType words = VectorType::get({16}, b.getI32Type());
     SmallVector<Value, 4> scale = spreads(perRun);
     // Q5_K's fifth bits, qh's 32 bytes in both halves of a register.
-    Value qh;
-    if (q5) {
-      Value raw = loadBytes(32, e.add(at, 16));
-      SmallVector<int64_t> twice;
-      for (int64_t i = 0; i < 64; ++i)
-        twice.push_back(i % 32);
-      qh = shuffle(raw, raw, twice);
-    }
+    Value qh = q5 ? repeatHalf(loadBytes(32, e.add(at, 16)), 0) : Value();
     // Bit k of each byte of qh moved to bit 4 for the runs of a load's
     // halves (run kLow in bytes 0-31, kHigh in 32-63): a variable shift of
     // 16-bit words (one way for both, staying within each byte) and a mask.
     auto fifthBits = [&](int64_t kLow, int64_t kHigh) {
-      VectorType words = VectorType::get({32}, b.getI16Type());
-      bool left = kHigh < 4;
-      SmallVector<int16_t> counts;
-      for (int64_t w = 0; w < 32; ++w) {
-        int64_t k = w < 16 ? kLow : kHigh;
-        counts.push_back(int16_t(left ? 4 - k : k - 4));
-      }
-      Value amounts = arith::ConstantOp::create(
-          b, e.loc, DenseElementsAttr::get(words, ArrayRef<int16_t>(counts)));
-      Value asWords = vector::BitCastOp::create(b, e.loc, words, qh);
-      Value moved =
-          left ? arith::ShLIOp::create(b, e.loc, asWords, amounts).getResult()
-               : arith::ShRUIOp::create(b, e.loc, asWords, amounts).getResult();
-      return bitAnd(vector::BitCastOp::create(b, e.loc, bytes(64), moved),
+      return bitAnd(kHigh < 4 ? shiftWords(qh, true, 4 - kLow, 4 - kHigh)
+                              : shiftWords(qh, false, kLow - 4, kHigh - 4),
                     0x10);
     };
     const int64_t codesAt = q5 ? 48 : 16;
@@ -1887,8 +1888,8 @@ private:
         lo = bitOr(lo, fifthBits(4 * h, 4 * h + 2));
         hi = bitOr(hi, fifthBits(4 * h + 1, 4 * h + 3));
       }
-      Value dLo = vpdpbusd(e.intSplat(words, 0), lo, xs[2 * h]);
-      Value dHi = vpdpbusd(e.intSplat(words, 0), hi, xs[2 * h + 1]);
+      Value dLo = emitVnniDot(e, e.intSplat(words, 0), lo, xs[2 * h]);
+      Value dHi = emitVnniDot(e, e.intSplat(words, 0), hi, xs[2 * h + 1]);
       row = e.fma(toF32(dLo), scale[2 * h], row);
       row = e.fma(toF32(dHi), scale[2 * h + 1], row);
     }
@@ -1898,29 +1899,6 @@ private:
   /// One Q2_K or Q3_K row's block at byte `at`, as q4Row.
   Value q23Row(Value at) {
     OpBuilder &b = e.b;
-    VectorType words = VectorType::get({32}, b.getI16Type());
-    auto wordShift = [&](Value v, bool left, ArrayRef<int16_t> counts) {
-      Value amounts = arith::ConstantOp::create(
-          b, e.loc, DenseElementsAttr::get(words, counts));
-      Value w = vector::BitCastOp::create(b, e.loc, words, v);
-      Value moved =
-          left ? arith::ShLIOp::create(b, e.loc, w, amounts).getResult()
-               : arith::ShRUIOp::create(b, e.loc, w, amounts).getResult();
-      return vector::BitCastOp::create(b, e.loc, bytes(64), moved).getResult();
-    };
-    // Counts: `a` for the words of bytes 0-31, `c` for those of 32-63.
-    auto counts = [](int64_t a, int64_t c) {
-      SmallVector<int16_t> result;
-      for (int64_t w = 0; w < 32; ++w)
-        result.push_back(int16_t(w < 16 ? a : c));
-      return result;
-    };
-    auto repeatHalf = [&](Value v, int64_t from) {
-      SmallVector<int64_t> twice;
-      for (int64_t i = 0; i < 64; ++i)
-        twice.push_back(from + i % 32);
-      return shuffle(v, v, twice);
-    };
     Value perSubBlock, row;
     int64_t qsAt;
     Value highBits;
@@ -1982,17 +1960,17 @@ private:
         // Elements 64p + [0, 32) at bits 4p, 64p + [32, 64) at 4p + 2.
         int64_t q = 2 * n + p;
         Value codes =
-            bitAnd(wordShift(half, false, counts(4 * p, 4 * p + 2)), 3);
+            bitAnd(shiftWords(half, false, 4 * p, 4 * p + 2), 3);
         Value start = e.intSplat(dots, 0);
         if (q3) {
           // Bits 2q and 2q + 1 of hmask to bit 2.
           Value h =
-              q == 0 ? wordShift(highBits, true, counts(2, 1))
-                     : wordShift(highBits, false, counts(2 * q - 2, 2 * q - 1));
+              q == 0 ? shiftWords(highBits, true, 2, 1)
+                     : shiftWords(highBits, false, 2 * q - 2, 2 * q - 1);
           codes = bitOr(codes, bitAnd(h, 4));
           start = starts[q];
         }
-        Value dot = vpdpbusd(start, codes, xs[q]);
+        Value dot = emitVnniDot(e, start, codes, xs[q]);
         row = e.fma(toF32(dot), scale[q], row);
       }
     }
@@ -2027,8 +2005,8 @@ private:
       auto [lo, hi] = emitSplitNibbles(e, loadBytes(64, e.add(at, 64 * n)));
       Value uLo = bitOr(lo, halfOf(a, bb, n));
       Value uHi = bitOr(hi, halfOf(c, dd, n));
-      Value dLo = vpdpbusd(starts[2 * n], uLo, xs[2 * n]);
-      Value dHi = vpdpbusd(starts[2 * n + 1], uHi, xs[2 * n + 1]);
+      Value dLo = emitVnniDot(e, starts[2 * n], uLo, xs[2 * n]);
+      Value dHi = emitVnniDot(e, starts[2 * n + 1], uHi, xs[2 * n + 1]);
       row = e.fma(toF32(dLo), scale[2 * n], row);
       row = e.fma(toF32(dHi), scale[2 * n + 1], row);
     }
