@@ -1782,8 +1782,8 @@ private:
       xs.push_back(q);
       if (q2)
         continue;
-      Value owed =
-          emitVnniDot(e, e.intSplat(words, 0), e.intSplat(bytes(64), q6 ? 32 : 4), q);
+      Value owed = emitVnniDot(e, e.intSplat(words, 0),
+                               e.intSplat(bytes(64), q6 ? 32 : 4), q);
       starts.push_back(
           arith::SubIOp::create(b, e.loc, e.intSplat(words, 0), owed));
     }
@@ -1959,14 +1959,12 @@ private:
       for (int64_t p = 0; p < 2; ++p) {
         // Elements 64p + [0, 32) at bits 4p, 64p + [32, 64) at 4p + 2.
         int64_t q = 2 * n + p;
-        Value codes =
-            bitAnd(shiftWords(half, false, 4 * p, 4 * p + 2), 3);
+        Value codes = bitAnd(shiftWords(half, false, 4 * p, 4 * p + 2), 3);
         Value start = e.intSplat(dots, 0);
         if (q3) {
           // Bits 2q and 2q + 1 of hmask to bit 2.
-          Value h =
-              q == 0 ? shiftWords(highBits, true, 2, 1)
-                     : shiftWords(highBits, false, 2 * q - 2, 2 * q - 1);
+          Value h = q == 0 ? shiftWords(highBits, true, 2, 1)
+                           : shiftWords(highBits, false, 2 * q - 2, 2 * q - 1);
           codes = bitOr(codes, bitAnd(h, 4));
           start = starts[q];
         }
