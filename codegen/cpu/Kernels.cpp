@@ -702,6 +702,62 @@ Value emitVnniDot(Emitter &e, Value acc, Value u, Value x) {
                  words, {acc, u, x});
 }
 
+/// acc + the sums of each group of 4 lanes of u (unsigned codes 0..127) x x
+/// (signed), for vector<n x i8> of 16, 32 or 64 bytes on any x86 target
+/// with AVX2: one vpdpbusd where the target has it at that width, else per
+/// 32 (or 16) bytes a vpdpbusd on ymm (AVX-VNNI) or AVX2's vpmaddubsw,
+/// vpmaddwd by ones and an add. Codes below 128 keep vpmaddubsw's pair sums
+/// within i16 (2 x 127 x 128), so the sums are exact on every path.
+Value emitCodeDot(Emitter &e, Value acc, Value u, Value x) {
+  int64_t n = cast<VectorType>(u.getType()).getNumElements();
+  if (n <= 32 ? hasX86Vnni(e) : hasX86Avx512Vnni(e))
+    return emitVnniDot(e, acc, u, x);
+  Type i8 = e.b.getI8Type(), i16 = e.b.getI16Type(), i32 = e.b.getI32Type();
+  const int64_t part = std::min<int64_t>(n, 32);
+  VectorType partBytes = VectorType::get({part}, i8);
+  VectorType partWords = VectorType::get({part / 4}, i32);
+  SmallVector<Value, 2> sums;
+  for (int64_t at = 0; at < n; at += part) {
+    auto slice = [&](Value v, VectorType type) -> Value {
+      if (part == n)
+        return v;
+      int64_t lanes = type.getNumElements();
+      SmallVector<int64_t> mask;
+      int64_t from = at * lanes / n;
+      for (int64_t i = 0; i < lanes * part / n; ++i)
+        mask.push_back(from + i);
+      return vector::ShuffleOp::create(e.b, e.loc, v, v, mask).getResult();
+    };
+    Value uPart = slice(u, cast<VectorType>(u.getType()));
+    Value xPart = slice(x, cast<VectorType>(x.getType()));
+    Value accPart = acc ? slice(acc, cast<VectorType>(acc.getType())) : Value();
+    if (hasX86Vnni(e)) {
+      sums.push_back(emitVnniDot(e, accPart, uPart, xPart));
+      continue;
+    }
+    bool wide = part == 32;
+    VectorType halves = VectorType::get({part / 2}, i16);
+    Value pairs = callX86(e,
+                          wide ? "llvm.x86.avx2.pmadd.ub.sw"
+                               : "llvm.x86.ssse3.pmadd.ub.sw.128",
+                          halves, {uPart, xPart});
+    Value ones = arith::ConstantOp::create(
+        e.b, e.loc, DenseElementsAttr::get(halves, e.b.getIntegerAttr(i16, 1)));
+    Value dot =
+        callX86(e, wide ? "llvm.x86.avx2.pmadd.wd" : "llvm.x86.sse2.pmadd.wd",
+                partWords, {pairs, ones});
+    sums.push_back(
+        accPart ? arith::AddIOp::create(e.b, e.loc, accPart, dot).getResult()
+                : dot);
+  }
+  if (sums.size() == 1)
+    return sums.front();
+  SmallVector<int64_t> concat;
+  for (int64_t i = 0; i < n / 4; ++i)
+    concat.push_back(i);
+  return vector::ShuffleOp::create(e.b, e.loc, sums[0], sums[1], concat);
+}
+
 /// The bias emitIntegerDot subtracts from `n` codes (see there): on AVX2,
 /// the format's own where it prefers one, else 128 for codes above 127;
 /// with VNNI none (vpdpbusd does not saturate).
@@ -1560,7 +1616,7 @@ private:
 /// of 8 rows of Q2_K, Q3_K, Q4_K, Q5_K or Q6_K (whole 84-, 110-, 144-,
 /// 176- and 210-byte blocks, no split header).
 bool usesKQuantTiles(const Emitter &e, const WeightFormat &f) {
-  return hasX86Avx512Vnni(e) && f.interleave == 8 &&
+  return hasX86Avx2(e) && f.interleave == 8 &&
          f.kind == WeightFormat::Kind::Quantized &&
          (f.quant == qnt::QuantFormat::Q2_K ||
           f.quant == qnt::QuantFormat::Q3_K ||
@@ -1623,6 +1679,7 @@ public:
         q5(spec.format.quant == qnt::QuantFormat::Q5_K),
         q2(spec.format.quant == qnt::QuantFormat::Q2_K),
         q3(spec.format.quant == qnt::QuantFormat::Q3_K), by16(q6 || q2 || q3),
+        ymmRows(!hasX86Avx512Vnni(e) && !q2 && !q3),
         blockBytes(spec.format.blockBytes(e.lanes)) {}
 
   void beginToken(Value xRowAt) override {
@@ -1631,7 +1688,7 @@ public:
     sums = e.add(scales, spec.k / 8);
   }
   SmallVector<Value> zeroAccumulators(size_t streams) override {
-    return SmallVector<Value>(streams, e.zeroVec(16));
+    return SmallVector<Value>(streams, e.zeroVec(rowWidth()));
   }
   size_t accumulatorsPerStream() const override { return 1; }
   void beginBlock(Value blk) override {
@@ -1639,6 +1696,7 @@ public:
     xs.clear();
     starts.clear();
     xScale = Value();
+    biasSums = Value();
   }
 
   void addBlock(Value tileBlock, MutableArrayRef<Value> acc) override {
@@ -1649,10 +1707,13 @@ public:
     SmallVector<std::pair<Value, int>, 4> pending;
     for (int64_t r = 0; r < kRows; ++r) {
       Value at = e.add(tileBlock, r * blockBytes);
-      Value row = q6 ? q6Row(at) : by16 ? q23Row(at) : q4Row(at);
+      Value row = ymmRows ? (q6 ? q6RowYmm(at) : q4RowYmm(at))
+                  : q6    ? q6Row(at)
+                  : by16  ? q23Row(at)
+                          : q4Row(at);
       std::pair<Value, int> top{row, 0};
       while (!pending.empty() && pending.back().second == top.second) {
-        top = {emitPairSums(e, pending.back().first, top.first, 16),
+        top = {emitPairSums(e, pending.back().first, top.first, rowWidth()),
                top.second + 1};
         pending.pop_back();
       }
@@ -1662,7 +1723,8 @@ public:
   }
 
   Value rowSums(ArrayRef<Value> acc) override {
-    return emitPairSums(e, acc[0], acc[0], kRows);
+    // [r0 x2 | ... | r7 x2] from the zmm rows, [r0 | ... | r7] from ymm.
+    return ymmRows ? acc[0] : emitPairSums(e, acc[0], acc[0], kRows);
   }
   /// One tile per pass (gate and up of SwiGLU side by side): these bodies
   /// wait on their instructions, not on memory, and four tiles' code (12
@@ -1723,7 +1785,17 @@ private:
     return shuffle(v, v, twice);
   }
   Value toF32(Value dot) {
-    return arith::SIToFPOp::create(e.b, e.loc, e.vec(16), dot);
+    auto lanes = cast<VectorType>(dot.getType()).getNumElements();
+    return arith::SIToFPOp::create(e.b, e.loc, e.vec(unsigned(lanes)), dot);
+  }
+  /// A row's vector: 16 lanes on zmm, 8 where rows are computed on ymm.
+  int64_t rowWidth() const { return ymmRows ? 8 : 16; }
+  /// Lanes [from, from + n) of `v`, or lane `from` n times (`splat`).
+  Value lanes(Value v, int64_t from, int64_t n, bool splat = false) {
+    SmallVector<int64_t> mask;
+    for (int64_t i = 0; i < n; ++i)
+      mask.push_back(splat ? from : from + i);
+    return shuffle(v, v, mask);
   }
   /// `n` f16 values at byte `at` of the weights, widened to f32.
   Value loadHalves(int64_t n, Value at) {
@@ -1743,8 +1815,16 @@ private:
       return;
     OpBuilder &b = e.b;
     Value e0 = e.mul(block, 256);
+    if (ymmRows) {
+      // The block's eight 32-byte runs in order (Q4_K and Q5_K: a chunk's
+      // low nibbles are run 2c, its high ones run 2c + 1; Q6_K: elements
+      // in order), no shuffles.
+      for (int64_t r = 0; r < 8; ++r)
+        xs.push_back(vector::LoadOp::create(b, e.loc, bytes(32), o.x,
+                                            e.add(xRow, e.add(e0, 32 * r))));
+    }
     SmallVector<Value, 4> quarters;
-    for (int64_t q = 0; q < 4; ++q)
+    for (int64_t q = 0; q < 4 && !ymmRows; ++q)
       quarters.push_back(vector::LoadOp::create(
           b, e.loc, bytes(64), o.x, e.add(xRow, e.add(e0, 64 * q))));
     Value dx = loadFloats(8, e.add(scales, e.mul(block, 8 * 4)));
@@ -1755,7 +1835,7 @@ private:
         lowRuns.push_back(i < 32 ? i : 64 + i - 32);
         highRuns.push_back(lowRuns.back() + 32);
       }
-      for (int64_t h = 0; h < 2; ++h) {
+      for (int64_t h = 0; h < 2 && !ymmRows; ++h) {
         xs.push_back(shuffle(quarters[2 * h], quarters[2 * h + 1], lowRuns));
         xs.push_back(shuffle(quarters[2 * h], quarters[2 * h + 1], highRuns));
       }
@@ -1777,12 +1857,22 @@ private:
     // Q6_K and Q3_K: -32 or -4 x each lane's four activations, the codes'
     // bias paid inside the dots. Q2_K: the per-16 sums, negated, for the
     // mins.
+    SmallVector<int64_t> perSubBlock;
+    for (int64_t j = 0; j < 16; ++j)
+      perSubBlock.push_back(j / 2);
+    if (ymmRows) {
+      // Q6_K on ymm: the codes' bias through the per-16 sums, -32 x each.
+      xScale = shuffle(dx, dx, perSubBlock);
+      biasSums = e.fmul(loadFloats(16, e.add(sums, e.mul(block, 16 * 4))),
+                        e.splat(e.cf(-32.0), 16));
+      return;
+    }
     VectorType words = VectorType::get({16}, b.getI32Type());
     for (Value q : quarters) {
       xs.push_back(q);
       if (q2)
         continue;
-      Value owed = emitVnniDot(e, e.intSplat(words, 0),
+      Value owed = emitCodeDot(e, e.intSplat(words, 0),
                                e.intSplat(bytes(64), q6 ? 32 : 4), q);
       starts.push_back(
           arith::SubIOp::create(b, e.loc, e.intSplat(words, 0), owed));
@@ -1790,9 +1880,6 @@ private:
     if (q2)
       negSums = arith::NegFOp::create(
           b, e.loc, loadFloats(16, e.add(sums, e.mul(block, 16 * 4))));
-    SmallVector<int64_t> perSubBlock;
-    for (int64_t j = 0; j < 16; ++j)
-      perSubBlock.push_back(j / 2);
     xScale = shuffle(dx, dx, perSubBlock);
   }
 
@@ -1831,9 +1918,9 @@ private:
     return result;
   }
 
-  /// One Q4_K row's block at byte `at`: vector<16 x f32> whose lanes sum to
-  /// the row's dot with the block's activations.
-  Value q4Row(Value at) {
+  /// A Q4_K or Q5_K row's block at byte `at`: its per-run factors [d x sc_j
+  /// x dx_j | -dmin x m_j x (run j's activation sum)], j = 0..7.
+  Value q4PerRun(Value at) {
     OpBuilder &b = e.b;
     // [sc0..7 | m0..7], 6 bits each (ggml's get_scale_min_k4): j < 4 from
     // the low 6 bits of q[j] and q[j + 4]; j >= 4 the low (sc) or high (m)
@@ -1860,10 +1947,16 @@ private:
     SmallVector<int64_t> dThenMin;
     for (int64_t i = 0; i < 16; ++i)
       dThenMin.push_back(i / 8);
-    Value perRun =
-        e.fmul(e.fmul(arith::UIToFPOp::create(b, e.loc, e.vec(16), six),
-                      shuffle(dmin, dmin, dThenMin)),
-               xScale);
+    return e.fmul(e.fmul(arith::UIToFPOp::create(b, e.loc, e.vec(16), six),
+                         shuffle(dmin, dmin, dThenMin)),
+                  xScale);
+  }
+
+  /// One Q4_K row's block at byte `at`: vector<16 x f32> whose lanes sum to
+  /// the row's dot with the block's activations.
+  Value q4Row(Value at) {
+    OpBuilder &b = e.b;
+    Value perRun = q4PerRun(at);
     SmallVector<int64_t> minsOnly;
     for (int64_t i = 0; i < 16; ++i)
       minsOnly.push_back(i < 8 ? 16 + i : i);
@@ -1888,10 +1981,83 @@ private:
         lo = bitOr(lo, fifthBits(4 * h, 4 * h + 2));
         hi = bitOr(hi, fifthBits(4 * h + 1, 4 * h + 3));
       }
-      Value dLo = emitVnniDot(e, e.intSplat(words, 0), lo, xs[2 * h]);
-      Value dHi = emitVnniDot(e, e.intSplat(words, 0), hi, xs[2 * h + 1]);
+      Value dLo = emitCodeDot(e, e.intSplat(words, 0), lo, xs[2 * h]);
+      Value dHi = emitCodeDot(e, e.intSplat(words, 0), hi, xs[2 * h + 1]);
       row = e.fma(toF32(dLo), scale[2 * h], row);
       row = e.fma(toF32(dHi), scale[2 * h + 1], row);
+    }
+    return row;
+  }
+
+  /// One Q4_K or Q5_K row's block at byte `at` on ymm (AVX2, AVX-VNNI):
+  /// vector<8 x f32> whose lanes sum to the row's dot. A 32-byte chunk c of
+  /// nibbles holds runs 2c (low) and 2c + 1 (high) whole, so each dot meets
+  /// one run's activations as they lie and takes one scale, splat; the
+  /// mins' terms start the sum. Q5_K: bit j of qh[l] is bit 4 of run j's
+  /// code l, moved there by one word shift and a mask.
+  Value q4RowYmm(Value at) {
+    OpBuilder &b = e.b;
+    Value perRun = q4PerRun(at);
+    Value row = lanes(perRun, 8, 8);
+    Value qh = q5 ? loadBytes(32, e.add(at, 16)) : Value();
+    VectorType words = VectorType::get({16}, b.getI16Type());
+    auto fifthBit = [&](int64_t j) {
+      Value w = vector::BitCastOp::create(b, e.loc, words, qh);
+      if (j < 4)
+        w = arith::ShLIOp::create(b, e.loc, w, e.intSplat(words, 4 - j));
+      else if (j > 4)
+        w = arith::ShRUIOp::create(b, e.loc, w, e.intSplat(words, j - 4));
+      return bitAnd(vector::BitCastOp::create(b, e.loc, bytes(32), w), 0x10);
+    };
+    const int64_t codesAt = q5 ? 48 : 16;
+    for (int64_t c = 0; c < 4; ++c) {
+      auto [lo, hi] =
+          emitSplitNibbles(e, loadBytes(32, e.add(at, codesAt + 32 * c)));
+      Value codes[2] = {lo, hi};
+      for (int64_t half = 0; half < 2; ++half) {
+        int64_t j = 2 * c + half;
+        if (q5)
+          codes[half] = bitOr(codes[half], fifthBit(j));
+        Value dot = emitCodeDot(e, Value(), codes[half], xs[j]);
+        row = e.fma(toF32(dot), lanes(perRun, j, 8, /*splat=*/true), row);
+      }
+    }
+    return row;
+  }
+
+  /// One Q6_K row's block at byte `at` on ymm, as q4RowYmm: per half of the
+  /// block, ql's two 32-byte loads and qh's one give four 32-element runs
+  /// of codes 0..63 in order (each two sub-blocks, lanes 0-3 and 4-7); the
+  /// bias 32 is paid once per row through the activations' per-16 sums.
+  Value q6RowYmm(Value at) {
+    OpBuilder &b = e.b;
+    Value d = loadHalves(1, e.add(at, 208));
+    Value scaled =
+        e.fmul(arith::SIToFPOp::create(b, e.loc, e.vec(16),
+                                       loadBytes(16, e.add(at, 192))),
+               lanes(d, 0, 16, /*splat=*/true));
+    Value perSubBlock = e.fmul(scaled, xScale);
+    Value bias = e.fmul(scaled, biasSums);
+    Value row = e.fadd(lanes(bias, 0, 8), lanes(bias, 8, 8));
+    for (int64_t n = 0; n < 2; ++n) {
+      auto [aLo, aHi] = emitSplitNibbles(e, loadBytes(32, e.add(at, 64 * n)));
+      auto [bLo, bHi] =
+          emitSplitNibbles(e, loadBytes(32, e.add(at, 64 * n + 32)));
+      Value qh = loadBytes(32, e.add(at, 128 + 32 * n));
+      // Elements 32i + l of the half: bits 2i, 2i + 1 of qh[l] to bits 4-5.
+      Value codes[4] = {bitOr(aLo, bitAnd(shiftLeft(qh, 4), 0x30)),
+                        bitOr(bLo, bitAnd(shiftLeft(qh, 2), 0x30)),
+                        bitOr(aHi, bitAnd(qh, 0x30)),
+                        bitOr(bHi, bitAnd(shiftRight(qh, 2), 0x30))};
+      for (int64_t i = 0; i < 4; ++i) {
+        int64_t q = 4 * n + i;
+        SmallVector<int64_t> subBlocks;
+        for (int64_t l = 0; l < 8; ++l)
+          subBlocks.push_back(2 * q + l / 4);
+        Value dot = emitCodeDot(e, Value(), codes[i], xs[q]);
+        row = e.fma(toF32(dot), shuffle(perSubBlock, perSubBlock, subBlocks),
+                    row);
+      }
     }
     return row;
   }
@@ -1968,7 +2134,7 @@ private:
           codes = bitOr(codes, bitAnd(h, 4));
           start = starts[q];
         }
-        Value dot = emitVnniDot(e, start, codes, xs[q]);
+        Value dot = emitCodeDot(e, start, codes, xs[q]);
         row = e.fma(toF32(dot), scale[q], row);
       }
     }
@@ -2003,8 +2169,8 @@ private:
       auto [lo, hi] = emitSplitNibbles(e, loadBytes(64, e.add(at, 64 * n)));
       Value uLo = bitOr(lo, halfOf(a, bb, n));
       Value uHi = bitOr(hi, halfOf(c, dd, n));
-      Value dLo = emitVnniDot(e, starts[2 * n], uLo, xs[2 * n]);
-      Value dHi = emitVnniDot(e, starts[2 * n + 1], uHi, xs[2 * n + 1]);
+      Value dLo = emitCodeDot(e, starts[2 * n], uLo, xs[2 * n]);
+      Value dHi = emitCodeDot(e, starts[2 * n + 1], uHi, xs[2 * n + 1]);
       row = e.fma(toF32(dLo), scale[2 * n], row);
       row = e.fma(toF32(dHi), scale[2 * n + 1], row);
     }
@@ -2015,8 +2181,11 @@ private:
   const MatmulSpec &spec;
   const MatmulOperands &o;
   const bool q6, q5, q2, q3, by16;
+  /// Q4_K, Q5_K and Q6_K rows on ymm (targets without AVX-512 VNNI);
+  /// Q2_K and Q3_K there take the zmm rows' code, split in two by LLVM.
+  const bool ymmRows;
   const int64_t blockBytes;
-  Value xRow, scales, sums, block, xScale, negSums;
+  Value xRow, scales, sums, block, xScale, negSums, biasSums;
   SmallVector<Value, 4> xs, starts;
 };
 
