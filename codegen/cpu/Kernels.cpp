@@ -1612,9 +1612,10 @@ private:
   SmallVector<Value, 2> xs;
 };
 
-/// Whether decode's tiled GEMV takes KQuantVnniTiles: AVX-512 VNNI, tiles
-/// of 8 rows of Q2_K, Q3_K, Q4_K, Q5_K or Q6_K (whole 84-, 110-, 144-,
-/// 176- and 210-byte blocks, no split header).
+/// Whether decode's tiled GEMV takes KQuantVnniTiles: x86 with AVX2 (zmm
+/// rows with AVX-512 VNNI, else ymm rows), tiles of 8 rows of Q2_K, Q3_K,
+/// Q4_K, Q5_K or Q6_K (whole 84-, 110-, 144-, 176- and 210-byte blocks, no
+/// split header).
 bool usesKQuantTiles(const Emitter &e, const WeightFormat &f) {
   return hasX86Avx2(e) && f.interleave == 8 &&
          f.kind == WeightFormat::Kind::Quantized &&
@@ -1626,7 +1627,7 @@ bool usesKQuantTiles(const Emitter &e, const WeightFormat &f) {
          f.splitHeaderBytes() == 0;
 }
 
-/// Decode on AVX-512 VNNI for the K-quants (usesKQuantTiles), a row's
+/// Decode on x86 for the K-quants (usesKQuantTiles), a row's
 /// super-block (256 weights) at a time with 64-byte operations, where the
 /// generic lane-per-row path decodes each run of each row on its own and
 /// reduces every run's dots across lanes (K-quant decode ran 2-3x slower).
@@ -1672,6 +1673,13 @@ bool usesKQuantTiles(const Emitter &e, const WeightFormat &f) {
 /// per stream, its pairs added at the end. Per row and block about 55
 /// vector instructions, nearly all on zmm's two ports: still below the
 /// memory's rate on 2 Sapphire Rapids cores (docs/cpu-backend.md).
+///
+/// Without AVX-512 VNNI (AVX2, AVX-VNNI) Q4_K, Q5_K and Q6_K rows take
+/// 32-byte operations instead (q4RowYmm, q6RowYmm: each dot one run's or
+/// two sub-blocks' codes met by the activations as they lie, a row vector
+/// of 8 lanes, the tile's rows summed pairwise to one lane each); Q2_K and
+/// Q3_K keep the 64-byte rows, which LLVM splits into ymm halves. The dots
+/// are emitCodeDot's (vpmaddubsw and vpmaddwd on AVX2).
 class KQuantVnniTiles : public TileStreamBody {
 public:
   KQuantVnniTiles(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o)
