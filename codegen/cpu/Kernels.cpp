@@ -1674,12 +1674,12 @@ bool usesKQuantTiles(const Emitter &e, const WeightFormat &f) {
 /// vector instructions, nearly all on zmm's two ports: still below the
 /// memory's rate on 2 Sapphire Rapids cores (docs/cpu-backend.md).
 ///
-/// Without AVX-512 VNNI (AVX2, AVX-VNNI) Q4_K, Q5_K and Q6_K rows take
-/// 32-byte operations instead (q4RowYmm, q6RowYmm: each dot one run's or
-/// two sub-blocks' codes met by the activations as they lie, a row vector
-/// of 8 lanes, the tile's rows summed pairwise to one lane each); Q2_K and
-/// Q3_K keep the 64-byte rows, which LLVM splits into ymm halves. The dots
-/// are emitCodeDot's (vpmaddubsw and vpmaddwd on AVX2).
+/// Without AVX-512 VNNI (AVX2, AVX-VNNI) the rows take 32-byte operations
+/// instead (q4RowYmm, q23RowYmm, q6RowYmm: each dot one run's or two
+/// sub-blocks' codes met by the activations as they lie, a row vector of 8
+/// lanes, the tile's rows summed pairwise to one lane each; biases and mins
+/// through the activations' per-16 sums, once per row). The dots are
+/// emitCodeDot's (vpmaddubsw and vpmaddwd on AVX2).
 class KQuantVnniTiles : public TileStreamBody {
 public:
   KQuantVnniTiles(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o)
@@ -1687,7 +1687,7 @@ public:
         q5(spec.format.quant == qnt::QuantFormat::Q5_K),
         q2(spec.format.quant == qnt::QuantFormat::Q2_K),
         q3(spec.format.quant == qnt::QuantFormat::Q3_K), by16(q6 || q2 || q3),
-        ymmRows(!hasX86Avx512Vnni(e) && !q2 && !q3),
+        ymmRows(!hasX86Avx512Vnni(e)),
         blockBytes(spec.format.blockBytes(e.lanes)) {}
 
   void beginToken(Value xRowAt) override {
@@ -1715,7 +1715,9 @@ public:
     SmallVector<std::pair<Value, int>, 4> pending;
     for (int64_t r = 0; r < kRows; ++r) {
       Value at = e.add(tileBlock, r * blockBytes);
-      Value row = ymmRows ? (q6 ? q6RowYmm(at) : q4RowYmm(at))
+      Value row = ymmRows ? (q6     ? q6RowYmm(at)
+                             : by16 ? q23RowYmm(at)
+                                    : q4RowYmm(at))
                   : q6    ? q6Row(at)
                   : by16  ? q23Row(at)
                           : q4Row(at);
@@ -1869,10 +1871,14 @@ private:
     for (int64_t j = 0; j < 16; ++j)
       perSubBlock.push_back(j / 2);
     if (ymmRows) {
-      // Q6_K on ymm: the codes' bias through the per-16 sums, -32 x each.
+      // On ymm the codes' biases (Q6_K 32, Q3_K 4) and Q2_K's mins are paid
+      // through the per-16 sums, once per row.
       xScale = shuffle(dx, dx, perSubBlock);
-      biasSums = e.fmul(loadFloats(16, e.add(sums, e.mul(block, 16 * 4))),
-                        e.splat(e.cf(-32.0), 16));
+      Value perSixteen = loadFloats(16, e.add(sums, e.mul(block, 16 * 4)));
+      if (q2)
+        negSums = arith::NegFOp::create(b, e.loc, perSixteen);
+      else
+        biasSums = e.fmul(perSixteen, e.splat(e.cf(q6 ? -32.0 : -4.0), 16));
       return;
     }
     VectorType words = VectorType::get({16}, b.getI32Type());
@@ -2008,14 +2014,8 @@ private:
     Value perRun = q4PerRun(at);
     Value row = lanes(perRun, 8, 8);
     Value qh = q5 ? loadBytes(32, e.add(at, 16)) : Value();
-    VectorType words = VectorType::get({16}, b.getI16Type());
     auto fifthBit = [&](int64_t j) {
-      Value w = vector::BitCastOp::create(b, e.loc, words, qh);
-      if (j < 4)
-        w = arith::ShLIOp::create(b, e.loc, w, e.intSplat(words, 4 - j));
-      else if (j > 4)
-        w = arith::ShRUIOp::create(b, e.loc, w, e.intSplat(words, j - 4));
-      return bitAnd(vector::BitCastOp::create(b, e.loc, bytes(32), w), 0x10);
+      return bitAnd(shiftWordsBy(qh, 4 - j), 0x10);
     };
     const int64_t codesAt = q5 ? 48 : 16;
     for (int64_t c = 0; c < 4; ++c) {
@@ -2028,6 +2028,56 @@ private:
           codes[half] = bitOr(codes[half], fifthBit(j));
         Value dot = emitCodeDot(e, Value(), codes[half], xs[j]);
         row = e.fma(toF32(dot), lanes(perRun, j, 8, /*splat=*/true), row);
+      }
+    }
+    return row;
+  }
+
+  /// The 32 bytes of `v` as 16 words shifted left by `n` (right by -n): one
+  /// vpsllw or vpsrlw; a later mask keeps each byte's own bits.
+  Value shiftWordsBy(Value v, int64_t n) {
+    if (n == 0)
+      return v;
+    OpBuilder &b = e.b;
+    VectorType words = VectorType::get({16}, b.getI16Type());
+    Value w = vector::BitCastOp::create(b, e.loc, words, v);
+    w = n > 0 ? arith::ShLIOp::create(b, e.loc, w, e.intSplat(words, n))
+                    .getResult()
+              : arith::ShRUIOp::create(b, e.loc, w, e.intSplat(words, -n))
+                    .getResult();
+    return vector::BitCastOp::create(b, e.loc, bytes(32), w);
+  }
+
+  /// Row factors [f_2m x4 | f_2m+1 x4] of 32-element run m (two sub-blocks
+  /// of 16) from a row's 16 sub-block factors.
+  Value subBlockPair(Value perSubBlock, int64_t m) {
+    SmallVector<int64_t> subBlocks;
+    for (int64_t l = 0; l < 8; ++l)
+      subBlocks.push_back(2 * m + l / 4);
+    return shuffle(perSubBlock, perSubBlock, subBlocks);
+  }
+
+  /// One Q2_K or Q3_K row's block at byte `at` on ymm, as q6RowYmm: run m
+  /// (elements 32m .. 32m + 31) is bits 2j and 2j + 1 (j = m % 4) of the 32
+  /// bytes of qs of half m / 4, in order, and for Q3_K bit m of hmask's
+  /// bytes as bit 2; Q2_K's mins and Q3_K's bias 4 are paid once per row
+  /// through the activations' per-16 sums.
+  Value q23RowYmm(Value at) {
+    auto [scaled, mins] = q23Factors(at);
+    Value perSubBlock = e.fmul(scaled, xScale);
+    Value owed = q2 ? mins : e.fmul(scaled, biasSums);
+    Value row = e.fadd(lanes(owed, 0, 8), lanes(owed, 8, 8));
+    Value highBits = q3 ? loadBytes(32, at) : Value();
+    const int64_t qsAt = q2 ? 16 : 32;
+    for (int64_t n = 0; n < 2; ++n) {
+      Value half = loadBytes(32, e.add(at, qsAt + 32 * n));
+      for (int64_t j = 0; j < 4; ++j) {
+        int64_t m = 4 * n + j;
+        Value codes = bitAnd(shiftWordsBy(half, -2 * j), 3);
+        if (q3)
+          codes = bitOr(codes, bitAnd(shiftWordsBy(highBits, 2 - m), 4));
+        Value dot = emitCodeDot(e, Value(), codes, xs[m]);
+        row = e.fma(toF32(dot), subBlockPair(perSubBlock, m), row);
       }
     }
     return row;
@@ -2059,23 +2109,18 @@ private:
                         bitOr(bHi, bitAnd(shiftRight(qh, 2), 0x30))};
       for (int64_t i = 0; i < 4; ++i) {
         int64_t q = 4 * n + i;
-        SmallVector<int64_t> subBlocks;
-        for (int64_t l = 0; l < 8; ++l)
-          subBlocks.push_back(2 * q + l / 4);
         Value dot = emitCodeDot(e, Value(), codes[i], xs[q]);
-        row = e.fma(toF32(dot), shuffle(perSubBlock, perSubBlock, subBlocks),
-                    row);
+        row = e.fma(toF32(dot), subBlockPair(perSubBlock, q), row);
       }
     }
     return row;
   }
 
-  /// One Q2_K or Q3_K row's block at byte `at`, as q4Row.
-  Value q23Row(Value at) {
+  /// A Q2_K or Q3_K row's block at byte `at`: d x its 16 sub-block scales
+  /// (Q3_K's minus 32) and, for Q2_K, its mins' terms, dmin x m_j x the
+  /// activations' per-16 sums, negated.
+  std::pair<Value, Value> q23Factors(Value at) {
     OpBuilder &b = e.b;
-    Value perSubBlock, row;
-    int64_t qsAt;
-    Value highBits;
     if (q2) {
       Value packed = loadBytes(16, at);
       Value scalesF =
@@ -2083,14 +2128,12 @@ private:
       Value minsF =
           arith::UIToFPOp::create(b, e.loc, e.vec(16), shiftRight(packed, 4));
       Value dmin = loadHalves(2, e.add(at, 80));
-      perSubBlock = e.fmul(
-          e.fmul(scalesF, shuffle(dmin, dmin, SmallVector<int64_t>(16, 0))),
-          xScale);
-      row = e.fmul(
-          e.fmul(minsF, shuffle(dmin, dmin, SmallVector<int64_t>(16, 1))),
-          negSums);
-      qsAt = 16;
-    } else {
+      return {e.fmul(scalesF, shuffle(dmin, dmin, SmallVector<int64_t>(16, 0))),
+              e.fmul(e.fmul(minsF,
+                            shuffle(dmin, dmin, SmallVector<int64_t>(16, 1))),
+                     negSums)};
+    }
+    {
       // Scale s: the low nibble of byte s (s < 8) or the high one of byte
       // s - 8, and as bits 4-5 bits 2 (s / 4)..+1 of byte 8 + s % 4; minus
       // 32. Bytes 96-107 of the block.
@@ -2117,14 +2160,20 @@ private:
       Value signedScales =
           arith::SubIOp::create(b, e.loc, six, e.intSplat(bytes(16), 32));
       Value d = loadHalves(1, e.add(at, 108));
-      perSubBlock = e.fmul(
-          e.fmul(arith::SIToFPOp::create(b, e.loc, e.vec(16), signedScales),
-                 shuffle(d, d, SmallVector<int64_t>(16, 0))),
-          xScale);
-      row = e.zeroVec(16);
-      highBits = repeatHalf(loadBytes(32, at), 0);
-      qsAt = 32;
+      return {e.fmul(arith::SIToFPOp::create(b, e.loc, e.vec(16), signedScales),
+                     shuffle(d, d, SmallVector<int64_t>(16, 0))),
+              Value()};
     }
+  }
+
+  /// One Q2_K or Q3_K row's block at byte `at`, as q4Row.
+  Value q23Row(Value at) {
+    OpBuilder &b = e.b;
+    auto [scaled, mins] = q23Factors(at);
+    Value perSubBlock = e.fmul(scaled, xScale);
+    Value row = q2 ? mins : e.zeroVec(16);
+    Value highBits = q3 ? repeatHalf(loadBytes(32, at), 0) : Value();
+    const int64_t qsAt = q2 ? 16 : 32;
     Value qs = loadBytes(64, e.add(at, qsAt));
     VectorType dots = VectorType::get({16}, b.getI32Type());
     SmallVector<Value, 4> scale = spreads(perSubBlock);
@@ -2189,8 +2238,7 @@ private:
   const MatmulSpec &spec;
   const MatmulOperands &o;
   const bool q6, q5, q2, q3, by16;
-  /// Q4_K, Q5_K and Q6_K rows on ymm (targets without AVX-512 VNNI);
-  /// Q2_K and Q3_K there take the zmm rows' code, split in two by LLVM.
+  /// Rows on ymm (targets without AVX-512 VNNI).
   const bool ymmRows;
   const int64_t blockBytes;
   Value xRow, scales, sums, block, xScale, negSums, biasSums;
