@@ -30,10 +30,10 @@ TEST(Targets, NamesTheIssueAsks) {
   for (const TargetDescription &t : getTargets())
     names.push_back(t.name);
   EXPECT_THAT(
-      names, ::testing::ElementsAre(
-                 "host", "x86_64-avx2", "x86_64-avxvnni", "x86_64-avx512",
-                 "x86_64-amx", "rpi5", "jetson-orin-nano",
-                 "snapdragon-8gen3-hexagon", "riscv64-rvv"));
+      names, ::testing::ElementsAre("host", "x86_64-avx2", "x86_64-avxvnni",
+                                    "x86_64-avx512", "x86_64-amx", "rpi5",
+                                    "jetson-orin-nano",
+                                    "snapdragon-8gen3-hexagon", "riscv64-rvv"));
 }
 
 TEST(Targets, EveryDescriptionIsUsableByLLVM) {
