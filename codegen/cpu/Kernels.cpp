@@ -702,60 +702,29 @@ Value emitVnniDot(Emitter &e, Value acc, Value u, Value x) {
                  words, {acc, u, x});
 }
 
-/// acc + the sums of each group of 4 lanes of u (unsigned codes 0..127) x x
-/// (signed), for vector<n x i8> of 16, 32 or 64 bytes on any x86 target
-/// with AVX2: one vpdpbusd where the target has it at that width, else per
-/// 32 (or 16) bytes a vpdpbusd on ymm (AVX-VNNI) or AVX2's vpmaddubsw,
-/// vpmaddwd by ones and an add. Codes below 128 keep vpmaddubsw's pair sums
-/// within i16 (2 x 127 x 128), so the sums are exact on every path.
+/// acc (or zero) + the sums of each group of 4 lanes of u (unsigned codes
+/// 0..127, or |w| <= 128 from emitIntegerDot's sign trick) x x (signed):
+/// one vpdpbusd where the target has it at u's width (64 bytes: AVX-512
+/// VNNI only), else AVX2's vpmaddubsw, vpmaddwd by ones and an add (32 or
+/// 16 bytes). Such codes keep vpmaddubsw's pair sums within i16 (2 x 128 x
+/// 127), so every path gives the same integers.
 Value emitCodeDot(Emitter &e, Value acc, Value u, Value x) {
   int64_t n = cast<VectorType>(u.getType()).getNumElements();
-  if (n <= 32 ? hasX86Vnni(e) : hasX86Avx512Vnni(e))
+  if (n == 64 ? hasX86Avx512Vnni(e) : hasX86Vnni(e))
     return emitVnniDot(e, acc, u, x);
-  Type i8 = e.b.getI8Type(), i16 = e.b.getI16Type(), i32 = e.b.getI32Type();
-  const int64_t part = std::min<int64_t>(n, 32);
-  VectorType partBytes = VectorType::get({part}, i8);
-  VectorType partWords = VectorType::get({part / 4}, i32);
-  SmallVector<Value, 2> sums;
-  for (int64_t at = 0; at < n; at += part) {
-    auto slice = [&](Value v, VectorType type) -> Value {
-      if (part == n)
-        return v;
-      int64_t lanes = type.getNumElements();
-      SmallVector<int64_t> mask;
-      int64_t from = at * lanes / n;
-      for (int64_t i = 0; i < lanes * part / n; ++i)
-        mask.push_back(from + i);
-      return vector::ShuffleOp::create(e.b, e.loc, v, v, mask).getResult();
-    };
-    Value uPart = slice(u, cast<VectorType>(u.getType()));
-    Value xPart = slice(x, cast<VectorType>(x.getType()));
-    Value accPart = acc ? slice(acc, cast<VectorType>(acc.getType())) : Value();
-    if (hasX86Vnni(e)) {
-      sums.push_back(emitVnniDot(e, accPart, uPart, xPart));
-      continue;
-    }
-    bool wide = part == 32;
-    VectorType halves = VectorType::get({part / 2}, i16);
-    Value pairs = callX86(e,
-                          wide ? "llvm.x86.avx2.pmadd.ub.sw"
-                               : "llvm.x86.ssse3.pmadd.ub.sw.128",
-                          halves, {uPart, xPart});
-    Value ones = arith::ConstantOp::create(
-        e.b, e.loc, DenseElementsAttr::get(halves, e.b.getIntegerAttr(i16, 1)));
-    Value dot =
-        callX86(e, wide ? "llvm.x86.avx2.pmadd.wd" : "llvm.x86.sse2.pmadd.wd",
-                partWords, {pairs, ones});
-    sums.push_back(
-        accPart ? arith::AddIOp::create(e.b, e.loc, accPart, dot).getResult()
-                : dot);
-  }
-  if (sums.size() == 1)
-    return sums.front();
-  SmallVector<int64_t> concat;
-  for (int64_t i = 0; i < n / 4; ++i)
-    concat.push_back(i);
-  return vector::ShuffleOp::create(e.b, e.loc, sums[0], sums[1], concat);
+  assert((n == 32 || n == 16) && hasX86Avx2(e) && "AVX2 dots of 32 or 16");
+  Type i16 = e.b.getI16Type(), i32 = e.b.getI32Type();
+  bool wide = n == 32;
+  VectorType halves = VectorType::get({n / 2}, i16);
+  Value pairs = callX86(
+      e, wide ? "llvm.x86.avx2.pmadd.ub.sw" : "llvm.x86.ssse3.pmadd.ub.sw.128",
+      halves, {u, x});
+  Value ones = arith::ConstantOp::create(
+      e.b, e.loc, DenseElementsAttr::get(halves, e.b.getIntegerAttr(i16, 1)));
+  Value dot =
+      callX86(e, wide ? "llvm.x86.avx2.pmadd.wd" : "llvm.x86.sse2.pmadd.wd",
+              VectorType::get({n / 4}, i32), {pairs, ones});
+  return acc ? arith::AddIOp::create(e.b, e.loc, acc, dot).getResult() : dot;
 }
 
 /// The bias emitIntegerDot subtracts from `n` codes (see there): on AVX2,
@@ -780,7 +749,7 @@ Value emitIntegerDot(Emitter &e, Value u, Value x, unsigned maxCode,
                      int64_t preferredBias, int64_t &bias) {
   auto type = cast<VectorType>(u.getType());
   int64_t n = type.getNumElements();
-  Type i8 = e.b.getI8Type(), i16 = e.b.getI16Type(), i32 = e.b.getI32Type();
+  Type i8 = e.b.getI8Type(), i32 = e.b.getI32Type();
   bias = integerDotBias(e, n, maxCode, preferredBias);
   if (hasX86Vnni(e) && (n == 32 || n == 16))
     return emitVnniDot(e, Value(), u, x);
@@ -800,14 +769,7 @@ Value emitIntegerDot(Emitter &e, Value u, Value x, unsigned maxCode,
                bytes, {x, w});
       u = math::AbsIOp::create(e.b, e.loc, w);
     }
-  VectorType halves = VectorType::get({n / 2}, i16);
-    Value pairs = call(wide ? "llvm.x86.avx2.pmadd.ub.sw"
-                            : "llvm.x86.ssse3.pmadd.ub.sw.128",
-                       halves, {u, x});
-    Value ones = arith::ConstantOp::create(
-        e.b, e.loc, DenseElementsAttr::get(halves, e.b.getIntegerAttr(i16, 1)));
-    return call(wide ? "llvm.x86.avx2.pmadd.wd" : "llvm.x86.sse2.pmadd.wd",
-                VectorType::get({n / 4}, i32), {pairs, ones});
+    return emitCodeDot(e, Value(), u, x);
   }
   // Portable: widen, multiply, add groups of four (1-D shuffles only, which
   // every target lowers).
@@ -1443,9 +1405,10 @@ public:
   /// instructions, and read one tile a pass; those whose tile scales are
   /// one load (Q4_0, Q5_0, Q8_0, symmetric own formats) or that take nibble
   /// pairs wait on memory and read kGemvStreams (two with SwiGLU). Paired
-  /// on the benchmark model: one tile a pass decoded Q4_K/Q6_K 1.19x faster
-  /// for x86_64-avx2, and Q5_K experts 1.11x for the host (then in this
-  /// body), where Q4_0/Q8_0 for x86_64-avx2 decoded 0.80x as fast.
+  /// on the benchmark model, when K-quants still took this body: one tile
+  /// a pass decoded Q4_K/Q6_K 1.19x faster for x86_64-avx2, and Q5_K
+  /// experts 1.11x for the host, where Q4_0/Q8_0 for x86_64-avx2 decoded
+  /// 0.80x as fast.
   int64_t tilesPerPass(unsigned nMats) const override {
     if (!nibblePairs && header != 2)
       return 1;
@@ -1819,7 +1782,10 @@ private:
   /// 4h + 1 | run 4h + 3] for h = 0, 1, and [dx0..7 | -sum0..7]. Q2_K, Q3_K
   /// and Q6_K: the block's four 64-byte quarters in order and dx per
   /// sub-block of 16; Q3_K and Q6_K the dots' starts (-4 or -32 x each
-  /// lane's activations), Q2_K the per-16 sums negated.
+  /// lane's activations), Q2_K the per-16 sums negated. Ymm rows: the
+  /// block's eight 32-byte runs in order instead of the quarters and the
+  /// starts, and Q3_K's and Q6_K's biases as the per-16 sums times -4 or
+  /// -32 (biasSums).
   void activations() {
     if (xScale)
       return;
@@ -2010,7 +1976,6 @@ private:
   /// mins' terms start the sum. Q5_K: bit j of qh[l] is bit 4 of run j's
   /// code l, moved there by one word shift and a mask.
   Value q4RowYmm(Value at) {
-    OpBuilder &b = e.b;
     Value perRun = q4PerRun(at);
     Value row = lanes(perRun, 8, 8);
     Value qh = q5 ? loadBytes(32, e.add(at, 16)) : Value();
@@ -2133,37 +2098,34 @@ private:
                             shuffle(dmin, dmin, SmallVector<int64_t>(16, 1))),
                      negSums)};
     }
-    {
-      // Scale s: the low nibble of byte s (s < 8) or the high one of byte
-      // s - 8, and as bits 4-5 bits 2 (s / 4)..+1 of byte 8 + s % 4; minus
-      // 32. Bytes 96-107 of the block.
-      Value raw = loadBytes(16, e.add(at, 96 - 4)); // bytes 92-107
-      SmallVector<int64_t> lowBytes, highBytes;
-      for (int64_t i = 0; i < 16; ++i) {
-        lowBytes.push_back(4 + i % 8);
-        highBytes.push_back(12 + i % 4);
-      }
-      Value low = shuffle(raw, raw, lowBytes);
-      Value nibbles =
-          shuffle(bitAnd(low, 15), shiftRight(low, 4),
-                  {0, 1, 2, 3, 4, 5, 6, 7, 24, 25, 26, 27, 28, 29, 30, 31});
-      Value high = shuffle(raw, raw, highBytes);
-      Value h01 =
-          shuffle(high, shiftRight(high, 2),
-                  {0, 1, 2, 3, 20, 21, 22, 23, 8, 9, 10, 11, 12, 13, 14, 15});
-      Value h23 =
-          shuffle(shiftRight(high, 4), shiftRight(high, 6),
-                  {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 28, 29, 30, 31});
-      Value tops = shuffle(
-          h01, h23, {0, 1, 2, 3, 4, 5, 6, 7, 24, 25, 26, 27, 28, 29, 30, 31});
-      Value six = bitOr(nibbles, shiftLeft(bitAnd(tops, 3), 4));
-      Value signedScales =
-          arith::SubIOp::create(b, e.loc, six, e.intSplat(bytes(16), 32));
-      Value d = loadHalves(1, e.add(at, 108));
-      return {e.fmul(arith::SIToFPOp::create(b, e.loc, e.vec(16), signedScales),
-                     shuffle(d, d, SmallVector<int64_t>(16, 0))),
-              Value()};
+    // Scale s: the low nibble of byte s (s < 8) or the high one of byte
+    // s - 8, and as bits 4-5 bits 2 (s / 4)..+1 of byte 8 + s % 4; minus
+    // 32. Bytes 96-107 of the block.
+    Value raw = loadBytes(16, e.add(at, 96 - 4)); // bytes 92-107
+    SmallVector<int64_t> lowBytes, highBytes;
+    for (int64_t i = 0; i < 16; ++i) {
+      lowBytes.push_back(4 + i % 8);
+      highBytes.push_back(12 + i % 4);
     }
+    Value low = shuffle(raw, raw, lowBytes);
+    Value nibbles =
+        shuffle(bitAnd(low, 15), shiftRight(low, 4),
+                {0, 1, 2, 3, 4, 5, 6, 7, 24, 25, 26, 27, 28, 29, 30, 31});
+    Value high = shuffle(raw, raw, highBytes);
+    Value h01 =
+        shuffle(high, shiftRight(high, 2),
+                {0, 1, 2, 3, 20, 21, 22, 23, 8, 9, 10, 11, 12, 13, 14, 15});
+    Value h23 = shuffle(shiftRight(high, 4), shiftRight(high, 6),
+                        {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 28, 29, 30, 31});
+    Value tops = shuffle(
+        h01, h23, {0, 1, 2, 3, 4, 5, 6, 7, 24, 25, 26, 27, 28, 29, 30, 31});
+    Value six = bitOr(nibbles, shiftLeft(bitAnd(tops, 3), 4));
+    Value signedScales =
+        arith::SubIOp::create(b, e.loc, six, e.intSplat(bytes(16), 32));
+    Value d = loadHalves(1, e.add(at, 108));
+    return {e.fmul(arith::SIToFPOp::create(b, e.loc, e.vec(16), signedScales),
+                   shuffle(d, d, SmallVector<int64_t>(16, 0))),
+            Value()};
   }
 
   /// One Q2_K or Q3_K row's block at byte `at`, as q4Row.

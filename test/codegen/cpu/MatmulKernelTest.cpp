@@ -1135,6 +1135,22 @@ std::vector<Case> interleavedCases() {
            {quantFormat(QuantFormat::Q4_0), quantFormat(QuantFormat::Q8_0),
             quantFormat(QuantFormat::Q6_K)})
         cases.push_back({interleaved(format, rows), 8, {}, true, dot});
+    // The K-quant decode's ymm rows (AVX2, AVX-VNNI): every format's
+    // variants, the second stream of SwiGLU reusing the block's activations.
+    if (dot == IntegerDot::X86Avx2 || dot == IntegerDot::X86AvxVnni)
+      for (QuantFormat quant : {QuantFormat::Q2_K, QuantFormat::Q3_K,
+                                QuantFormat::Q5_K, QuantFormat::Q6_K})
+        for (const Variant &variant : allVariants())
+          cases.push_back(
+              {interleaved(quantFormat(quant), 8), 8, variant, true, dot});
+    // AVX-VNNI's dots on a 512-bit target (`--integer-dot=avx-vnni`): the
+    // K-quants take the ymm rows there too.
+    if (dot == IntegerDot::X86AvxVnni && hostHasAvx512Vnni())
+      for (QuantFormat quant :
+           {QuantFormat::Q2_K, QuantFormat::Q3_K, QuantFormat::Q4_K,
+            QuantFormat::Q5_K, QuantFormat::Q6_K})
+        cases.push_back(
+            {interleaved(quantFormat(quant), 8), 16, {}, true, dot});
   }
   // AVX-512 VNNI at the width the compiler picks it for: the formats whose
   // decode it reads on zmm (Q4_0 and Q8_0 as WideVnniTiles, the K-quants
