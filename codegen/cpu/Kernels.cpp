@@ -1791,19 +1791,25 @@ private:
       return;
     OpBuilder &b = e.b;
     Value e0 = e.mul(block, 256);
+    SmallVector<Value, 4> quarters;
     if (ymmRows) {
       // The block's eight 32-byte runs in order (Q4_K and Q5_K: a chunk's
-      // low nibbles are run 2c, its high ones run 2c + 1; Q6_K: elements
-      // in order), no shuffles.
+      // low nibbles are run 2c, its high ones run 2c + 1; the others:
+      // elements in order), no shuffles.
       for (int64_t r = 0; r < 8; ++r)
         xs.push_back(vector::LoadOp::create(b, e.loc, bytes(32), o.x,
                                             e.add(xRow, e.add(e0, 32 * r))));
+    } else {
+      for (int64_t q = 0; q < 4; ++q)
+        quarters.push_back(vector::LoadOp::create(
+            b, e.loc, bytes(64), o.x, e.add(xRow, e.add(e0, 64 * q))));
     }
-    SmallVector<Value, 4> quarters;
-    for (int64_t q = 0; q < 4 && !ymmRows; ++q)
-      quarters.push_back(vector::LoadOp::create(
-          b, e.loc, bytes(64), o.x, e.add(xRow, e.add(e0, 64 * q))));
     Value dx = loadFloats(8, e.add(scales, e.mul(block, 8 * 4)));
+    // The activations' per-16 sums: the runs' sums (Q4_K, Q5_K), Q2_K's
+    // mins, and on ymm the codes' biases.
+    Value perSixteen = !by16 || q2 || ymmRows
+                           ? loadFloats(16, e.add(sums, e.mul(block, 16 * 4)))
+                           : Value();
     if (!by16) {
       // Runs 4h and 4h + 2 (the chunks' low nibbles), 4h + 1 and 4h + 3.
       SmallVector<int64_t> lowRuns, highRuns;
@@ -1816,7 +1822,7 @@ private:
         xs.push_back(shuffle(quarters[2 * h], quarters[2 * h + 1], highRuns));
       }
       // Each run's sum of dequantized activations: its two per-16 sums.
-      Value halves = loadFloats(16, e.add(sums, e.mul(block, 16 * 4)));
+      Value halves = perSixteen;
       SmallVector<int64_t> evens, odds;
       for (int64_t i = 0; i < 8; ++i) {
         evens.push_back(2 * i);
@@ -1831,22 +1837,16 @@ private:
       return;
     }
     // Q6_K and Q3_K: -32 or -4 x each lane's four activations, the codes'
-    // bias paid inside the dots. Q2_K: the per-16 sums, negated, for the
-    // mins.
+    // bias paid inside the dots (on ymm: through the per-16 sums, once per
+    // row). Q2_K: the per-16 sums, negated, for the mins.
     SmallVector<int64_t> perSubBlock;
     for (int64_t j = 0; j < 16; ++j)
       perSubBlock.push_back(j / 2);
-    if (ymmRows) {
-      // On ymm the codes' biases (Q6_K 32, Q3_K 4) and Q2_K's mins are paid
-      // through the per-16 sums, once per row.
-      xScale = shuffle(dx, dx, perSubBlock);
-      Value perSixteen = loadFloats(16, e.add(sums, e.mul(block, 16 * 4)));
-      if (q2)
-        negSums = arith::NegFOp::create(b, e.loc, perSixteen);
-      else
-        biasSums = e.fmul(perSixteen, e.splat(e.cf(q6 ? -32.0 : -4.0), 16));
-      return;
-    }
+    xScale = shuffle(dx, dx, perSubBlock);
+    if (q2)
+      negSums = arith::NegFOp::create(b, e.loc, perSixteen);
+    else if (ymmRows)
+      biasSums = e.fmul(perSixteen, e.splat(e.cf(q6 ? -32.0 : -4.0), 16));
     VectorType words = VectorType::get({16}, b.getI32Type());
     for (Value q : quarters) {
       xs.push_back(q);
@@ -1857,10 +1857,6 @@ private:
       starts.push_back(
           arith::SubIOp::create(b, e.loc, e.intSplat(words, 0), owed));
     }
-    if (q2)
-      negSums = arith::NegFOp::create(
-          b, e.loc, loadFloats(16, e.add(sums, e.mul(block, 16 * 4))));
-    xScale = shuffle(dx, dx, perSubBlock);
   }
 
   /// vector<n x f32> at byte `at` of the activations.
@@ -2048,17 +2044,20 @@ private:
     return row;
   }
 
+  /// A Q6_K row's block at byte `at`: d x its 16 signed sub-block scales.
+  Value q6Scaled(Value at) {
+    Value subScales = arith::SIToFPOp::create(e.b, e.loc, e.vec(16),
+                                              loadBytes(16, e.add(at, 192)));
+    Value d = loadHalves(1, e.add(at, 208));
+    return e.fmul(subScales, lanes(d, 0, 16, /*splat=*/true));
+  }
+
   /// One Q6_K row's block at byte `at` on ymm, as q4RowYmm: per half of the
   /// block, ql's two 32-byte loads and qh's one give four 32-element runs
   /// of codes 0..63 in order (each two sub-blocks, lanes 0-3 and 4-7); the
   /// bias 32 is paid once per row through the activations' per-16 sums.
   Value q6RowYmm(Value at) {
-    OpBuilder &b = e.b;
-    Value d = loadHalves(1, e.add(at, 208));
-    Value scaled =
-        e.fmul(arith::SIToFPOp::create(b, e.loc, e.vec(16),
-                                       loadBytes(16, e.add(at, 192))),
-               lanes(d, 0, 16, /*splat=*/true));
+    Value scaled = q6Scaled(at);
     Value perSubBlock = e.fmul(scaled, xScale);
     Value bias = e.fmul(scaled, biasSums);
     Value row = e.fadd(lanes(bias, 0, 8), lanes(bias, 8, 8));
@@ -2162,7 +2161,6 @@ private:
 
   /// One Q6_K row's block at byte `at`, as q4Row.
   Value q6Row(Value at) {
-    OpBuilder &b = e.b;
     // The high 2 bits of element l of each 32 of a half: qh[l] bits 0-1,
     // 2-3, 4-5 and 6-7 for elements l, l + 32, l + 64 and l + 96, moved to
     // bits 4-5.
@@ -2177,11 +2175,7 @@ private:
         mask.push_back(i < 32 ? 32 * n + i : 64 + 32 * n + i - 32);
       return shuffle(x, y, mask);
     };
-    Value subScales = arith::SIToFPOp::create(b, e.loc, e.vec(16),
-                                              loadBytes(16, e.add(at, 192)));
-    Value d = loadHalves(1, e.add(at, 208));
-    Value perSubBlock = e.fmul(
-        e.fmul(subScales, shuffle(d, d, SmallVector<int64_t>(16, 0))), xScale);
+    Value perSubBlock = e.fmul(q6Scaled(at), xScale);
     Value row = e.zeroVec(16);
     SmallVector<Value, 4> scale = spreads(perSubBlock);
     for (int64_t n = 0; n < 2; ++n) {
