@@ -26,6 +26,7 @@
 #include "codegen/cpu/Kernels.h"
 #include "compiler/emit/Repack.h"
 #include "dialects/qnt/IR/QntDialect.h"
+#include "targets/TargetDescription.h"
 #include "test/codegen/cpu/JitMatmul.h"
 
 #include "llvm/ADT/StringMap.h"
@@ -92,31 +93,43 @@ bool parseOptions(int argc, char **argv, Options &o) {
   return true;
 }
 
-bool hostHas(llvm::StringRef feature) {
-  llvm::StringMap<bool> features = llvm::sys::getHostCPUFeatures();
-  auto it = features.find(feature);
-  return it != features.end() && it->second;
+/// How the kernels of one integer dot are compiled: its IntegerDot, vector
+/// width and the target whose CPU and features the backend compiles them
+/// for (empty cpu: the host's).
+struct DotTarget {
+  IntegerDot dot;
+  unsigned lanes;
+  std::string cpu;
+  std::vector<std::string> features;
+};
+
+bool isDotName(llvm::StringRef name) {
+  return name == "avx512-vnni" || name == "avx-vnni" || name == "avx2";
 }
 
-/// The dot's IntegerDot and vector width, if the host runs it.
-bool dotOf(llvm::StringRef name, IntegerDot &dot, unsigned &lanes) {
+/// The dot's compilation, if the host runs it: avx512-vnni as the host
+/// target (zmm), avx-vnni and avx2 as the targets x86_64-avxvnni and
+/// x86_64-avx2 (x86-64-v3: ymm, 16 vector registers).
+bool dotOf(llvm::StringRef name, DotTarget &out) {
+  auto named = [&](llvm::StringRef target, IntegerDot dot) {
+    llvm::Expected<targets::TargetDescription> t =
+        targets::lookupTarget(target);
+    if (!t) {
+      llvm::consumeError(t.takeError());
+      return false;
+    }
+    out = {dot, 8, t->cpu, t->features};
+    return true;
+  };
   if (name == "avx512-vnni" && hostHas("avx512vnni") && hostHas("avx512bw") &&
       hostHas("avx512vl")) {
-    dot = IntegerDot::X86Avx512Vnni;
-    lanes = 16;
+    out = {IntegerDot::X86Avx512Vnni, 16, "", {}};
     return true;
   }
-  if (name == "avx-vnni" &&
-      (hostHas("avxvnni") || (hostHas("avx512vnni") && hostHas("avx512vl")))) {
-    dot = IntegerDot::X86AvxVnni;
-    lanes = 8;
-    return true;
-  }
-  if (name == "avx2" && hostHas("avx2")) {
-    dot = IntegerDot::X86Avx2;
-    lanes = 8;
-    return true;
-  }
+  if (name == "avx-vnni" && hostHas("avxvnni"))
+    return named("x86_64-avxvnni", IntegerDot::X86AvxVnni);
+  if (name == "avx2" && hostHas("avx2"))
+    return named("x86_64-avx2", IntegerDot::X86Avx2);
   return false;
 }
 
@@ -183,8 +196,9 @@ struct Row {
 
 /// One kernel's rate: `swiglu` runs gate and up side by side (an expert's
 /// first matmul), else one matrix (attention's, the down projection's).
-bool measure(const Options &o, QuantFormat quant, IntegerDot dot,
-             unsigned lanes, bool swiglu, Row &row) {
+bool measure(const Options &o, QuantFormat quant, const DotTarget &target,
+             bool swiglu, Row &row) {
+  const unsigned lanes = target.lanes;
   WeightFormat format = quantFormat(quant);
   format.interleave = 8;
   int64_t blockElements = format.blockElements(lanes);
@@ -196,10 +210,13 @@ bool measure(const Options &o, QuantFormat quant, IntegerDot dot,
     return false;
   }
   int64_t rowBytes = o.k / blockElements * format.blockBytes(lanes);
-  // Rows: a multiple of the tile (8), the matrices together about --kib.
+  // Rows: the matrices together about --kib, a multiple of 128 (whole
+  // passes of the 4-stream GEMVs, as the model's units are), claimed in
+  // the default units (about four for the one thread, the last in parts).
   int64_t matrices = swiglu ? 2 : 1;
   int64_t n =
-      std::max<int64_t>(8, o.kib * 1024 / (matrices * rowBytes) / 8 * 8);
+      std::max<int64_t>(1, (o.kib * 1024 / (matrices * rowBytes) + 64) / 128) *
+      128;
 
   MatmulSpec spec;
   spec.format = format;
@@ -207,8 +224,7 @@ bool measure(const Options &o, QuantFormat quant, IntegerDot dot,
   spec.k = o.k;
   spec.swiglu = swiglu;
   spec.int8Activations = true;
-  spec.claimRows = n; // one unit: the whole matrix on one thread
-  JitMatmul kernel(spec, lanes, dot);
+  JitMatmul kernel(spec, lanes, target.dot, target.cpu, target.features);
   if (!kernel.error.empty()) {
     std::fprintf(stderr, "moec-bench-gemv: %s: %s\n", format.name().c_str(),
                  kernel.error.c_str());
@@ -235,21 +251,21 @@ bool measure(const Options &o, QuantFormat quant, IntegerDot dot,
   }
   std::vector<float> y(kYOffset + n + kYSlack);
   int64_t weightBytes = matrices * n * rowBytes;
-  std::string failure;
+  int32_t counter = 0;
+  std::unique_ptr<JitMatmul::BoundRun> run =
+      kernel.bindRun(w, x, q, y, 1, 0, 1, counter);
+  if (!run) {
+    std::fprintf(stderr, "moec-bench-gemv: %s\n", kernel.error.c_str());
+    return false;
+  }
   volatile long long sink = 0;
   auto [rate, loads] = bestRates(
       weightBytes, o.trials,
       [&] {
-        int32_t counter = 0;
-        if (std::string e = kernel.run(w, x, &q, y, nullptr, 1, 0, 1, counter);
-            !e.empty())
-          failure = e;
+        counter = 0; // the claims' counter, reset for each call
+        (*run)();
       },
       [&] { sink = sink + loadAll(w.data + layout.wOff, weightBytes); });
-  if (!failure.empty()) {
-    std::fprintf(stderr, "moec-bench-gemv: %s\n", failure.c_str());
-    return false;
-  }
   row.format = format.name();
   row.matrix = swiglu ? "gate+up (SwiGLU)" : "one matrix";
   row.bytes = weightBytes;
@@ -278,40 +294,57 @@ int main(int argc, char **argv) {
   Options o;
   if (!parseOptions(argc, argv, o))
     return 2;
+  if (o.formats.empty() || o.dots.empty()) {
+    std::fprintf(stderr, "moec-bench-gemv: --formats and --dots need at "
+                         "least one name\n");
+    return 2;
+  }
+  std::vector<QuantFormat> quants;
+  for (const std::string &name : o.formats) {
+    bool ok;
+    quants.push_back(quantOf(name, ok));
+    if (!ok) {
+      std::fprintf(stderr, "moec-bench-gemv: unknown format '%s'\n",
+                   name.c_str());
+      return 2;
+    }
+  }
+  for (const std::string &name : o.dots)
+    if (!isDotName(name)) {
+      std::fprintf(stderr,
+                   "moec-bench-gemv: unknown dot '%s' (avx512-vnni, "
+                   "avx-vnni, avx2)\n",
+                   name.c_str());
+      return 2;
+    }
   std::printf("| format | dot | matrix | weights KiB | GB/s from cache | "
               "loads alone GB/s | share |\n|---|---|---|---|---|---|---|\n");
-  int failures = 0;
+  int failures = 0, measured = 0;
   for (const std::string &dotName : o.dots) {
-    IntegerDot dot;
-    unsigned lanes;
-    if (!dotOf(dotName, dot, lanes)) {
+    DotTarget target;
+    if (!dotOf(dotName, target)) {
       std::fprintf(stderr,
-                   "moec-bench-gemv: this host does not run %s "
-                   "(skipped)\n",
+                   "moec-bench-gemv: this host does not run %s (skipped)\n",
                    dotName.c_str());
       continue;
     }
-    for (const std::string &name : o.formats) {
-      bool ok;
-      QuantFormat quant = quantOf(name, ok);
-      if (!ok) {
-        std::fprintf(stderr, "moec-bench-gemv: unknown format '%s'\n",
-                     name.c_str());
-        return 2;
-      }
+    for (QuantFormat quant : quants)
       for (bool swiglu : {false, true}) {
         Row row;
-        if (!measure(o, quant, dot, lanes, swiglu, row)) {
+        if (!measure(o, quant, target, swiglu, row)) {
           ++failures;
           continue;
         }
+        ++measured;
         std::printf("| %s | %s | %s | %lld | %.1f | %.1f | %.0f%% |\n",
                     row.format.c_str(), dotName.c_str(), row.matrix.c_str(),
                     (long long)(row.bytes / 1024), row.gbps, row.loadsGbps,
                     100 * row.gbps / row.loadsGbps);
         std::fflush(stdout);
       }
-    }
   }
-  return failures ? 1 : 0;
+  if (measured == 0 && failures == 0)
+    std::fprintf(stderr, "moec-bench-gemv: this host runs none of the dots "
+                         "asked for\n");
+  return failures || measured == 0 ? 1 : 0;
 }

@@ -19,9 +19,12 @@
 #include "mlir/IR/Verifier.h"
 #include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
+#include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/bit.h"
 #include "llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h"
 #include "llvm/Support/TargetSelect.h"
+#include "llvm/TargetParser/Host.h"
+#include "llvm/TargetParser/SubtargetFeature.h"
 
 #include <cmath>
 #include <cstring>
@@ -34,6 +37,12 @@ namespace moec::test {
 
 using codegen::KernelLibrary;
 using qnt::QuantFormat;
+
+bool hostHas(llvm::StringRef feature) {
+  llvm::StringMap<bool> features = llvm::sys::getHostCPUFeatures();
+  auto it = features.find(feature);
+  return it != features.end() && it->second;
+}
 
 WeightFormat floatFormat(WeightFormat::Kind kind) {
   WeightFormat format;
@@ -141,7 +150,8 @@ void initializeNativeTarget() {
 }
 
 JitMatmul::JitMatmul(const MatmulSpec &spec, unsigned lanes,
-                     IntegerDot integerDot)
+                     IntegerDot integerDot, std::string cpu,
+                     std::vector<std::string> features)
     : spec(spec) {
   initializeNativeTarget();
   DialectRegistry registry;
@@ -165,11 +175,17 @@ JitMatmul::JitMatmul(const MatmulSpec &spec, unsigned lanes,
     error = "the generated module does not lower to LLVM";
     return;
   }
-  // Optimized for this CPU, as the backend optimizes kernels (-O3).
+  // Optimized for this CPU, or the one asked for, as the backend optimizes
+  // kernels (-O3).
   auto builder = llvm::orc::JITTargetMachineBuilder::detectHost();
   if (!builder) {
     error = llvm::toString(builder.takeError());
     return;
+  }
+  std::string featureList = llvm::join(features, ",");
+  if (!cpu.empty()) {
+    builder->setCPU(cpu);
+    builder->getFeatures() = llvm::SubtargetFeatures(featureList);
   }
   auto machine = builder->createTargetMachine();
   if (!machine) {
@@ -177,9 +193,20 @@ JitMatmul::JitMatmul(const MatmulSpec &spec, unsigned lanes,
     return;
   }
   targetMachine = std::move(*machine);
-  std::function<llvm::Error(llvm::Module *)> transformer =
+  std::function<llvm::Error(llvm::Module *)> optimize =
       makeOptimizingTransformer(/*optLevel=*/3, /*sizeLevel=*/0,
                                 targetMachine.get());
+  // The JIT's own code generator is the host's: the functions' attributes
+  // hold it to the CPU asked for.
+  auto transformer = [cpu, featureList, optimize](llvm::Module *m) {
+    if (!cpu.empty())
+      for (llvm::Function &f : *m)
+        if (!f.isDeclaration()) {
+          f.addFnAttr("target-cpu", cpu);
+          f.addFnAttr("target-features", featureList);
+        }
+    return optimize(m);
+  };
   ExecutionEngineOptions options;
   options.transformer = transformer;
   auto created = ExecutionEngine::create(*module, options);
@@ -225,6 +252,40 @@ std::string JitMatmul::quantize(GuardedBuffer &x, GuardedBuffer &q, int64_t T,
           engine->invoke("quantize", xArg, qArg, T, thread, threads))
     return llvm::toString(std::move(e));
   return "";
+}
+
+std::unique_ptr<JitMatmul::BoundRun>
+JitMatmul::bindRun(GuardedBuffer &w, GuardedBuffer &x, GuardedBuffer &q,
+                   std::vector<float> &y, int64_t T, int64_t thread,
+                   int64_t threads, int32_t &counter) {
+  auto entry = engine->lookupPacked("_mlir_ciface_run");
+  if (!entry) {
+    error = llvm::toString(entry.takeError());
+    return nullptr;
+  }
+  auto bound = std::make_unique<BoundRun>();
+  bound->entry = *entry;
+  bound->w = view(reinterpret_cast<int8_t *>(w.data), w.size);
+  bound->x = view(x.floats(), x.size / 4);
+  bound->q = view(reinterpret_cast<int8_t *>(q.data), q.size);
+  bound->y = view(y.data(), y.size());
+  bound->acc = view(y.data(), 1); // no residual: never read
+  bound->counter = view(&counter, 1);
+  bound->pointers[0] = &bound->w;
+  bound->pointers[1] = &bound->x;
+  bound->pointers[2] = &bound->q;
+  bound->pointers[3] = &bound->y;
+  bound->pointers[4] = &bound->acc;
+  bound->pointers[5] = &bound->counter;
+  bound->T = T;
+  bound->thread = thread;
+  bound->threads = threads;
+  // The packed calling convention (ExecutionEngine::invoke): a pointer to
+  // each argument, here pointers to the memref descriptors' pointers.
+  bound->args = {&bound->pointers[0], &bound->pointers[1], &bound->pointers[2],
+                 &bound->pointers[3], &bound->pointers[4], &bound->T,
+                 &bound->thread,      &bound->threads,     &bound->pointers[5]};
+  return bound;
 }
 
 bool JitMatmul::checkArguments(func::FuncOp kernel, ValueRange operands) {

@@ -1,4 +1,4 @@
-//===- JitMatmul.h - A generated matmul JIT-compiled for the host -*- C++
+//===- JitMatmul.h - A generated matmul, JIT-compiled -----------*- C++ -*-===//
 //-*-===//
 //
 // What the matmul tests (MatmulKernelTest) and the kernel benchmark
@@ -39,6 +39,10 @@ using codegen::WeightFormat;
 //===----------------------------------------------------------------------===//
 // Formats and weights
 //===----------------------------------------------------------------------===//
+
+/// Whether the host CPU has `feature` (as LLVM names it; the OS's enabling
+/// of the register state included).
+bool hostHas(llvm::StringRef feature);
 
 WeightFormat floatFormat(WeightFormat::Kind kind);
 WeightFormat quantFormat(qnt::QuantFormat quant, unsigned group = 0,
@@ -138,9 +142,14 @@ struct WeightLayout {
 ///     them, the bias from w);
 ///   @quantize(x: memref<?xf32>, q: memref<?xi8>, T, thread, threads)
 ///     (8-bit activations only) calls quantizeActivations(k).
+///
+/// Compiled for the host CPU, or with `cpu` and `features` (LLVM's names,
+/// "+avx2" style) for another ISA the host runs, as the backend compiles a
+/// target's kernels.
 class JitMatmul {
 public:
-  JitMatmul(const MatmulSpec &spec, unsigned lanes, IntegerDot integerDot);
+  JitMatmul(const MatmulSpec &spec, unsigned lanes, IntegerDot integerDot,
+            std::string cpu = "", std::vector<std::string> features = {});
 
   /// Empty when the kernel was built; else what went wrong.
   std::string error;
@@ -150,6 +159,29 @@ public:
                   int64_t thread, int64_t threads, int32_t &counter);
   std::string quantize(GuardedBuffer &x, GuardedBuffer &q, int64_t T,
                        int64_t thread, int64_t threads);
+
+  /// @run with its arguments bound once and its entry looked up once, for
+  /// timing loops (run() looks the entry up on every call). The buffers
+  /// must outlive it.
+  class BoundRun {
+  public:
+    void operator()() { entry(args.data()); }
+
+  private:
+    friend class JitMatmul;
+    void (*entry)(void **) = nullptr;
+    StridedMemRefType<int8_t, 1> w, q;
+    StridedMemRefType<float, 1> x, y, acc;
+    StridedMemRefType<int32_t, 1> counter;
+    void *pointers[6];
+    int64_t T, thread, threads;
+    std::vector<void *> args;
+  };
+  /// Sets `error` (and returns nothing to call) where the entry is missing.
+  std::unique_ptr<BoundRun> bindRun(GuardedBuffer &w, GuardedBuffer &x,
+                                    GuardedBuffer &q, std::vector<float> &y,
+                                    int64_t T, int64_t thread, int64_t threads,
+                                    int32_t &counter);
 
 private:
   /// Whether `kernel` takes `operands` as Kernels.h documents its
