@@ -37,6 +37,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <random>
 #include <string>
 #include <utility>
@@ -274,20 +275,6 @@ bool measure(const Options &o, QuantFormat quant, const DotTarget &target,
   return true;
 }
 
-QuantFormat quantOf(llvm::StringRef name, bool &ok) {
-  ok = true;
-  std::string upper = name.upper();
-  for (QuantFormat quant :
-       {QuantFormat::Q4_0, QuantFormat::Q4_1, QuantFormat::Q5_0,
-        QuantFormat::Q5_1, QuantFormat::Q8_0, QuantFormat::Q2_K,
-        QuantFormat::Q3_K, QuantFormat::Q4_K, QuantFormat::Q5_K,
-        QuantFormat::Q6_K, QuantFormat::MXFP4})
-    if (llvm::StringRef(quantFormat(quant).name()).upper() == upper)
-      return quant;
-  ok = false;
-  return QuantFormat::Q4_0;
-}
-
 } // namespace
 
 int main(int argc, char **argv) {
@@ -299,15 +286,20 @@ int main(int argc, char **argv) {
                          "least one name\n");
     return 2;
   }
+  // The GGUF block formats by the qnt dialect's names (the own int formats
+  // need a group, which this tool does not take).
   std::vector<QuantFormat> quants;
   for (const std::string &name : o.formats) {
-    bool ok;
-    quants.push_back(quantOf(name, ok));
-    if (!ok) {
-      std::fprintf(stderr, "moec-bench-gemv: unknown format '%s'\n",
+    std::optional<QuantFormat> quant =
+        qnt::symbolizeQuantFormat(llvm::StringRef(name).lower());
+    if (!quant || !qnt::isGgufFormat(*quant)) {
+      std::fprintf(stderr,
+                   "moec-bench-gemv: unknown format '%s' (a GGUF block "
+                   "format: q4_0, q8_0, q4_k, ...)\n",
                    name.c_str());
       return 2;
     }
+    quants.push_back(*quant);
   }
   for (const std::string &name : o.dots)
     if (!isDotName(name)) {

@@ -16,6 +16,7 @@
 #include "compiler/quant/Dequantize.h"
 #include "compiler/quant/GroupFormats.h"
 #include "dialects/qnt/IR/QntDialect.h"
+#include "test/codegen/cpu/JitMatmul.h"
 #include "test/reference/GroupDequantReference.h"
 
 #include "mlir/Conversion/Passes.h"
@@ -37,16 +38,11 @@
 #include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
 #include "llvm/ADT/bit.h"
-#include "llvm/Support/TargetSelect.h"
 
 #include <gtest/gtest.h>
 
-#include <sys/mman.h>
-#include <unistd.h>
-
 #include <cmath>
 #include <cstring>
-#include <mutex>
 #include <random>
 #include <string>
 #include <vector>
@@ -55,6 +51,7 @@ using namespace mlir;
 using namespace moec;
 using codegen::WeightFormat;
 using qnt::QuantFormat;
+using namespace moec::test;
 
 namespace {
 
@@ -81,27 +78,6 @@ void PrintTo(const WeightFormat &format, std::ostream *os) {
 } // namespace moec::codegen
 
 namespace {
-
-WeightFormat floatFormat(WeightFormat::Kind kind) {
-  WeightFormat format;
-  format.kind = kind;
-  return format;
-}
-
-WeightFormat quantFormat(QuantFormat quant, unsigned group = 0,
-                         bool asymmetric = false) {
-  WeightFormat format;
-  format.kind = WeightFormat::Kind::Quantized;
-  format.quant = quant;
-  format.group = group;
-  format.asymmetric = asymmetric;
-  return format;
-}
-
-bool isOwnFormat(const WeightFormat &format) {
-  return format.kind == WeightFormat::Kind::Quantized &&
-         !qnt::isGgufFormat(format.quant);
-}
 
 std::vector<Case> allCases() {
   std::vector<WeightFormat> formats = {floatFormat(WeightFormat::Kind::F32),
@@ -137,36 +113,6 @@ moec::quant::GroupFormat groupFormat(const WeightFormat &format) {
   return {qnt::getOwnFormatBits(format.quant), format.group, format.asymmetric};
 }
 
-/// Offsets in a block of the f16 scales and mins (which the test keeps
-/// finite: random codes are what a decoder must get right, and an infinite
-/// scale would only turn its mistakes into NaNs).
-std::vector<int64_t> halfFields(const WeightFormat &format) {
-  if (format.kind != WeightFormat::Kind::Quantized)
-    return {};
-  if (isOwnFormat(format))
-    return format.asymmetric ? std::vector<int64_t>{0, 2}
-                             : std::vector<int64_t>{0};
-  switch (format.quant) {
-  case QuantFormat::Q4_0:
-  case QuantFormat::Q5_0:
-  case QuantFormat::Q8_0:
-    return {0};
-  case QuantFormat::Q4_1:
-  case QuantFormat::Q5_1:
-  case QuantFormat::Q4_K:
-  case QuantFormat::Q5_K:
-    return {0, 2};
-  case QuantFormat::Q2_K:
-    return {80, 82};
-  case QuantFormat::Q3_K:
-    return {108};
-  case QuantFormat::Q6_K:
-    return {208};
-  default: // MXFP4: every E8M0 byte is a finite scale.
-    return {};
-  }
-}
-
 /// Random blocks: random bytes, with random finite f16 scales and mins
 /// (normal, subnormal and zero, of either sign).
 std::vector<uint8_t> randomBlocks(const WeightFormat &format, unsigned lanes,
@@ -186,34 +132,6 @@ std::vector<uint8_t> randomBlocks(const WeightFormat &format, unsigned lanes,
     }
   return data;
 }
-
-/// Bytes that end right before an inaccessible page.
-class GuardedBuffer {
-public:
-  explicit GuardedBuffer(const std::vector<uint8_t> &contents) {
-    pageSize = sysconf(_SC_PAGESIZE);
-    dataPages = (contents.size() + pageSize - 1) / pageSize;
-    mappedBytes = (dataPages + 1) * pageSize;
-    void *map = mmap(nullptr, mappedBytes, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (map == MAP_FAILED)
-      std::abort();
-    base = static_cast<uint8_t *>(map);
-    if (mprotect(base + dataPages * pageSize, pageSize, PROT_NONE) != 0)
-      std::abort();
-    data = base + dataPages * pageSize - contents.size();
-    std::memcpy(data, contents.data(), contents.size());
-  }
-  ~GuardedBuffer() { munmap(base, mappedBytes); }
-  GuardedBuffer(const GuardedBuffer &) = delete;
-  GuardedBuffer &operator=(const GuardedBuffer &) = delete;
-
-  uint8_t *data;
-
-private:
-  uint8_t *base;
-  size_t pageSize, dataPages, mappedBytes;
-};
 
 //===----------------------------------------------------------------------===//
 // The generated decoder
@@ -345,14 +263,6 @@ LogicalResult lowerToLLVM(ModuleOp module) {
   pm.addPass(createConvertControlFlowToLLVMPass());
   pm.addPass(createReconcileUnrealizedCastsPass());
   return pm.run(module);
-}
-
-void initializeNativeTarget() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    llvm::InitializeNativeTarget();
-    llvm::InitializeNativeTargetAsmPrinter();
-  });
 }
 
 /// A module of generated code compiled for this machine: the decoder of

@@ -65,6 +65,8 @@ bool isOwnFormat(const WeightFormat &format) {
 }
 
 std::vector<int64_t> halfFields(const WeightFormat &format) {
+  if (format.kind != WeightFormat::Kind::Quantized)
+    return {};
   if (isOwnFormat(format))
     return format.asymmetric ? std::vector<int64_t>{0, 2}
                              : std::vector<int64_t>{0};
@@ -84,7 +86,7 @@ std::vector<int64_t> halfFields(const WeightFormat &format) {
     return {108};
   case QuantFormat::Q6_K:
     return {208};
-  default:
+  default: // MXFP4: every E8M0 byte is a finite scale.
     return {};
   }
 }

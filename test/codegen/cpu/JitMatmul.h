@@ -1,10 +1,11 @@
 //===- JitMatmul.h - A generated matmul, JIT-compiled -----------*- C++ -*-===//
 //-*-===//
 //
-// What the matmul tests (MatmulKernelTest) and the kernel benchmark
-// (bench/gemv_from_cache.cpp) share: a KernelLibrary matmul compiled through
-// codegen::lowerToLLVMDialect and LLVM's JIT for the host CPU, the buffers
-// and offsets it is called with, and random weights of every format.
+// What the generated-code tests (MatmulKernelTest, BlockDecodeTest) and the
+// kernel benchmark (bench/gemv_from_cache.cpp) share: a KernelLibrary matmul
+// compiled through codegen::lowerToLLVMDialect and LLVM's JIT for the host
+// CPU, the buffers and offsets it is called with, and random weights of
+// every format.
 //
 //===----------------------------------------------------------------------===//
 
@@ -25,6 +26,7 @@
 
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <random>
 #include <string>
@@ -83,6 +85,11 @@ public:
     // Sizes are multiples of 4 where the buffer holds floats, so that their
     // views are aligned.
     data = base + dataPages * pageSize - bytes;
+  }
+  /// A copy of `contents`.
+  explicit GuardedBuffer(const std::vector<uint8_t> &contents)
+      : GuardedBuffer(contents.size()) {
+    std::memcpy(data, contents.data(), contents.size());
   }
   ~GuardedBuffer() { munmap(base, mappedBytes); }
   GuardedBuffer(const GuardedBuffer &) = delete;
