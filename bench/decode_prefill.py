@@ -21,6 +21,10 @@ Steps (progress on standard error):
      tokens then DECODE greedy decode steps, after an untimed warm-up pass)
      and llama.cpp on the same GGUF with the same threads, prompt and steps
      (after the same warm-up); each figure is the best round;
+  6. builds bench/decode_beside.c against OUT/libmodel.a and runs it once:
+     DECODE decode steps, each between two 1 GiB read passes in the same
+     process, and decode's share of the passes beside each step (median
+     and quartiles; informative, the target stays against the best pass);
 and prints one Markdown table (header and one row) and one JSON object on
 standard output. Exit status 0 when every step ran; 1 on a setup error; 2
 when moec or llama.cpp failed on the model (the figures that exist are still
@@ -175,6 +179,33 @@ def measure_int8_peak(exe, threads):
         raise BenchError(f"int8peak printed no figure: {stdout!r}")
     log(stdout.strip())
     return float(m.group(1)) * 1e9, m.group(2), stdout.strip()
+
+
+def measure_beside(work, cc, mflags, outdir, bundle, prompt, steps, threads,
+                   streams, bytes_per_token):
+    """bench/decode_beside.c on the compiled model: decode steps set against
+    the read passes on either side of each, in one process (its header says
+    why). Returns its figures and line."""
+    exe = os.path.join(work, "bin", "decode_beside")
+    run([cc, "-O2", *mflags, "-pthread", f"-I{outdir}", f"-I{HERE}",
+         os.path.join(HERE, "decode_beside.c"), os.path.join(outdir, "libmodel.a"),
+         "-fuse-ld=lld", "-lstdc++", "-lm", "-luring", "-lxxhash", "-o", exe],
+        "build decode_beside")
+    stdout, _, _ = run([exe, "-b", str(bytes_per_token), "-n", str(steps),
+                        "-t", str(threads), "-p", str(streams),
+                        "-i", ",".join(map(str, prompt)), bundle],
+                       "decode beside read passes")
+    m = re.search(r"median share ([0-9.]+) \(quartiles ([0-9.]+) ([0-9.]+); (\d+) steps.*"
+                  r"decode ([0-9.]+) GB/s, passes ([0-9.]+) GB/s, best pass ([0-9.]+) GB/s",
+                  stdout)
+    if not m:
+        raise BenchError(f"decode_beside printed no figure: {stdout!r}")
+    log(stdout.strip())
+    g = [float(x) for x in m.groups()]
+    return {"median_share": g[0], "share_quartiles": [g[1], g[2]],
+            "steps": int(g[3]), "decode_GBps": g[4], "passes_GBps": g[5],
+            "best_pass_GBps": g[6], "streams_per_thread": streams,
+            "line": stdout.strip()}
 
 
 # ---------------------------------------------------------------- model
@@ -650,6 +681,20 @@ def main():
                 result["errors"]["llama_cpp"] = str(e)
                 log(f"error: {e}")
         rounds.append(rd)
+    # 6. decode beside the read passes (informative)
+    if moec is not None and "moec_run" not in result["errors"]:
+        by = {}
+        for rd in rounds:
+            for st, g in rd["read_bandwidth_GBps_by_streams_per_thread"].items():
+                by[st] = max(by.get(st, 0.0), g)
+        streams = int(max(by, key=by.get)) if by else 4
+        try:
+            result["decode_beside"] = measure_beside(
+                work, args.cc, mflags, outdir, os.path.join(outdir, "model.moeb"),
+                prompt, args.decode, args.threads, streams, info["bytes_per_token"])
+        except BenchError as e:
+            result["errors"]["decode_beside"] = str(e)
+            log(f"error: {e}")
     result["bounds"] = {
         "read_bandwidth_GBps": bw, "membw": bw_line,
         "int8_peak_ops_per_s": peak, "int8_kernel": peak_kernel,
@@ -672,6 +717,9 @@ def main():
         "copy_s": compile_fig.get("copy_s"),
         "compile_over_copy": compile_fig.get("compile_over_copy"),
         "llama_cpp_system_info": llama["system_info"] if llama else None,
+        # Informative: decode against the passes read beside its steps.
+        "decode_share_of_read_passes_beside":
+            result.get("decode_beside", {}).get("median_share"),
     })
     if moec and llama:
         fig["greedy_tokens_agreeing"] = common_prefix(moec["generated"], llama["generated"])
