@@ -691,7 +691,8 @@ def main():
         try:
             result["decode_beside"] = measure_beside(
                 work, args.cc, mflags, outdir, os.path.join(outdir, "model.moeb"),
-                prompt, args.decode, args.threads, streams, info["bytes_per_token"])
+                prompt, max(4, args.decode), args.threads, streams,
+                info["bytes_per_token"])
         except BenchError as e:
             result["errors"]["decode_beside"] = str(e)
             log(f"error: {e}")
