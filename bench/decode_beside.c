@@ -121,8 +121,8 @@ int main(int argc, char **argv) {
   double *step = malloc(sizeof(double) * (size_t)pairs);
   double *share = malloc(sizeof(double) * (size_t)pairs);
 
-  /* Warm-up: the model's buffers and caches, and one pass, then the
-   * prompt again from the start. */
+  /* Warm-up (while the readers write their slices): the model's buffers
+   * and caches, then the prompt again from the start. */
   if (moec_model_prefill(model, prompt, prompt_len) != 0)
     goto failed;
   for (int j = 0; j < 4; ++j)
