@@ -41,29 +41,9 @@
 #include <sys/mman.h>
 #include <time.h>
 
+#include "read_pass.h"
+
 enum { kStreams = 4, kBlock = 144, kPrefetch = 4096, kThreads = 2 };
-
-static double now_seconds(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* membw's pattern: `bytes` as 4 parts read side by side, 256 bytes each. */
-static float read_plain(const uint8_t *p, size_t bytes) {
-  size_t part = bytes / kStreams / 256 * 256;
-  __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(),
-                    _mm256_setzero_si256(), _mm256_setzero_si256()};
-  for (size_t i = 0; i < part; i += 256)
-    for (int k = 0; k < kStreams; ++k) {
-      const __m256i *q = (const __m256i *)(p + (size_t)k * part + i);
-      for (int j = 0; j < 8; ++j)
-        acc[j % 4] = _mm256_add_epi64(acc[j % 4], _mm256_load_si256(q + j));
-    }
-  __m256i s = _mm256_add_epi64(_mm256_add_epi64(acc[0], acc[1]),
-                               _mm256_add_epi64(acc[2], acc[3]));
-  return (float)_mm256_extract_epi64(s, 0);
-}
 
 /* The GEMV's pattern over `bytes`: 4 streams of tile blocks. `compute`:
  * 0 loads alone; 1 the zmm decode's body on the bundle's payload (each
@@ -192,7 +172,8 @@ static void *worker(void *arg) {
       for (int k = 0; k < kHotRepeats; ++k)
         sink += read_tiles(mine, kHotBytes, s->prefetch, s->compute, NULL);
     } else if (s->whole) {
-      sink += s->plain ? read_plain(mine, half)
+      sink += s->plain ? (float)read_pass((const __m256i *)mine,
+                                          half / sizeof(__m256i), kStreams)
                        : read_tiles(mine, half, s->prefetch, s->compute, NULL);
     } else {
       size_t units = bufferBytes / s->unit;
@@ -232,12 +213,12 @@ int main(int argc, char **argv) {
     for (int s = 0; s < kShapeCount; ++s) {
       current = s;
       pthread_barrier_wait(&startBarrier);
-      double t0 = now_seconds();
+      double t0 = read_pass_now();
       pthread_barrier_wait(&endBarrier);
       double bytes = kShapes[s].whole == 2
                          ? (double)kThreads * kHotBytes * kHotRepeats
                          : (double)bufferBytes;
-      double gbps = bytes / (now_seconds() - t0) / 1e9;
+      double gbps = bytes / (read_pass_now() - t0) / 1e9;
       sum[s] += gbps;
       if (gbps > best[s])
         best[s] = gbps;
