@@ -622,6 +622,35 @@ Region::~Region() {
     ::munmap(base, mapped);
 }
 
+uint64_t Region::hugePageBytes() {
+#if defined(__linux__)
+  static const uint64_t bytes = [] {
+    if (FILE *f =
+            std::fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r")) {
+      char setting[128] = {};
+      size_t n = std::fread(setting, 1, sizeof(setting) - 1, f);
+      std::fclose(f);
+      if (std::strstr(std::string(setting, n).c_str(), "[never]"))
+        return uint64_t(0);
+    }
+    uint64_t v = 0;
+    if (FILE *f = std::fopen(
+            "/sys/kernel/mm/transparent_hugepage/hpage_pmd_size", "r")) {
+      unsigned long long read = 0;
+      if (std::fscanf(f, "%llu", &read) == 1)
+        v = read;
+      std::fclose(f);
+    }
+    // A 512 MiB PMD (aarch64, 64 KiB pages) would round small regions up
+    // by as much: not worth it for the buffers here.
+    return v && v <= (32u << 20) && (v & (v - 1)) == 0 ? v : 0;
+  }();
+  return bytes;
+#else
+  return 0;
+#endif
+}
+
 bool Region::allocate(uint64_t size, const char *what, std::string &error) {
   bytes = size;
   if (size == 0) {
@@ -630,24 +659,63 @@ bool Region::allocate(uint64_t size, const char *what, std::string &error) {
   }
   uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
   uint64_t length = alignUp(size, page);
+  // Weights and activations are swept every token: a region of at least
+  // one huge page starts and ends on huge-page boundaries, so that all of
+  // it can be mapped with huge pages. mmap aligns only to the base page,
+  // and the first and last partial huge pages of an unaligned region stay
+  // on 4 KiB pages (a TLB miss per 4 KiB, and a stop for the hardware
+  // prefetchers at each page's end).
+  uint64_t huge = hugePageBytes();
+  if (huge && length >= huge)
+    length = alignUp(length, huge);
+  else
+    huge = 0;
+  uint64_t reserved = length + huge;
   // Anonymous memory: zero-filled and committed page by page as it is
   // touched, so that a KV cache for a long context costs what is used.
-  void *p = ::mmap(nullptr, length, PROT_READ | PROT_WRITE,
+  void *p = ::mmap(nullptr, reserved, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) {
     error = "cannot allocate " + std::to_string(size) + " bytes for the " +
             what + ": " + std::strerror(errno);
     return false;
   }
-  base = static_cast<uint8_t *>(p);
+  uint8_t *start = static_cast<uint8_t *>(p);
+  if (huge) {
+    // Keep the aligned `length` bytes inside the reservation.
+    uint8_t *aligned = reinterpret_cast<uint8_t *>(
+        alignUp(reinterpret_cast<uintptr_t>(start), huge));
+    uint64_t head = uint64_t(aligned - start);
+    if (head)
+      ::munmap(start, head);
+    if (uint64_t tail = reserved - head - length)
+      ::munmap(aligned + length, tail);
+    start = aligned;
+  }
+  base = start;
   mapped = length;
 #ifdef MADV_HUGEPAGE
-  // Weights and activations are swept every token: huge pages save TLB
-  // misses where the kernel offers them (a hint; ignored otherwise).
-  if (length >= (2u << 20))
-    ::madvise(p, length, MADV_HUGEPAGE);
+  // A hint where the kernel's setting is `madvise`; ignored where it has
+  // no transparent huge pages.
+  if (huge)
+    ::madvise(base, mapped, MADV_HUGEPAGE);
 #endif
   return true;
+}
+
+void Region::collapseHugePages() {
+#if defined(__linux__)
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25 // Linux 6.1; older kernels refuse it (EINVAL)
+#endif
+  // Pages the kernel could not give as huge pages when they were first
+  // touched (no free 2 MiB block at that moment) stay small until
+  // khugepaged gets to them, if ever; collapsing them once the region is
+  // filled puts every weight on huge pages now. Best effort: a kernel
+  // without it, or short of memory, leaves the region as it is.
+  if (hugePageBytes() && mapped >= hugePageBytes())
+    ::madvise(base, mapped, MADV_COLLAPSE);
+#endif
 }
 
 void Region::zero() {
@@ -827,10 +895,15 @@ std::unique_ptr<Model> Model::open(const ModelCode &code,
   }
   bool streaming = cacheBytes < allExperts;
   if (!m->resident.allocate(h.resident_size, "resident weights", error) ||
-      !m->loadResident(error) ||
-      !(streaming ? m->startStreaming(cacheBytes, error)
-                  : m->loadExperts(error)) ||
-      !m->scratch.allocate(uint64_t(info[MOEC_INFO_SCRATCH_BYTES]),
+      !m->loadResident(error))
+    return nullptr;
+  m->resident.collapseHugePages();
+  if (!(streaming ? m->startStreaming(cacheBytes, error)
+                  : m->loadExperts(error)))
+    return nullptr;
+  if (!streaming)
+    m->experts.collapseHugePages();
+  if (!m->scratch.allocate(uint64_t(info[MOEC_INFO_SCRATCH_BYTES]),
                            "scratch buffer", error) ||
       !m->kv.allocate(uint64_t(info[MOEC_INFO_KV_BYTES]), "KV cache", error))
     return nullptr;

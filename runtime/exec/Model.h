@@ -119,6 +119,15 @@ public:
   bool allocate(uint64_t size, const char *what, std::string &error);
   /// Back to all zeroes, giving the pages back to the kernel.
   void zero();
+  /// The size of the transparent huge pages the kernel maps anonymous
+  /// memory with (a PMD's reach: 2 MiB on x86-64 and on aarch64 with 4 KiB
+  /// pages), or 0 where it has none, they are switched off (`never`) or
+  /// too large to align regions to. Regions of at least this size start
+  /// and end on its boundaries.
+  static uint64_t hugePageBytes();
+  /// Maps what is filled of the region with huge pages where the kernel
+  /// gave small ones at first (weights, once loaded).
+  void collapseHugePages();
   uint8_t *data() const { return base; }
   uint64_t size() const { return bytes; }
 

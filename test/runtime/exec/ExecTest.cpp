@@ -18,6 +18,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdio>
@@ -25,11 +26,13 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <memory>
 #include <set>
 #include <string>
 #include <sys/wait.h>
 #include <thread>
+#include <unistd.h>
 #include <vector>
 
 using namespace moec;
@@ -133,6 +136,55 @@ TEST(ThreadPool, DefaultThreadCountFollowsTheAffinityMask) {
             std::min(ThreadPool::availableCpus(), 64u));
 }
 
+
+//===----------------------------------------------------------------------===//
+// Region
+//===----------------------------------------------------------------------===//
+
+/// The machine's own transparent huge page size, read here independently
+/// of Region: 0 where the kernel has none or they are switched off.
+uint64_t kernelHugePageBytes() {
+  std::ifstream enabled("/sys/kernel/mm/transparent_hugepage/enabled");
+  std::string setting((std::istreambuf_iterator<char>(enabled)),
+                      std::istreambuf_iterator<char>());
+  if (!enabled || setting.find("[never]") != std::string::npos)
+    return 0;
+  std::ifstream pmd("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size");
+  uint64_t bytes = 0;
+  return pmd >> bytes ? bytes : 0;
+}
+
+TEST(Region, HugeRegionsLieOnHugePageBoundariesAndKeepTheirBytes) {
+  const uint64_t huge = kernelHugePageBytes();
+  EXPECT_EQ(exec::Region::hugePageBytes(), huge <= (32u << 20) ? huge : 0);
+  const uint64_t page = uint64_t(sysconf(_SC_PAGESIZE));
+  // Regions of one huge page and more start on a huge page's boundary;
+  // smaller ones on a page's.
+  for (uint64_t size : {uint64_t(4096 * 3 + 17), uint64_t(5 << 20) + 12345}) {
+    SCOPED_TRACE(size);
+    exec::Region region;
+    std::string error;
+    ASSERT_TRUE(region.allocate(size, "test region", error)) << error;
+    EXPECT_EQ(region.size(), size);
+    const uint64_t align = exec::Region::hugePageBytes() &&
+                                   size >= exec::Region::hugePageBytes()
+                               ? exec::Region::hugePageBytes()
+                               : page;
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(region.data()) % align, 0u);
+    // Zero-filled; written and collapsed, it keeps every byte.
+    uint8_t *p = region.data();
+    EXPECT_EQ(std::count(p, p + size, uint8_t(0)), int64_t(size));
+    for (uint64_t i = 0; i < size; ++i)
+      p[i] = uint8_t(i * 131 + (i >> 12));
+    region.collapseHugePages();
+    uint64_t wrong = 0;
+    for (uint64_t i = 0; i < size; ++i)
+      wrong += p[i] != uint8_t(i * 131 + (i >> 12));
+    EXPECT_EQ(wrong, 0u);
+    region.zero();
+    EXPECT_EQ(std::count(p, p + size, uint8_t(0)), int64_t(size));
+  }
+}
 //===----------------------------------------------------------------------===//
 // The fake model's bundle, written by hand (no compiler in runtime tests)
 //===----------------------------------------------------------------------===//
