@@ -12,8 +12,10 @@ each barrier's call site in the binary (objdump of moec_model_forward),
 names the calls made since the previous barrier (the kernels of that
 section; kernels the schedule inlines show as their library calls, or not
 at all) and prints, per site in schedule order and per thread, microseconds
-per step of work and of waiting; then the totals and the sites that wait
-the most. Needs binutils (nm, objdump). A diagnostic, not a test.
+per step of work and of waiting; then the totals, the sites that wait the
+most, and the single steps that stalled: a site whose one step took far
+longer than its others (a thread descheduled for milliseconds on a shared
+machine) shows that step's excess in its mean as if every step paid it. Needs binutils (nm, objdump). A diagnostic, not a test.
 """
 
 import argparse
@@ -22,16 +24,26 @@ import subprocess
 import sys
 
 
+# A site's single step counts as a stall when it took STALL_FACTOR times
+# the site's other steps or more and adds STALL_US_PER_STEP or more to
+# the site's mean per step.
+STALL_FACTOR = 5
+STALL_US_PER_STEP = 5.0
+
+
 def read_profile(path):
     meta, sites = {}, {}
     for line in open(path):
         if line.startswith("#") or not line.strip():
             continue
         f = line.split()
-        if f[0] == "site" and len(f) == 10:
+        if f[0] == "site" and len(f) in (10, 14):
             site, thread = int(f[1], 16), int(f[3])
             calls, wait, work = int(f[5]), int(f[7]), int(f[9])
-            sites.setdefault(site, {})[thread] = (calls, wait, work)
+            # The largest single wait and work (profiles from before they
+            # were recorded have none).
+            most = (int(f[11]), int(f[13])) if len(f) == 14 else None
+            sites.setdefault(site, {})[thread] = (calls, wait, work, most)
         elif len(f) == 2:
             meta[f[0]] = f[1]
     for key in ("calls", "threads", "ticks_per_second", "forward"):
@@ -114,11 +126,19 @@ def main():
     print(f"site{head} | calls since the previous barrier")
     totals = [[0.0, 0.0] for _ in range(threads)]
     waits = []
+    stalls = []
     for after, names, stats in rows:
         cells = ""
         worst = 0.0
         for t in range(threads):
-            calls, wait, work = stats.get(t, (0, 0, 0))
+            calls, wait, work, most = stats.get(t, (0, 0, 0, None))
+            if most and calls > 1:
+                for what, total, largest in (("wait", wait, most[0]),
+                                             ("work", work, most[1])):
+                    others = (total - largest) / (calls - 1)
+                    stalls.append((per_step(largest - others), after - start, t,
+                                   what, largest * us_per_tick,
+                                   others * us_per_tick, names))
             totals[t][0] += per_step(work)
             totals[t][1] += per_step(wait)
             worst = max(worst, per_step(wait))
@@ -136,6 +156,21 @@ def main():
     for worst, offset, names in sorted(waits, reverse=True)[:a.top]:
         shown = names if len(names) <= 70 else names[:67] + "..."
         print(f"  +{offset:x}: {worst:.1f} after {shown or '(no calls)'}")
+    # One step that took far longer than the site's others is the machine
+    # (a thread descheduled for milliseconds), not the schedule: it adds
+    # its excess over the steps to that site's mean.
+    single = [x for x in stalls if x[0] >= STALL_US_PER_STEP and
+              x[4] >= STALL_FACTOR * max(x[5], 1.0)]
+    if single:
+        print(f"\nsingle steps that stalled (one step {STALL_FACTOR}x the "
+              "site's others or more; its excess, us per step, is in the "
+              "means above):")
+        for excess, offset, t, what, largest, others, names in sorted(
+                single, reverse=True)[:a.top]:
+            shown = names if len(names) <= 50 else names[:47] + "..."
+            print(f"  +{offset:x} t{t} {what}: {excess:.1f} (one step "
+                  f"{largest:.0f} us, the others {others:.1f} us) after "
+                  f"{shown or '(no calls)'}")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
 
 #include "runtime/exec/AtomicFile.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 
@@ -60,8 +61,11 @@ void BarrierProfile::record(unsigned thread, uintptr_t site, uint64_t arrived,
   s.site = site;
   ++s.calls;
   s.waitTicks += left - arrived;
-  if (t.lastLeft)
+  s.maxWaitTicks = std::max(s.maxWaitTicks, left - arrived);
+  if (t.lastLeft) {
     s.workTicks += arrived - t.lastLeft;
+    s.maxWorkTicks = std::max(s.maxWorkTicks, arrived - t.lastLeft);
+  }
   t.lastLeft = left;
 }
 
@@ -77,7 +81,8 @@ bool BarrierProfile::write(const std::string &path, uintptr_t forward,
       [&](std::FILE *f) {
         bool ok = std::fprintf(f, "# moec barrier profile: per barrier site "
                                   "and thread, the ticks worked before it "
-                                  "and waited at it, over decode steps\n") > 0;
+                                  "and waited at it, over decode steps, and "
+                                  "the largest of one step\n") > 0;
         ok = ok && std::fprintf(f,
                                 "calls %llu\nthreads %zu\n"
                                 "ticks_per_second %.0f\nforward %llx\n",
@@ -89,11 +94,14 @@ bool BarrierProfile::write(const std::string &path, uintptr_t forward,
             if (s.calls)
               ok = ok && std::fprintf(f,
                                       "site %llx thread %zu calls %llu wait "
-                                      "%llu work %llu\n",
+                                      "%llu work %llu maxwait %llu maxwork "
+                                      "%llu\n",
                                       (unsigned long long)s.site, thread,
                                       (unsigned long long)s.calls,
                                       (unsigned long long)s.waitTicks,
-                                      (unsigned long long)s.workTicks) > 0;
+                                      (unsigned long long)s.workTicks,
+                                      (unsigned long long)s.maxWaitTicks,
+                                      (unsigned long long)s.maxWorkTicks) > 0;
         return ok;
       },
       error);

@@ -46,6 +46,10 @@ private:
   struct Site {
     uintptr_t site = 0;
     uint64_t calls = 0, waitTicks = 0, workTicks = 0;
+    /// The largest single wait and work: a step the machine stalled (a
+    /// vCPU taken away for milliseconds) shows in one site's mean as a
+    /// cost of every step; its largest step tells the two apart.
+    uint64_t maxWaitTicks = 0, maxWorkTicks = 0;
   };
   /// Per thread, open addressing on the site (a schedule has hundreds).
   struct Table {
