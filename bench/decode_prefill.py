@@ -455,8 +455,10 @@ def speed_cells(machine, threads, fig):
     return [
         machine, str(threads), fmt(fig["decode_tokens_per_s"], ".2f"),
         fmt(fig["weight_bytes_per_token"] / 2**20, ".1f"),
+        # One decimal: a share just under the 90% target must not print
+        # as 90%.
         f"{fmt(fig['decode_effective_GBps'], '.1f')} "
-        f"({fmt(share and share * 100, '.0f')}%)",
+        f"({fmt(share and share * 100, '.1f')}%)",
         fmt(fig["read_bandwidth_GBps"], ".1f"), fmt(fig["prefill_tokens_per_s"], ".1f"),
         f"{fmt(pre_ops and pre_ops / 1e9, '.0f')} "
         f"({fmt(pshare and pshare * 100, '.1f')}%)",
