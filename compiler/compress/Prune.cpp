@@ -63,10 +63,11 @@ moec::compress::choosePrunedExperts(const model::ModelConfig &c,
                  : stats.tokens[e] ? stats.reap[e] / double(stats.tokens[e])
                                    : 0.0;
     // Lowest score first; the higher id goes first among equals, so that
-    // ties keep the lower ids.
+    // ties keep the lower ids. A total order, so std::sort is
+    // deterministic (std::stable_sort warns in libstdc++ 12 under clang).
     std::vector<uint32_t> order(score.size());
     std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
+    std::sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
       return score[a] != score[b] ? score[a] < score[b] : a > b;
     });
     std::vector<uint32_t> kept(order.begin() + prune, order.end());
