@@ -15,7 +15,8 @@ at all) and prints, per site in schedule order and per thread, microseconds
 per step of work and of waiting; then the totals, the sites that wait the
 most, and the single steps that stalled: a site whose one step took far
 longer than its others (a thread descheduled for milliseconds on a shared
-machine) shows that step's excess in its mean as if every step paid it. Needs binutils (nm, objdump). A diagnostic, not a test.
+machine) shows that step's excess in its mean as if every step paid it.
+Needs binutils (nm, objdump). A diagnostic, not a test.
 """
 
 import argparse

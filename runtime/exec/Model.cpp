@@ -627,10 +627,10 @@ uint64_t Region::hugePageBytes() {
   static const uint64_t bytes = [] {
     if (FILE *f =
             std::fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r")) {
-      char setting[128] = {};
+      char setting[128] = {}; // "always [madvise] never"
       size_t n = std::fread(setting, 1, sizeof(setting) - 1, f);
       std::fclose(f);
-      if (std::strstr(std::string(setting, n).c_str(), "[never]"))
+      if (n && std::strstr(setting, "[never]"))
         return uint64_t(0);
     }
     uint64_t v = 0;
