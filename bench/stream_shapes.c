@@ -16,7 +16,10 @@
  *     codegen/cpu/Kernels.cpp): 4 streams of 144-byte tile blocks, per
  *     block an f16 scale load, two 64-byte loads, the nibble unpacking, 4
  *     vpdpbusd, 2 conversions and 2 FMAs, and a prefetch of every line 4
- *     KiB ahead; also with the loads alone, and without the prefetch;
+ *     KiB ahead into L1 (the kernels until the twenty-sixth session); also
+ *     with the loads alone, and without the prefetch; "L2 a tile ahead":
+ *     every line 2 KiB ahead into L1 and a tile (9 KiB: 8 rows of a
+ *     2048-wide Q4_0 matrix) ahead into L2, as the kernels prefetch now;
  *   - gemv from L2: the same loop over 1 MiB of the thread's half, 512
  *     times over (the slice stays in the core's 2 MiB L2): what the loop
  *     computes per second when memory is not what it waits on;
@@ -43,7 +46,14 @@
 
 #include "read_pass.h"
 
-enum { kStreams = 4, kBlock = 144, kPrefetch = 4096, kThreads = 2 };
+enum {
+  kStreams = 4,
+  kBlock = 144,
+  kPrefetch = 4096,
+  kNearPrefetch = 2048,
+  kTileBytes = 8 * 64 * 18,
+  kThreads = 2
+};
 
 /* The GEMV's pattern over `bytes`: 4 streams of tile blocks. `compute`:
  * 0 loads alone; 1 the zmm decode's body on the bundle's payload (each
@@ -77,12 +87,21 @@ static float read_tiles(const uint8_t *p, size_t bytes, int prefetch,
       if (prefetch) {
         /* Past the stream's end: into the next unit's stream (the
          * kernels' claim ahead), where there is one. */
-        const char *ahead = (const char *)q + kPrefetch;
-        if (next && i + kPrefetch >= part)
-          ahead =
-              (const char *)next + (size_t)k * part + (i + kPrefetch - part);
+        size_t near = prefetch == 2 ? kNearPrefetch : kPrefetch;
+        const char *ahead = (const char *)q + near;
+        if (next && i + near >= part)
+          ahead = (const char *)next + (size_t)k * part + (i + near - part);
         for (int line = 0; line < kBlock; line += 64)
           _mm_prefetch(ahead + line, _MM_HINT_T0);
+        if (prefetch == 2) {
+          /* L2 a tile ahead (the stream's next tile). */
+          const char *tile = (const char *)q + kTileBytes;
+          if (next && i + kTileBytes >= part)
+            tile =
+                (const char *)next + (size_t)k * part + (i + kTileBytes - part);
+          for (int line = 0; line < kBlock; line += 64)
+            _mm_prefetch(tile + line, _MM_HINT_T1);
+        }
       }
       __m512i w0 = _mm512_loadu_si512(q + 16), w1 = _mm512_loadu_si512(q + 80);
       __m128i header = _mm_loadu_si128((const __m128i *)q);
@@ -132,13 +151,16 @@ typedef struct {
   int whole; /* 1: each thread reads its half; 0: units in alternation;
                 2: each thread reads kHotBytes of its half kHotRepeats times */
   size_t unit; /* bytes per unit */
-  int plain, prefetch, compute;
+  int plain;
+  int prefetch; /* 0 none; 1 L1 4 KiB ahead; 2 L1 2 KiB + L2 a tile ahead */
+  int compute;
   int ahead; /* units: the last prefetches run into the next unit */
 } Shape;
 
 static const Shape kShapes[] = {
     {"membw (4 streams, 256 B steps)", 1, 0, 1, 0, 0},
     {"gemv: prefetch + compute", 1, 0, 0, 1, 1},
+    {"gemv: L2 a tile ahead + compute", 1, 0, 0, 2, 1},
     {"gemv loads: prefetch, no compute", 1, 0, 0, 1, 0},
     {"gemv: compute, no prefetch", 1, 0, 0, 0, 1},
     {"gemv loads: no prefetch", 1, 0, 0, 0, 0},
@@ -151,6 +173,7 @@ static const Shape kShapes[] = {
     {"gemv in 1 MiB units", 0, 1 << 20, 0, 1, 1},
     {"gemv in 256 KiB units, claim ahead", 0, 256 << 10, 0, 1, 1, 1},
     {"gemv in 1 MiB units, claim ahead", 0, 1 << 20, 0, 1, 1, 1},
+    {"1 MiB units, claim ahead, L2 a tile", 0, 1 << 20, 0, 2, 1, 1},
 };
 enum { kShapeCount = sizeof(kShapes) / sizeof(kShapes[0]) };
 

@@ -1147,8 +1147,12 @@ Value emitNibblePairDots(Emitter &e, Value w, Value payload, Value xq) {
 /// The cache line the kernels' software prefetches count in.
 constexpr int64_t kCacheLineBytes = 64;
 
-/// How far ahead of its reads a tiled GEMV prefetches its weight stream.
+/// How far ahead of its reads a tiled GEMV prefetches its weight stream
+/// into L1: a tile at a time, and side by side where a pass reads several
+/// tiles (each of those streams also prefetches into L2 a tile ahead,
+/// emitTiledGemv says why).
 constexpr int64_t kGemvPrefetchBytes = 4096;
+constexpr int64_t kGemvPassPrefetchBytes = 2048;
 
 /// How a tiled GEMV (emitTiledGemv) computes one of its streams, a tile of
 /// one matrix: the stream's accumulators, one block of the tile, and the
@@ -1202,9 +1206,19 @@ void emitTiledGemv(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o,
   auto emitTiles = [&](ArrayRef<Value> n0s, const NextClaim *next,
                        ArrayRef<Value> nextStreams) {
     const size_t nTiles = n0s.size();
-    // From block `split` on, the prefetches 4 KiB ahead are past the tile.
-    const int64_t split =
-        std::max<int64_t>(0, blocks - kGemvPrefetchBytes / runBytes);
+    // A pass of several tiles (streams) also prefetches each stream's next
+    // tile into L2, the block this one reads, and into L1 only 2 KiB ahead:
+    // the L2 lines are waited on by the core's L2 alone, while an L1
+    // prefetch holds one of the core's few line-fill buffers until its line
+    // arrives, so that far L1 prefetches would limit the misses in flight.
+    // `bench/stream_shapes.c`'s loop read 4-7% faster so than with L1
+    // prefetches 4 KiB ahead alone (docs/cpu-backend.md).
+    const bool tileAhead = nTiles > 1;
+    const int64_t nearBytes =
+        tileAhead ? kGemvPassPrefetchBytes : kGemvPrefetchBytes;
+    const int64_t tileBytes = int64_t(R) * rowBytes;
+    // From block `split` on, the L1 prefetches are past the tile.
+    const int64_t split = std::max<int64_t>(0, blocks - nearBytes / runBytes);
     e.loop(e.idx(0), o.tokens, 1, [&](Value t) {
       body.beginToken(e.add(o.xOff, e.mul(t, qRow)));
       SmallVector<Value> init = body.zeroAccumulators(nMats * nTiles);
@@ -1225,19 +1239,35 @@ void emitTiledGemv(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o,
                 // hardware prefetcher alone left a thread's Q4_0 GEMV at 10
                 // GB/s where prefetching 4 KiB ahead reads 13-14 (one AVX2
                 // core, 512 MiB of weights).
-                Value ahead = e.add(tileBlock, kGemvPrefetchBytes);
+                Value ahead = e.add(tileBlock, nearBytes);
                 if (intoNext)
-                  ahead = e.select(
-                      next->valid,
-                      e.add(nextStreams[stream],
-                            e.add(e.mul(blk, runBytes),
-                                  kGemvPrefetchBytes - blocks * runBytes)),
-                      ahead);
+                  ahead = e.select(next->valid,
+                                   e.add(nextStreams[stream],
+                                         e.add(e.mul(blk, runBytes),
+                                               nearBytes - blocks * runBytes)),
+                                   ahead);
                 for (int64_t line = 0; line < runBytes; line += kCacheLineBytes)
                   memref::PrefetchOp::create(
                       b, e.loc, o.w, ValueRange{e.add(ahead, line)},
                       /*isWrite=*/false, /*localityHint=*/3,
                       /*isDataCache=*/true);
+                if (tileAhead) {
+                  // The stream's next tile follows this one; on a claim's
+                  // last pass it is the next claim's first, and after the
+                  // last claim there is none (the L1 line again).
+                  Value nextTile = e.add(tileBlock, tileBytes);
+                  if (next)
+                    nextTile = e.select(
+                        next->valid,
+                        e.add(nextStreams[stream], e.mul(blk, runBytes)),
+                        ahead);
+                  for (int64_t line = 0; line < runBytes;
+                       line += kCacheLineBytes)
+                    memref::PrefetchOp::create(
+                        b, e.loc, o.w, ValueRange{e.add(nextTile, line)},
+                        /*isWrite=*/false, /*localityHint=*/2,
+                        /*isDataCache=*/true);
+                }
                 body.addBlock(tileBlock, MutableArrayRef<Value>(acc).slice(
                                              perStream * stream, perStream));
               }
