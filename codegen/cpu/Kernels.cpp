@@ -1147,12 +1147,10 @@ Value emitNibblePairDots(Emitter &e, Value w, Value payload, Value xq) {
 /// The cache line the kernels' software prefetches count in.
 constexpr int64_t kCacheLineBytes = 64;
 
-/// How far ahead of its reads a tiled GEMV prefetches its weight stream
-/// into L1: a tile at a time, and side by side where a pass reads several
-/// tiles (each of those streams also prefetches into L2 a tile ahead,
-/// emitTiledGemv says why).
-constexpr int64_t kGemvPrefetchBytes = 4096;
-constexpr int64_t kGemvPassPrefetchBytes = 2048;
+/// How far ahead of its reads a tiled GEMV prefetches its weight streams
+/// into L1 (each also prefetches into L2 a tile ahead; emitTiledGemv says
+/// why).
+constexpr int64_t kGemvPrefetchBytes = 2048;
 
 /// How a tiled GEMV (emitTiledGemv) computes one of its streams, a tile of
 /// one matrix: the stream's accumulators, one block of the tile, and the
@@ -1206,16 +1204,14 @@ void emitTiledGemv(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o,
   auto emitTiles = [&](ArrayRef<Value> n0s, const NextClaim *next,
                        ArrayRef<Value> nextStreams) {
     const size_t nTiles = n0s.size();
-    // A pass of several tiles (streams) also prefetches each stream's next
-    // tile into L2, the block this one reads, and into L1 only 2 KiB ahead:
-    // the L2 lines are waited on by the core's L2 alone, while an L1
-    // prefetch holds one of the core's few line-fill buffers until its line
-    // arrives, so that far L1 prefetches would limit the misses in flight.
-    // `bench/stream_shapes.c`'s loop read 4-7% faster so than with L1
-    // prefetches 4 KiB ahead alone (docs/cpu-backend.md).
-    const bool tileAhead = nTiles > 1;
-    const int64_t nearBytes =
-        tileAhead ? kGemvPassPrefetchBytes : kGemvPrefetchBytes;
+    // Each stream prefetches the block it reads of its next tile into L2,
+    // and its lines only 2 KiB ahead into L1: an L1 prefetch holds one of
+    // the core's few line-fill buffers until its line arrives, so that far
+    // L1 prefetches would limit the lines in flight, where the L2 takes an
+    // L2 prefetch's request off the buffer and keeps more misses in flight.
+    // Decode of the benchmark model 1.07x, with K-quant weights 1.07x
+    // against L1 prefetches 4 KiB ahead alone (docs/cpu-backend.md).
+    const int64_t nearBytes = kGemvPrefetchBytes;
     const int64_t tileBytes = int64_t(R) * rowBytes;
     // From block `split` on, the L1 prefetches are past the tile.
     const int64_t split = std::max<int64_t>(0, blocks - nearBytes / runBytes);
@@ -1251,23 +1247,22 @@ void emitTiledGemv(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o,
                       b, e.loc, o.w, ValueRange{e.add(ahead, line)},
                       /*isWrite=*/false, /*localityHint=*/3,
                       /*isDataCache=*/true);
-                if (tileAhead) {
-                  // The stream's next tile follows this one; on a claim's
-                  // last pass it is the next claim's first, and after the
-                  // last claim there is none (the L1 line again).
-                  Value nextTile = e.add(tileBlock, tileBytes);
-                  if (next)
-                    nextTile = e.select(
-                        next->valid,
-                        e.add(nextStreams[stream], e.mul(blk, runBytes)),
-                        ahead);
-                  for (int64_t line = 0; line < runBytes;
-                       line += kCacheLineBytes)
-                    memref::PrefetchOp::create(
-                        b, e.loc, o.w, ValueRange{e.add(nextTile, line)},
-                        /*isWrite=*/false, /*localityHint=*/2,
-                        /*isDataCache=*/true);
-                }
+                // The stream's next tile follows this one. On a claim's last
+                // pass it is the next claim's first, and after the last
+                // claim there is none (the L1 line again). A tile read alone
+                // (one a pass, or the claim's rest) prefetches the tile
+                // after it, past the claim's end other work's (a tile a
+                // claim at most).
+                Value nextTile = e.add(tileBlock, tileBytes);
+                if (next)
+                  nextTile = e.select(
+                      next->valid,
+                      e.add(nextStreams[stream], e.mul(blk, runBytes)), ahead);
+                for (int64_t line = 0; line < runBytes; line += kCacheLineBytes)
+                  memref::PrefetchOp::create(
+                      b, e.loc, o.w, ValueRange{e.add(nextTile, line)},
+                      /*isWrite=*/false, /*localityHint=*/2,
+                      /*isDataCache=*/true);
                 body.addBlock(tileBlock, MutableArrayRef<Value>(acc).slice(
                                              perStream * stream, perStream));
               }
