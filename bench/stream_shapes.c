@@ -64,6 +64,16 @@ enum {
  * lane = row, so the block's 4 dots add into one vector and take 1
  * conversion and 1 FMA with the 8 scales repeated, no spread). A design
  * measurement: the bundle stores the first layout. */
+/* Byte i + distance of stream k (streams of `part` bytes from p): past the
+ * stream's end, in the next unit's stream k where there is one (the
+ * kernels' claim ahead). */
+static const char *stream_ahead(const uint8_t *p, const uint8_t *next,
+                                size_t part, int k, size_t i, size_t distance) {
+  if (next && i + distance >= part)
+    return (const char *)next + (size_t)k * part + (i + distance - part);
+  return (const char *)p + (size_t)k * part + i + distance;
+}
+
 static float read_tiles(const uint8_t *p, size_t bytes, int prefetch,
                         int compute, const uint8_t *next) {
   size_t part = bytes / kStreams / kBlock * kBlock;
@@ -85,20 +95,13 @@ static float read_tiles(const uint8_t *p, size_t bytes, int prefetch,
     for (int k = 0; k < kStreams; ++k) {
       const uint8_t *q = p + (size_t)k * part + i;
       if (prefetch) {
-        /* Past the stream's end: into the next unit's stream (the
-         * kernels' claim ahead), where there is one. */
-        size_t near = prefetch == 2 ? kNearPrefetch : kPrefetch;
-        const char *ahead = (const char *)q + near;
-        if (next && i + near >= part)
-          ahead = (const char *)next + (size_t)k * part + (i + near - part);
+        const char *ahead = stream_ahead(
+            p, next, part, k, i, prefetch == 2 ? kNearPrefetch : kPrefetch);
         for (int line = 0; line < kBlock; line += 64)
           _mm_prefetch(ahead + line, _MM_HINT_T0);
         if (prefetch == 2) {
           /* L2 a tile ahead (the stream's next tile). */
-          const char *tile = (const char *)q + kTileBytes;
-          if (next && i + kTileBytes >= part)
-            tile =
-                (const char *)next + (size_t)k * part + (i + kTileBytes - part);
+          const char *tile = stream_ahead(p, next, part, k, i, kTileBytes);
           for (int line = 0; line < kBlock; line += 64)
             _mm_prefetch(tile + line, _MM_HINT_T1);
         }

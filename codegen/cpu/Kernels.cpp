@@ -1211,10 +1211,10 @@ void emitTiledGemv(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o,
     // L2 prefetch's request off the buffer and keeps more misses in flight.
     // Decode of the benchmark model 1.07x, with K-quant weights 1.07x
     // against L1 prefetches 4 KiB ahead alone (docs/cpu-backend.md).
-    const int64_t nearBytes = kGemvPrefetchBytes;
     const int64_t tileBytes = int64_t(R) * rowBytes;
     // From block `split` on, the L1 prefetches are past the tile.
-    const int64_t split = std::max<int64_t>(0, blocks - nearBytes / runBytes);
+    const int64_t split =
+        std::max<int64_t>(0, blocks - kGemvPrefetchBytes / runBytes);
     e.loop(e.idx(0), o.tokens, 1, [&](Value t) {
       body.beginToken(e.add(o.xOff, e.mul(t, qRow)));
       SmallVector<Value> init = body.zeroAccumulators(nMats * nTiles);
@@ -1235,13 +1235,14 @@ void emitTiledGemv(Emitter &e, const MatmulSpec &spec, const MatmulOperands &o,
                 // hardware prefetcher alone left a thread's Q4_0 GEMV at 10
                 // GB/s where prefetching 4 KiB ahead reads 13-14 (one AVX2
                 // core, 512 MiB of weights).
-                Value ahead = e.add(tileBlock, nearBytes);
+                Value ahead = e.add(tileBlock, kGemvPrefetchBytes);
                 if (intoNext)
-                  ahead = e.select(next->valid,
-                                   e.add(nextStreams[stream],
-                                         e.add(e.mul(blk, runBytes),
-                                               nearBytes - blocks * runBytes)),
-                                   ahead);
+                  ahead = e.select(
+                      next->valid,
+                      e.add(nextStreams[stream],
+                            e.add(e.mul(blk, runBytes),
+                                  kGemvPrefetchBytes - blocks * runBytes)),
+                      ahead);
                 for (int64_t line = 0; line < runBytes; line += kCacheLineBytes)
                   memref::PrefetchOp::create(
                       b, e.loc, o.w, ValueRange{e.add(ahead, line)},
