@@ -13,7 +13,11 @@
  * ..., step, pass. Each step's weight rate (BYTES_PER_TOKEN over its time)
  * is set against the mean of the passes on either side of it, a few tens
  * of milliseconds away. It prints the median and quartiles of those
- * shares, the steps' and passes' overall rates, and the best pass.
+ * shares, the steps' and passes' overall rates, and the best pass; then,
+ * with the steps in quarters by the passes beside them, each quarter's
+ * median pass, step and share: how decode follows the memory when it is
+ * fast (on the Emerald Rapids guest decode's rate levels off near 28-29
+ * GB/s where the passes reach 34, docs/cpu-backend.md).
  *
  * Why: on a shared machine the read bandwidth swings by 2x within
  * minutes, and the benchmark's bound (the best of 5 ~35 ms passes) picks
@@ -35,6 +39,16 @@
 
 static int by_value(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* A step, the mean of the passes on either side of it, and its share. */
+typedef struct {
+  double passes, step, share;
+} Beside;
+
+static int by_passes_beside(const void *a, const void *b) {
+  double x = ((const Beside *)a)->passes, y = ((const Beside *)b)->passes;
   return x < y ? -1 : x > y;
 }
 
@@ -149,9 +163,13 @@ int main(int argc, char **argv) {
     step[i] = bytes_per_token / dt / 1e9;
     step_time += dt;
   }
-  for (int i = 0; i < pairs; ++i)
+  Beside *by_passes = malloc(sizeof(Beside) * (size_t)pairs);
+  for (int i = 0; i < pairs; ++i) {
     share[i] = step[i] / (0.5 * (pass[i] + pass[i + 1]));
+    by_passes[i] = (Beside){0.5 * (pass[i] + pass[i + 1]), step[i], share[i]};
+  }
   qsort(share, (size_t)pairs, sizeof(double), by_value);
+  qsort(by_passes, (size_t)pairs, sizeof(Beside), by_passes_beside);
   printf("decode_beside: median share %.3f (quartiles %.3f %.3f; %d steps, "
          "each against the read passes on either side); decode %.2f GB/s, "
          "passes %.2f GB/s, best pass %.2f GB/s (1024 MiB; %d threads; %d "
@@ -160,6 +178,27 @@ int main(int argc, char **argv) {
          bytes_per_token * pairs / step_time / 1e9,
          (double)bytes * (pairs + 1) / pass_time / 1e9, best_pass, threads,
          streams, streams == 1 ? "" : "s");
+  /* The steps in quarters by the passes beside them, slowest first: the
+   * medians of each quarter's passes, steps and shares. */
+  double quarter[3][4];
+  for (int q = 0; q < 4; ++q) {
+    int lo = pairs * q / 4, n = pairs * (q + 1) / 4 - lo;
+    for (int f = 0; f < 3; ++f) {
+      for (int i = 0; i < n; ++i)
+        share[i] = f == 0   ? by_passes[lo + i].passes
+                   : f == 1 ? by_passes[lo + i].step
+                            : by_passes[lo + i].share;
+      qsort(share, (size_t)n, sizeof(double), by_value);
+      quarter[f][q] = share[n / 2];
+    }
+  }
+  printf("decode_beside: by the passes beside each step, slowest to fastest "
+         "quarter: passes %.1f / %.1f / %.1f / %.1f GB/s, decode %.1f / %.1f "
+         "/ %.1f / %.1f GB/s, share %.3f / %.3f / %.3f / %.3f\n",
+         quarter[0][0], quarter[0][1], quarter[0][2], quarter[0][3],
+         quarter[1][0], quarter[1][1], quarter[1][2], quarter[1][3],
+         quarter[2][0], quarter[2][1], quarter[2][2], quarter[2][3]);
+  free(by_passes);
   read_pool_stop(&pool);
   moec_model_close(model);
   return 0;

@@ -202,10 +202,18 @@ def measure_beside(work, cc, mflags, outdir, bundle, prompt, steps, threads,
         raise BenchError(f"decode_beside printed no figure: {stdout!r}")
     log(stdout.strip())
     g = [float(x) for x in m.groups()]
-    return {"median_share": g[0], "share_quartiles": [g[1], g[2]],
-            "steps": int(g[3]), "decode_GBps": g[4], "passes_GBps": g[5],
-            "best_pass_GBps": g[6], "streams_per_thread": streams,
-            "line": stdout.strip()}
+    result = {"median_share": g[0], "share_quartiles": [g[1], g[2]],
+              "steps": int(g[3]), "decode_GBps": g[4], "passes_GBps": g[5],
+              "best_pass_GBps": g[6], "streams_per_thread": streams,
+              "line": stdout.strip()}
+    # The steps in quarters by the passes beside them, slowest first.
+    q = re.search(r"quarter: passes ([0-9. /]+) GB/s, decode ([0-9. /]+) GB/s, "
+                  r"share ([0-9. /]+)", stdout)
+    if q:
+        result["by_pass_quarter"] = {
+            key: [float(x) for x in q.group(i + 1).split("/")]
+            for i, key in enumerate(("passes_GBps", "decode_GBps", "share"))}
+    return result
 
 
 # ---------------------------------------------------------------- model
