@@ -42,6 +42,12 @@ static int by_value(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
+/* Sorts v[0..n) and returns its middle element. */
+static double median(double *v, int n) {
+  qsort(v, (size_t)n, sizeof(double), by_value);
+  return v[n / 2];
+}
+
 /* A step, the mean of the passes on either side of it, and its share. */
 typedef struct {
   double passes, step, share;
@@ -179,18 +185,18 @@ int main(int argc, char **argv) {
          (double)bytes * (pairs + 1) / pass_time / 1e9, best_pass, threads,
          streams, streams == 1 ? "" : "s");
   /* The steps in quarters by the passes beside them, slowest first: the
-   * medians of each quarter's passes, steps and shares. */
-  double quarter[3][4];
+   * medians of each quarter's passes (by_passes is in their order), steps
+   * and shares (sorted in `scratch`: the step rates, printed above). */
+  double quarter[3][4], *scratch = step;
   for (int q = 0; q < 4; ++q) {
     int lo = pairs * q / 4, n = pairs * (q + 1) / 4 - lo;
-    for (int f = 0; f < 3; ++f) {
-      for (int i = 0; i < n; ++i)
-        share[i] = f == 0   ? by_passes[lo + i].passes
-                   : f == 1 ? by_passes[lo + i].step
-                            : by_passes[lo + i].share;
-      qsort(share, (size_t)n, sizeof(double), by_value);
-      quarter[f][q] = share[n / 2];
-    }
+    quarter[0][q] = by_passes[lo + n / 2].passes;
+    for (int i = 0; i < n; ++i)
+      scratch[i] = by_passes[lo + i].step;
+    quarter[1][q] = median(scratch, n);
+    for (int i = 0; i < n; ++i)
+      scratch[i] = by_passes[lo + i].share;
+    quarter[2][q] = median(scratch, n);
   }
   printf("decode_beside: by the passes beside each step, slowest to fastest "
          "quarter: passes %.1f / %.1f / %.1f / %.1f GB/s, decode %.1f / %.1f "
