@@ -18,17 +18,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <time.h>
+
+#include "pass_clock.h"
 
 #ifndef __AVX2__
 #error "read_pass.h needs AVX2 (-mavx2)"
 #endif
 
-static inline double read_pass_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+static inline double read_pass_now(void) { return pass_clock_now(); }
 
 /* 8 loads (256 bytes) from q into the 4 accumulators. */
 static inline void read_pass_add8(const __m256i *q, __m256i acc[4]) {
@@ -77,6 +74,7 @@ struct ReadPool {
   volatile int quit;
   pthread_barrier_t start, end;
   ReadSlice *slices;
+  PassSpan *spans; /* each reader's last pass, by its own clock */
   pthread_t *ids;
 };
 
@@ -87,7 +85,10 @@ static void *read_pool_worker(void *arg) {
     pthread_barrier_wait(&s->pool->start);
     if (s->pool->quit)
       return NULL;
+    PassSpan *span = &s->pool->spans[s->index];
+    span->began = pass_clock_now();
     s->sink += read_pass(s->begin, s->count, s->pool->streams);
+    span->ended = pass_clock_now();
     pthread_barrier_wait(&s->pool->end);
   }
 }
@@ -108,8 +109,9 @@ static int read_pool_start(ReadPool *pool, size_t bytes, int threads,
   madvise(pool->buffer, bytes, MADV_HUGEPAGE); /* advice: fine if refused */
 #endif
   pool->slices = calloc((size_t)threads, sizeof(ReadSlice));
+  pool->spans = calloc((size_t)threads, sizeof(PassSpan));
   pool->ids = calloc((size_t)threads, sizeof(pthread_t));
-  if (!pool->slices || !pool->ids)
+  if (!pool->slices || !pool->spans || !pool->ids)
     return -1;
   pthread_barrier_init(&pool->start, NULL, (unsigned)threads + 1);
   pthread_barrier_init(&pool->end, NULL, (unsigned)threads + 1);
@@ -128,12 +130,13 @@ static int read_pool_start(ReadPool *pool, size_t bytes, int threads,
   return 0;
 }
 
-/* One pass of every reader over its slice; returns its seconds. */
+/* One pass of every reader over its slice; returns its seconds, from the
+ * first reader's start to the last one's end (pass_clock.h says why not
+ * by this thread's clock). */
 static double read_pool_pass(ReadPool *pool) {
   pthread_barrier_wait(&pool->start);
-  double t0 = read_pass_now();
   pthread_barrier_wait(&pool->end);
-  return read_pass_now() - t0;
+  return pass_clock_window(pool->spans, pool->threads);
 }
 
 /* Stops the readers and frees the buffer; returns the sum of every pass's
@@ -148,6 +151,7 @@ static long long read_pool_stop(ReadPool *pool) {
   }
   free(pool->buffer);
   free(pool->slices);
+  free(pool->spans);
   free(pool->ids);
   return sink;
 }
