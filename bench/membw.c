@@ -11,7 +11,9 @@
  * streams at once, and on some machines (a Sapphire Rapids guest) 4 streams
  * per thread read about a fifth faster than one. Built by
  * bench/decode_prefill.py with clang -O2 and explicit -m flags (never
- * -march=native). The reading itself is bench/read_pass.h's.
+ * -march=native). The reading itself is bench/read_pass.h's; a pass lasts
+ * from the first reader's start to the last reader's end, by their own
+ * clocks (bench/pass_clock.h says why).
  */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -55,7 +57,11 @@ int main(int argc, char **argv) {
     if (dt < best)
       best = dt;
     sum += dt;
-    fprintf(stderr, "membw: pass %d: %.2f GB/s\n", r + 1, (double)bytes / dt / 1e9);
+    fprintf(stderr,
+            "membw: pass %d: %.2f GB/s (by this thread's clock around the "
+            "barriers, which can start late: %.2f)\n",
+            r + 1, (double)bytes / dt / 1e9,
+            (double)bytes / pool.caller_seconds / 1e9);
   }
   long long sink = read_pool_stop(&pool);
   printf("membw: %.2f GB/s (best of %d; mean %.2f GB/s; %lld MiB; %d threads; "
