@@ -1354,14 +1354,24 @@ Error Compilation::emit(StringRef outDir) {
   std::string bundlePath = outputs.add("model.moeb");
   say("writing model.moeb while generating code for " + options.target.name);
   std::string bundleError;
+  auto emitStart = std::chrono::steady_clock::now();
+  double bundleSeconds = 0;
   std::thread bundleWriter([&, progress = progressBar("model.moeb")] {
     if (Error e =
             emit::writeBundle(*store, bundlePath, bundleOptions, progress))
       bundleError = toString(std::move(e));
+    bundleSeconds = secondsSince(emitStart);
   });
   Error codeError = emitCode();
+  double codeSeconds = secondsSince(emitStart);
   bundleWriter.join();
   endProgressBar();
+  // The two sides' own times: repacking the weights is bound by the
+  // storage, generating code by one core, and which one the whole waits
+  // for differs between machines.
+  say("wrote model.moeb in " + printed("%.1f", bundleSeconds) +
+      " s; generated and linked the code in " + printed("%.1f", codeSeconds) +
+      " s");
   if (!bundleError.empty()) {
     consumeError(std::move(codeError));
     return makeError(bundleError);

@@ -98,15 +98,22 @@ public:
   /// again soon, so that their pages leave this process's memory: a pass
   /// over a model larger than memory (compression, bundle writing) then
   /// keeps its resident set to what it is working on. Reading them again
-  /// still works (from storage).
+  /// still works (from storage). Does nothing for a source smaller than
+  /// half of the physical memory, which stays cached.
   void releaseBytes(const StoredTensor &t, uint64_t offset,
                     uint64_t size) const;
+  /// Overrides open()'s choice of whether releaseBytes gives pages back
+  /// (tests reach the release on small models this way).
+  void setReleasesPages(bool on) { releasesPages = on; }
   /// The GGUF file, for GGUF models (metadata such as the tokenizer).
   const gguf::GgufFile *getGguf() const { return ggufFile.get(); }
 
 private:
   WeightStore() = default;
   llvm::Error addTensors(const llvm::StringMap<unsigned> &shardOf);
+  /// open() without the choice of releasesPages.
+  static llvm::Expected<std::unique_ptr<WeightStore>>
+  openByName(llvm::StringRef path);
   static llvm::Expected<std::unique_ptr<WeightStore>>
   openGguf(llvm::StringRef path);
   static llvm::Expected<std::unique_ptr<WeightStore>>
@@ -120,6 +127,9 @@ private:
   std::vector<std::unique_ptr<safetensors::SafetensorsFile>> shards;
   std::vector<StoredTensor> tensors;
   llvm::StringMap<size_t> index;
+  /// Whether releaseBytes gives pages back: only for sources larger than
+  /// half of the physical memory (open()).
+  bool releasesPages = true;
 };
 
 } // namespace moec::model
