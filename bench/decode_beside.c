@@ -16,8 +16,8 @@
  * shares, the steps' and passes' overall rates, and the best pass; then,
  * with the steps in quarters by the passes beside them, each quarter's
  * median pass, step and share: how decode follows the memory when it is
- * fast (on the Emerald Rapids guest decode's rate levels off near 28-29
- * GB/s where the passes reach 34, docs/cpu-backend.md).
+ * fast (docs/cpu-backend.md, "The bound's clock": with the passes timed
+ * by their readers, the shares stay near flat across the quarters).
  *
  * Why: on a shared machine the read bandwidth swings by 2x within
  * minutes, and the benchmark's bound (the best of 5 ~35 ms passes) picks
@@ -162,10 +162,10 @@ int main(int argc, char **argv) {
       best_pass = pass[i];
     if (i == pairs)
       break;
-    double t0 = read_pass_now();
+    double t0 = pass_clock_now();
     if (moec_model_decode(model, prompt[(i * 7) % prompt_len]) != 0)
       goto failed;
-    dt = read_pass_now() - t0;
+    dt = pass_clock_now() - t0;
     step[i] = bytes_per_token / dt / 1e9;
     step_time += dt;
   }

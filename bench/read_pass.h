@@ -25,8 +25,6 @@
 #error "read_pass.h needs AVX2 (-mavx2)"
 #endif
 
-static inline double read_pass_now(void) { return pass_clock_now(); }
-
 /* 8 loads (256 bytes) from q into the 4 accumulators. */
 static inline void read_pass_add8(const __m256i *q, __m256i acc[4]) {
   acc[0] = _mm256_add_epi64(acc[0], _mm256_load_si256(q + 0));
